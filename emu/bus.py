@@ -1,0 +1,118 @@
+"""The I/O port bus: address decoding between IN/OUT instructions and device models.
+
+Ranges are sorted and never overlap (``map`` raises on overlap or zero length). A 16- or
+32-bit access to a byte-wide device is split into byte accesses here, not in the devices.
+A read from a port nobody decodes returns all-ones for the access size, as an ISA bus with
+pull-ups does, and is logged once per port; writes to such ports are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class PortDevice(Protocol):
+    def read(self, offset: int, size: int) -> int: ...
+
+    def write(self, offset: int, size: int, value: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class PortRange:
+    base: int
+    length: int
+    device: PortDevice
+    name: str
+    byte_only: bool = True
+
+    @property
+    def end(self) -> int:
+        return self.base + self.length
+
+
+@dataclass
+class PortBus:
+    """Sorted, non-overlapping port ranges with all-ones for unmapped reads."""
+
+    ranges: list[PortRange] = field(default_factory=list)
+    unmapped_reads: int = 0
+    unmapped_writes: int = 0
+    _bases: list[int] = field(default_factory=list, repr=False)
+    _logged: set[tuple[str, int]] = field(default_factory=set, repr=False)
+
+    def map(
+        self, base: int, length: int, device: PortDevice, name: str, *, byte_only: bool = True
+    ) -> PortRange:
+        if length <= 0:
+            raise ConfigError(f"port range for {name} has zero length")
+        if base < 0 or base + length > 0x10000:
+            raise ConfigError(f"port range for {name} is outside 0x0000-0xFFFF")
+        new = PortRange(base, length, device, name, byte_only)
+        i = bisect.bisect_left(self._bases, base)
+        for neighbour in self.ranges[max(0, i - 1) : i + 1]:
+            if neighbour.base < new.end and base < neighbour.end:
+                raise ConfigError(
+                    f"ports 0x{base:x}-0x{new.end - 1:x} ({name}) overlap "
+                    f"0x{neighbour.base:x}-0x{neighbour.end - 1:x} ({neighbour.name})"
+                )
+        self.ranges.insert(i, new)
+        self._bases.insert(i, base)
+        return new
+
+    def find(self, port: int) -> PortRange | None:
+        i = bisect.bisect_right(self._bases, port) - 1
+        if i >= 0:
+            r = self.ranges[i]
+            if port < r.end:
+                return r
+        return None
+
+    def read(self, port: int, size: int) -> int:
+        r = self.find(port)
+        if r is not None and (not r.byte_only or size == 1) and port + size <= r.end:
+            return r.device.read(port - r.base, size) & ((1 << (8 * size)) - 1)
+        if size == 1:
+            if r is None:
+                self._unmapped("read", port)
+                return 0xFF
+            return r.device.read(port - r.base, 1) & 0xFF
+        # Wide access to a byte device (or across ranges): one byte per port, little-endian.
+        value = 0
+        for i in range(size):
+            value |= self.read(port + i, 1) << (8 * i)
+        return value
+
+    def write(self, port: int, size: int, value: int) -> None:
+        r = self.find(port)
+        if r is not None and (not r.byte_only or size == 1) and port + size <= r.end:
+            r.device.write(port - r.base, size, value & ((1 << (8 * size)) - 1))
+            return
+        if size == 1:
+            if r is None:
+                self._unmapped("write", port)
+                return
+            r.device.write(port - r.base, 1, value & 0xFF)
+            return
+        for i in range(size):
+            self.write(port + i, 1, (value >> (8 * i)) & 0xFF)
+
+    def _unmapped(self, kind: str, port: int) -> None:
+        if kind == "read":
+            self.unmapped_reads += 1
+        else:
+            self.unmapped_writes += 1
+        if (kind, port) not in self._logged:
+            self._logged.add((kind, port))
+            what = "reads as 0xFF" if kind == "read" else "write dropped"
+            log.info("port 0x%04x: no device decodes this port (%s)", port, what)
+
+    def describe(self) -> list[tuple[int, int, str]]:
+        """(first port, last port, device name) for every range, in address order."""
+        return [(r.base, r.end - 1, r.name) for r in self.ranges]

@@ -1,0 +1,278 @@
+"""The machine: guest RAM, the CPU core, the port bus and the devices, wired in one place.
+
+>>> from emu import Machine                                     # doctest: +SKIP
+>>> m = Machine.from_elf("images/build/hello.elf", cmdline="console=com1")  # doctest: +SKIP
+>>> result = m.run(max_instructions=50_000_000)                 # doctest: +SKIP
+>>> result.stop_reason, result.exit_code                        # doctest: +SKIP
+('debug-exit', 0)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from devices.debug_exit import DebugConsole, DebugExit
+from devices.irq import IrqLine
+from devices.uart16550 import COM_PORTS, Uart16550
+from firmware import BootPlan, ModuleSpec, boot_kernel
+
+from . import unicorn_core as core
+from .bus import PortBus
+from .cpu import CpuState
+from .errors import ConfigError
+from .report import RunResult, exit_status_for
+from .version import LOADER_NAME
+
+DEFAULT_MEMORY = 128 << 20
+MIN_MEMORY = 2 << 20
+MAX_MEMORY = 3 << 30
+# A slice is the longest stretch run without looking at the wall clock or the devices.
+SLICE_INSTRUCTIONS = 2_000_000
+NO_LIMIT = 1 << 62
+
+
+def parse_memory_size(text: str | int) -> int:
+    """'128M', '128MiB', '1G', '64m' or a byte count -> bytes (a multiple of 1 MiB)."""
+    if isinstance(text, int):
+        size = text
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*([kKmMgG]?)(?:i?[bB])?\s*", text)
+        if not m:
+            raise ConfigError(f"memory size {text!r} is not a size such as 128M or 1G")
+        size = int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2).lower()]
+    if size % (1 << 20) or not MIN_MEMORY <= size <= MAX_MEMORY:
+        raise ConfigError(
+            f"memory size {size} bytes: must be a whole number of MiB from 2M to 3G"
+        )
+    return size
+
+
+@dataclass
+class Machine:
+    """A PC with one x86-64 CPU, RAM, COM1, isa-debug-exit and the 0xE9 console.
+
+    Args:
+        memory: RAM size ("128M", "1G" or bytes).
+        serial_sink: where COM1 output goes besides ``RunResult.serial`` (a callable taking bytes).
+        serial_input: bytes the host types into COM1, delivered as the guest reads them.
+        debug_exit: map QEMU's isa-debug-exit device (writing v exits with status (v<<1)|1).
+        debug_exit_port: its I/O port (QEMU's default 0xF4).
+    """
+
+    memory: int | str = DEFAULT_MEMORY
+    serial_sink: Callable[[bytes], None] | None = None
+    serial_input: bytes = b""
+    debug_exit: bool = True
+    debug_exit_port: int = 0xF4
+    ram: np.ndarray = field(init=False, repr=False)
+    bus: PortBus = field(init=False, repr=False)
+    boot: BootPlan | None = field(init=False, default=None)
+    kernel_path: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        size = parse_memory_size(self.memory)
+        self.memory = size
+        self.ram = np.zeros(size, np.uint8)
+        self.bus = PortBus()
+        self.core = core.UnicornCore(self.ram, self.bus.read, self.bus.write)
+        self._serial = bytearray()
+        self._console = bytearray()
+        self._exit_value: int | None = None
+        self._wire_devices()
+        if self.serial_input:
+            self.com1.enqueue_input(bytes(self.serial_input))
+
+    def _wire_devices(self) -> None:
+        base, irq = COM_PORTS["COM1"]
+        self.com1_irq = IrqLine(f"IRQ{irq}")  # wired to the 8259 once it is modelled
+        self.com1 = Uart16550(self.com1_irq, self._serial_out, name="COM1")
+        self.bus.map(base, 8, self.com1, "COM1 (16550A)")
+        self.console = DebugConsole(self._console_out)
+        self.bus.map(0xE9, 1, self.console, "debugcon (port 0xE9)")
+        if self.debug_exit:
+            self.exit_device = DebugExit(self._on_debug_exit)
+            self.bus.map(self.debug_exit_port, 1, self.exit_device, "isa-debug-exit")
+
+    # -------------------------------------------------------------- devices
+    def _serial_out(self, data: bytes) -> None:
+        if self._exit_value is not None:
+            return  # QEMU has already exited: nothing after the exit write is seen
+        self._serial += data
+        if self.serial_sink is not None:
+            self.serial_sink(data)
+
+    def _console_out(self, data: bytes) -> None:
+        if self._exit_value is None:
+            self._console += data
+
+    def _on_debug_exit(self, value: int) -> None:
+        if self._exit_value is None:
+            self._exit_value = value
+            self.core.request_stop(f"isa-debug-exit written with 0x{value:x}")
+
+    # ----------------------------------------------------------------- boot
+    @classmethod
+    def from_elf(
+        cls,
+        path: str | os.PathLike,
+        *,
+        memory: int | str = DEFAULT_MEMORY,
+        cmdline: str = "",
+        modules: Sequence[ModuleSpec | str] = (),
+        protocol: str = "auto",
+        **options,
+    ) -> Machine:
+        """Create a machine and load a Multiboot2 or Multiboot1 kernel the way GRUB 2.06 does."""
+        machine = cls(memory=memory, **options)
+        machine.load(path, cmdline=cmdline, modules=modules, protocol=protocol)
+        return machine
+
+    def load(
+        self,
+        path: str | os.PathLike,
+        *,
+        cmdline: str = "",
+        modules: Sequence[ModuleSpec | str] = (),
+        protocol: str = "auto",
+    ) -> BootPlan:
+        specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
+        plan = boot_kernel(
+            path,
+            self.ram,
+            cmdline=cmdline,
+            modules=specs,
+            protocol=protocol,
+            loader_name=LOADER_NAME,
+        )
+        self.boot = plan
+        self.kernel_path = os.fspath(path)
+        self.core.enter_grub_protected_mode(
+            gdt_base=plan.gdt_base, gdt_limit=plan.gdt_limit, entry=plan.stub_addr, registers={}
+        )
+        # The loader wrote code into RAM behind the engine's back: drop stale translations.
+        self.core.uc.ctl_flush_tb()
+        return plan
+
+    # ------------------------------------------------------------------ run
+    @property
+    def instructions(self) -> int:
+        return self.core.icount
+
+    @property
+    def serial(self) -> bytes:
+        return bytes(self._serial)
+
+    def cpu_state(self) -> CpuState:
+        return self.core.state()
+
+    def read_physical(self, address: int, size: int) -> bytes:
+        if address < 0 or address + size > self.ram.size:
+            raise ConfigError(f"physical range 0x{address:x}+{size} is outside guest RAM")
+        return self.ram[address : address + size].tobytes()
+
+    def run(
+        self, max_instructions: int | None = None, timeout: float | None = None
+    ) -> RunResult:
+        """Run until the guest stops, ``max_instructions`` retire, or ``timeout`` wall seconds.
+
+        Instruction counts, serial bytes and the final state are the same on every run of the
+        same kernel with the same options; only ``timeout`` depends on the host's speed.
+        """
+        if self.boot is None:
+            raise ConfigError("no kernel loaded: use Machine.from_elf() or load() first")
+        start_icount = self.core.icount
+        limit = NO_LIMIT if max_instructions is None else start_icount + max_instructions
+        t0 = time.perf_counter()
+        while True:
+            if self._exit_value is not None:
+                return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
+            if timeout is not None and time.perf_counter() - t0 >= timeout:
+                return self._result("timeout", t0, detail=f"{timeout:g} s of wall time elapsed")
+            icount = self.core.icount
+            if icount >= limit:
+                return self._result("instruction-limit", t0, detail=f"{limit - start_icount:,} instructions")
+            deadline = min(limit, icount + SLICE_INSTRUCTIONS)
+            end = self.core.run_slice(deadline, limit)
+            if end.kind == core.KIND_DEADLINE:
+                continue
+            if end.kind == core.KIND_LIMIT:
+                stopped = self._step_to(limit)
+                if stopped is not None:
+                    return self._finish(stopped, t0)
+                continue
+            return self._finish(end, t0)
+
+    def _step_to(self, limit: int) -> core.SliceEnd | None:
+        """Single-step the few instructions left before an exact instruction limit."""
+        while self.core.icount < limit:
+            end = self.core.step()
+            if end is not None and end.kind != core.KIND_HALT:
+                return end
+            if self._exit_value is not None:
+                return core.SliceEnd(core.KIND_REQUESTED)
+            if end is not None:
+                return end
+        return None
+
+    def step(self) -> RunResult | None:
+        """Execute one instruction. Returns a result if that ended the run, else None."""
+        t0 = time.perf_counter()
+        end = self.core.step()
+        if self._exit_value is not None:
+            return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
+        if end is None:
+            return None
+        return self._finish(end, t0)
+
+    def _finish(self, end: core.SliceEnd, t0: float) -> RunResult:
+        if end.kind == core.KIND_REQUESTED and self._exit_value is not None:
+            return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
+        if end.kind == core.KIND_HALT:
+            state = self.core.state()
+            if state.interrupts_enabled:
+                why = "HLT with IF=1, but no device can raise an interrupt (no PIC is modelled yet)"
+            else:
+                why = "HLT with interrupts disabled (IF=0): the CPU can never resume"
+            return self._result("halted", t0, detail=why, state=state)
+        if end.kind == core.KIND_EXCEPTION:
+            return self._result("exception", t0, exception=end.exception)
+        if end.kind == core.KIND_UNMAPPED:
+            return self._result("unmapped-memory", t0, detail=end.detail)
+        if end.kind == core.KIND_UNSUPPORTED:
+            return self._result("unsupported", t0, detail=end.detail)
+        return self._result("stopped", t0, detail=end.detail)
+
+    def _result(
+        self,
+        reason: str,
+        t0: float,
+        *,
+        detail: str = "",
+        exception: core.GuestException | None = None,
+        state: CpuState | None = None,
+    ) -> RunResult:
+        state = state or self.core.state()
+        fault_insn = None
+        if exception is not None and not exception.software:
+            fault_insn = self.core.disassemble(exception.rip, state.code_bits, 1)
+        return RunResult(
+            stop_reason=reason,
+            exit_code=self._exit_value if reason == "debug-exit" else None,
+            exit_status=exit_status_for(reason, self._exit_value),
+            instructions=self.core.icount,
+            serial=bytes(self._serial),
+            console=bytes(self._console),
+            cpu=state,
+            exception=exception,
+            detail=detail,
+            wall_seconds=time.perf_counter() - t0,
+            kernel=self.kernel_path,
+            boot=self.boot,
+            faulting_instruction=fault_insn[0] if fault_insn else None,
+        )

@@ -1,0 +1,149 @@
+"""What a run ends with: ``RunResult``, its one-screen report, and the process exit status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .cpu import CpuState
+
+EXCEPTION_NAMES = {
+    0: ("#DE", "divide error"),
+    1: ("#DB", "debug"),
+    2: ("NMI", "non-maskable interrupt"),
+    3: ("#BP", "breakpoint"),
+    4: ("#OF", "overflow"),
+    5: ("#BR", "BOUND range exceeded"),
+    6: ("#UD", "invalid opcode"),
+    7: ("#NM", "device not available"),
+    8: ("#DF", "double fault"),
+    9: ("CSO", "coprocessor segment overrun"),
+    10: ("#TS", "invalid TSS"),
+    11: ("#NP", "segment not present"),
+    12: ("#SS", "stack-segment fault"),
+    13: ("#GP", "general protection"),
+    14: ("#PF", "page fault"),
+    16: ("#MF", "x87 floating-point error"),
+    17: ("#AC", "alignment check"),
+    18: ("#MC", "machine check"),
+    19: ("#XM", "SIMD floating-point exception"),
+    20: ("#VE", "virtualization exception"),
+    21: ("#CP", "control protection"),
+}
+
+# Exit status of `triplefault run` per stop reason (debug-exit follows QEMU: (v << 1) | 1).
+EXIT_HALTED = 0
+EXIT_GUEST_CRASHED = 3  # exception, triple fault, access outside RAM, unsupported instruction
+EXIT_LIMIT = 4  # instruction limit or wall-clock timeout reached
+
+
+def exit_status_for(reason: str, exit_value: int | None) -> int:
+    if reason == "debug-exit" and exit_value is not None:
+        return ((exit_value << 1) | 1) & 0xFF
+    if reason == "halted":
+        return EXIT_HALTED
+    if reason in ("instruction-limit", "timeout"):
+        return EXIT_LIMIT
+    return EXIT_GUEST_CRASHED
+
+
+def vector_name(vector: int) -> str:
+    short, long = EXCEPTION_NAMES.get(vector, (f"INT 0x{vector:02x}", "interrupt"))
+    return f"{short} ({long})" if vector in EXCEPTION_NAMES else short
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """How a run ended, with everything needed to explain it."""
+
+    stop_reason: str  # halted | debug-exit | exception | triple-fault | instruction-limit | timeout | unmapped-memory | unsupported
+    exit_code: int | None  # the value written to isa-debug-exit
+    exit_status: int  # what `triplefault run` exits with
+    instructions: int  # instructions retired since power-on (the virtual clock)
+    serial: bytes  # everything the guest wrote to COM1
+    console: bytes  # everything written to the 0xE9 console
+    cpu: CpuState
+    exception: Any  # unicorn_core.GuestException | None
+    detail: str
+    wall_seconds: float
+    kernel: str | None = None
+    boot: Any = None  # firmware.BootPlan
+    faulting_instruction: tuple[int, bytes, str] | None = None
+
+    @property
+    def virtual_time_ns(self) -> int:
+        return self.instructions  # 1 instruction = 1 ns at the nominal 1 GHz
+
+    def headline(self) -> str:
+        if self.stop_reason == "exception" and self.exception is not None:
+            e = self.exception
+            text = f"exception: {vector_name(e.vector)}"
+            if e.error_code is not None:
+                text += f", error code 0x{e.error_code:x}"
+            if e.cr2 is not None:
+                text += f", CR2=0x{e.cr2:x}"
+            return text + f" at RIP 0x{e.rip:x} in {e.mode} mode (CPL {e.cpl})"
+        if self.stop_reason == "debug-exit":
+            return (
+                f"debug-exit: the guest wrote {self.exit_code} to isa-debug-exit "
+                f"(exit status {self.exit_status})"
+            )
+        return f"{self.stop_reason}: {self.detail}" if self.detail else self.stop_reason
+
+    def describe(self) -> str:
+        """The run report printed by `triplefault run`."""
+        c = self.cpu
+        lines = [f"stop: {self.headline()}"]
+        if self.faulting_instruction is not None:
+            addr, raw, text = self.faulting_instruction
+            lines.append(f"  faulting instruction: 0x{addr:x}: {raw.hex(' ')}  {text}")
+        elif self.exception is not None:
+            lines.append("  faulting instruction: (bytes at RIP cannot be read)")
+        if self.exception is not None and not self.exception.software:
+            lines.append(
+                "  (exception delivery through the guest's IDT is not modelled yet: "
+                "the run stops at the first exception)"
+            )
+        lines += [
+            f"instructions: {self.instructions:,} (virtual time {self.virtual_time_ns / 1e6:.3f} ms)",
+            f"cpu: {c.mode} CPL{c.cpl} RIP=0x{c.rip:x} RFLAGS=0x{c.rflags:x} "
+            f"IF={int(c.interrupts_enabled)}",
+            f"     CR0=0x{c.cr0:x} CR2=0x{c.cr2:x} CR3=0x{c.cr3:x} CR4=0x{c.cr4:x} EFER=0x{c.efer:x}",
+            f"     GDTR=0x{c.gdtr[0]:x}/0x{c.gdtr[1]:x} IDTR=0x{c.idtr[0]:x}/0x{c.idtr[1]:x} "
+            f"CS=0x{c.segments['cs'].selector:x} SS=0x{c.segments['ss'].selector:x}",
+            f"serial: {len(self.serial):,} bytes; wall time {self.wall_seconds:.3f} s",
+        ]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        exc = None
+        if self.exception is not None:
+            e = self.exception
+            exc = {
+                "vector": e.vector,
+                "name": vector_name(e.vector),
+                "rip": e.rip,
+                "error_code": e.error_code,
+                "cr2": e.cr2,
+                "software": e.software,
+                "mode": e.mode,
+                "cpl": e.cpl,
+            }
+        fi = self.faulting_instruction
+        return {
+            "kernel": self.kernel,
+            "stop_reason": self.stop_reason,
+            "detail": self.detail,
+            "exit_code": self.exit_code,
+            "exit_status": self.exit_status,
+            "instructions": self.instructions,
+            "virtual_time_ns": self.virtual_time_ns,
+            "serial": self.serial.decode("latin-1"),
+            "console": self.console.decode("latin-1"),
+            "exception": exc,
+            "faulting_instruction": None
+            if fi is None
+            else {"address": fi[0], "bytes": fi[1].hex(), "text": fi[2]},
+            "cpu": self.cpu.to_dict(),
+            "wall_seconds": self.wall_seconds,
+        }

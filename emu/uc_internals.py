@@ -1,0 +1,179 @@
+"""Checked access to the Unicorn 2.1.4 internals the design relies on.
+
+Unicorn exposes no API for hidden CPU state (hflags, segment caches, the pending error code,
+the sticky ``old_exception``), and hooks compiled with numba need the address of QEMU's
+``CPUX86State env`` to read CR3 or IF without a call. This module finds ``env`` once per engine
+and verifies every offset it uses by a register round trip, so a different Unicorn build fails
+with one clear error instead of silently reading garbage (architecture.md, decision 4).
+
+Offsets and the discovery method are from unicorn-2.1.4.md, Appendix A.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+
+import unicorn
+from unicorn import x86_const as X
+
+from .errors import EngineError
+
+SUPPORTED_VERSION = 0x020104FF  # uc_version() of the 2.1.4 final release
+
+# CPUX86State field offsets, relative to env (QEMU 5.0 layout inside Unicorn 2.1.4).
+ENV_REGS = 0  # regs[16]: RAX RCX RDX RBX RSP RBP RSI RDI R8..R15
+ENV_EIP = 128
+ENV_EFLAGS = 136
+ENV_HFLAGS = 176
+ENV_SEGS = (
+    184  # segs[6] (ES CS SS DS FS GS), 24 bytes each: u32 sel, u64 base, u32 limit, u32 flags
+)
+SEG_SIZE = 24
+ENV_CR0 = 424
+ENV_CR2 = 440
+ENV_CR3 = 448
+ENV_CR4 = 456
+ENV_EFER = 592
+ENV_ERROR_CODE = 5384
+ENV_EXCEPTION_IS_INT = 5388
+ENV_OLD_EXCEPTION = 5496
+
+MSR_EFER = 0xC0000080
+
+SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS = range(6)
+
+# hflags bits (target/i386/cpu.h)
+HF_CPL_MASK = 0x3
+HF_INHIBIT_IRQ = 1 << 3  # STI / MOV SS interrupt shadow
+HF_CS32 = 1 << 4
+HF_SS32 = 1 << 5
+HF_PE = 1 << 7
+HF_LMA = 1 << 14
+HF_CS64 = 1 << 15
+
+# Offsets found by the scan below for 2.1.4 (kept as the first guess, then verified).
+_UC_REG_READ_SLOT = 136
+_UC_CPU_POINTERS_AFTER_REG_READ = 38
+_CPU_TO_ENV = 35408
+
+
+def _lib() -> ctypes.CDLL:
+    return unicorn.unicorn_py3.unicorn.uclib  # the handle the binding itself loaded
+
+
+def _u64(addr: int) -> int:
+    return ctypes.c_uint64.from_address(addr).value
+
+
+def uc_handle(uc: unicorn.Uc) -> int:
+    """The ``uc_engine*`` of a Python ``Uc`` object, as an integer."""
+    return int(uc._uch.value)
+
+
+def function_address(name: str) -> int:
+    """Address of an exported libunicorn function (for numba hooks that call it)."""
+    return ctypes.cast(getattr(_lib(), name), ctypes.c_void_p).value or 0
+
+
+@dataclass(frozen=True)
+class EngineInternals:
+    """Where ``env`` lives for one engine, with read helpers that have no side effects."""
+
+    env: int
+
+    def u64(self, offset: int) -> int:
+        return _u64(self.env + offset)
+
+    def u32(self, offset: int) -> int:
+        return ctypes.c_uint32.from_address(self.env + offset).value
+
+    def i32(self, offset: int) -> int:
+        return ctypes.c_int32.from_address(self.env + offset).value
+
+    def write_i32(self, offset: int, value: int) -> None:
+        ctypes.c_int32.from_address(self.env + offset).value = value
+
+    @property
+    def hflags(self) -> int:
+        return self.u32(ENV_HFLAGS)
+
+    def segment(self, index: int) -> tuple[int, int, int, int]:
+        """(selector, base, limit, flags) of a segment cache, as the CPU currently holds it."""
+        base = self.env + ENV_SEGS + index * SEG_SIZE
+        sel = ctypes.c_uint32.from_address(base).value
+        seg_base = ctypes.c_uint64.from_address(base + 8).value
+        limit = ctypes.c_uint32.from_address(base + 16).value
+        flags = ctypes.c_uint32.from_address(base + 20).value
+        return sel, seg_base, limit, flags
+
+    @property
+    def error_code(self) -> int:
+        return self.u32(ENV_ERROR_CODE)
+
+    @property
+    def old_exception(self) -> int:
+        return self.i32(ENV_OLD_EXCEPTION)
+
+    def clear_old_exception(self) -> None:
+        """Reset QEMU's sticky double-fault tracker (unicorn-2.1.4.md Q3)."""
+        self.write_i32(ENV_OLD_EXCEPTION, -1)
+
+
+def locate(uc: unicorn.Uc) -> EngineInternals:
+    """Find and verify ``env`` for an x86-64 engine, or raise EngineError."""
+    version = unicorn.uc_version()[2]
+    if version != SUPPORTED_VERSION:
+        raise EngineError(
+            f"unicorn {unicorn.__version__} (0x{version:08x}) is installed, but Triplefault is "
+            "verified against unicorn 2.1.4 only: pip install unicorn==2.1.4"
+        )
+    uc.reg_read(X.UC_X86_REG_RAX)  # Unicorn initialises the CPU lazily: force it
+    handle = uc_handle(uc)
+    target = function_address("reg_read_x86_64")
+    slot = None
+    if _u64(handle + _UC_REG_READ_SLOT) == target:
+        slot = _UC_REG_READ_SLOT
+    else:
+        for off in range(0, 4096, 8):
+            if _u64(handle + off) == target:
+                slot = off
+                break
+    if slot is None:
+        raise EngineError("cannot locate the CPU inside the Unicorn engine (reg_read slot)")
+    cpu = _u64(handle + slot + 8 * _UC_CPU_POINTERS_AFTER_REG_READ)
+    if cpu == 0:
+        raise EngineError("cannot locate the CPU inside the Unicorn engine (null cpu)")
+    internals = EngineInternals(cpu + _CPU_TO_ENV)
+    _verify(uc, internals)
+    return internals
+
+
+def _verify(uc: unicorn.Uc, env: EngineInternals) -> None:
+    """Round-trip every field we read through the public API; restore the registers after."""
+    saved = uc.context_save()
+    try:
+        probes = {
+            X.UC_X86_REG_RAX: (ENV_REGS + 0, 0x1122334455667788),
+            X.UC_X86_REG_R15: (ENV_REGS + 15 * 8, 0x8877665544332211),
+            X.UC_X86_REG_RIP: (ENV_EIP, 0x0000_7F12_3456_7000),
+            X.UC_X86_REG_CR3: (ENV_CR3, 0x0000_0000_0012_3000),
+            X.UC_X86_REG_CR2: (ENV_CR2, 0x0000_0000_DEAD_B000),
+        }
+        for reg, (offset, value) in probes.items():
+            uc.reg_write(reg, value)
+            if env.u64(offset) != value:
+                raise EngineError(
+                    f"Unicorn internals differ from the verified 2.1.4 layout (offset {offset})"
+                )
+        for reg, offset in ((X.UC_X86_REG_CR0, ENV_CR0), (X.UC_X86_REG_CR4, ENV_CR4)):
+            if env.u64(offset) != uc.reg_read(reg):
+                raise EngineError(
+                    f"Unicorn internals differ from the verified 2.1.4 layout (offset {offset})"
+                )
+        if env.u64(ENV_EFER) != uc.msr_read(MSR_EFER):
+            raise EngineError("Unicorn internals differ from the verified 2.1.4 layout (EFER)")
+        if env.u64(ENV_EFLAGS) & 0xFFFFFFFF != uc.reg_read(X.UC_X86_REG_EFLAGS) & 0xFFFFFFFF:
+            raise EngineError("Unicorn internals differ from the verified 2.1.4 layout (EFLAGS)")
+    finally:
+        uc.context_restore(saved)

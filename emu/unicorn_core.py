@@ -1,0 +1,515 @@
+"""The CPU core: one Unicorn x86-64 engine behind a narrow class.
+
+The machine talks to ``UnicornCore`` only: load RAM, drop to GRUB's 32-bit protected mode,
+run a slice up to a virtual-time deadline, single-step, read state without side effects.
+Everything specific to Unicorn 2.1.4 (hook signatures, the boot recipe, where its sticky
+fault state lives) stays in this file and ``uc_internals.py`` (unicorn-2.1.4.md, Q3-Q6, Q9).
+"""
+
+from __future__ import annotations
+
+import bisect
+import ctypes
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import capstone
+import numpy as np
+from unicorn import (
+    UC_ARCH_X86,
+    UC_ERR_FETCH_UNMAPPED,
+    UC_ERR_INSN_INVALID,
+    UC_ERR_OK,
+    UC_ERR_READ_UNMAPPED,
+    UC_ERR_WRITE_UNMAPPED,
+    UC_HOOK_BLOCK,
+    UC_HOOK_INSN,
+    UC_HOOK_INSN_INVALID,
+    UC_HOOK_INTR,
+    UC_HOOK_MEM_UNMAPPED,
+    UC_MEM_FETCH_UNMAPPED,
+    UC_MEM_READ_UNMAPPED,
+    UC_MEM_WRITE_UNMAPPED,
+    UC_MODE_64,
+    UC_PROT_ALL,
+    UC_PROT_EXEC,
+    Uc,
+    UcError,
+)
+from unicorn import x86_const as X
+
+from . import clock_kernels as K
+from . import uc_internals as I
+from .cpu import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
+from .errors import EngineError
+
+log = logging.getLogger(__name__)
+
+# Never reached: a non-canonical address, so no guest code can sit there.
+_UNTIL = 0xFFFF_FFFF_FFFF_FFFF
+
+_GPR_IDS = {
+    "rax": X.UC_X86_REG_RAX, "rbx": X.UC_X86_REG_RBX, "rcx": X.UC_X86_REG_RCX,
+    "rdx": X.UC_X86_REG_RDX, "rsi": X.UC_X86_REG_RSI, "rdi": X.UC_X86_REG_RDI,
+    "rbp": X.UC_X86_REG_RBP, "rsp": X.UC_X86_REG_RSP, "r8": X.UC_X86_REG_R8,
+    "r9": X.UC_X86_REG_R9, "r10": X.UC_X86_REG_R10, "r11": X.UC_X86_REG_R11,
+    "r12": X.UC_X86_REG_R12, "r13": X.UC_X86_REG_R13, "r14": X.UC_X86_REG_R14,
+    "r15": X.UC_X86_REG_R15,
+}  # fmt: skip
+
+# Vectors that push an error code (Intel SDM Vol. 3, Table 6-1).
+ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
+
+MSR_EFER = 0xC0000080
+# int (*)(uc_engine*, void*): the RDTSC/RDTSCP/CPUID hook type; returning 1 skips the instruction.
+_INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_TABLE_SLOTS = 1 << 14
+
+
+@dataclass(frozen=True)
+class GuestException:
+    """An exception or software interrupt the CPU raised, exactly as the core reported it."""
+
+    vector: int
+    rip: int  # faults: the faulting instruction; traps/INT n: the next one
+    error_code: int | None
+    cr2: int | None
+    software: bool  # INT n / INT3 / INTO
+    mode: str
+    cpl: int
+
+
+@dataclass(frozen=True)
+class SliceEnd:
+    """Why ``run_slice`` returned. ``kind`` is one of the KIND_* strings below."""
+
+    kind: str
+    detail: str = ""
+    exception: GuestException | None = None
+    address: int | None = None
+
+
+KIND_DEADLINE = "deadline"  # virtual time reached the slice deadline
+KIND_LIMIT = "limit"  # the next block would cross the hard instruction limit
+KIND_HALT = "halt"  # HLT executed
+KIND_EXCEPTION = "exception"
+KIND_REQUESTED = "requested"  # a device asked to stop (e.g. debug-exit)
+KIND_UNMAPPED = "unmapped"  # physical access outside RAM
+KIND_UNSUPPORTED = "unsupported"  # an instruction the core cannot run faithfully yet
+
+
+@dataclass
+class _BlockInfo:
+    insns: tuple[int, ...]  # start address of every instruction in the block
+
+
+@dataclass
+class UnicornCore:
+    """Owns the engine, guest RAM mapping and the compiled clock hook."""
+
+    ram: np.ndarray
+    port_read: Callable[[int, int], int]
+    port_write: Callable[[int, int, int], None]
+    tsc_per_instruction: int = 1
+    uc: Uc = field(init=False)
+    internals: I.EngineInternals = field(init=False)
+    ctx: np.ndarray = field(init=False)
+    blocks: dict[tuple[int, int, int], _BlockInfo] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.ram.dtype != np.uint8 or not self.ram.flags.c_contiguous:
+            raise EngineError("guest RAM must be one contiguous uint8 buffer")
+        self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
+        # Unicorn does not own this buffer: self.ram keeps it alive (unicorn-2.1.4.md Q9).
+        self.uc.mem_map_ptr(0, self.ram.size, UC_PROT_ALL, self.ram.ctypes.data)
+        self.internals = I.locate(self.uc)
+        self._stop: SliceEnd | None = None
+        self._stepping = False
+        self._disasm = {
+            bits: capstone.Cs(capstone.CS_ARCH_X86, mode)
+            for bits, mode in (
+                (16, capstone.CS_MODE_16),
+                (32, capstone.CS_MODE_32),
+                (64, capstone.CS_MODE_64),
+            )
+        }
+        self._init_clock()
+        self._install_hooks()
+
+    # ----------------------------------------------------------------- setup
+    def _init_clock(self) -> None:
+        self.ctx = np.zeros(K.CTX_SIZE, np.uint64)
+        self._alloc_table(_TABLE_SLOTS)
+        self.ctx[K.CTX_ENV] = self.internals.env
+        self.ctx[K.CTX_EMU_STOP] = I.function_address("uc_emu_stop")
+        self.ctx[K.CTX_ENABLED] = 1
+        self.ctx[K.CTX_DEADLINE] = np.uint64(2**63)
+        self.ctx[K.CTX_LIMIT] = np.uint64(2**63)
+
+    def _alloc_table(self, slots: int) -> None:
+        self._keys = np.full(slots, K.EMPTY_KEY, np.uint64)
+        self._vals = np.zeros(slots, np.uint64)
+        self._table_used = 0
+        self.ctx[K.CTX_TABLE_KEYS] = self._keys.ctypes.data
+        self.ctx[K.CTX_TABLE_VALS] = self._vals.ctypes.data
+        self.ctx[K.CTX_TABLE_MASK] = slots - 1
+
+    def _table_insert(self, pc: int, size: int, bits: int, count: int) -> None:
+        if (self._table_used + 1) * 2 > self._keys.size:
+            old = [(int(k), int(v)) for k, v in zip(self._keys, self._vals, strict=True)]
+            self._alloc_table(self._keys.size * 2)
+            for k, v in old:
+                if k != int(K.EMPTY_KEY):
+                    self._table_put(k, v)
+        self._table_put(pc, K.pack_value(count, size, bits))
+
+    def _table_put(self, key: int, value: int) -> None:
+        mask = self._keys.size - 1
+        slot = (((key ^ (key >> 17)) * 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF) & mask
+        while int(self._keys[slot]) != int(K.EMPTY_KEY):
+            if int(self._keys[slot]) == key and int(self._vals[slot]) >> 16 == value >> 16:
+                self._vals[slot] = value
+                return
+            slot = (slot + 1) & mask
+        self._keys[slot] = key
+        self._vals[slot] = value
+        self._table_used += 1
+
+    def _install_hooks(self) -> None:
+        uc = self.uc
+        self._add_raw_hook(UC_HOOK_BLOCK, K.block_hook.address, self.ctx.ctypes.data)
+        # The Python binding cannot hook RDTSC: register a ctypes callback directly.
+        self._rdtsc_cb = _INSN_CB(self._hook_rdtsc)
+        self._rdtscp_cb = _INSN_CB(self._hook_rdtscp)
+        for cb, insn in ((self._rdtsc_cb, X.UC_X86_INS_RDTSC), (self._rdtscp_cb, X.UC_X86_INS_RDTSCP)):
+            addr = ctypes.cast(cb, ctypes.c_void_p).value
+            self._add_raw_hook(UC_HOOK_INSN, addr, 0, ctypes.c_int(insn))
+        uc.hook_add(UC_HOOK_INSN, self._hook_in, None, 1, 0, X.UC_X86_INS_IN)
+        uc.hook_add(UC_HOOK_INSN, self._hook_out, None, 1, 0, X.UC_X86_INS_OUT)
+        uc.hook_add(UC_HOOK_INSN, self._hook_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
+        uc.hook_add(UC_HOOK_INSN, self._hook_sysenter, None, 1, 0, X.UC_X86_INS_SYSENTER)
+        uc.hook_add(UC_HOOK_INTR, self._hook_intr)
+        uc.hook_add(UC_HOOK_INSN_INVALID, self._hook_invalid)
+        uc.hook_add(UC_HOOK_MEM_UNMAPPED, self._hook_unmapped)
+
+    def _add_raw_hook(self, htype: int, callback: int, user_data: int, *extra: object) -> None:
+        handle = ctypes.c_size_t()
+        err = I._lib().uc_hook_add(
+            self.uc._uch,
+            ctypes.byref(handle),
+            htype,
+            ctypes.c_void_p(callback),
+            ctypes.c_void_p(user_data),
+            ctypes.c_uint64(1),
+            ctypes.c_uint64(0),
+            *extra,
+        )
+        if err != UC_ERR_OK:
+            raise EngineError(f"cannot install a CPU hook (type {htype}, unicorn error {err})")
+
+    # ----------------------------------------------------------------- hooks
+    def _hook_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
+        return self.port_read(port, size)
+
+    def _hook_out(self, uc: Uc, port: int, size: int, value: int, _ud: object) -> None:
+        self.port_write(port, size, value)
+
+    def _virtual_tsc(self) -> int:
+        """Instructions retired before the RDTSC being executed, in TSC ticks."""
+        rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+        pc = int(self.ctx[K.CTX_LAST_PC])
+        key = (pc, int(self.ctx[K.CTX_LAST_SIZE]), int(self.ctx[K.CTX_LAST_BITS]))
+        before = int(self.ctx[K.CTX_ICOUNT_BEFORE])
+        info = self.blocks.get(key)
+        index = bisect.bisect_left(info.insns, rip) if info is not None else 0
+        if self.ctx[K.CTX_ENABLED] == 0:  # single-stepping: ICOUNT is exact
+            before, index = int(self.ctx[K.CTX_ICOUNT]), 0
+        return (before + index) * self.tsc_per_instruction
+
+    def _hook_rdtsc(self, _uc: int, _ud: int) -> int:
+        uc = self.uc
+        tsc = self._virtual_tsc()
+        uc.reg_write(X.UC_X86_REG_RAX, tsc & 0xFFFFFFFF)
+        uc.reg_write(X.UC_X86_REG_RDX, (tsc >> 32) & 0xFFFFFFFF)
+        return 1  # skip Unicorn's host-time RDTSC
+
+    def _hook_rdtscp(self, _uc: int, _ud: int) -> int:
+        self._hook_rdtsc(_uc, _ud)
+        self.uc.reg_write(X.UC_X86_REG_RCX, 0)  # IA32_TSC_AUX is 0 on our single CPU
+        return 1
+
+    def _request(self, end: SliceEnd) -> None:
+        if self._stop is None:
+            self._stop = end
+        self.uc.emu_stop()
+
+    def request_stop(self, detail: str) -> None:
+        """Ask the core to stop at the end of the current block (used by devices)."""
+        self._request(SliceEnd(KIND_REQUESTED, detail))
+
+    def _hook_syscall(self, uc: Uc, _ud: object) -> None:
+        rip = uc.reg_read(X.UC_X86_REG_RIP)
+        self._request(
+            SliceEnd(
+                KIND_UNSUPPORTED,
+                "SYSCALL is not modelled yet (the core would only skip it)",
+                None,
+                rip,
+            )
+        )
+
+    def _hook_sysenter(self, uc: Uc, _ud: object) -> None:
+        rip = uc.reg_read(X.UC_X86_REG_RIP)
+        self._request(
+            SliceEnd(
+                KIND_UNSUPPORTED,
+                "SYSENTER is not modelled yet (the core would only skip it)",
+                None,
+                rip,
+            )
+        )
+
+    def _exception(self, vector: int, rip: int, software: bool) -> GuestException:
+        hflags = self.internals.hflags
+        has_code = vector in ERROR_CODE_VECTORS and not software
+        return GuestException(
+            vector=vector,
+            rip=rip,
+            error_code=self.internals.error_code if has_code else None,
+            cr2=self.uc.reg_read(X.UC_X86_REG_CR2) if vector == 14 else None,
+            software=software,
+            mode=cpu_mode(hflags),
+            cpl=hflags & I.HF_CPL_MASK,
+        )
+
+    def _hook_intr(self, uc: Uc, intno: int, _ud: object) -> None:
+        software = bool(self.internals.u32(I.ENV_EXCEPTION_IS_INT))
+        rip = uc.reg_read(X.UC_X86_REG_RIP)
+        exc = self._exception(intno, rip, software)
+        # Unicorn never clears its double-fault tracker; we deliver nothing, so reset it.
+        self.internals.clear_old_exception()
+        self._request(SliceEnd(KIND_EXCEPTION, "", exc, rip))
+
+    def _hook_invalid(self, uc: Uc, _ud: object) -> bool:
+        rip = uc.reg_read(X.UC_X86_REG_RIP)
+        if self._stop is None:
+            self._stop = SliceEnd(KIND_EXCEPTION, "", self._exception(6, rip, False), rip)
+        return False  # emu_start returns UC_ERR_INSN_INVALID with RIP on the instruction
+
+    def _hook_unmapped(
+        self, uc: Uc, access: int, address: int, size: int, value: int, _ud: object
+    ) -> bool:
+        what = {
+            UC_MEM_READ_UNMAPPED: "read",
+            UC_MEM_WRITE_UNMAPPED: "write",
+            UC_MEM_FETCH_UNMAPPED: "instruction fetch",
+        }.get(access, "access")
+        if self._stop is None:
+            self._stop = SliceEnd(
+                KIND_UNMAPPED,
+                f"{what} of {size} byte(s) at physical 0x{address:x}, outside guest RAM "
+                f"(0x0-0x{self.ram.size - 1:x})",
+                None,
+                address,
+            )
+        return False
+
+    # ------------------------------------------------------------- boot state
+    def enter_grub_protected_mode(
+        self, *, gdt_base: int, gdt_limit: int, entry: int, registers: dict[str, int]
+    ) -> None:
+        """Drop Unicorn's reset state to flat 32-bit protected mode, paging off, IF=0.
+
+        The recipe of unicorn-2.1.4.md Q4: a CR0.PG 1->0 toggle is the only way to clear
+        EFER.LMA. Segment registers are then loaded by guest code (the firmware stub).
+        """
+        uc = self.uc
+        uc.reg_write(X.UC_X86_REG_GDTR, (0, gdt_base, gdt_limit, 0))
+        uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0, 0))
+        uc.reg_write(X.UC_X86_REG_CR4, 0x20)
+        uc.reg_write(X.UC_X86_REG_CR0, 0x80000011)
+        uc.reg_write(X.UC_X86_REG_CR0, 0x00000011)
+        uc.msr_write(MSR_EFER, 0)
+        uc.reg_write(X.UC_X86_REG_CR4, 0)
+        uc.reg_write(X.UC_X86_REG_CR3, 0)
+        uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)
+        for name, reg in _GPR_IDS.items():
+            uc.reg_write(reg, registers.get(name, 0))
+        uc.reg_write(X.UC_X86_REG_RIP, entry)
+        self.internals.clear_old_exception()
+        if cpu_mode(self.internals.hflags) != "prot32":
+            raise EngineError("the engine did not reach 32-bit protected mode at boot")
+
+    # ------------------------------------------------------------------- run
+    @property
+    def icount(self) -> int:
+        return int(self.ctx[K.CTX_ICOUNT])
+
+    def run_slice(self, deadline: int, limit: int) -> SliceEnd:
+        """Run until virtual time reaches ``deadline`` (block granular) or something stops us.
+
+        ``limit`` is hard: a block that would take the count past it is not entered.
+        """
+        ctx = self.ctx
+        ctx[K.CTX_DEADLINE] = deadline
+        ctx[K.CTX_LIMIT] = limit
+        self._stepping = False  # emu_start without count drops the count hook and flushes
+        while True:
+            ctx[K.CTX_STOP_FLAGS] = 0
+            ctx[K.CTX_MISS_FLAG] = 0
+            self._stop = None
+            err = UC_ERR_OK
+            try:
+                self.uc.emu_start(self.uc.reg_read(X.UC_X86_REG_RIP), _UNTIL)
+            except UcError as e:
+                err = e.errno
+            flags = int(ctx[K.CTX_STOP_FLAGS])
+            stop = self._stop
+            if stop is not None:
+                if stop.kind == KIND_EXCEPTION:
+                    self._account_partial_block(stop.address or 0)
+                return stop
+            if err == UC_ERR_INSN_INVALID:  # no hook saw it (should not happen): still #UD
+                rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+                self._account_partial_block(rip)
+                return SliceEnd(KIND_EXCEPTION, "", self._exception(6, rip, False), rip)
+            if err in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED):
+                return SliceEnd(KIND_UNMAPPED, "access outside guest RAM")
+            if err != UC_ERR_OK:
+                raise EngineError(f"the CPU core stopped with an unexpected error: {UcError(err)}")
+            if flags & K.STOP_MISS:
+                self._learn_block(
+                    int(ctx[K.CTX_MISS_PC]), int(ctx[K.CTX_MISS_SIZE]), int(ctx[K.CTX_MISS_BITS])
+                )
+                continue
+            if flags & K.STOP_LIMIT:
+                return SliceEnd(KIND_LIMIT)
+            if flags & K.STOP_DEADLINE:
+                return SliceEnd(KIND_DEADLINE)
+            rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+            if self._read_linear(rip - 1, 1) == b"\xf4":
+                return SliceEnd(KIND_HALT, "", None, rip - 1)
+            raise EngineError(f"the CPU core stopped at 0x{rip:x} for no known reason")
+
+    def step(self) -> SliceEnd | None:
+        """Execute exactly one instruction; returns why it did not retire, or None."""
+        self.ctx[K.CTX_ENABLED] = 0
+        self._stop = None
+        err = UC_ERR_OK
+        rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+        if not self._stepping:
+            # Blocks translated without Unicorn's per-instruction count hook would run whole.
+            self.uc.ctl_flush_tb()
+            self._stepping = True
+        try:
+            self.uc.emu_start(rip, _UNTIL, 0, 1)
+        except UcError as e:
+            err = e.errno
+        finally:
+            self.ctx[K.CTX_ENABLED] = 1
+        stop = self._stop
+        if stop is not None and stop.kind in (KIND_EXCEPTION, KIND_UNMAPPED, KIND_UNSUPPORTED):
+            exc = stop.exception
+            if exc is not None and exc.software:
+                self.ctx[K.CTX_ICOUNT] += 1
+            return stop
+        if err == UC_ERR_INSN_INVALID:
+            return SliceEnd(KIND_EXCEPTION, "", self._exception(6, rip, False), rip)
+        if err != UC_ERR_OK:
+            return SliceEnd(KIND_UNMAPPED, f"unicorn error {UcError(err)}")
+        self.ctx[K.CTX_ICOUNT] += 1
+        if stop is not None:
+            return stop
+        if self._read_linear(rip, 1) == b"\xf4":
+            return SliceEnd(KIND_HALT, "", None, rip)
+        return None
+
+    def _learn_block(self, pc: int, size: int, bits: int) -> None:
+        code = self._read_linear(pc, size)
+        insns: list[int] = []
+        end = pc
+        for insn in self._disasm[bits].disasm(code, pc):
+            insns.append(insn.address)
+            end = insn.address + insn.size
+        if end < pc + size:
+            # Capstone stopped early (bytes it cannot decode): the CPU still saw one more.
+            insns.append(end)
+        self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
+        self._table_insert(pc, size, bits, len(insns))
+
+    def _account_partial_block(self, rip: int) -> None:
+        """An exception stopped the current block at ``rip``: count only what retired."""
+        ctx = self.ctx
+        pc, size, bits = (
+            int(ctx[K.CTX_LAST_PC]),
+            int(ctx[K.CTX_LAST_SIZE]),
+            int(ctx[K.CTX_LAST_BITS]),
+        )
+        if not (pc <= rip < pc + size):
+            return  # the fault hit the fetch of the next block: the last one completed
+        info = self.blocks.get((pc, size, bits))
+        if info is None:  # the block was a miss, not counted: learn it now
+            self._learn_block(pc, size, bits)
+            info = self.blocks[(pc, size, bits)]
+            before = int(ctx[K.CTX_ICOUNT])
+        else:
+            before = (
+                int(ctx[K.CTX_ICOUNT_BEFORE])
+                if int(ctx[K.CTX_LAST_COUNT])
+                else int(ctx[K.CTX_ICOUNT])
+            )
+        ctx[K.CTX_ICOUNT] = before + bisect.bisect_left(info.insns, rip)
+        ctx[K.CTX_LAST_COUNT] = 0
+
+    # ------------------------------------------------------------ inspection
+    def _read_linear(self, address: int, size: int) -> bytes:
+        """Read guest memory at a linear address through the CPU's own translation."""
+        buf = ctypes.create_string_buffer(size)
+        err = I._lib().uc_vmem_read(
+            self.uc._uch,
+            ctypes.c_uint64(address),
+            ctypes.c_int(UC_PROT_EXEC),
+            buf,
+            ctypes.c_size_t(size),
+        )
+        if err != UC_ERR_OK:
+            return b""
+        return buf.raw
+
+    def read_linear(self, address: int, size: int) -> bytes:
+        """Guest memory at a linear address, or b'' where it is not mapped."""
+        return self._read_linear(address, size)
+
+    def state(self) -> CpuState:
+        uc = self.uc
+        hflags = self.internals.hflags
+        segs = {name: Segment(*self.internals.segment(i)) for i, name in enumerate(SEGMENT_NAMES)}
+        gdtr = uc.reg_read(X.UC_X86_REG_GDTR)
+        idtr = uc.reg_read(X.UC_X86_REG_IDTR)
+        return CpuState(
+            rip=uc.reg_read(X.UC_X86_REG_RIP),
+            rflags=uc.reg_read(X.UC_X86_REG_RFLAGS),
+            gpr={name: uc.reg_read(_GPR_IDS[name]) for name in GPR_NAMES},
+            cr0=uc.reg_read(X.UC_X86_REG_CR0),
+            cr2=uc.reg_read(X.UC_X86_REG_CR2),
+            cr3=uc.reg_read(X.UC_X86_REG_CR3),
+            cr4=uc.reg_read(X.UC_X86_REG_CR4),
+            efer=uc.msr_read(MSR_EFER),
+            gdtr=(gdtr[1], gdtr[2]),
+            idtr=(idtr[1], idtr[2]),
+            segments=segs,
+            hflags=hflags,
+            mode=cpu_mode(hflags),
+            cpl=hflags & I.HF_CPL_MASK,
+        )
+
+    def disassemble(self, address: int, bits: int, count: int = 1) -> list[tuple[int, bytes, str]]:
+        """(address, bytes, "mnemonic operands") for up to ``count`` instructions."""
+        code = self._read_linear(address, 15 * count)
+        out = []
+        for insn in self._disasm[bits].disasm(code, address):
+            out.append((insn.address, bytes(insn.bytes), f"{insn.mnemonic} {insn.op_str}".strip()))
+            if len(out) == count:
+                break
+        return out
