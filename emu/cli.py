@@ -57,7 +57,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="triplefault", description="A full-system x86-64 emulator for kernel developers.")
+    p = _Parser(
+        prog="triplefault", description="A full-system x86-64 emulator for kernel developers."
+    )
     p.add_argument("--version", action="version", version=f"triplefault {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="log device and engine notes")
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
@@ -74,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="hello",
         help="kernel ELF, or the name of a bundled image (hello, hello-mb1, lost-in-32bit)",
     )
-    run.add_argument("--append", "--cmdline", dest="cmdline", default="", help="kernel command line")
+    run.add_argument(
+        "--append", "--cmdline", dest="cmdline", default="", help="kernel command line"
+    )
     run.add_argument("--memory", "-m", default="128M", help="guest RAM size (default 128M)")
     run.add_argument(
         "--module",
@@ -136,9 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         debug_exit=args.debug_exit,
         debug_exit_port=args.debug_exit_port,
     )
-    result = machine.run(
-        max_instructions=args.max_instructions, timeout=args.timeout or None
-    )
+    result = machine.run(max_instructions=args.max_instructions, timeout=args.timeout or None)
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")

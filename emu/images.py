@@ -23,7 +23,9 @@ def bundled_names() -> list[str]:
     return sorted(
         p.name
         for p in IMAGES_DIR.iterdir()
-        if p.is_dir() and p.name not in ("build", "common", "include") and not p.name.startswith(".")
+        if p.is_dir()
+        and p.name not in ("build", "common", "include")
+        and not p.name.startswith(".")
     )
 
 
@@ -32,7 +34,9 @@ def build_image(name: str) -> Path:
     if name not in bundled_names():
         raise ConfigError(f"no bundled image named {name!r} (have: {', '.join(bundled_names())})")
     if shutil.which("make") is None or shutil.which("gcc") is None:
-        raise ConfigError("building the bundled images needs make and gcc (apt-get install build-essential)")
+        raise ConfigError(
+            "building the bundled images needs make and gcc (apt-get install build-essential)"
+        )
     proc = subprocess.run(
         ["make", "-s", "-C", str(IMAGES_DIR), name],
         capture_output=True,

@@ -27,6 +27,7 @@ from .bus import PortBus
 from .cpu import CpuState
 from .errors import ConfigError
 from .report import RunResult, exit_status_for
+from .symbols import Symbolizer
 from .version import LOADER_NAME
 
 DEFAULT_MEMORY = 128 << 20
@@ -47,9 +48,7 @@ def parse_memory_size(text: str | int) -> int:
             raise ConfigError(f"memory size {text!r} is not a size such as 128M or 1G")
         size = int(m.group(1)) << {"": 0, "k": 10, "m": 20, "g": 30}[m.group(2).lower()]
     if size % (1 << 20) or not MIN_MEMORY <= size <= MAX_MEMORY:
-        raise ConfigError(
-            f"memory size {size} bytes: must be a whole number of MiB from 2M to 3G"
-        )
+        raise ConfigError(f"memory size {size} bytes: must be a whole number of MiB from 2M to 3G")
     return size
 
 
@@ -74,6 +73,7 @@ class Machine:
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
     kernel_path: str | None = field(init=False, default=None)
+    symbolizer: Symbolizer | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         size = parse_memory_size(self.memory)
@@ -152,6 +152,7 @@ class Machine:
         )
         self.boot = plan
         self.kernel_path = os.fspath(path)
+        self.symbolizer = Symbolizer(self.kernel_path) if plan.elf_class else None
         self.core.enter_grub_protected_mode(
             gdt_base=plan.gdt_base, gdt_limit=plan.gdt_limit, entry=plan.stub_addr, registers={}
         )
@@ -176,9 +177,7 @@ class Machine:
             raise ConfigError(f"physical range 0x{address:x}+{size} is outside guest RAM")
         return self.ram[address : address + size].tobytes()
 
-    def run(
-        self, max_instructions: int | None = None, timeout: float | None = None
-    ) -> RunResult:
+    def run(self, max_instructions: int | None = None, timeout: float | None = None) -> RunResult:
         """Run until the guest stops, ``max_instructions`` retire, or ``timeout`` wall seconds.
 
         Instruction counts, serial bytes and the final state are the same on every run of the
@@ -196,7 +195,9 @@ class Machine:
                 return self._result("timeout", t0, detail=f"{timeout:g} s of wall time elapsed")
             icount = self.core.icount
             if icount >= limit:
-                return self._result("instruction-limit", t0, detail=f"{limit - start_icount:,} instructions")
+                return self._result(
+                    "instruction-limit", t0, detail=f"{limit - start_icount:,} instructions"
+                )
             deadline = min(limit, icount + SLICE_INSTRUCTIONS)
             end = self.core.run_slice(deadline, limit)
             if end.kind == core.KIND_DEADLINE:
@@ -261,6 +262,8 @@ class Machine:
         fault_insn = None
         if exception is not None and not exception.software:
             fault_insn = self.core.disassemble(exception.rip, state.code_bits, 1)
+        where = exception.rip if exception is not None else state.rip
+        location = self.symbolizer.describe(where) if self.symbolizer else f"0x{where:x}"
         return RunResult(
             stop_reason=reason,
             exit_code=self._exit_value if reason == "debug-exit" else None,
@@ -275,4 +278,5 @@ class Machine:
             kernel=self.kernel_path,
             boot=self.boot,
             faulting_instruction=fault_insn[0] if fault_insn else None,
+            location=location,
         )

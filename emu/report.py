@@ -69,6 +69,7 @@ class RunResult:
     kernel: str | None = None
     boot: Any = None  # firmware.BootPlan
     faulting_instruction: tuple[int, bytes, str] | None = None
+    location: str | None = None  # RIP (or the faulting RIP) with symbol and source line
 
     @property
     def virtual_time_ns(self) -> int:
@@ -94,6 +95,8 @@ class RunResult:
         """The run report printed by `triplefault run`."""
         c = self.cpu
         lines = [f"stop: {self.headline()}"]
+        if self.location is not None:
+            lines.append(f"  at {self.location}")
         if self.faulting_instruction is not None:
             addr, raw, text = self.faulting_instruction
             lines.append(f"  faulting instruction: 0x{addr:x}: {raw.hex(' ')}  {text}")
@@ -144,6 +147,7 @@ class RunResult:
             "faulting_instruction": None
             if fi is None
             else {"address": fi[0], "bytes": fi[1].hex(), "text": fi[2]},
+            "location": self.location,
             "cpu": self.cpu.to_dict(),
             "wall_seconds": self.wall_seconds,
         }

@@ -182,7 +182,10 @@ class UnicornCore:
         # The Python binding cannot hook RDTSC: register a ctypes callback directly.
         self._rdtsc_cb = _INSN_CB(self._hook_rdtsc)
         self._rdtscp_cb = _INSN_CB(self._hook_rdtscp)
-        for cb, insn in ((self._rdtsc_cb, X.UC_X86_INS_RDTSC), (self._rdtscp_cb, X.UC_X86_INS_RDTSCP)):
+        for cb, insn in (
+            (self._rdtsc_cb, X.UC_X86_INS_RDTSC),
+            (self._rdtscp_cb, X.UC_X86_INS_RDTSCP),
+        ):
             addr = ctypes.cast(cb, ctypes.c_void_p).value
             self._add_raw_hook(UC_HOOK_INSN, addr, 0, ctypes.c_int(insn))
         uc.hook_add(UC_HOOK_INSN, self._hook_in, None, 1, 0, X.UC_X86_INS_IN)

@@ -1,0 +1,169 @@
+"""Addresses to names: ELF symbols and DWARF line tables, read with pyelftools.
+
+Reports, the fault trace and the debugger call ``Symbolizer.describe(addr)`` to turn a RIP into
+``malloc+0x1c (kernel/malloc.c:42)``. Everything is read once, lazily, and kept sorted so a
+lookup is a binary search. A kernel without symbols or debug info simply gets bare addresses.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+from dataclasses import dataclass
+
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SourceLine:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class Symbolizer:
+    """Symbol and source-line lookup for one ELF file."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+        self._symbols: list[tuple[int, int, str]] | None = None  # (start, size, name)
+        self._starts: list[int] = []
+        self._lines: list[tuple[int, int, SourceLine | None]] | None = None  # (addr, end, line)
+        self._line_addrs: list[int] = []
+
+    # ------------------------------------------------------------ symbols
+    def _load_symbols(self) -> None:
+        syms: list[tuple[int, int, str]] = []
+        try:
+            with open(self.path, "rb") as f:
+                elf = ELFFile(f)
+                for section in elf.iter_sections():
+                    if not isinstance(section, SymbolTableSection):
+                        continue
+                    for sym in section.iter_symbols():
+                        kind = sym["st_info"]["type"]
+                        if kind not in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") or not sym.name:
+                            continue
+                        if sym["st_shndx"] in ("SHN_UNDEF", "SHN_ABS") or sym.name.startswith("."):
+                            continue
+                        syms.append((sym["st_value"], sym["st_size"], sym.name))
+        except (OSError, ELFError, ValueError) as e:
+            log.info("no symbols from %s: %s", self.path, e)
+        # Prefer sized symbols (functions, objects) over labels at the same address.
+        syms.sort(key=lambda s: (s[0], s[1] == 0, s[2]))
+        dedup: list[tuple[int, int, str]] = []
+        for s in syms:
+            if dedup and dedup[-1][0] == s[0]:
+                continue
+            dedup.append(s)
+        self._symbols = dedup
+        self._starts = [s[0] for s in dedup]
+
+    def symbol(self, address: int) -> tuple[str, int] | None:
+        """(name, offset) of the symbol containing ``address``, or None."""
+        if self._symbols is None:
+            self._load_symbols()
+        assert self._symbols is not None
+        i = bisect.bisect_right(self._starts, address) - 1
+        if i < 0:
+            return None
+        start, size, name = self._symbols[i]
+        offset = address - start
+        if size and offset >= size:
+            return None
+        if not size and offset > 0x10000:  # a bare label far away says nothing useful
+            return None
+        return name, offset
+
+    def address_of(self, name: str) -> int | None:
+        if self._symbols is None:
+            self._load_symbols()
+        assert self._symbols is not None
+        for start, _size, sym in self._symbols:
+            if sym == name:
+                return start
+        return None
+
+    # ------------------------------------------------------------ lines
+    def _load_lines(self) -> None:
+        rows: list[tuple[int, int, SourceLine | None]] = []
+        try:
+            with open(self.path, "rb") as f:
+                elf = ELFFile(f)
+                if elf.has_dwarf_info():
+                    dwarf = elf.get_dwarf_info()
+                    for cu in dwarf.iter_CUs():
+                        prog = dwarf.line_program_for_CU(cu)
+                        if prog is None:
+                            continue
+                        rows.extend(self._rows(prog))
+        except (OSError, ELFError, ValueError, KeyError, IndexError) as e:
+            log.info("no line table from %s: %s", self.path, e)
+        rows.sort(key=lambda r: r[0])
+        self._lines = rows
+        self._line_addrs = [r[0] for r in rows]
+
+    @staticmethod
+    def _rows(prog) -> list[tuple[int, int, SourceLine | None]]:
+        header = prog.header
+        version = header["version"]
+        files = header["file_entry"]
+        dirs = header["include_directory"]
+
+        def name_of(index: int) -> str:
+            # DWARF 5 numbers files from 0, earlier versions from 1.
+            i = index if version >= 5 else index - 1
+            if not 0 <= i < len(files):
+                return "?"
+            entry = files[i]
+            fname = entry.name.decode(errors="replace")
+            d = entry.dir_index if version >= 5 else entry.dir_index - 1
+            if fname.startswith("/") or not 0 <= d < len(dirs):
+                return fname
+            directory = dirs[d].decode(errors="replace")
+            return fname if directory in (".", "") else f"{directory}/{fname}"
+
+        out: list[tuple[int, int, SourceLine | None]] = []
+        prev = None
+        for entry in prog.get_entries():
+            state = entry.state
+            if state is None:
+                continue
+            if prev is not None:
+                out.append((prev.address, state.address, SourceLine(name_of(prev.file), prev.line)))
+            prev = None if state.end_sequence else state
+        return out
+
+    def source_line(self, address: int) -> SourceLine | None:
+        if self._lines is None:
+            self._load_lines()
+        assert self._lines is not None
+        i = bisect.bisect_right(self._line_addrs, address) - 1
+        # Several rows can start at the same address; take the last that covers it.
+        while i >= 0:
+            start, end, line = self._lines[i]
+            if start <= address < end:
+                return line
+            if start < address and end <= address:
+                break
+            i -= 1
+        return None
+
+    def describe(self, address: int) -> str:
+        """'name+0xoff (file:line)', or just the hex address when nothing is known."""
+        parts = [f"0x{address:x}"]
+        sym = self.symbol(address)
+        if sym is not None:
+            name, off = sym
+            parts.append(f"<{name}+0x{off:x}>" if off else f"<{name}>")
+        line = self.source_line(address)
+        if line is not None:
+            parts.append(f"({line})")
+        return " ".join(parts)
