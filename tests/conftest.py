@@ -1,0 +1,54 @@
+"""Shared fixtures: the bundled images, built once per test session with make."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+# Set TRIPLEFAULT_REGEN_GOLDEN=1 to rewrite golden files from the current behaviour
+# (then review the diff: a golden file is a claim about correct behaviour).
+REGEN = os.environ.get("TRIPLEFAULT_REGEN_GOLDEN") == "1"
+
+
+@pytest.fixture(scope="session")
+def image():
+    """image("hello") -> Path of the built ELF (built with make on first use)."""
+    if shutil.which("make") is None or shutil.which("gcc") is None:
+        pytest.skip("make and gcc are needed to build the test kernels")
+    from emu.images import build_image
+
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = build_image(name)
+        return built[name]
+
+    return get
+
+
+@pytest.fixture
+def golden():
+    """golden(name, actual_bytes): compare with tests/golden/<name> (see REGEN)."""
+    return check_golden
+
+
+def check_golden(name: str, actual: bytes) -> None:
+    """Compare bytes with tests/golden/<name>, or rewrite it when regenerating."""
+    path = GOLDEN / name
+    if REGEN:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(actual)
+        return
+    assert path.is_file(), f"missing golden file {path.name}: run with TRIPLEFAULT_REGEN_GOLDEN=1"
+    expected = path.read_bytes()
+    assert actual == expected, (
+        f"output differs from golden {path.name}:\n--- expected\n"
+        f"{expected.decode('latin-1')}\n--- actual\n{actual.decode('latin-1')}"
+    )

@@ -1,0 +1,150 @@
+"""`triplefault` as a user runs it: a real process, its streams and its exit status."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.images
+
+
+def triplefault(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "emu", *args],
+        cwd=ROOT,
+        capture_output=True,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_run_without_arguments_boots_the_demo(image) -> None:
+    image("hello")
+    p = triplefault("run")
+    assert p.returncode == 1, p.stderr.decode()  # debug-exit 0 -> (0 << 1) | 1, as QEMU
+    assert b"All tests passed" in p.stdout
+    assert b"run report" in p.stderr
+    assert b"debug-exit" in p.stderr
+
+
+def test_append_and_json(image) -> None:
+    p = triplefault("run", str(image("hello")), "--append", "console=com1", "--json")
+    data = json.loads(p.stdout)
+    assert data["stop_reason"] == "debug-exit" and data["exit_code"] == 0
+    assert "cmdline: console=com1" in data["serial"]
+    assert data["cpu"]["mode"] == "long64"
+    assert p.returncode == 1
+
+
+def test_serial_to_file(image, tmp_path: Path) -> None:
+    out = tmp_path / "serial.txt"
+    p = triplefault("run", "hello", "--serial", f"file:{out}", "--quiet")
+    assert p.returncode == 1
+    assert p.stdout == b"" and p.stderr == b""
+    assert b"All tests passed" in out.read_bytes()
+
+
+def test_crash_report_names_the_place(image) -> None:
+    p = triplefault("run", "lost-in-32bit")
+    assert p.returncode == 3
+    report = p.stderr.decode()
+    assert "exception" in report and "prot32" in report and "malloc" in report
+
+
+def _patched(src: Path, dst: Path, patches: list[tuple[int, bytes]]) -> Path:
+    data = bytearray(src.read_bytes())
+    for offset, raw in patches:
+        data[offset : offset + len(raw)] = raw
+    dst.write_bytes(bytes(data))
+    return dst
+
+
+def _bad_kernels(hello: Path, tmp: Path) -> dict[str, Path]:
+    data = hello.read_bytes()
+    phoff = struct.unpack_from("<Q", data, 32)[0]
+    phentsize, phnum = struct.unpack_from("<HH", data, 54)
+    loads = [
+        phoff + i * phentsize
+        for i in range(phnum)
+        if struct.unpack_from("<I", data, phoff + i * phentsize)[0] == 1
+    ]
+    ph = loads[0]
+    magic = data.find(struct.pack("<I", 0xE85250D6))
+    assert 0 <= magic < 32768
+    (tmp / "empty.elf").write_bytes(b"")
+    (tmp / "text.elf").write_bytes(b"this is not a kernel\n" * 100)
+    (tmp / "truncated.elf").write_bytes(data[:100])
+    (tmp / "adir").mkdir()
+    return {
+        "missing": tmp / "does-not-exist.elf",
+        "directory": tmp / "adir",
+        "empty": tmp / "empty.elf",
+        "not-elf": tmp / "text.elf",
+        "truncated": tmp / "truncated.elf",
+        "other-machine": _patched(hello, tmp / "arm.elf", [(18, struct.pack("<H", 183))]),
+        "no-header": _patched(hello, tmp / "nohdr.elf", [(magic, b"\0\0\0\0")]),
+        "bad-checksum": _patched(hello, tmp / "csum.elf", [(magic + 12, b"\x01\x02\x03\x04")]),
+        "huge-memsz": _patched(hello, tmp / "huge.elf", [(ph + 40, struct.pack("<Q", 1 << 60))]),
+        "filesz-gt-memsz": _patched(
+            hello,
+            tmp / "fsz.elf",
+            [(ph + 32, struct.pack("<Q", struct.unpack_from("<Q", data, ph + 40)[0] + 16))],
+        ),
+        "entry-outside": _patched(hello, tmp / "entry.elf", [(24, struct.pack("<Q", 0x7654321))]),
+    }
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing",
+        "directory",
+        "empty",
+        "not-elf",
+        "truncated",
+        "other-machine",
+        "no-header",
+        "bad-checksum",
+        "huge-memsz",
+        "filesz-gt-memsz",
+        "entry-outside",
+    ],
+)
+def test_bad_kernel_is_one_line_and_exit_2(image, tmp_path: Path, case: str) -> None:
+    bad = _bad_kernels(image("hello"), tmp_path)[case]
+    p = triplefault("run", str(bad))
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert err.startswith("triplefault: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    assert p.stdout == b""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--memory", "12Q"],
+        ["--memory", "1M"],
+        ["--module", "no-such-module.bin"],
+        ["--serial", "carrier-pigeon"],
+        ["--max-instructions", "-5"],
+        ["--debug-exit-port", "0x10000"],
+    ],
+)
+def test_bad_options_are_one_line_and_exit_2(image, args: list[str]) -> None:
+    p = triplefault("run", str(image("hello")), *args)
+    err = p.stderr.decode()
+    assert p.returncode == 2, err
+    assert err.startswith("triplefault: error: ") and err.count("\n") == 1, err
+
+
+def test_python_m_emu_and_version() -> None:
+    p = triplefault("--version")
+    assert p.returncode == 0 and p.stdout.startswith(b"triplefault ")
