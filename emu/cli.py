@@ -114,6 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--debug-exit-port", type=_port, default=0xF4, help="isa-debug-exit port (default 0xf4)"
     )
+    run.add_argument(
+        "--trace",
+        choices=("int",),
+        action="append",
+        default=[],
+        help="int: log every exception and interrupt delivery as it happens (like QEMU's -d int)",
+    )
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="print no run report")
     return p
@@ -139,6 +146,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         serial_input=serial_input,
         debug_exit=args.debug_exit,
         debug_exit_port=args.debug_exit_port,
+        trace_sink=(lambda line: sys.stderr.write(line + "\n")) if "int" in args.trace else None,
     )
     result = machine.run(max_instructions=args.max_instructions, timeout=args.timeout or None)
     if args.json:

@@ -26,6 +26,7 @@ from . import unicorn_core as core
 from .bus import PortBus
 from .cpu import CpuState
 from .errors import ConfigError
+from .fault_trace import FaultTrace, TraceEntry, decode_error_code, name_of
 from .report import RunResult, exit_status_for
 from .symbols import Symbolizer
 from .version import LOADER_NAME
@@ -69,6 +70,8 @@ class Machine:
     serial_input: bytes = b""
     debug_exit: bool = True
     debug_exit_port: int = 0xF4
+    # Receives every delivery as it happens, one line at a time (`--trace int`).
+    trace_sink: Callable[[str], None] | None = None
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -80,7 +83,10 @@ class Machine:
         self.memory = size
         self.ram = np.zeros(size, np.uint8)
         self.bus = PortBus()
-        self.core = core.UnicornCore(self.ram, self.bus.read, self.bus.write)
+        self.trace = FaultTrace()
+        self.core = core.UnicornCore(
+            self.ram, self.bus.read, self.bus.write, on_delivery=self._record_delivery
+        )
         self._serial = bytearray()
         self._console = bytearray()
         self._exit_value: int | None = None
@@ -115,6 +121,47 @@ class Machine:
         if self._exit_value is None:
             self._exit_value = value
             self.core.request_stop(f"isa-debug-exit written with 0x{value:x}")
+
+    def _record_delivery(self, event, exc, result) -> None:
+        """Turn one delivery (all its escalation steps) into FaultTrace entries."""
+        state = self.core.state()
+        insn = ""
+        if exc is not None and not exc.software:
+            dis = self.core.disassemble(exc.rip, state.code_bits, 1)
+            if dis:
+                addr, raw, text = dis[0]
+                insn = f"{raw.hex(' ')}  {text}"
+        where = self.symbolizer.describe(exc.rip) if self.symbolizer else f"0x{exc.rip:x}"
+        for step in result.steps:
+            ev = step.event
+            self.trace.add(
+                TraceEntry(
+                    index=self.trace.next_index(),
+                    instructions=self.core.icount,
+                    vector=ev.vector,
+                    name=name_of(ev.vector, ev.kind),
+                    kind=ev.kind,
+                    error_code=ev.error_code,
+                    error_decoded=decode_error_code(ev.vector, ev.error_code),
+                    cr2=ev.cr2,
+                    rip=exc.rip,
+                    location=where,
+                    rsp=state.gpr["rsp"],
+                    cpl=state.cpl,
+                    mode=state.mode,
+                    instruction=insn,
+                    gate=step.gate.describe() if step.gate else "",
+                    delivered=step.ok,
+                    reason=step.reason,
+                    escalation=step.escalation,
+                    cause=ev.reason,
+                )
+            )
+            if self.trace_sink is not None:
+                for line in self.trace.entries[-1].explain():
+                    self.trace_sink(line)
+        if result.triple_fault:
+            self.trace.triple_fault = True
 
     # ----------------------------------------------------------------- boot
     @classmethod
@@ -243,6 +290,10 @@ class Machine:
             return self._result("halted", t0, detail=why, state=state)
         if end.kind == core.KIND_EXCEPTION:
             return self._result("exception", t0, exception=end.exception)
+        if end.kind == core.KIND_TRIPLE_FAULT:
+            return self._result(
+                "triple-fault", t0, detail=self.trace.chain_summary(), exception=end.exception
+            )
         if end.kind == core.KIND_UNMAPPED:
             return self._result("unmapped-memory", t0, detail=end.detail)
         if end.kind == core.KIND_UNSUPPORTED:
@@ -279,4 +330,5 @@ class Machine:
             boot=self.boot,
             faulting_instruction=fault_insn[0] if fault_insn else None,
             location=location,
+            trace=self.trace,
         )

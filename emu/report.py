@@ -70,6 +70,7 @@ class RunResult:
     boot: Any = None  # firmware.BootPlan
     faulting_instruction: tuple[int, bytes, str] | None = None
     location: str | None = None  # RIP (or the faulting RIP) with symbol and source line
+    trace: Any = None  # fault_trace.FaultTrace: every exception and delivery of the run
 
     @property
     def virtual_time_ns(self) -> int:
@@ -84,6 +85,8 @@ class RunResult:
             if e.cr2 is not None:
                 text += f", CR2=0x{e.cr2:x}"
             return text + f" at RIP 0x{e.rip:x} in {e.mode} mode (CPL {e.cpl})"
+        if self.stop_reason == "triple-fault":
+            return f"triple fault: {self.detail}"
         if self.stop_reason == "debug-exit":
             return (
                 f"debug-exit: the guest wrote {self.exit_code} to isa-debug-exit "
@@ -102,11 +105,10 @@ class RunResult:
             lines.append(f"  faulting instruction: 0x{addr:x}: {raw.hex(' ')}  {text}")
         elif self.exception is not None:
             lines.append("  faulting instruction: (bytes at RIP cannot be read)")
-        if self.exception is not None and not self.exception.software:
-            lines.append(
-                "  (exception delivery through the guest's IDT is not modelled yet: "
-                "the run stops at the first exception)"
-            )
+        if self.stop_reason == "triple-fault" and self.trace is not None:
+            lines.append("fault chain (the last event and every delivery attempt):")
+            for entry in self.trace.last_chain():
+                lines += ["  " + line for line in entry.explain()]
         lines += [
             f"instructions: {self.instructions:,} (virtual time {self.virtual_time_ns / 1e6:.3f} ms)",
             f"cpu: {c.mode} CPL{c.cpl} RIP=0x{c.rip:x} RFLAGS=0x{c.rflags:x} "
@@ -148,6 +150,8 @@ class RunResult:
             if fi is None
             else {"address": fi[0], "bytes": fi[1].hex(), "text": fi[2]},
             "location": self.location,
+            "fault_trace": self.trace.to_list() if self.trace is not None else [],
+            "triple_fault": bool(self.trace and self.trace.triple_fault),
             "cpu": self.cpu.to_dict(),
             "wall_seconds": self.wall_seconds,
         }

@@ -94,6 +94,24 @@ class EngineInternals:
     def write_i32(self, offset: int, value: int) -> None:
         ctypes.c_int32.from_address(self.env + offset).value = value
 
+    def write_u64(self, offset: int, value: int) -> None:
+        ctypes.c_uint64.from_address(self.env + offset).value = value & 0xFFFF_FFFF_FFFF_FFFF
+
+    def write_segment(self, index: int, selector: int, base: int, limit: int, flags: int) -> None:
+        """Load a segment cache directly (no descriptor-table read, no fault possible)."""
+        addr = self.env + ENV_SEGS + index * SEG_SIZE
+        ctypes.c_uint32.from_address(addr).value = selector & 0xFFFF
+        ctypes.c_uint64.from_address(addr + 8).value = base & 0xFFFF_FFFF_FFFF_FFFF
+        ctypes.c_uint32.from_address(addr + 16).value = limit & 0xFFFFFFFF
+        ctypes.c_uint32.from_address(addr + 20).value = flags & 0xFFFFFFFF
+
+    def update_hflags(self) -> None:
+        """Recompute QEMU's hidden flags (CPL, CS32/CS64, SS32...) from the segment caches.
+
+        ``x86_update_hflags`` reads env only and cannot fault, so it is safe to call from Python.
+        """
+        _update_hflags_fn()(ctypes.c_void_p(self.env))
+
     @property
     def hflags(self) -> int:
         return self.u32(ENV_HFLAGS)
@@ -118,6 +136,13 @@ class EngineInternals:
     def clear_old_exception(self) -> None:
         """Reset QEMU's sticky double-fault tracker (unicorn-2.1.4.md Q3)."""
         self.write_i32(ENV_OLD_EXCEPTION, -1)
+
+
+def _update_hflags_fn():
+    fn = _lib().x86_update_hflags_x86_64
+    fn.argtypes = [ctypes.c_void_p]
+    fn.restype = None
+    return fn
 
 
 def locate(uc: unicorn.Uc) -> EngineInternals:

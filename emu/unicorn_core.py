@@ -43,6 +43,7 @@ from . import clock_kernels as K
 from . import uc_internals as I
 from .cpu import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
 from .errors import EngineError
+from .interrupts import DeliveryCpu, DeliveryResult, Event, IdtDelivery, MemoryFault, SegmentCache
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ KIND_EXCEPTION = "exception"
 KIND_REQUESTED = "requested"  # a device asked to stop (e.g. debug-exit)
 KIND_UNMAPPED = "unmapped"  # physical access outside RAM
 KIND_UNSUPPORTED = "unsupported"  # an instruction the core cannot run faithfully yet
+KIND_TRIPLE_FAULT = "triple-fault"  # a fault while delivering #DF: the CPU shut down
 
 
 @dataclass
@@ -112,6 +114,13 @@ class UnicornCore:
     port_read: Callable[[int, int], int]
     port_write: Callable[[int, int, int], None]
     tsc_per_instruction: int = 1
+    # Deliver exceptions through the guest IDT (True) or stop at the first one (False).
+    deliver_exceptions: bool = True
+    # Called after every delivery attempt: (event, exception as raised, delivery result).
+    on_delivery: Callable[[Event, GuestException, DeliveryResult], None] | None = None
+    # Translates a linear address for supervisor delivery accesses when paging is on:
+    # (linear, write) -> physical, raising MemoryFault. Set by the machine (our MMU).
+    translate: Callable[[int, bool], int] | None = None
     uc: Uc = field(init=False)
     internals: I.EngineInternals = field(init=False)
     ctx: np.ndarray = field(init=False)
@@ -290,15 +299,74 @@ class UnicornCore:
         software = bool(self.internals.u32(I.ENV_EXCEPTION_IS_INT))
         rip = uc.reg_read(X.UC_X86_REG_RIP)
         exc = self._exception(intno, rip, software)
-        # Unicorn never clears its double-fault tracker; we deliver nothing, so reset it.
-        self.internals.clear_old_exception()
-        self._request(SliceEnd(KIND_EXCEPTION, "", exc, rip))
+        self._raise(exc)
 
     def _hook_invalid(self, uc: Uc, _ud: object) -> bool:
         rip = uc.reg_read(X.UC_X86_REG_RIP)
-        if self._stop is None:
-            self._stop = SliceEnd(KIND_EXCEPTION, "", self._exception(6, rip, False), rip)
-        return False  # emu_start returns UC_ERR_INSN_INVALID with RIP on the instruction
+        self._raise(self._exception(6, rip, False))
+        # True: continue at the handler; False: emu_start returns with RIP on the instruction.
+        return self._stop is None
+
+    def _raise(self, exc: GuestException) -> None:
+        """An exception was raised at exc.rip: deliver it through the IDT, or stop."""
+        # Unicorn never clears its double-fault tracker: delivery and escalation are ours.
+        self.internals.clear_old_exception()
+        if self._stop is not None:
+            return
+        self._account_partial_block(exc.rip)
+        if not self.deliver_exceptions:
+            self._request(SliceEnd(KIND_EXCEPTION, "", exc, exc.rip))
+            return
+        event = Event(
+            exc.vector,
+            "software" if exc.software else "exception",
+            exc.error_code,
+            exc.cr2,
+            exc.rip if exc.software else None,
+        )
+        result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
+        if self.on_delivery is not None:
+            self.on_delivery(event, exc, result)
+        if result.triple_fault or result.cpu is None:
+            self._request(SliceEnd(KIND_TRIPLE_FAULT, "triple fault", exc, exc.rip))
+            return
+        self.apply_delivery(result.cpu)
+
+    def delivery_cpu(self) -> DeliveryCpu:
+        uc = self.uc
+        env = self.internals
+        hflags = env.hflags
+        gdtr = uc.reg_read(X.UC_X86_REG_GDTR)
+        idtr = uc.reg_read(X.UC_X86_REG_IDTR)
+        ldtr = uc.reg_read(X.UC_X86_REG_LDTR)
+        tr = uc.reg_read(X.UC_X86_REG_TR)
+        return DeliveryCpu(
+            long_mode=bool(hflags & I.HF_LMA),
+            cpl=hflags & I.HF_CPL_MASK,
+            rip=uc.reg_read(X.UC_X86_REG_RIP),
+            rsp=uc.reg_read(X.UC_X86_REG_RSP),
+            rflags=uc.reg_read(X.UC_X86_REG_RFLAGS),
+            cs=SegmentCache(*env.segment(I.SEG_CS)),
+            ss=SegmentCache(*env.segment(I.SEG_SS)),
+            gdtr=(gdtr[1], gdtr[2]),
+            ldtr=SegmentCache(ldtr[0], ldtr[1], ldtr[2], ldtr[3]),
+            idtr=(idtr[1], idtr[2]),
+            tr=SegmentCache(tr[0], tr[1], tr[2], tr[3]),
+            cr2=uc.reg_read(X.UC_X86_REG_CR2),
+        )
+
+    def apply_delivery(self, new: DeliveryCpu) -> None:
+        """Load the post-delivery state. RIP is written into env: a reg_write of RIP from a
+        hook would end the emulation loop (uc.c sets quit_request)."""
+        uc = self.uc
+        env = self.internals
+        env.write_segment(I.SEG_CS, new.cs.selector, new.cs.base, new.cs.limit, new.cs.flags)
+        env.write_segment(I.SEG_SS, new.ss.selector, new.ss.base, new.ss.limit, new.ss.flags)
+        uc.reg_write(X.UC_X86_REG_RSP, new.rsp)
+        uc.reg_write(X.UC_X86_REG_RFLAGS, new.rflags)
+        uc.reg_write(X.UC_X86_REG_CR2, new.cr2)
+        env.write_u64(I.ENV_EIP, new.rip)
+        env.update_hflags()
 
     def _hook_unmapped(
         self, uc: Uc, access: int, address: int, size: int, value: int, _ud: object
@@ -370,8 +438,6 @@ class UnicornCore:
             flags = int(ctx[K.CTX_STOP_FLAGS])
             stop = self._stop
             if stop is not None:
-                if stop.kind == KIND_EXCEPTION:
-                    self._account_partial_block(stop.address or 0)
                 return stop
             if err == UC_ERR_INSN_INVALID:  # no hook saw it (should not happen): still #UD
                 rip = self.uc.reg_read(X.UC_X86_REG_RIP)
@@ -516,3 +582,45 @@ class UnicornCore:
             if len(out) == count:
                 break
         return out
+
+
+class _CoreMemory:
+    """Supervisor linear accesses for delivery: identity with paging off, else ``translate``."""
+
+    def __init__(self, core: UnicornCore) -> None:
+        self.core = core
+        self.ram = core.ram
+        cr0 = core.uc.reg_read(X.UC_X86_REG_CR0)
+        self.paging = bool(cr0 & 0x80000000)
+        self.long_mode = bool(core.internals.hflags & I.HF_LMA)
+
+    def _phys(self, address: int, write: bool) -> int:
+        if not self.paging:
+            return address & 0xFFFFFFFF
+        if self.core.translate is None:
+            raise MemoryFault(14, 2 if write else 0, address, "paging is on but no MMU is attached")
+        return self.core.translate(address, write)
+
+    def _access(self, address: int, size: int, write: bool, data: bytes = b"") -> bytes:
+        out = bytearray()
+        done = 0
+        while done < size:
+            lin = address + done
+            chunk = min(size - done, 0x1000 - (lin & 0xFFF))
+            phys = self._phys(lin, write)
+            if phys + chunk > self.ram.size:
+                raise MemoryFault(
+                    13, 0, None, f"physical 0x{phys:x} (linear 0x{lin:x}) is outside guest RAM"
+                )
+            if write:
+                self.ram[phys : phys + chunk] = np.frombuffer(data[done : done + chunk], np.uint8)
+            else:
+                out += self.ram[phys : phys + chunk].tobytes()
+            done += chunk
+        return bytes(out)
+
+    def read(self, address: int, size: int) -> bytes:
+        return self._access(address, size, False)
+
+    def write(self, address: int, data: bytes) -> None:
+        self._access(address, len(data), True, data)

@@ -35,14 +35,23 @@ BODY = CODE + len(_prologue(CODE))
 
 
 class Guest:
-    def __init__(self, body: bytes, ports: dict[int, int] | None = None) -> None:
+    def __init__(
+        self, body: bytes, ports: dict[int, int] | None = None, deliver: bool = False
+    ) -> None:
         self.ram = np.zeros(4 << 20, np.uint8)
         self.outs: list[tuple[int, int, int]] = []
         self.ports = ports or {}
         _gdt(self.ram)
         code = _prologue(CODE) + body
         self.ram[CODE : CODE + len(code)] = np.frombuffer(code, np.uint8)
-        self.core = core.UnicornCore(self.ram, self._in, self._out)
+        self.deliveries: list = []
+        self.core = core.UnicornCore(
+            self.ram,
+            self._in,
+            self._out,
+            deliver_exceptions=deliver,
+            on_delivery=lambda ev, exc, res: self.deliveries.append(res),
+        )
         self.core.enter_grub_protected_mode(gdt_base=GDT, gdt_limit=0x20, entry=CODE, registers={})
 
     def _in(self, port: int, size: int) -> int:
@@ -200,3 +209,46 @@ def test_single_step_counts_one_instruction_each() -> None:
         assert g.core.step() is None
         assert g.core.icount == i
     assert g.core.state().mode == "prot32"
+
+
+IDT = 0x3000
+IDTR_PTR = 0x3800
+
+
+def _idt_guest(body: bytes, handlers: dict[int, bytes]) -> Guest:
+    """A guest that loads a 32-bit IDT whose gates point at the given handler bytes."""
+    lidt = b"\x0f\x01\x1d" + struct.pack("<I", IDTR_PTR)
+    g = Guest(lidt + body, deliver=True)
+    struct.pack_into("<HI", g.ram, IDTR_PTR, 0x7FF, IDT)
+    at = 0x4000
+    for vector, code in handlers.items():
+        g.ram[at : at + len(code)] = np.frombuffer(code, np.uint8)
+        lo = (at & 0xFFFF) | (0x10 << 16)
+        hi = (at & 0xFFFF0000) | 0x8E00  # present, DPL 0, 32-bit interrupt gate
+        struct.pack_into("<II", g.ram, IDT + 8 * vector, lo, hi)
+        at += 0x100
+    return g
+
+
+def test_divide_error_is_delivered_to_the_guest_handler_and_resumes() -> None:
+    # handler: inc %esi; addl $2,(%esp) (skip the 2-byte div); iret
+    handler = b"\x46\x83\x04\x24\x02\xcf"
+    body = b"\x31\xd2\x31\xc9\xb8\x01\x00\x00\x00\xf7\xf1\xfa\xf4"
+    g = _idt_guest(body, {0: handler})
+    end = g.run()
+    assert end.kind == core.KIND_HALT
+    s = g.core.state()
+    assert s.gpr["rsi"] == 1 and s.gpr["rsp"] == 0x7FF00 and s.mode == "prot32"
+    assert len(g.deliveries) == 1 and g.deliveries[0].steps[0].ok
+    # prologue + lidt + 3 + div(faulted, not retired) + handler 3 + cli + hlt
+    assert g.core.icount == PROLOGUE_INSNS + 1 + 3 + 3 + 2
+
+
+def test_no_idt_is_a_triple_fault_with_the_grub_chain() -> None:
+    g = Guest(b"\x90\x0f\x0b", deliver=True)
+    end = g.run()
+    assert end.kind == core.KIND_TRIPLE_FAULT
+    chain = [(s.event.vector, s.event.error_code) for s in g.deliveries[0].steps]
+    assert chain == [(6, None), (13, 0x32), (8, 0)]
+    assert g.deliveries[0].triple_fault
+    assert g.core.icount == PROLOGUE_INSNS + 1

@@ -1,0 +1,142 @@
+"""FaultTrace: every exception, interrupt and delivery step of a run, explained.
+
+This is the record the CLI prints after a crash, ``--json`` exports and the debugger shows. Each
+entry says what was raised (vector, mnemonic, decoded error code, CR2), where (CS:RIP with symbol
+and source line, RSP, CPL, mode, the instruction), which IDT gate was read, why delivery succeeded
+or failed, and what the failure escalated to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from .report import vector_name
+
+
+def decode_error_code(vector: int, code: int | None) -> str:
+    """Human-readable error code: selector form for #TS/#NP/#SS/#GP, P/W/U/R/I for #PF."""
+    if code is None:
+        return ""
+    if vector == 14:
+        bits = [
+            "protection violation" if code & 1 else "page not present",
+            "write" if code & 2 else "read",
+            "user mode" if code & 4 else "supervisor mode",
+        ]
+        if code & 8:
+            bits.append("reserved bit set in a paging entry")
+        if code & 16:
+            bits.append("instruction fetch")
+        if code & 32:
+            bits.append("protection key")
+        return ", ".join(bits)
+    if vector in (10, 11, 12, 13, 17) or vector == 8:
+        if code == 0:
+            return "0 (no selector)"
+        ext = " (external event)" if code & 1 else ""
+        if code & 2:
+            return f"IDT entry {code >> 3}{ext}"
+        table = "LDT" if code & 4 else "GDT"
+        return f"{table} selector 0x{code & 0xFFF8:04x} (index {code >> 3}){ext}"
+    return f"0x{code:x}"
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    """One event and one attempt to deliver it."""
+
+    index: int
+    instructions: int  # virtual time (instructions retired) when it happened
+    vector: int
+    name: str  # "#PF (page fault)"
+    kind: str  # "exception", "software", "external"
+    error_code: int | None
+    error_decoded: str
+    cr2: int | None
+    rip: int
+    location: str  # RIP with symbol and source line
+    rsp: int
+    cpl: int
+    mode: str
+    instruction: str  # the instruction at RIP, disassembled in the CPU's current mode
+    gate: str  # the IDT gate read, decoded ("" when none could be read)
+    delivered: bool
+    reason: str  # why delivery succeeded or failed, in words
+    escalation: str  # what a failure turned into
+    cause: str = ""  # why the event happened (e.g. the walk that failed)
+
+    def line(self) -> str:
+        """One line, in the spirit of QEMU's `-d int`."""
+        text = f"[{self.instructions:>12,}] {self.name}"
+        if self.error_code is not None:
+            text += f" err=0x{self.error_code:x} ({self.error_decoded})"
+        if self.cr2 is not None:
+            text += f" CR2=0x{self.cr2:x}"
+        text += f" at {self.location} CPL{self.cpl} {self.mode} RSP=0x{self.rsp:x}"
+        return text
+
+    def explain(self) -> list[str]:
+        out = [self.line()]
+        if self.instruction:
+            out.append(f"    instruction: {self.instruction}")
+        if self.cause:
+            out.append(f"    cause: {self.cause}")
+        if self.gate:
+            out.append(f"    gate: {self.gate}")
+        out.append(f"    {'delivered' if self.delivered else 'delivery failed'}: {self.reason}")
+        if self.escalation:
+            out.append(f"    -> {self.escalation}")
+        return out
+
+
+@dataclass
+class FaultTrace:
+    """All trace entries of a run, in order, and whether it ended in a triple fault."""
+
+    entries: list[TraceEntry] = field(default_factory=list)
+    triple_fault: bool = False
+    limit: int = 10_000  # older entries are dropped past this many (a storm of IRQs)
+    dropped: int = 0
+
+    def add(self, entry: TraceEntry) -> None:
+        self.entries.append(entry)
+        if len(self.entries) > self.limit:
+            del self.entries[0]
+            self.dropped += 1
+
+    def next_index(self) -> int:
+        return self.dropped + len(self.entries)
+
+    def last_chain(self) -> list[TraceEntry]:
+        """The entries of the last event chain: from the last successful delivery on."""
+        chain: list[TraceEntry] = []
+        for e in reversed(self.entries):
+            if e.delivered and chain:
+                break
+            chain.append(e)
+        return list(reversed(chain))
+
+    def chain_summary(self) -> str:
+        """'#UD -> #GP(0x32) -> #DF -> triple fault' for the last chain."""
+        parts = []
+        for e in self.last_chain():
+            short = e.name.split(" ")[0]
+            parts.append(
+                f"{short}(0x{e.error_code:x})"
+                if e.error_code is not None and e.vector != 8
+                else short
+            )
+        if self.triple_fault:
+            parts.append("triple fault")
+        return " -> ".join(parts)
+
+    def to_list(self) -> list[dict]:
+        return [asdict(e) for e in self.entries]
+
+
+def name_of(vector: int, kind: str) -> str:
+    if kind == "external":
+        return f"IRQ vector 0x{vector:02x}"
+    if kind == "software" and vector not in (3, 4):
+        return f"INT 0x{vector:02x}"
+    return vector_name(vector)
