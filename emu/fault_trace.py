@@ -64,6 +64,7 @@ class TraceEntry:
     reason: str  # why delivery succeeded or failed, in words
     escalation: str  # what a failure turned into
     cause: str = ""  # why the event happened (e.g. the walk that failed)
+    handler: int | None = None  # the gate's target offset, when a gate was read
 
     def line(self) -> str:
         """One line, in the spirit of QEMU's `-d int`."""

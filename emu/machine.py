@@ -25,6 +25,7 @@ from firmware import BootPlan, ModuleSpec, boot_kernel
 from . import unicorn_core as core
 from .bus import PortBus
 from .cpu import CpuState
+from .diagnosis import diagnose
 from .errors import ConfigError
 from .fault_trace import FaultTrace, TraceEntry, decode_error_code, name_of
 from .report import RunResult, exit_status_for
@@ -155,6 +156,7 @@ class Machine:
                     reason=step.reason,
                     escalation=step.escalation,
                     cause=ev.reason,
+                    handler=step.gate.offset if step.gate else None,
                 )
             )
             if self.trace_sink is not None:
@@ -315,6 +317,16 @@ class Machine:
             fault_insn = self.core.disassemble(exception.rip, state.code_bits, 1)
         where = exception.rip if exception is not None else state.rip
         location = self.symbolizer.describe(where) if self.symbolizer else f"0x{where:x}"
+        diagnoses = []
+        if reason in ("triple-fault", "exception") and self.boot is not None:
+            diagnoses = diagnose(
+                state,
+                self.trace,
+                elf_class=self.boot.elf_class,
+                elf_machine=self.boot.elf_machine,
+                disassemble=self.core.disassemble,
+                symbol_of=self._symbol_name,
+            )
         return RunResult(
             stop_reason=reason,
             exit_code=self._exit_value if reason == "debug-exit" else None,
@@ -331,4 +343,11 @@ class Machine:
             faulting_instruction=fault_insn[0] if fault_insn else None,
             location=location,
             trace=self.trace,
+            diagnoses=tuple(diagnoses),
         )
+
+    def _symbol_name(self, address: int) -> str | None:
+        if self.symbolizer is None:
+            return None
+        sym = self.symbolizer.symbol(address)
+        return sym[0] if sym else None

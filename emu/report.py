@@ -71,6 +71,7 @@ class RunResult:
     faulting_instruction: tuple[int, bytes, str] | None = None
     location: str | None = None  # RIP (or the faulting RIP) with symbol and source line
     trace: Any = None  # fault_trace.FaultTrace: every exception and delivery of the run
+    diagnoses: tuple = ()  # diagnosis.Diagnosis: the likely cause, in words
 
     @property
     def virtual_time_ns(self) -> int:
@@ -109,6 +110,9 @@ class RunResult:
             lines.append("fault chain (the last event and every delivery attempt):")
             for entry in self.trace.last_chain():
                 lines += ["  " + line for line in entry.explain()]
+        for d in self.diagnoses:
+            lines.append(f"diagnosis ({d.kind}): {d.message}")
+            lines += ["  " + x for x in d.details]
         lines += [
             f"instructions: {self.instructions:,} (virtual time {self.virtual_time_ns / 1e6:.3f} ms)",
             f"cpu: {c.mode} CPL{c.cpl} RIP=0x{c.rip:x} RFLAGS=0x{c.rflags:x} "
@@ -152,6 +156,10 @@ class RunResult:
             "location": self.location,
             "fault_trace": self.trace.to_list() if self.trace is not None else [],
             "triple_fault": bool(self.trace and self.trace.triple_fault),
+            "diagnoses": [
+                {"kind": d.kind, "message": d.message, "details": list(d.details)}
+                for d in self.diagnoses
+            ],
             "cpu": self.cpu.to_dict(),
             "wall_seconds": self.wall_seconds,
         }

@@ -1,0 +1,163 @@
+"""Diagnoses: the likely cause of a crash, in words, on top of the raw fault chain.
+
+Each diagnosis looks at the final CPU state, the boot plan (what kind of ELF was booted) and the
+FaultTrace, and either says nothing or explains one known way kernels die. They are ordered from
+the most fundamental cause to the most specific symptom.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .cpu import CR0_PG, EFER_LME, CpuState
+from .fault_trace import FaultTrace, TraceEntry
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    kind: (
+        str  # "mode-mismatch", "no-idt", "bad-gate-selector", "stack-overflow", "pf-in-pf-handler"
+    )
+    message: str
+    details: tuple[str, ...] = ()
+
+
+Disassembler = Callable[[int, int, int], list[tuple[int, bytes, str]]]  # (addr, bits, count)
+
+
+def diagnose(
+    cpu: CpuState,
+    trace: FaultTrace,
+    *,
+    elf_class: int | None,
+    elf_machine: str | None,
+    disassemble: Disassembler | None = None,
+    symbol_of: Callable[[int], str | None] | None = None,
+) -> list[Diagnosis]:
+    chain = trace.last_chain()
+    if not chain:
+        return []
+    out: list[Diagnosis] = []
+    first = chain[0]
+    mm = _mode_mismatch(cpu, first, elf_class, elf_machine, disassemble)
+    if mm:
+        out.append(mm)
+    for check in (_no_idt, _bad_gate_selector, _stack_overflow):
+        d = check(chain)
+        if d:
+            out.append(d)
+    d = _pf_in_pf_handler(trace, symbol_of)
+    if d:
+        out.append(d)
+    return out
+
+
+def _mode_mismatch(
+    cpu: CpuState,
+    first: TraceEntry,
+    elf_class: int | None,
+    elf_machine: str | None,
+    disassemble: Disassembler | None,
+) -> Diagnosis | None:
+    if elf_class != 64 or elf_machine not in ("EM_X86_64", None) or first.mode == "long64":
+        return None
+    if first.mode == "compat":
+        why = "long mode is active but CS is a 32-bit (compatibility mode) segment"
+    else:
+        lme = "EFER.LME=1" if cpu.efer & EFER_LME else "EFER.LME=0"
+        pg = "CR0.PG=1" if cpu.cr0 & CR0_PG else "CR0.PG=0"
+        why = f"long mode was never enabled ({lme}, {pg})"
+    mode_words = {
+        "prot32": "32-bit protected mode",
+        "prot16": "16-bit protected mode",
+        "real": "real mode",
+        "compat": "compatibility mode",
+    }[first.mode]
+    message = (
+        f"this ELF is ELFCLASS64 x86-64, but the CPU is in {mode_words}: {why}. "
+        "Its 64-bit code is being decoded as 32-bit instructions."
+    )
+    details: list[str] = []
+    if disassemble is not None:
+        bits32 = disassemble(first.rip, 32, 3)
+        bits64 = disassemble(first.rip, 64, 3)
+        if bits32 or bits64:
+            details.append(f"the bytes at 0x{first.rip:x} decode as:")
+            width = max((len(f"{t}") for _, _, t in bits32), default=0)
+            for i in range(max(len(bits32), len(bits64))):
+                a = bits32[i][2] if i < len(bits32) else ""
+                b = bits64[i][2] if i < len(bits64) else ""
+                details.append(f"  32-bit: {a:<{width}}   | 64-bit (as compiled): {b}")
+    details.append(
+        "GRUB hands a Multiboot kernel 32-bit protected mode with paging off, even for an ELF64: "
+        "the boot code must build page tables, set CR4.PAE, EFER.LME and CR0.PG, and far-jump "
+        "to a 64-bit code segment before calling 64-bit code."
+    )
+    return Diagnosis("mode-mismatch", message, tuple(details))
+
+
+def _no_idt(chain: list[TraceEntry]) -> Diagnosis | None:
+    for e in chain:
+        if not e.delivered and "IDTR.limit is 0" in e.reason:
+            return Diagnosis(
+                "no-idt",
+                "no IDT is loaded (IDTR.limit is 0): every exception becomes #GP, then #DF, "
+                "then a triple fault. Load an IDT (lidt) with handlers before anything can fault.",
+            )
+    return None
+
+
+def _bad_gate_selector(chain: list[TraceEntry]) -> Diagnosis | None:
+    for e in chain:
+        if not e.delivered and "gate selector" in e.reason:
+            return Diagnosis(
+                "bad-gate-selector",
+                f"the IDT gate for {e.name.split(' ')[0]} points at a bad code segment: {e.reason}. "
+                "Gates must use a code selector of the GDT the kernel loaded "
+                "(GRUB's GDT has no descriptor at 0x08).",
+                (e.gate,) if e.gate else (),
+            )
+    return None
+
+
+def _stack_overflow(chain: list[TraceEntry]) -> Diagnosis | None:
+    for e in chain:
+        if not e.delivered and e.reason.startswith("pushing"):
+            return Diagnosis(
+                "stack-overflow",
+                f"pushing the exception frame faulted (RSP=0x{e.rsp:x}): the stack ran into "
+                "an unmapped or read-only page, typically a stack overflow into a guard page. "
+                "Give #DF (and #PF) their own IST stack to see the real culprit.",
+                (e.reason,),
+            )
+    return None
+
+
+def _pf_in_pf_handler(
+    trace: FaultTrace, symbol_of: Callable[[int], str | None] | None
+) -> Diagnosis | None:
+    if symbol_of is None:
+        return None
+    delivered_pf = [
+        e for e in trace.entries if e.vector == 14 and e.delivered and e.kind == "exception"
+    ]
+    if not delivered_pf:
+        return None
+    last = trace.entries[-1] if trace.entries else None
+    if last is None or last.vector not in (14, 8):
+        return None
+    chain = trace.last_chain()
+    first = chain[0] if chain else None
+    if first is None or first.vector != 14:
+        return None
+    target = delivered_pf[-1].handler
+    handler = symbol_of(target) if target is not None else None
+    here = symbol_of(first.rip)
+    if handler and here and handler == here:
+        return Diagnosis(
+            "pf-in-pf-handler",
+            f"a page fault was raised inside the page-fault handler ({here}): the handler "
+            "itself touches memory that is not mapped.",
+        )
+    return None
