@@ -79,8 +79,10 @@ def main() -> int:
     _time_cmd(cmd, 1)  # warm the numba cache and the page cache
     ours = _time_cmd(cmd, args.repeat)
     best = min(ours)
-    print(f"triplefault run images/hello: best {best:.3f} s, median {statistics.median(ours):.3f} s "
-          f"over {args.repeat} runs")
+    print(
+        f"triplefault run images/hello: best {best:.3f} s, median {statistics.median(ours):.3f} s "
+        f"over {args.repeat} runs"
+    )
 
     b = _fresh(_BREAKDOWN)
     print("breakdown (fresh process, warm numba cache):")

@@ -104,8 +104,8 @@ class RunResult:
         if self.faulting_instruction is not None:
             addr, raw, text = self.faulting_instruction
             lines.append(f"  faulting instruction: 0x{addr:x}: {raw.hex(' ')}  {text}")
-        elif self.exception is not None:
-            lines.append("  faulting instruction: (bytes at RIP cannot be read)")
+        elif self.exception is not None and not self.exception.software:
+            lines.append("  faulting instruction: (the bytes at RIP cannot be read)")
         if self.stop_reason == "triple-fault" and self.trace is not None:
             lines.append("fault chain (the last event and every delivery attempt):")
             for entry in self.trace.last_chain():

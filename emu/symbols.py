@@ -128,7 +128,7 @@ class Symbolizer:
             if fname.startswith("/") or not 0 <= d < len(dirs):
                 return fname
             directory = dirs[d].decode(errors="replace")
-            return fname if directory in (".", "") else f"{directory}/{fname}"
+            return fname if directory in (".", "") else os.path.normpath(f"{directory}/{fname}")
 
         out: list[tuple[int, int, SourceLine | None]] = []
         prev = None

@@ -404,6 +404,7 @@ class UnicornCore:
         uc.msr_write(MSR_EFER, 0)
         uc.reg_write(X.UC_X86_REG_CR4, 0)
         uc.reg_write(X.UC_X86_REG_CR3, 0)
+        uc.reg_write(X.UC_X86_REG_CR2, 0)
         uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)
         for name, reg in _GPR_IDS.items():
             uc.reg_write(reg, registers.get(name, 0))
