@@ -410,6 +410,23 @@ class SerialCapture:
         self.data += data
 
 
+class FileSink:
+    """Serial output into a file, truncated when opened (like QEMU's ``file:`` backend)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            self._file = open(path, "wb")  # noqa: SIM115 - open for the whole run
+        except OSError as e:
+            raise ValueError(f"serial output file {path}: {e.strerror}") from None
+
+    def __call__(self, data: bytes) -> None:
+        self._file.write(data)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def serial_sink_for(spec: str) -> Callable[[bytes], None] | None:
     """``stdio``, ``file:PATH`` or ``none`` -> a sink for ``Uart16550``."""
     if spec == "none":
@@ -423,17 +440,7 @@ def serial_sink_for(spec: str) -> Callable[[bytes], None] | None:
 
         return to_stdout
     if spec.startswith("file:") and len(spec) > 5:
-        path = spec[5:]
-        try:
-            handle = open(path, "wb")  # noqa: SIM115 - lives as long as the run; truncated like QEMU
-        except OSError as e:
-            raise ValueError(f"serial output file {path}: {e.strerror}") from None
-
-        def to_file(data: bytes) -> None:
-            handle.write(data)
-            handle.flush()
-
-        return to_file
+        return FileSink(spec[5:])
     raise ValueError(f"serial output {spec!r}: use stdio, file:PATH or none")
 
 

@@ -615,6 +615,8 @@ def boot_kernel(
     if protocol not in ("auto", "multiboot2", "multiboot1"):
         raise LoaderError(f"unknown boot protocol {protocol!r} (auto, multiboot2 or multiboot1)")
     data, name = _read_kernel(path)
+    if data[:4] == b"\x7fELF":
+        _parse_elf(data, name)  # a broken ELF is reported as such before the header search
     mb2, mb2_problem = _find_mb2(data) if protocol != "multiboot1" else (None, None)
     mb1, mb1_problem = (None, None)
     if mb2 is None and protocol != "multiboot2":
