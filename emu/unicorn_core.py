@@ -39,7 +39,8 @@ from unicorn import (
 )
 from unicorn import x86_const as X
 
-from . import clock_kernels as K
+from . import clock_layout as K
+from . import native
 from . import uc_internals as I
 from .cpu import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
 from .errors import EngineError
@@ -187,7 +188,8 @@ class UnicornCore:
 
     def _install_hooks(self) -> None:
         uc = self.uc
-        self._add_raw_hook(UC_HOOK_BLOCK, K.block_hook.address, self.ctx.ctypes.data)
+        block_hook = native.load("emu.clock_kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
+        self._add_raw_hook(UC_HOOK_BLOCK, block_hook.address, self.ctx.ctypes.data)
         # The Python binding cannot hook RDTSC: register a ctypes callback directly.
         self._rdtsc_cb = _INSN_CB(self._hook_rdtsc)
         self._rdtscp_cb = _INSN_CB(self._hook_rdtscp)

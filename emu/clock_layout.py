@@ -1,0 +1,48 @@
+"""Layout of the context array shared by the compiled clock hook and Python.
+
+Kept apart from ``clock_kernels.py`` so that the machine can use it without importing numba
+(the compiled hook itself is usually loaded from the native cache, see ``native.py``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Context array layout (uint64 slots).
+CTX_ENV = 0  # address of CPUX86State env (reads hflags for the code size)
+CTX_ICOUNT = 1  # instructions retired, counted at block entry
+CTX_DEADLINE = 2  # stop the slice once ICOUNT reaches this
+CTX_EMU_STOP = 3  # address of uc_emu_stop
+CTX_TABLE_KEYS = 4  # address of the uint64 key array (block pc)
+CTX_TABLE_VALS = 5  # address of the uint64 value array (see pack_value)
+CTX_TABLE_MASK = 6  # number of table slots - 1 (a power of two minus one)
+CTX_LAST_PC = 7  # pc of the block entered last
+CTX_LAST_COUNT = 8  # its instruction count (0 when it was a miss, i.e. not yet counted)
+CTX_LAST_SIZE = 9  # its size in bytes
+CTX_LAST_BITS = 10  # its code size (16/32/64)
+CTX_MISS_PC = 11  # a block not in the table: its pc ...
+CTX_MISS_SIZE = 12  # ... size in bytes ...
+CTX_MISS_BITS = 13  # ... and code size; MISS_FLAG says whether these are valid
+CTX_MISS_FLAG = 14
+CTX_STOP_FLAGS = 15  # why the hook asked to stop (STOP_* bits)
+CTX_ENABLED = 16  # 0 while single-stepping: Python counts instead
+CTX_BLOCKS = 17  # blocks entered (statistics)
+CTX_ICOUNT_BEFORE = 18  # ICOUNT before the last block was added (for RDTSC inside a block)
+CTX_LIMIT = 19  # hard limit: a block that would cross it is not entered
+CTX_SIZE = 24
+
+STOP_DEADLINE = 1
+STOP_MISS = 2
+STOP_LIMIT = 4
+
+EMPTY_KEY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+
+# hflags bits used to tell the code size (see emu/uc_internals.py).
+_HF_CS32 = 1 << 4
+_HF_CS64 = 1 << 15
+_ENV_HFLAGS = 176
+
+
+def pack_value(icount: int, size: int, bits: int) -> int:
+    """Table value: instruction count (16 bits), block size (16 bits), code size (8 bits)."""
+    return (icount & 0xFFFF) | ((size & 0xFFFF) << 16) | ((bits & 0xFF) << 32)

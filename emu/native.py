@@ -1,0 +1,144 @@
+"""Compiled hooks without numba's start-up cost: numba compiles once, llvmlite loads the code.
+
+The hooks Unicorn calls (clock, later the TLB fill) are written in numba's nopython Python and
+compiled to machine code by numba. Loading a numba function, even from numba's own cache, costs
+about 0.45 s per process (importing numba and building its typing context), which is more than
+the whole boot of a small kernel. So the first run compiles with numba and keeps the object code;
+every later run hands that object code to llvmlite's JIT linker, which takes a few milliseconds.
+
+The cache key covers the kernel module's source, the numba and llvmlite versions and the host
+CPU (the code is compiled for it), so a change to any of them recompiles. The cache lives in the
+package's ``__pycache__/native`` when writable, else in ``$XDG_CACHE_HOME/triplefault``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import importlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Symbols numba's generated code may reference on error paths our hooks never take (they never
+# allocate): resolved to a function that aborts loudly instead of jumping to address 0.
+_UNUSED_RUNTIME_SYMBOLS = ("NRT_MemInfo_call_dtor",)
+
+
+@dataclass(frozen=True)
+class NativeFunction:
+    name: str
+    address: int
+    source: str  # "numba" (compiled in this process) or "cache"
+
+
+_loaded: dict[tuple[str, str], NativeFunction] = {}
+_keepalive: list[object] = []  # JIT engines and compiled functions must outlive their use
+
+
+def _cache_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent / "__pycache__" / "native"
+    xdg = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "triplefault" / "native"
+    override = os.environ.get("TRIPLEFAULT_NATIVE_CACHE")
+    return [Path(override)] if override else [here, xdg]
+
+
+def _key(module: str, func: str) -> str:
+    import llvmlite.binding as llvm
+
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ImportError(f"cannot find module {module}")
+    h = hashlib.sha256()
+    h.update(Path(spec.origin).read_bytes())
+    layout = importlib.util.find_spec("emu.clock_layout")
+    if layout is not None and layout.origin:
+        h.update(Path(layout.origin).read_bytes())
+    for dist in ("numba", "llvmlite"):
+        h.update(importlib.metadata.version(dist).encode())
+    h.update(llvm.get_host_cpu_name().encode())
+    h.update(llvm.get_host_cpu_features().flatten().encode())
+    h.update(func.encode())
+    return h.hexdigest()[:24]
+
+
+def _llvm():
+    import llvmlite.binding as llvm
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm
+
+
+def _abort_stub() -> None:
+    raise SystemExit("triplefault: internal error: a compiled hook reached a numba runtime path")
+
+
+_ABORT_CB = ctypes.CFUNCTYPE(None)(_abort_stub)
+
+
+def _load_object(path: Path, symbol: str) -> int:
+    llvm = _llvm()
+    for name in _UNUSED_RUNTIME_SYMBOLS:
+        if not llvm.address_of_symbol(name):
+            llvm.add_symbol(name, ctypes.cast(_ABORT_CB, ctypes.c_void_p).value)
+    target = llvm.Target.from_default_triple()
+    machine = target.create_target_machine()
+    engine = llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)
+    engine.add_object_file(llvm.ObjectFileRef.from_data(path.read_bytes()))
+    engine.finalize_object()
+    address = engine.get_function_address(symbol)
+    if not address:
+        raise RuntimeError(f"symbol {symbol} missing from {path}")
+    _keepalive.append(engine)
+    return address
+
+
+def load(module: str, func: str, signature_attr: str) -> NativeFunction:
+    """Address of the C-callable compiled ``module.func`` (numba ``cfunc`` semantics)."""
+    cached = _loaded.get((module, func))
+    if cached is not None:
+        return cached
+    key = _key(module, func)
+    for directory in _cache_dirs():
+        obj, sym = directory / f"{func}-{key}.o", directory / f"{func}-{key}.sym"
+        if obj.is_file() and sym.is_file():
+            try:
+                fn = NativeFunction(func, _load_object(obj, sym.read_text().strip()), "cache")
+            except (OSError, RuntimeError) as e:
+                log.info("native cache %s unusable (%s): recompiling", obj, e)
+                break
+            _loaded[(module, func)] = fn
+            return fn
+    fn = _compile(module, func, signature_attr, key)
+    _loaded[(module, func)] = fn
+    return fn
+
+
+def _compile(module: str, func: str, signature_attr: str, key: str) -> NativeFunction:
+    import numba
+
+    mod = importlib.import_module(module)
+    compiled = numba.cfunc(getattr(mod, signature_attr), nopython=True)(getattr(mod, func))
+    _keepalive.append(compiled)
+    try:
+        _name, _kind, (obj, _bitcode) = compiled._library.serialize_using_object_code()
+    except (AttributeError, RuntimeError, ValueError) as e:
+        log.info("cannot serialize %s.%s (%s): not cached", module, func, e)
+        return NativeFunction(func, compiled.address, "numba")
+    for directory in _cache_dirs():
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".{func}-{key}.{os.getpid()}.tmp"
+            tmp.write_bytes(obj)
+            tmp.replace(directory / f"{func}-{key}.o")
+            (directory / f"{func}-{key}.sym").write_text(compiled.native_name)
+            break
+        except OSError:
+            continue
+    return NativeFunction(func, compiled.address, "numba")
