@@ -534,21 +534,23 @@ def _mb2_info(
     cmdline: str, loader_name: str, modules: list[LoadedModule], regions: list[MemoryRegion],
     ram_size: int, shdrs: bytes, elf: _Elf | None, load_base: int,
 ) -> bytes:  # fmt: skip
+    # GRUB 2.06's order (multiboot_mbi2.c): load base, cmdline, loader name, modules, memory
+    # map, ELF sections, basic meminfo, framebuffer.
     tags = [
+        _tag(21, struct.pack("<I", load_base)),
         _tag(1, cmdline.encode() + b"\0"),
         _tag(2, loader_name.encode() + b"\0"),
     ]
     for m in modules:
         tags.append(_tag(3, struct.pack("<II", m.start, m.end) + m.args.encode() + b"\0"))
-    lower, upper = basic_meminfo(ram_size)
-    tags.append(_tag(4, struct.pack("<II", lower, upper)))
     entries = b"".join(struct.pack("<QQII", r.base, r.length, r.type, 0) for r in regions)
     tags.append(_tag(6, struct.pack("<II", 24, 0) + entries))
-    # EGA text framebuffer: type 2, no colour information.
-    tags.append(_tag(8, struct.pack("<QIIIBBH", 0xB8000, 160, 80, 25, 16, 2, 0)))
     if elf is not None and shdrs:
         tags.append(_tag(9, struct.pack("<III", elf.shnum, elf.shentsize, elf.shstrndx) + shdrs))
-    tags.append(_tag(21, struct.pack("<I", load_base)))
+    lower, upper = basic_meminfo(ram_size)
+    tags.append(_tag(4, struct.pack("<II", lower, upper)))
+    # EGA text framebuffer: type 2, no colour information.
+    tags.append(_tag(8, struct.pack("<QIIIBBH", 0xB8000, 160, 80, 25, 16, 2, 0)))
     tags.append(struct.pack("<II", 0, 8))
     body = b"".join(tags)
     return struct.pack("<II", 8 + len(body), 0) + body
