@@ -1,0 +1,56 @@
+"""Constants shared by the MMU kernels and Python (no numba import needed to use them)."""
+
+from __future__ import annotations
+
+MAXPHYADDR = 40  # Unicorn's CPUID 0x80000008 reports 40 physical address bits
+
+# access kinds
+ACC_READ = 0
+ACC_WRITE = 1
+ACC_FETCH = 2
+
+# walk status
+ST_OK = 0
+ST_NOT_PRESENT = 1
+ST_PROTECTION = 2
+ST_RESERVED = 3
+ST_NON_CANONICAL = 4
+ST_OUTSIDE_RAM = 5  # a paging structure or the page itself lies outside guest RAM
+
+# effective permission bits
+PERM_READ = 1
+PERM_WRITE = 2
+PERM_EXEC = 4
+PERM_USER = 8
+
+# the walk's output array (uint64)
+OUT_STATUS = 0
+OUT_PADDR = 1
+OUT_ERR = 2  # #PF error code
+OUT_LEVEL = 3  # level of the last entry read (0 = top)
+OUT_PAGE_SIZE = 4
+OUT_PERMS = 5
+OUT_RSVD_BIT = 6  # lowest reserved bit found set
+OUT_LEVELS = 7  # levels in this paging mode
+OUT_TRACE = 8  # per level: table physical address, index, raw entry
+OUT_SIZE = OUT_TRACE + 3 * 5
+
+# the TLB-fill hook's context array (uint64)
+FILL_ENV = 0  # address of CPUX86State env
+FILL_RAM = 1  # guest RAM pointer
+FILL_RAM_SIZE = 2
+FILL_COUNT = 3  # fills served
+FILL_FAULTS = 4  # fills refused
+FILL_VADDR = 5  # last refused fill: page address ...
+FILL_ACCESS = 6  # ... access kind ...
+FILL_ERR = 7  # ... #PF error code ...
+FILL_LEVEL = 8  # ... walk status
+FILL_SIZE = 16
+
+# CPUX86State offsets the hook reads (emu/uc_internals.py verifies them)
+ENV_EFLAGS = 136
+ENV_HFLAGS = 176
+ENV_CR0 = 424
+ENV_CR3 = 448
+ENV_CR4 = 456
+ENV_EFER = 592
