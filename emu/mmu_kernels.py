@@ -206,19 +206,14 @@ def walk(ram32, ram_size, cr0, cr3, cr4, efer, vaddr, access, user, ac, set_ad, 
             if levels == 3 and lvl == 0:
                 rsvd |= e & np.uint64(0x1E6)  # PDPTE bits 2:1 and 8:5
                 rsvd |= e & _XD  # no XD in PAE PDPTEs
-            elif not last:
-                if e & _PS:
-                    if levels == 4 and lvl == 0:
-                        rsvd |= _PS  # PS in a PML4E
-                    else:
-                        large = True
-                        # 1G: bits 29:13 reserved; 2M: bits 20:13 reserved
-                        low = (
-                            np.uint64(0x3FFFE000)
-                            if (levels == 4 and lvl == 1)
-                            else np.uint64(0x1FE000)
-                        )
-                        rsvd |= e & low
+            elif not last and (e & _PS):
+                if levels == 4 and lvl == 0:
+                    rsvd |= _PS  # PS in a PML4E
+                else:
+                    large = True
+                    # 1G: bits 29:13 reserved; 2M: bits 20:13 reserved
+                    one_g = levels == 4 and lvl == 1
+                    rsvd |= e & (np.uint64(0x3FFFE000) if one_g else np.uint64(0x1FE000))
         else:
             if lvl == 0 and (e & _PS) and (cr4 & _CR4_PSE):
                 large = True
