@@ -554,3 +554,14 @@ def _emit(out, n, cap, va, pa, size, flags):
     out[n, 3] = size
     out[n, 4] = flags
     return n + 1
+
+
+ENUMERATE_SIGNATURE = types.int64(types.voidptr, types.voidptr, types.int64)
+
+
+def enumerate_c(args_ptr, out_ptr, capacity):
+    """args: ram ptr, ram size, cr0, cr3, cr4, efer; out: capacity x 5 uint64 rows."""
+    a = carray(args_ptr, (6,), np.uint64)
+    out = carray(out_ptr, (capacity, 5), np.uint64)
+    ram32 = carray(_voidptr(a[0]), (a[1] // np.uint64(4),), np.uint32)
+    return enumerate_tree(ram32, a[1], a[2], a[3], a[4], a[5], out)

@@ -55,10 +55,10 @@ def _key(module: str, func: str) -> str:
     if spec is None or spec.origin is None:
         raise ImportError(f"cannot find module {module}")
     h = hashlib.sha256()
-    h.update(Path(spec.origin).read_bytes())
-    layout = importlib.util.find_spec("emu.clock_layout")
-    if layout is not None and layout.origin:
-        h.update(Path(layout.origin).read_bytes())
+    source = Path(spec.origin)
+    h.update(source.read_bytes())
+    for layout in sorted(source.parent.glob("*_layout.py")):  # constants the kernels freeze
+        h.update(layout.read_bytes())
     for dist in ("numba", "llvmlite"):
         h.update(importlib.metadata.version(dist).encode())
     h.update(llvm.get_host_cpu_name().encode())
