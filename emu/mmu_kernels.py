@@ -38,6 +38,7 @@ from .mmu_layout import (
     FILL_ERR,
     FILL_FAULTS,
     FILL_LEVEL,
+    FILL_OUT,
     FILL_RAM,
     FILL_RAM_SIZE,
     FILL_SIZE,
@@ -328,7 +329,7 @@ def tlb_fill(uc, vaddr, access_type, entry, user_data):
     elif access_type == 18:
         access = ACC_FETCH
     user = (hflags & np.uint64(3)) == np.uint64(3)
-    out = np.zeros(OUT_SIZE, np.uint64)
+    out = carray(_voidptr(ctx[FILL_OUT]), (OUT_SIZE,), np.uint64)
     st = walk(ram32, ctx[FILL_RAM_SIZE], cr0, cr3, cr4, efer, vaddr, access, user,
               (eflags & _RFLAGS_AC) != np.uint64(0), True, out)  # fmt: skip
     ctx[FILL_COUNT] += np.uint64(1)

@@ -18,6 +18,7 @@ import capstone
 import numpy as np
 from unicorn import (
     UC_ARCH_X86,
+    UC_ERR_EXCEPTION,
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_INSN_INVALID,
     UC_ERR_OK,
@@ -28,19 +29,22 @@ from unicorn import (
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
     UC_HOOK_MEM_UNMAPPED,
+    UC_HOOK_TLB_FILL,
     UC_MEM_FETCH_UNMAPPED,
     UC_MEM_READ_UNMAPPED,
     UC_MEM_WRITE_UNMAPPED,
     UC_MODE_64,
     UC_PROT_ALL,
-    UC_PROT_EXEC,
+    UC_TLB_CPU,
+    UC_TLB_VIRTUAL,
     Uc,
     UcError,
 )
 from unicorn import x86_const as X
 
 from . import clock_layout as K
-from . import native
+from . import mmu, native
+from . import mmu_layout as ML
 from . import uc_internals as I
 from .cpu import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
 from .errors import EngineError
@@ -67,6 +71,7 @@ MSR_EFER = 0xC0000080
 # int (*)(uc_engine*, void*): the RDTSC/RDTSCP/CPUID hook type; returning 1 skips the instruction.
 _INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _TABLE_SLOTS = 1 << 14
+_INVALID_ADDR_OFFSET: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,9 @@ class UnicornCore:
     # Translates a linear address for supervisor delivery accesses when paging is on:
     # (linear, write) -> physical, raising MemoryFault. Set by the machine (our MMU).
     translate: Callable[[int, bool], int] | None = None
+    # "virtual": our page walker answers every TLB miss (the design); "cpu": Unicorn's own
+    # walker (the differential oracle of the MMU tests).
+    tlb: str = "virtual"
     uc: Uc = field(init=False)
     internals: I.EngineInternals = field(init=False)
     ctx: np.ndarray = field(init=False)
@@ -134,6 +142,14 @@ class UnicornCore:
         # Unicorn does not own this buffer: self.ram keeps it alive (unicorn-2.1.4.md Q9).
         self.uc.mem_map_ptr(0, self.ram.size, UC_PROT_ALL, self.ram.ctypes.data)
         self.internals = I.locate(self.uc)
+        if self.tlb not in ("virtual", "cpu"):
+            raise EngineError(f"unknown TLB mode {self.tlb!r} (virtual or cpu)")
+        self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL if self.tlb == "virtual" else UC_TLB_CPU)
+        # Exits come from a list we control (none by default): with a plain `until` address,
+        # every emu_start ends by translating that address to invalidate its TB, which makes
+        # our page walker refuse a fill the guest never asked for.
+        self.uc.ctl_exits_enabled(True)
+        self.uc.ctl_set_exits([])
         self._stop: SliceEnd | None = None
         self._stepping = False
         self._disasm = {
@@ -199,6 +215,15 @@ class UnicornCore:
         ):
             addr = ctypes.cast(cb, ctypes.c_void_p).value
             self._add_raw_hook(UC_HOOK_INSN, addr, 0, ctypes.c_int(insn))
+        if self.tlb == "virtual":
+            self.fill_ctx = np.zeros(ML.FILL_SIZE, np.uint64)
+            self.fill_ctx[ML.FILL_ENV] = self.internals.env
+            self.fill_ctx[ML.FILL_RAM] = self.ram.ctypes.data
+            self.fill_ctx[ML.FILL_RAM_SIZE] = self.ram.size
+            self._fill_out = np.zeros(ML.OUT_SIZE, np.uint64)  # the hook's scratch space
+            self.fill_ctx[ML.FILL_OUT] = self._fill_out.ctypes.data
+            fill = native.load("emu.mmu_kernels", "tlb_fill", "TLB_FILL_SIGNATURE")
+            self._add_raw_hook(UC_HOOK_TLB_FILL, fill.address, self.fill_ctx.ctypes.data)
         uc.hook_add(UC_HOOK_INSN, self._hook_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._hook_out, None, 1, 0, X.UC_X86_INS_OUT)
         uc.hook_add(UC_HOOK_INSN, self._hook_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
@@ -446,6 +471,11 @@ class UnicornCore:
                 rip = self.uc.reg_read(X.UC_X86_REG_RIP)
                 self._account_partial_block(rip)
                 return SliceEnd(KIND_EXCEPTION, "", self._exception(6, rip, False), rip)
+            if err == UC_ERR_EXCEPTION and self.tlb == "virtual":
+                end = self._refused_fill()
+                if end is not None:
+                    return end
+                continue
             if err in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED):
                 return SliceEnd(KIND_UNMAPPED, "access outside guest RAM")
             if err != UC_ERR_OK:
@@ -497,6 +527,43 @@ class UnicornCore:
             return SliceEnd(KIND_HALT, "", None, rip)
         return None
 
+    def _refused_fill(self) -> SliceEnd | None:
+        """Our walker refused a TLB fill: raise #PF (or #GP for a non-canonical address)
+        through the IDT model, outside the engine. RIP is on the faulting instruction."""
+        fc = self.fill_ctx
+        page = int(fc[ML.FILL_VADDR])
+        status = int(fc[ML.FILL_LEVEL])
+        rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+        self._stop = None
+        if status == ML.ST_NON_CANONICAL:
+            exc = GuestException(13, rip, 0, None, False, cpu_mode(self.internals.hflags),
+                                 self.internals.hflags & I.HF_CPL_MASK)  # fmt: skip
+        else:
+            exc = GuestException(14, rip, int(fc[ML.FILL_ERR]), self._fault_address(page), False,
+                                 cpu_mode(self.internals.hflags),
+                                 self.internals.hflags & I.HF_CPL_MASK)  # fmt: skip
+            self.last_page_fault_access = int(fc[ML.FILL_ACCESS])
+        self._raise(exc)
+        return self._stop
+
+    def _fault_address(self, page: int) -> int:
+        """The full faulting linear address: Unicorn keeps it in uc->invalid_addr, next to
+        invalid_error (UC_ERR_EXCEPTION). The offset is found once by that signature."""
+        handle = I.uc_handle(self.uc)
+        off = _INVALID_ADDR_OFFSET.get("off")
+        if off is None:
+            for cand in range(0, 16384, 8):
+                value = ctypes.c_uint64.from_address(handle + cand).value
+                err = ctypes.c_int32.from_address(handle + cand + 8).value
+                if err == UC_ERR_EXCEPTION and value & ~0xFFF == page & ~0xFFF:
+                    _INVALID_ADDR_OFFSET["off"] = off = cand
+                    break
+        if off is None:
+            log.warning("cannot locate uc->invalid_addr: CR2 reports the page only")
+            return page
+        value = ctypes.c_uint64.from_address(handle + off).value
+        return value if value & ~0xFFF == page & ~0xFFF else page
+
     def _learn_block(self, pc: int, size: int, bits: int) -> None:
         code = self._read_linear(pc, size)
         insns: list[int] = []
@@ -536,18 +603,25 @@ class UnicornCore:
 
     # ------------------------------------------------------------ inspection
     def _read_linear(self, address: int, size: int) -> bytes:
-        """Read guest memory at a linear address through the CPU's own translation."""
-        buf = ctypes.create_string_buffer(size)
-        err = I._lib().uc_vmem_read(
-            self.uc._uch,
-            ctypes.c_uint64(address),
-            ctypes.c_int(UC_PROT_EXEC),
-            buf,
-            ctypes.c_size_t(size),
+        """Guest memory at a linear address, through our page walker with no side effects
+        (no accessed bits, no TLB fill). Stops at the first unmapped byte."""
+        uc = self.uc
+        cr0, cr3, cr4 = (
+            uc.reg_read(r) for r in (X.UC_X86_REG_CR0, X.UC_X86_REG_CR3, X.UC_X86_REG_CR4)
         )
-        if err != UC_ERR_OK:
-            return b""
-        return buf.raw
+        efer = self.internals.u64(I.ENV_EFER)
+        out = bytearray()
+        while len(out) < size:
+            lin = (address + len(out)) & 0xFFFF_FFFF_FFFF_FFFF
+            w = mmu.translate_raw(self.ram, cr0, cr3, cr4, efer, lin, ML.ACC_READ, False)
+            if int(w[ML.OUT_STATUS]) not in (ML.ST_OK, ML.ST_PROTECTION):
+                break
+            phys = int(w[ML.OUT_PADDR])
+            chunk = min(size - len(out), 0x1000 - (lin & 0xFFF), self.ram.size - phys)
+            if chunk <= 0:
+                break
+            out += self.ram[phys : phys + chunk].tobytes()
+        return bytes(out)
 
     def read_linear(self, address: int, size: int) -> bytes:
         """Guest memory at a linear address, or b'' where it is not mapped."""
@@ -600,9 +674,25 @@ class _CoreMemory:
     def _phys(self, address: int, write: bool) -> int:
         if not self.paging:
             return address & 0xFFFFFFFF
-        if self.core.translate is None:
-            raise MemoryFault(14, 2 if write else 0, address, "paging is on but no MMU is attached")
-        return self.core.translate(address, write)
+        if self.core.translate is not None:
+            return self.core.translate(address, write)
+        uc = self.core.uc
+        cr0, cr3, cr4 = (
+            uc.reg_read(r) for r in (X.UC_X86_REG_CR0, X.UC_X86_REG_CR3, X.UC_X86_REG_CR4)
+        )
+        efer = self.core.internals.u64(I.ENV_EFER)
+        # Delivery's IDT/GDT/TSS reads and stack pushes are implicit supervisor accesses.
+        acc = ML.ACC_WRITE if write else ML.ACC_READ
+        w = mmu.translate_raw(self.ram, cr0, cr3, cr4, efer, address, acc, False, False, True)
+        status = int(w[ML.OUT_STATUS])
+        if status == ML.ST_OK:
+            return int(w[ML.OUT_PADDR])
+        if status == ML.ST_NON_CANONICAL:
+            raise MemoryFault(13, 0, None, f"0x{address:x} is not canonical")
+        if status == ML.ST_OUTSIDE_RAM:
+            raise MemoryFault(13, 0, None, f"0x{address:x} translates outside guest RAM")
+        walk = mmu.walk(self.ram, cr3, address, "w" if write else "r", cr0=cr0, cr4=cr4, efer=efer)
+        raise MemoryFault(14, int(w[ML.OUT_ERR]), address, f"0x{address:x}: {walk.reason}")
 
     def _access(self, address: int, size: int, write: bool, data: bytes = b"") -> bytes:
         out = bytearray()
