@@ -13,8 +13,11 @@ from dataclasses import asdict, dataclass, field
 from .report import vector_name
 
 
-def decode_error_code(vector: int, code: int | None) -> str:
-    """Human-readable error code: selector form for #TS/#NP/#SS/#GP, P/W/U/R/I for #PF."""
+def decode_error_code(vector: int, code: int | None, long_mode: bool = False) -> str:
+    """Human-readable error code: selector form for #TS/#NP/#SS/#GP, P/W/U/R/I for #PF.
+
+    An IDT reference carries the vector times the gate size (16 in long mode, as QEMU
+    reports it) plus 2."""
     if code is None:
         return ""
     if vector == 14:
@@ -35,7 +38,7 @@ def decode_error_code(vector: int, code: int | None) -> str:
             return "0 (no selector)"
         ext = " (external event)" if code & 1 else ""
         if code & 2:
-            return f"IDT entry {code >> 3}{ext}"
+            return f"IDT entry {code >> 4 if long_mode else code >> 3}{ext}"
         table = "LDT" if code & 4 else "GDT"
         return f"{table} selector 0x{code & 0xFFF8:04x} (index {code >> 3}){ext}"
     return f"0x{code:x}"

@@ -8,6 +8,7 @@ stale, so asking for an image is cheap once it is built.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,15 +19,12 @@ IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 
 
 def bundled_names() -> list[str]:
-    if not IMAGES_DIR.is_dir():
+    """The image names the Makefile builds (its IMAGES line)."""
+    makefile = IMAGES_DIR / "Makefile"
+    if not makefile.is_file():
         return []
-    return sorted(
-        p.name
-        for p in IMAGES_DIR.iterdir()
-        if p.is_dir()
-        and p.name not in ("build", "common", "include")
-        and not p.name.startswith(".")
-    )
+    m = re.search(r"^IMAGES\s*:=\s*(.+)$", makefile.read_text(), re.MULTILINE)
+    return m.group(1).split() if m else []
 
 
 def build_image(name: str) -> Path:
@@ -55,7 +53,7 @@ def resolve_kernel(arg: str | os.PathLike) -> Path:
     path = Path(arg)
     if path.is_file():
         return path
-    if path.is_dir() and path.resolve().parent == IMAGES_DIR:
+    if path.is_dir() and path.resolve().parent == IMAGES_DIR and path.name in bundled_names():
         return build_image(path.name)
     if path.parent == Path(".") and str(arg) in bundled_names():
         return build_image(str(arg))

@@ -143,7 +143,9 @@ class Machine:
                     name=name_of(ev.vector, ev.kind),
                     kind=ev.kind,
                     error_code=ev.error_code,
-                    error_decoded=decode_error_code(ev.vector, ev.error_code),
+                    error_decoded=decode_error_code(
+                        ev.vector, ev.error_code, state.mode in ("long64", "compat")
+                    ),
                     cr2=ev.cr2,
                     rip=exc.rip,
                     location=where,

@@ -52,6 +52,11 @@ HF_PE = 1 << 7
 HF_LMA = 1 << 14
 HF_CS64 = 1 << 15
 
+# uc_struct.invalid_addr (include/uc_priv.h): the full address of the last refused TLB fill.
+# Found in 2.1.4 by searching the struct for a known faulting address; every use is checked
+# against the faulting page, which the fill hook does know.
+UC_INVALID_ADDR = 1416
+
 # Offsets found by the scan below for 2.1.4 (kept as the first guess, then verified).
 _UC_REG_READ_SLOT = 136
 _UC_CPU_POINTERS_AFTER_REG_READ = 38

@@ -68,10 +68,21 @@ _GPR_IDS = {
 ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
 
 MSR_EFER = 0xC0000080
+_DESC_A = 1 << 8
+_DESC_R = _DESC_W = 1 << 9
+_DESC_CS = 1 << 11
+_DESC_S = 1 << 12
+_DESC_P = 1 << 15
+_DESC_L = 1 << 21
+_DESC_B = 1 << 22
+_DESC_G = 1 << 23
+_RFLAGS_IF = 1 << 9
+_RFLAGS_RF = 1 << 16
+_RFLAGS_VM = 1 << 17
 # int (*)(uc_engine*, void*): the RDTSC/RDTSCP/CPUID hook type; returning 1 skips the instruction.
 _INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _TABLE_SLOTS = 1 << 14
-_INVALID_ADDR_OFFSET: dict[str, int] = {}
+_WARNED: list[bool] = []
 
 
 @dataclass(frozen=True)
@@ -287,27 +298,65 @@ class UnicornCore:
         """Ask the core to stop at the end of the current block (used by devices)."""
         self._request(SliceEnd(KIND_REQUESTED, detail))
 
+    # SYSCALL/SYSENTER: Unicorn calls the hook and then only adds the instruction length to
+    # RIP (unicorn-2.1.4.md Q9), so the architectural transfer is done here, with RIP written
+    # as target - 2 to absorb that addition.
     def _hook_syscall(self, uc: Uc, _ud: object) -> None:
         rip = uc.reg_read(X.UC_X86_REG_RIP)
-        self._request(
-            SliceEnd(
-                KIND_UNSUPPORTED,
-                "SYSCALL is not modelled yet (the core would only skip it)",
-                None,
-                rip,
+        env = self.internals
+        efer = env.u64(I.ENV_EFER)
+        if not efer & 1:  # EFER.SCE
+            self._raise_from_insn_hook(GuestException(6, rip, None, None, False,
+                                       cpu_mode(env.hflags), env.hflags & I.HF_CPL_MASK))  # fmt: skip
+            return
+        star = uc.msr_read(0xC0000081)
+        rflags = uc.reg_read(X.UC_X86_REG_RFLAGS)
+        sel = (star >> 32) & 0xFFFC
+        flat = _DESC_G | _DESC_P | _DESC_S | _DESC_A
+        if env.hflags & I.HF_LMA:
+            uc.reg_write(X.UC_X86_REG_RCX, rip + 2)
+            uc.reg_write(X.UC_X86_REG_R11, rflags & ~_RFLAGS_RF)
+            fmask = uc.msr_read(0xC0000084)
+            uc.reg_write(X.UC_X86_REG_RFLAGS, rflags & ~fmask & ~_RFLAGS_RF)
+            code_flags = (
+                flat | _DESC_CS | _DESC_R | (_DESC_L if env.hflags & I.HF_CS64 else _DESC_B)
             )
-        )
+            target = uc.msr_read(0xC0000082 if env.hflags & I.HF_CS64 else 0xC0000083)
+        else:
+            uc.reg_write(X.UC_X86_REG_RCX, (rip + 2) & 0xFFFFFFFF)
+            uc.reg_write(X.UC_X86_REG_RFLAGS, rflags & ~(_RFLAGS_IF | _RFLAGS_RF | _RFLAGS_VM))
+            code_flags = flat | _DESC_CS | _DESC_R | _DESC_B
+            target = star & 0xFFFFFFFF
+        env.write_segment(I.SEG_CS, sel, 0, 0xFFFFFFFF, code_flags)
+        env.write_segment(I.SEG_SS, (sel + 8) & 0xFFFC, 0, 0xFFFFFFFF, flat | _DESC_B | _DESC_W)
+        env.update_hflags()
+        env.write_u64(I.ENV_EIP, target - 2)
 
     def _hook_sysenter(self, uc: Uc, _ud: object) -> None:
         rip = uc.reg_read(X.UC_X86_REG_RIP)
-        self._request(
-            SliceEnd(
-                KIND_UNSUPPORTED,
-                "SYSENTER is not modelled yet (the core would only skip it)",
-                None,
-                rip,
-            )
-        )
+        env = self.internals
+        cs = uc.msr_read(0x174) & 0xFFFC
+        if cs == 0 or not env.hflags & I.HF_PE:
+            self._raise_from_insn_hook(GuestException(13, rip, 0, None, False,
+                                       cpu_mode(env.hflags), env.hflags & I.HF_CPL_MASK))  # fmt: skip
+            return
+        rflags = uc.reg_read(X.UC_X86_REG_RFLAGS)
+        uc.reg_write(X.UC_X86_REG_RFLAGS, rflags & ~(_RFLAGS_IF | _RFLAGS_RF | _RFLAGS_VM))
+        flat = _DESC_G | _DESC_P | _DESC_S | _DESC_A
+        long_mode = bool(env.hflags & I.HF_LMA)
+        code_flags = flat | _DESC_CS | _DESC_R | (_DESC_L if long_mode else _DESC_B)
+        env.write_segment(I.SEG_CS, cs, 0, 0xFFFFFFFF, code_flags)
+        env.write_segment(I.SEG_SS, cs + 8, 0, 0xFFFFFFFF, flat | _DESC_B | _DESC_W)
+        env.update_hflags()
+        mask = 0xFFFF_FFFF_FFFF_FFFF if long_mode else 0xFFFFFFFF
+        uc.reg_write(X.UC_X86_REG_RSP, uc.msr_read(0x175) & mask)
+        env.write_u64(I.ENV_EIP, (uc.msr_read(0x176) & mask) - 2)
+
+    def _raise_from_insn_hook(self, exc: GuestException) -> None:
+        """An exception raised by SYSCALL/SYSENTER: deliver it, then undo Unicorn's RIP += 2."""
+        self._raise(exc)
+        if self._stop is None:
+            self.internals.write_u64(I.ENV_EIP, self.internals.u64(I.ENV_EIP) - 2)
 
     def _exception(self, vector: int, rip: int, software: bool) -> GuestException:
         hflags = self.internals.hflags
@@ -547,22 +596,15 @@ class UnicornCore:
         return self._stop
 
     def _fault_address(self, page: int) -> int:
-        """The full faulting linear address: Unicorn keeps it in uc->invalid_addr, next to
-        invalid_error (UC_ERR_EXCEPTION). The offset is found once by that signature."""
-        handle = I.uc_handle(self.uc)
-        off = _INVALID_ADDR_OFFSET.get("off")
-        if off is None:
-            for cand in range(0, 16384, 8):
-                value = ctypes.c_uint64.from_address(handle + cand).value
-                err = ctypes.c_int32.from_address(handle + cand + 8).value
-                if err == UC_ERR_EXCEPTION and value & ~0xFFF == page & ~0xFFF:
-                    _INVALID_ADDR_OFFSET["off"] = off = cand
-                    break
-        if off is None:
-            log.warning("cannot locate uc->invalid_addr: CR2 reports the page only")
-            return page
-        value = ctypes.c_uint64.from_address(handle + off).value
-        return value if value & ~0xFFF == page & ~0xFFF else page
+        """The full faulting linear address, which the TLB-fill hook does not see: Unicorn
+        keeps it in uc->invalid_addr (unicorn-2.1.4.md Q1). Checked against the page."""
+        value = ctypes.c_uint64.from_address(I.uc_handle(self.uc) + I.UC_INVALID_ADDR).value
+        if value & ~0xFFF == page & ~0xFFF:
+            return value
+        if not _WARNED:
+            _WARNED.append(True)
+            log.warning("uc->invalid_addr does not match the faulting page: CR2 holds the page")
+        return page
 
     def _learn_block(self, pc: int, size: int, bits: int) -> None:
         code = self._read_linear(pc, size)
