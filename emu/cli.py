@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from devices.uart16550 import serial_input_from, serial_sink_for
 
+from . import ptview
 from .errors import ConfigError, EmuError
 from .images import resolve_kernel
 from .version import __version__
@@ -123,6 +124,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="print no run report")
+
+    def inspect_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("kernel", help="kernel ELF, or the name of a bundled image")
+        where = sp.add_mutually_exclusive_group()
+        where.add_argument("--at", metavar="SYMBOL", help="stop when execution reaches SYMBOL")
+        where.add_argument("--after", type=_count, metavar="N", help="stop after N instructions")
+        sp.add_argument("--append", "--cmdline", dest="cmdline", default="")
+        sp.add_argument("--memory", "-m", default="128M")
+        sp.add_argument("--timeout", type=_seconds, default=30.0)
+        sp.add_argument("--plain", action="store_true", help="no colours")
+
+    pt = sub.add_parser(
+        "pt",
+        help="show the page tables of a kernel at a point of its run",
+        description="Boot KERNEL, stop at --at SYMBOL, after --after N instructions, or where "
+        "the run ends, and show the page tables CR3 points to.",
+    )
+    inspect_args(pt)
+    view = pt.add_mutually_exclusive_group()
+    view.add_argument(
+        "--ranges", action="store_true", help="merged ranges, like QEMU's info mem (default)"
+    )
+    view.add_argument("--tree", action="store_true", help="every table and entry, level by level")
+    pt.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        choices=sorted(ptview.FILTERS),
+        help="keep only ranges that are: wx, user, kernel, nx, x, w, ro, dirty, global",
+    )
+    tr = sub.add_parser(
+        "translate",
+        help="translate one virtual address, every paging level explained",
+        description="Boot KERNEL, stop as for `pt`, and walk VADDR through the page tables.",
+    )
+    inspect_args(tr)
+    tr.add_argument("vaddr", help="the virtual address (hex or decimal)")
+    tr.add_argument("--access", choices=("read", "write", "fetch"), default="read")
+    tr.add_argument("--cpl", type=int, choices=(0, 3), default=0)
     return p
 
 
@@ -162,6 +202,68 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return result.exit_status
 
 
+def _stop_point(args: argparse.Namespace):
+    """Boot the kernel and run it to the requested point: (machine, result, description)."""
+    from .machine import Machine
+
+    kernel = resolve_kernel(args.kernel)
+    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline)
+    if args.at:
+        address = machine.add_breakpoint(args.at)
+        result = machine.run(timeout=args.timeout or None)
+        if result.stop_reason != "breakpoint":
+            raise ConfigError(
+                f"the run ended ({result.headline()}) before reaching {args.at} at 0x{address:x}"
+            )
+        where = f"at {args.at} (0x{address:x}), after {result.instructions:,} instructions"
+    elif args.after:
+        result = machine.run(max_instructions=args.after, timeout=args.timeout or None)
+        where = f"after {result.instructions:,} instructions ({result.stop_reason})"
+    else:
+        result = machine.run(timeout=args.timeout or None)
+        where = f"where the run ended ({result.stop_reason}), after {result.instructions:,} instructions"
+    return machine, result, where
+
+
+def _cmd_pt(args: argparse.Namespace) -> int:
+    from . import mmu
+
+    machine, result, where = _stop_point(args)
+    c = result.cpu
+    out = ptview.console(args.plain or not sys.stdout.isatty())
+    mode = mmu.paging_mode(c.cr0, c.cr4, c.efer)
+    out.print(f"{args.kernel}: {mode.value}, CR3=0x{c.cr3:x}, {where}")
+    if args.tree:
+        out.print(ptview.tree_text(machine.ram, c.cr3, cr0=c.cr0, cr4=c.cr4, efer=c.efer), end="")
+        return 0
+    maps = mmu.mappings(machine.ram, c.cr3, cr0=c.cr0, cr4=c.cr4, efer=c.efer)
+    for name in args.filter:
+        maps = [m for m in maps if ptview.FILTERS[name](m)]
+    if mode is mmu.PagingMode.OFF:
+        out.print("paging is off (CR0.PG=0): linear addresses are physical")
+        return 0
+    title = f"{len(maps)} range(s)" + (f" ({', '.join(args.filter)})" if args.filter else "")
+    out.print(ptview.ranges_table(maps, title))
+    return 0
+
+
+def _cmd_translate(args: argparse.Namespace) -> int:
+    from . import mmu
+
+    try:
+        vaddr = int(args.vaddr, 0)
+    except ValueError:
+        raise ConfigError(f"{args.vaddr!r} is not an address") from None
+    machine, result, where = _stop_point(args)
+    c = result.cpu
+    w = mmu.walk(machine.ram, c.cr3, vaddr, args.access, cr0=c.cr0, cr4=c.cr4, efer=c.efer,
+                 cpl=args.cpl)  # fmt: skip
+    out = ptview.console(args.plain or not sys.stdout.isatty())
+    out.print(f"{args.kernel}: CR3=0x{c.cr3:x}, {where}")
+    out.print(ptview.walk_text(w), end="")
+    return 0 if w.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -175,6 +277,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "pt":
+            return _cmd_pt(args)
+        if args.command == "translate":
+            return _cmd_translate(args)
     except EmuError as e:
         sys.stderr.write(f"triplefault: error: {e}\n")
         return EXIT_USAGE

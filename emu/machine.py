@@ -228,6 +228,20 @@ class Machine:
             raise ConfigError(f"physical range 0x{address:x}+{size} is outside guest RAM")
         return self.ram[address : address + size].tobytes()
 
+    def add_breakpoint(self, where: int | str) -> int:
+        """Stop before the instruction at an address or a symbol; returns the address."""
+        if isinstance(where, str):
+            address = self.symbolizer.address_of(where) if self.symbolizer else None
+            if address is None:
+                raise ConfigError(f"no symbol {where!r} in {self.kernel_path}")
+        else:
+            address = where
+        self.core.add_breakpoint(address)
+        return address
+
+    def remove_breakpoint(self, address: int) -> None:
+        self.core.remove_breakpoint(address)
+
     def run(self, max_instructions: int | None = None, timeout: float | None = None) -> RunResult:
         """Run until the guest stops, ``max_instructions`` retire, or ``timeout`` wall seconds.
 
@@ -298,6 +312,8 @@ class Machine:
             return self._result(
                 "triple-fault", t0, detail=self.trace.chain_summary(), exception=end.exception
             )
+        if end.kind == core.KIND_BREAKPOINT:
+            return self._result("breakpoint", t0, detail=end.detail)
         if end.kind == core.KIND_UNMAPPED:
             return self._result("unmapped-memory", t0, detail=end.detail)
         if end.kind == core.KIND_UNSUPPORTED:

@@ -42,7 +42,7 @@ def exit_status_for(reason: str, exit_value: int | None) -> int:
         return ((exit_value << 1) | 1) & 0xFF
     if reason == "halted":
         return EXIT_HALTED
-    if reason in ("instruction-limit", "timeout"):
+    if reason in ("instruction-limit", "timeout", "breakpoint"):
         return EXIT_LIMIT
     return EXIT_GUEST_CRASHED
 

@@ -25,6 +25,7 @@ from unicorn import (
     UC_ERR_READ_UNMAPPED,
     UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_BLOCK,
+    UC_HOOK_CODE,
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
@@ -116,6 +117,7 @@ KIND_REQUESTED = "requested"  # a device asked to stop (e.g. debug-exit)
 KIND_UNMAPPED = "unmapped"  # physical access outside RAM
 KIND_UNSUPPORTED = "unsupported"  # an instruction the core cannot run faithfully yet
 KIND_TRIPLE_FAULT = "triple-fault"  # a fault while delivering #DF: the CPU shut down
+KIND_BREAKPOINT = "breakpoint"  # execution reached a breakpoint address (not yet executed)
 
 
 @dataclass
@@ -163,6 +165,8 @@ class UnicornCore:
         self.uc.ctl_set_exits([])
         self._stop: SliceEnd | None = None
         self._stepping = False
+        self._breakpoints: dict[int, int] = {}  # address -> hook handle
+        self._resume_from: int | None = None  # a breakpoint to step over when resuming
         self._disasm = {
             bits: capstone.Cs(capstone.CS_ARCH_X86, mode)
             for bits, mode in (
@@ -259,6 +263,32 @@ class UnicornCore:
             raise EngineError(f"cannot install a CPU hook (type {htype}, unicorn error {err})")
 
     # ----------------------------------------------------------------- hooks
+    # ------------------------------------------------------------ breakpoints
+    def add_breakpoint(self, address: int) -> None:
+        """Stop before executing the instruction at ``address`` (a linear address).
+
+        A code hook bounded to that one address costs nothing elsewhere (unicorn-2.1.4.md Q8)."""
+        if address not in self._breakpoints:
+            self._breakpoints[address] = self.uc.hook_add(
+                UC_HOOK_CODE, self._hook_breakpoint, None, address, address
+            )
+
+    def remove_breakpoint(self, address: int) -> None:
+        handle = self._breakpoints.pop(address, None)
+        if handle is not None:
+            self.uc.hook_del(handle)
+
+    @property
+    def breakpoints(self) -> list[int]:
+        return sorted(self._breakpoints)
+
+    def _hook_breakpoint(self, uc: Uc, address: int, size: int, _ud: object) -> None:
+        if self._resume_from == address:
+            self._resume_from = None  # we are stepping over the breakpoint we stopped at
+            return
+        if self._stop is None and self.ctx[K.CTX_ENABLED]:
+            self._request(SliceEnd(KIND_BREAKPOINT, f"breakpoint at 0x{address:x}", None, address))
+
     def _hook_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
         return self.port_read(port, size)
 
@@ -503,6 +533,10 @@ class UnicornCore:
         ctx[K.CTX_DEADLINE] = deadline
         ctx[K.CTX_LIMIT] = limit
         self._stepping = False  # emu_start without count drops the count hook and flushes
+        if self._resume_from is not None and self._resume_from != self.uc.reg_read(
+            X.UC_X86_REG_RIP
+        ):
+            self._resume_from = None
         while True:
             ctx[K.CTX_STOP_FLAGS] = 0
             ctx[K.CTX_MISS_FLAG] = 0
@@ -515,6 +549,9 @@ class UnicornCore:
             flags = int(ctx[K.CTX_STOP_FLAGS])
             stop = self._stop
             if stop is not None:
+                if stop.kind == KIND_BREAKPOINT:
+                    self._account_partial_block(stop.address or 0)
+                    self._resume_from = stop.address
                 return stop
             if err == UC_ERR_INSN_INVALID:  # no hook saw it (should not happen): still #UD
                 rip = self.uc.reg_read(X.UC_X86_REG_RIP)

@@ -1,0 +1,167 @@
+"""Page tables on a terminal: the ranges view, the tree view and an explained walk (rich).
+
+What a teacher projects in class: ``triplefault pt`` and ``triplefault translate`` print these.
+Colours mark the rights (writable, user, executable) and the problems (W+X); without a
+terminal the same text comes out plain.
+"""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from .mmu import Mapping, PageWalk, PagingMode, WalkLevel, paging_mode
+
+SIZE_NAMES = {4096: "4K", 2 << 20: "2M", 4 << 20: "4M", 1 << 30: "1G"}
+FILTERS = {
+    "wx": lambda m: m.writable and m.executable,
+    "user": lambda m: m.user,
+    "kernel": lambda m: not m.user,
+    "nx": lambda m: not m.executable,
+    "x": lambda m: m.executable,
+    "w": lambda m: m.writable,
+    "ro": lambda m: not m.writable,
+    "dirty": lambda m: m.dirty,
+    "global": lambda m: m.global_,
+}
+
+
+def human(n: int) -> str:
+    for unit, shift in (("G", 30), ("M", 20), ("K", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift}{unit}"
+    return str(n)
+
+
+def flags_text(m: Mapping) -> Text:
+    t = Text()
+    t.append("W" if m.writable else "R", style="bold red" if m.writable else "green")
+    t.append("U" if m.user else "S", style="bold yellow" if m.user else "cyan")
+    if m.executable:
+        t.append("X", style="bold magenta" if m.writable else "magenta")
+    else:
+        t.append("-", style="dim")
+    t.append(" ")
+    t.append("G" if m.global_ else "-", style="blue" if m.global_ else "dim")
+    t.append("A" if m.accessed else "-", style="white" if m.accessed else "dim")
+    t.append("D" if m.dirty else "-", style="white" if m.dirty else "dim")
+    if m.writable and m.executable:
+        t.append("  W+X", style="bold red")
+    return t
+
+
+def ranges_table(maps: list[Mapping], title: str) -> Table:
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    table.add_column("virtual", no_wrap=True)
+    table.add_column("physical", no_wrap=True)
+    table.add_column("size", justify="right")
+    table.add_column("page", justify="right")
+    table.add_column("rights", no_wrap=True)
+    for m in maps:
+        table.add_row(
+            f"{m.virt:016x}-{m.virt_end - 1:016x}",
+            f"{m.phys:010x}",
+            human(m.size),
+            SIZE_NAMES.get(m.page_size, human(m.page_size)),
+            flags_text(m),
+        )
+    return table
+
+
+def walk_text(w: PageWalk) -> Text:
+    t = Text()
+    t.append(f"{w.mode.value}: ", style="bold")
+    t.append(f"{w.access} of 0x{w.vaddr:x} at CPL {3 if w.user else 0}\n")
+    for lv in w.levels:
+        _level_line(t, lv)
+    if w.ok:
+        t.append("  -> ", style="bold")
+        t.append(f"physical 0x{w.paddr:x}", style="bold green")
+        rights = (
+            ("W" if w.writable else "R")
+            + ("U" if w.user_page else "S")
+            + ("X" if w.executable else "-")
+        )
+        t.append(f" ({SIZE_NAMES.get(w.page_size, human(w.page_size))} page, {rights})\n")
+    else:
+        t.append("  -> ", style="bold")
+        code = f" (error code 0x{w.error_code:x})" if w.error_code is not None else ""
+        t.append(f"{w.fault}{code}: {w.reason}\n", style="bold red")
+    return t
+
+
+def _level_line(t: Text, lv: WalkLevel) -> None:
+    digits = 16 if lv.wide else 8
+    t.append(f"  {lv.name:5s}", style="bold cyan")
+    t.append(f" table 0x{lv.table:x} [{lv.index:3d}] @0x{lv.entry_address:x} = ")
+    t.append(f"0x{lv.raw:0{digits}x}", style="yellow")
+    t.append(f"  {lv.flags()}\n")
+
+
+def tree_text(ram, cr3: int, *, cr0: int, cr4: int, efer: int, max_leaves: int = 64) -> Text:
+    """Present entries level by level; runs of leaf entries are folded into one line."""
+    import numpy as np
+
+    mode = paging_mode(cr0, cr4, efer)
+    t = Text()
+    if mode is PagingMode.OFF:
+        t.append("paging is off (CR0.PG=0): linear addresses are physical\n")
+        return t
+    t.append(f"{mode.value}, CR3=0x{cr3:x}\n", style="bold")
+    wide = mode is not PagingMode.LEGACY32
+    view = ram.view(np.uint64) if wide else ram.view(np.uint32)
+    names = mode.level_names
+    shifts = {PagingMode.LONG4: (39, 30, 21, 12), PagingMode.PAE: (30, 21, 12),
+              PagingMode.LEGACY32: (22, 12)}[mode]  # fmt: skip
+    mask = ((1 << 40) - 1) & ~0xFFF if wide else 0xFFFFF000
+    top = cr3 & (0xFFFFFFE0 if mode is PagingMode.PAE else mask)
+    count = 4 if mode is PagingMode.PAE else (512 if wide else 1024)
+
+    def visit(table: int, level: int, va: int, n: int, indent: str) -> None:
+        esize = 8 if wide else 4
+        if table + n * esize > ram.size:
+            t.append(f"{indent}(table 0x{table:x} is outside RAM)\n", style="red")
+            return
+        entries = [(i, int(view[table // esize + i])) for i in range(n)]
+        present = [(i, e) for i, e in entries if e & 1]
+        leaf_level = level == len(shifts) - 1
+        run: list[tuple[int, int]] = []
+        for i, e in present:
+            v = va | (i << shifts[level])
+            if mode is PagingMode.LONG4 and v >> 47:
+                v |= 0xFFFF << 48
+            big = not leaf_level and e & 0x80 and not (mode is PagingMode.PAE and level == 0)
+            if leaf_level or big:
+                run.append((i, e))
+                continue
+            t.append(f"{indent}{names[level]}[{i}] ", style="cyan")
+            t.append(f"0x{e:x}", style="yellow")
+            t.append(f" -> table 0x{e & mask:x}  (va 0x{v:x})\n")
+            visit(e & mask, level + 1, v, 512 if wide else 1024, indent + "  ")
+        for shown, (i, e) in enumerate(run):
+            if shown == max_leaves:
+                t.append(f"{indent}... {len(run) - shown} more {names[level]}s\n", style="dim")
+                break
+            v = va | (i << shifts[level])
+            if mode is PagingMode.LONG4 and v >> 47:
+                v |= 0xFFFF << 48
+            size = 1 << shifts[level]
+            t.append(f"{indent}{names[level]}[{i}] ", style="cyan")
+            t.append(f"0x{e:x}", style="yellow")
+            rights = (
+                ("W" if e & 2 else "R")
+                + ("U" if e & 4 else "S")
+                + ("-" if wide and e >> 63 else "X")
+            )
+            t.append(
+                f" va 0x{v:x} -> pa 0x{e & mask & ~(size - 1):x} {SIZE_NAMES.get(size, human(size))} {rights}\n"
+            )
+            shown += 1
+
+    visit(top, 0, 0, count, "")
+    return t
+
+
+def console(plain: bool) -> Console:
+    return Console(highlight=False, no_color=plain, soft_wrap=True)
