@@ -99,7 +99,7 @@ def _level_line(t: Text, lv: WalkLevel) -> None:
     t.append(f"  {lv.flags()}\n")
 
 
-def tree_text(ram, cr3: int, *, cr0: int, cr4: int, efer: int, max_leaves: int = 64) -> Text:
+def tree_text(ram, cr3: int, *, cr0: int, cr4: int, efer: int, max_leaves: int = 16) -> Text:
     """Present entries level by level; runs of leaf entries are folded into one line."""
     import numpy as np
 
@@ -126,26 +126,21 @@ def tree_text(ram, cr3: int, *, cr0: int, cr4: int, efer: int, max_leaves: int =
         entries = [(i, int(view[table // esize + i])) for i in range(n)]
         present = [(i, e) for i, e in entries if e & 1]
         leaf_level = level == len(shifts) - 1
-        run: list[tuple[int, int]] = []
+        leaves_shown = 0
         for i, e in present:
             v = va | (i << shifts[level])
             if mode is PagingMode.LONG4 and v >> 47:
                 v |= 0xFFFF << 48
             big = not leaf_level and e & 0x80 and not (mode is PagingMode.PAE and level == 0)
-            if leaf_level or big:
-                run.append((i, e))
+            if not (leaf_level or big):
+                t.append(f"{indent}{names[level]}[{i}] ", style="cyan")
+                t.append(f"0x{e:x}", style="yellow")
+                t.append(f" -> table 0x{e & mask:x}  (va 0x{v:x})\n")
+                visit(e & mask, level + 1, v, 512 if wide else 1024, indent + "  ")
                 continue
-            t.append(f"{indent}{names[level]}[{i}] ", style="cyan")
-            t.append(f"0x{e:x}", style="yellow")
-            t.append(f" -> table 0x{e & mask:x}  (va 0x{v:x})\n")
-            visit(e & mask, level + 1, v, 512 if wide else 1024, indent + "  ")
-        for shown, (i, e) in enumerate(run):
-            if shown == max_leaves:
-                t.append(f"{indent}... {len(run) - shown} more {names[level]}s\n", style="dim")
-                break
-            v = va | (i << shifts[level])
-            if mode is PagingMode.LONG4 and v >> 47:
-                v |= 0xFFFF << 48
+            leaves_shown += 1
+            if leaves_shown > max_leaves:
+                continue
             size = 1 << shifts[level]
             t.append(f"{indent}{names[level]}[{i}] ", style="cyan")
             t.append(f"0x{e:x}", style="yellow")
@@ -154,10 +149,12 @@ def tree_text(ram, cr3: int, *, cr0: int, cr4: int, efer: int, max_leaves: int =
                 + ("U" if e & 4 else "S")
                 + ("-" if wide and e >> 63 else "X")
             )
+            target = e & mask & ~(size - 1)
             t.append(
-                f" va 0x{v:x} -> pa 0x{e & mask & ~(size - 1):x} {SIZE_NAMES.get(size, human(size))} {rights}\n"
+                f" va 0x{v:x} -> pa 0x{target:x} {SIZE_NAMES.get(size, human(size))} {rights}\n"
             )
-            shown += 1
+        if leaves_shown > max_leaves:
+            t.append(f"{indent}... {leaves_shown - max_leaves} more {names[level]}s\n", style="dim")
 
     visit(top, 0, 0, count, "")
     return t

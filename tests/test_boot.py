@@ -112,3 +112,36 @@ def test_serial_sink_sees_the_same_bytes(image) -> None:
     m = Machine.from_elf(image("hello"), serial_sink=seen.extend)
     r = m.run(max_instructions=BUDGET)
     assert bytes(seen) == r.serial
+
+
+def test_paging_kernel_matches_the_hardware_behaviour(image, golden) -> None:
+    """images/paging under our MMU (checked against QEMU + GRUB: same bytes)."""
+    m = Machine.from_elf(image("paging"))
+    r = m.run(max_instructions=BUDGET)
+    assert r.stop_reason == "debug-exit" and r.exit_code == 0, r.describe()
+    assert b"read page:  PTE 0x8000000000600023 A=1 D=0" in r.serial
+    assert b"write page: PTE 0x8000000000604063 A=1 D=1" in r.serial
+    assert b"#PF on write: CR2=0x40001008 error=0x3" in r.serial
+    assert b"#PF on fetch: CR2=0x40005000 error=0x11" in r.serial
+    assert b"after the PTE edit 0x1111 (stale), after INVLPG 0x2222" in r.serial
+    golden("paging.serial", r.serial)
+
+
+def test_breakpoint_stops_before_the_instruction_with_an_exact_count(image) -> None:
+    m = Machine.from_elf(image("hello"))
+    address = m.add_breakpoint("kmain")
+    r = m.run(max_instructions=BUDGET)
+    assert r.stop_reason == "breakpoint" and r.cpu.rip == address
+    # the same point reached one instruction at a time
+    ref = Machine.from_elf(image("hello"))
+    while ref.cpu_state().rip != address:
+        assert ref.step() is None
+    assert ref.instructions == r.instructions
+    # resuming runs to the same end as a run without the breakpoint
+    rest = m.run(max_instructions=BUDGET)
+    full = Machine.from_elf(image("hello")).run(max_instructions=BUDGET)
+    assert (rest.stop_reason, rest.instructions, rest.serial) == (
+        full.stop_reason,
+        full.instructions,
+        full.serial,
+    )
