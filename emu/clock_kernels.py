@@ -80,11 +80,34 @@ def _call_ptr(typingctx, fnptr, arg):
 BLOCK_HOOK_SIGNATURE = types.void(types.voidptr, types.uint64, types.uint32, types.voidptr)
 
 
+@intrinsic
+def _load64(typingctx, addr):
+    """*(uint64_t *)addr: a plain load, no array built around it."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        return builder.load(ptr)
+
+    return sig, codegen
+
+
+@intrinsic
+def _load32(typingctx, addr):
+    sig = types.uint32(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(32).as_pointer())
+        return builder.load(ptr)
+
+    return sig, codegen
+
+
 def block_hook(uc, address, size, user_data):
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if ctx[CTX_ENABLED] == 0:
         return
-    hflags = carray(_voidptr(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS)), (1,), np.uint32)[0]
+    hflags = _load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS))
     if hflags & _HF_CS64:
         bits = np.uint64(64)
     elif hflags & _HF_CS32:
@@ -92,20 +115,22 @@ def block_hook(uc, address, size, user_data):
     else:
         bits = np.uint64(16)
     mask = ctx[CTX_TABLE_MASK]
-    keys = carray(_voidptr(ctx[CTX_TABLE_KEYS]), (mask + np.uint64(1),), np.uint64)
-    vals = carray(_voidptr(ctx[CTX_TABLE_VALS]), (mask + np.uint64(1),), np.uint64)
+    keys = ctx[CTX_TABLE_KEYS]
+    vals = ctx[CTX_TABLE_VALS]
     want = (np.uint64(size) & np.uint64(0xFFFF)) | (bits << np.uint64(16))
     slot = ((address ^ (address >> np.uint64(17))) * np.uint64(0x9E3779B97F4A7C15)) & mask
     count = np.uint64(0)
     found = False
-    for _ in range(mask + np.uint64(1)):
-        key = keys[slot]
+    while True:  # linear probing; the table is never more than half full
+        key = _load64(keys + slot * np.uint64(8))
         if key == EMPTY_KEY:
             break
-        if key == address and (vals[slot] >> np.uint64(16)) == want:
-            count = vals[slot] & np.uint64(0xFFFF)
-            found = True
-            break
+        if key == address:
+            val = _load64(vals + slot * np.uint64(8))
+            if (val >> np.uint64(16)) == want:
+                count = val & np.uint64(0xFFFF)
+                found = True
+                break
         slot = (slot + np.uint64(1)) & mask
     ctx[CTX_BLOCKS] += np.uint64(1)
     ctx[CTX_LAST_PC] = address

@@ -39,6 +39,7 @@ from .mmu_layout import (
     FILL_FAULTS,
     FILL_LEVEL,
     FILL_OUT,
+    FILL_PROBE_PAGE,
     FILL_RAM,
     FILL_RAM_SIZE,
     FILL_SIZE,
@@ -315,6 +316,11 @@ TLB_FILL_SIGNATURE = types.boolean(
 def tlb_fill(uc, vaddr, access_type, entry, user_data):
     """uc_tlb_entry is {uint64 paddr; uint32 perms}: entry[0] and the low word of entry[1]."""
     ctx = carray(user_data, (FILL_SIZE,), np.uint64)
+    if vaddr == ctx[FILL_PROBE_PAGE]:
+        # Unicorn's own end-of-run probe of a page no guest can use: map it to no RAM.
+        entry[0] = np.uint64(0xFFFFFFFFFF000)
+        entry[1] = np.uint64(4)
+        return True
     env = carray(_voidptr(ctx[FILL_ENV]), (1024,), np.uint64)
     hflags = env[ENV_HFLAGS // 8] & np.uint64(0xFFFFFFFF)
     cr0 = env[ENV_CR0 // 8]

@@ -46,6 +46,7 @@ FILL_ACCESS = 6  # ... access kind ...
 FILL_ERR = 7  # ... #PF error code ...
 FILL_LEVEL = 8  # ... walk status
 FILL_OUT = 9  # address of a scratch walk-output array (the hook must not allocate)
+FILL_PROBE_PAGE = 10  # the page emu_start probes at its end (see unicorn_core._UNTIL)
 FILL_SIZE = 16
 
 # CPUX86State offsets the hook reads (emu/uc_internals.py verifies them)

@@ -161,3 +161,46 @@ class NaiveMmu:
         if paddr >= len(self.ram):
             return Result(False, paddr, kind="outside-ram", page_size=page_size, writes=writes)
         return Result(True, paddr, 0, "", page_size, writes)
+
+
+def naive_mappings(ram: bytearray, cr3: int) -> list[tuple[int, int, int]]:
+    """Every present 4-level leaf as (virtual, physical, size), merged when contiguous with equal
+    rights: the twin of enumerate_tree for 4-level paging (used by bench/mmu.py)."""
+
+    def q(addr: int) -> int:
+        return int.from_bytes(ram[addr : addr + 8], "little")
+
+    rows: list[list[int]] = []
+    mask = ((1 << 40) - 1) & ~0xFFF
+
+    def emit(va: int, pa: int, size: int, rights: int) -> None:
+        if rows and rows[-1][0] + rows[-1][2] == va and rows[-1][1] + rows[-1][2] == pa and rows[-1][3] == rights:
+            rows[-1][2] += size
+        else:
+            rows.append([va, pa, size, rights])
+
+    for i4 in range(512):
+        e4 = q((cr3 & mask) + 8 * i4)
+        if not e4 & 1:
+            continue
+        for i3 in range(512):
+            e3 = q((e4 & mask) + 8 * i3)
+            if not e3 & 1:
+                continue
+            va3 = (i4 << 39) | (i3 << 30)
+            if e3 & 0x80:
+                emit(va3, e3 & mask & ~((1 << 30) - 1), 1 << 30, e4 & e3 & 6)
+                continue
+            for i2 in range(512):
+                e2 = q((e3 & mask) + 8 * i2)
+                if not e2 & 1:
+                    continue
+                va2 = va3 | (i2 << 21)
+                if e2 & 0x80:
+                    emit(va2, e2 & mask & ~((1 << 21) - 1), 1 << 21, e4 & e3 & e2 & 6)
+                    continue
+                for i1 in range(512):
+                    e1 = q((e2 & mask) + 8 * i1)
+                    if e1 & 1:
+                        emit(va2 | (i1 << 12), e1 & mask, 4096, e4 & e3 & e2 & e1 & 6)
+    return [(va, pa, size) for va, pa, size, _ in rows]
