@@ -146,13 +146,16 @@ def main() -> int:
     bc, _, _ = best(lambda: run_core("cpu", same))
     per_fill = (tv - bv) / max(fills, 1)
     per_miss_cpu = (tc - bc) / max(fills, 1)
-    print(f"1. TLB fills: {fills:,} fills; our walker {per_fill * 1e9:.0f} ns/fill, "
-          f"Unicorn's walker {per_miss_cpu * 1e9:.0f} ns/miss, ratio {per_fill / per_miss_cpu:.2f}x "
-          "[goal <= 1.1x, <= 1000 ns]")
+    print(
+        f"1. TLB fills: {fills:,} fills; our walker {per_fill * 1e9:.0f} ns/fill, "
+        f"Unicorn's walker {per_miss_cpu * 1e9:.0f} ns/miss, ratio {per_fill / per_miss_cpu:.2f}x "
+        "[goal <= 1.1x, <= 1000 ns]"
+    )
 
     # 2. mappings() on a 4 GiB identity map of 4K pages
-    from emu.mmu import mappings
     from naive import naive_mappings
+
+    from emu.mmu import mappings
 
     ram = np.zeros(24 << 20, np.uint8)
     q = ram.view(np.uint64)
@@ -164,7 +167,9 @@ def main() -> int:
             pt = pts + (i3 * 512 + i2) * 0x1000
             q[(pds + i3 * 0x1000) // 8 + i2] = pt | 3
             base = (i3 * 512 + i2) << 21
-            q[pt // 8 : pt // 8 + 512] = (base + (np.arange(512, dtype=np.uint64) << np.uint64(12))) | 3
+            q[pt // 8 : pt // 8 + 512] = (
+                base + (np.arange(512, dtype=np.uint64) << np.uint64(12))
+            ) | 3
     mappings(ram, pml4, cr0=0x80000011, cr4=0x20, efer=0x500)  # load the kernel once
     t = time.perf_counter()
     maps = mappings(ram, pml4, cr0=0x80000011, cr4=0x20, efer=0x500)
@@ -173,8 +178,10 @@ def main() -> int:
     slow_rows = naive_mappings(bytearray(ram.tobytes()), pml4)
     slow = time.perf_counter() - t
     assert [(m.virt, m.phys, m.size) for m in maps] == slow_rows, "twin disagrees"
-    print(f"2. mappings() over 1,048,576 PTEs: {fast * 1000:.1f} ms, twin {slow * 1000:.0f} ms, "
-          f"{slow / fast:.0f}x faster [goal <= 50 ms, >= 100x]")
+    print(
+        f"2. mappings() over 1,048,576 PTEs: {fast * 1000:.1f} ms, twin {slow * 1000:.0f} ms, "
+        f"{slow / fast:.0f}x faster [goal <= 50 ms, >= 100x]"
+    )
 
     # 3. guest MIPS on a compute loop, paging on
     n = 20_000_000
@@ -190,8 +197,10 @@ def main() -> int:
     )
     ours, icount, _ = best(lambda: run_core("virtual", compute))
     raw = best(lambda: run_raw(compute))
-    print(f"3. compute loop: ours {icount / ours / 1e6:.0f} MIPS, raw Unicorn {icount / raw / 1e6:.0f} "
-          f"MIPS, ratio {raw / ours:.2f}x of raw speed -> {ours / raw:.2f} [goal >= 0.9]")
+    print(
+        f"3. compute loop: ours {icount / ours / 1e6:.0f} MIPS, raw Unicorn {icount / raw / 1e6:.0f} "
+        f"MIPS: ours at {raw / ours:.2f} of raw speed [goal >= 0.9]"
+    )
 
     # 4. cold compile vs warm load of the MMU kernels
     code = (

@@ -174,7 +174,12 @@ def naive_mappings(ram: bytearray, cr3: int) -> list[tuple[int, int, int]]:
     mask = ((1 << 40) - 1) & ~0xFFF
 
     def emit(va: int, pa: int, size: int, rights: int) -> None:
-        if rows and rows[-1][0] + rows[-1][2] == va and rows[-1][1] + rows[-1][2] == pa and rows[-1][3] == rights:
+        if (
+            rows
+            and rows[-1][0] + rows[-1][2] == va
+            and rows[-1][1] + rows[-1][2] == pa
+            and rows[-1][3] == rights
+        ):
             rows[-1][2] += size
         else:
             rows.append([va, pa, size, rights])
