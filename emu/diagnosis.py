@@ -34,7 +34,10 @@ def diagnose(
     elf_machine: str | None,
     disassemble: Disassembler | None = None,
     symbol_of: Callable[[int], str | None] | None = None,
+    rewalk: Callable[[TraceEntry], str | None] | None = None,
 ) -> list[Diagnosis]:
+    """``rewalk(entry)`` walks a #PF's address through the page tables as they are now and
+    returns None when the access would now be allowed, else the reason it still faults."""
     chain = trace.last_chain()
     if not chain:
         return []
@@ -50,7 +53,24 @@ def diagnose(
     d = _pf_in_pf_handler(trace, symbol_of)
     if d:
         out.append(d)
+    d = _stale_tlb(chain, rewalk)
+    if d:
+        out.append(d)
     return out
+
+
+def _stale_tlb(chain: list[TraceEntry], rewalk) -> Diagnosis | None:
+    if rewalk is None:
+        return None
+    for e in chain:
+        if e.vector == 14 and e.kind == "exception" and e.cr2 is not None and rewalk(e) is None:
+            return Diagnosis(
+                "stale-tlb",
+                f"the page fault at CR2=0x{e.cr2:x} disagrees with the page tables as they are now: "
+                "they allow this access. The fault came from a translation the TLB still held, "
+                "or the tables were changed after it: a PTE edited without INVLPG (or a CR3 reload)?",
+            )
+    return None
 
 
 def _mode_mismatch(

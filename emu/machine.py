@@ -344,6 +344,7 @@ class Machine:
                 elf_machine=self.boot.elf_machine,
                 disassemble=self.core.disassemble,
                 symbol_of=self._symbol_name,
+                rewalk=lambda e: self._rewalk(e, state),
             )
         return RunResult(
             stop_reason=reason,
@@ -363,6 +364,16 @@ class Machine:
             trace=self.trace,
             diagnoses=tuple(diagnoses),
         )
+
+    def _rewalk(self, entry: TraceEntry, state: CpuState) -> str | None:
+        """Walk a #PF's address through today's page tables: None if now allowed."""
+        from . import mmu
+
+        code = entry.error_code or 0
+        access = "x" if code & 16 else ("w" if code & 2 else "r")
+        w = mmu.walk(self.ram, state.cr3, entry.cr2, access, cr0=state.cr0, cr4=state.cr4,
+                     efer=state.efer, cpl=3 if code & 4 else 0)  # fmt: skip
+        return None if w.ok else w.reason
 
     def _symbol_name(self, address: int) -> str | None:
         if self.symbolizer is None:
