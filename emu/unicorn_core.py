@@ -391,7 +391,7 @@ class UnicornCore:
             vector=vector,
             rip=rip,
             error_code=self.internals.error_code if has_code else None,
-            cr2=self.uc.reg_read(X.UC_X86_REG_CR2) if vector == 14 else None,
+            cr2=self.internals.u64(I.ENV_CR2) if vector == 14 else None,
             software=software,
             mode=cpu_mode(hflags),
             cpl=hflags & I.HF_CPL_MASK,
@@ -399,7 +399,7 @@ class UnicornCore:
 
     def _hook_intr(self, uc: Uc, intno: int, _ud: object) -> None:
         software = bool(self.internals.u32(I.ENV_EXCEPTION_IS_INT))
-        rip = uc.reg_read(X.UC_X86_REG_RIP)
+        rip = self.internals.u64(I.ENV_EIP)
         exc = self._exception(intno, rip, software)
         self._raise(exc)
 
@@ -442,11 +442,13 @@ class UnicornCore:
         idtr = uc.reg_read(X.UC_X86_REG_IDTR)
         ldtr = uc.reg_read(X.UC_X86_REG_LDTR)
         tr = uc.reg_read(X.UC_X86_REG_TR)
+        # RIP, RSP and CR2 straight from env (a binding reg_read costs microseconds); RFLAGS
+        # through the API, which computes the lazily kept arithmetic flags.
         return DeliveryCpu(
             long_mode=bool(hflags & I.HF_LMA),
             cpl=hflags & I.HF_CPL_MASK,
-            rip=uc.reg_read(X.UC_X86_REG_RIP),
-            rsp=uc.reg_read(X.UC_X86_REG_RSP),
+            rip=env.u64(I.ENV_EIP),
+            rsp=env.u64(I.ENV_REGS + 4 * 8),
             rflags=uc.reg_read(X.UC_X86_REG_RFLAGS),
             cs=SegmentCache(*env.segment(I.SEG_CS)),
             ss=SegmentCache(*env.segment(I.SEG_SS)),
@@ -454,7 +456,7 @@ class UnicornCore:
             ldtr=SegmentCache(ldtr[0], ldtr[1], ldtr[2], ldtr[3]),
             idtr=(idtr[1], idtr[2]),
             tr=SegmentCache(tr[0], tr[1], tr[2], tr[3]),
-            cr2=uc.reg_read(X.UC_X86_REG_CR2),
+            cr2=env.u64(I.ENV_CR2),
         )
 
     def apply_delivery(self, new: DeliveryCpu) -> None:
@@ -464,9 +466,9 @@ class UnicornCore:
         env = self.internals
         env.write_segment(I.SEG_CS, new.cs.selector, new.cs.base, new.cs.limit, new.cs.flags)
         env.write_segment(I.SEG_SS, new.ss.selector, new.ss.base, new.ss.limit, new.ss.flags)
-        uc.reg_write(X.UC_X86_REG_RSP, new.rsp)
+        env.write_u64(I.ENV_REGS + 4 * 8, new.rsp)
         uc.reg_write(X.UC_X86_REG_RFLAGS, new.rflags)
-        uc.reg_write(X.UC_X86_REG_CR2, new.cr2)
+        env.write_u64(I.ENV_CR2, new.cr2)
         env.write_u64(I.ENV_EIP, new.rip)
         env.update_hflags()
 
@@ -734,26 +736,30 @@ class _CoreMemory:
     def __init__(self, core: UnicornCore) -> None:
         self.core = core
         self.ram = core.ram
-        cr0 = core.uc.reg_read(X.UC_X86_REG_CR0)
-        self.paging = bool(cr0 & 0x80000000)
-        self.long_mode = bool(core.internals.hflags & I.HF_LMA)
+        env = core.internals
+        # One delivery never changes the control registers: read them once, straight from env.
+        self.cr0, self.cr3, self.cr4 = env.u64(I.ENV_CR0), env.u64(I.ENV_CR3), env.u64(I.ENV_CR4)
+        self.efer = env.u64(I.ENV_EFER)
+        self.paging = bool(self.cr0 & 0x80000000)
+        self._pages: dict[tuple[int, bool], int] = {}  # (linear page, write) -> physical page
 
     def _phys(self, address: int, write: bool) -> int:
         if not self.paging:
             return address & 0xFFFFFFFF
         if self.core.translate is not None:
             return self.core.translate(address, write)
-        uc = self.core.uc
-        cr0, cr3, cr4 = (
-            uc.reg_read(r) for r in (X.UC_X86_REG_CR0, X.UC_X86_REG_CR3, X.UC_X86_REG_CR4)
-        )
-        efer = self.core.internals.u64(I.ENV_EFER)
+        page = self._pages.get((address >> 12, write))
+        if page is not None:
+            return page | (address & 0xFFF)
+        cr0, cr3, cr4, efer = self.cr0, self.cr3, self.cr4, self.efer
         # Delivery's IDT/GDT/TSS reads and stack pushes are implicit supervisor accesses.
         acc = ML.ACC_WRITE if write else ML.ACC_READ
         w = mmu.translate_raw(self.ram, cr0, cr3, cr4, efer, address, acc, False, False, True)
         status = int(w[ML.OUT_STATUS])
         if status == ML.ST_OK:
-            return int(w[ML.OUT_PADDR])
+            phys = int(w[ML.OUT_PADDR])
+            self._pages[(address >> 12, write)] = phys & ~0xFFF
+            return phys
         if status == ML.ST_NON_CANONICAL:
             raise MemoryFault(13, 0, None, f"0x{address:x} is not canonical")
         if status == ML.ST_OUTSIDE_RAM:
