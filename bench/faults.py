@@ -33,7 +33,9 @@ N = 20_000
 def loop_image() -> np.ndarray:
     T.TRIGGERS["loop"] = f"movl ${N}, %r12d; 2: int3; decl %r12d; jnz 2b"
     ram = T.image({"mode": "long", "trigger": "loop"})
-    ram[T.HANDLERS + 16 * 3 : T.HANDLERS + 16 * 3 + 2] = np.frombuffer(b"\x48\xcf", np.uint8)  # iretq
+    ram[T.HANDLERS + 16 * 3 : T.HANDLERS + 16 * 3 + 2] = np.frombuffer(
+        b"\x48\xcf", np.uint8
+    )  # iretq
     return ram
 
 
@@ -76,9 +78,11 @@ def native() -> float:
 def main() -> int:
     m = min(model() for _ in range(3))
     n = min(native() for _ in range(3))
-    print(f"our model: {N / m:,.0f} exceptions/s ({m / N * 1e6:.1f} us each); "
-          f"QEMU native: {N / n:,.0f} exceptions/s ({n / N * 1e6:.2f} us each); "
-          f"ratio {m / n:.0f}x slower")
+    print(
+        f"our model: {N / m:,.0f} exceptions/s ({m / N * 1e6:.1f} us each); "
+        f"QEMU native: {N / n:,.0f} exceptions/s ({n / N * 1e6:.2f} us each); "
+        f"ratio {m / n:.0f}x slower"
+    )
     return 0
 
 

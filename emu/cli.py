@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="int: log every exception and interrupt delivery as it happens (like QEMU's -d int)",
     )
+    run.add_argument(
+        "--reboot",
+        action="store_true",
+        help="on a triple fault, reset like a PC and boot again (default: stop and explain)",
+    )
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="print no run report")
 
@@ -187,6 +192,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         debug_exit=args.debug_exit,
         debug_exit_port=args.debug_exit_port,
         trace_sink=(lambda line: sys.stderr.write(line + "\n")) if "int" in args.trace else None,
+        reboot=args.reboot,
     )
     result = machine.run(max_instructions=args.max_instructions, timeout=args.timeout or None)
     if args.json:

@@ -73,6 +73,8 @@ class Machine:
     debug_exit_port: int = 0xF4
     # Receives every delivery as it happens, one line at a time (`--trace int`).
     trace_sink: Callable[[str], None] | None = None
+    # On a triple fault, reset like a PC (firmware reloads the kernel) instead of stopping.
+    reboot: bool = False
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -91,6 +93,7 @@ class Machine:
         self._serial = bytearray()
         self._console = bytearray()
         self._exit_value: int | None = None
+        self.reboots = 0
         self._wire_devices()
         if self.serial_input:
             self.com1.enqueue_input(bytes(self.serial_input))
@@ -193,6 +196,7 @@ class Machine:
         protocol: str = "auto",
     ) -> BootPlan:
         specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
+        self._boot_args = (path, cmdline, tuple(specs), protocol)
         plan = boot_kernel(
             path,
             self.ram,
@@ -267,12 +271,28 @@ class Machine:
             end = self.core.run_slice(deadline, limit)
             if end.kind == core.KIND_DEADLINE:
                 continue
+            if end.kind == core.KIND_TRIPLE_FAULT and self.reboot:
+                self._reset_like_a_pc()
+                continue
             if end.kind == core.KIND_LIMIT:
                 stopped = self._step_to(limit)
                 if stopped is not None:
                     return self._finish(stopped, t0)
                 continue
             return self._finish(end, t0)
+
+    def _reset_like_a_pc(self) -> None:
+        """A triple fault resets a PC: the firmware runs again and reloads the kernel. RAM is
+        not cleared (it is not on a real reset either); devices return to their reset state.
+        The virtual clock and the fault trace go on, so the reset stays visible."""
+        self.reboots += 1
+        if self.trace_sink is not None:
+            self.trace_sink(
+                f"[{self.core.icount:>12,}] triple fault: the machine resets (reboot {self.reboots})"
+            )
+        self.com1.reset()
+        path, cmdline, modules, protocol = self._boot_args
+        self.load(path, cmdline=cmdline, modules=list(modules), protocol=protocol)
 
     def _step_to(self, limit: int) -> core.SliceEnd | None:
         """Single-step the few instructions left before an exact instruction limit."""
@@ -363,6 +383,7 @@ class Machine:
             location=location,
             trace=self.trace,
             diagnoses=tuple(diagnoses),
+            reboots=self.reboots,
         )
 
     def _rewalk(self, entry: TraceEntry, state: CpuState) -> str | None:

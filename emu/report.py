@@ -72,6 +72,7 @@ class RunResult:
     location: str | None = None  # RIP (or the faulting RIP) with symbol and source line
     trace: Any = None  # fault_trace.FaultTrace: every exception and delivery of the run
     diagnoses: tuple = ()  # diagnosis.Diagnosis: the likely cause, in words
+    reboots: int = 0  # triple faults that reset the machine (Machine(reboot=True), --reboot)
 
     @property
     def virtual_time_ns(self) -> int:
@@ -122,6 +123,8 @@ class RunResult:
             f"CS=0x{c.segments['cs'].selector:x} SS=0x{c.segments['ss'].selector:x}",
             f"serial: {len(self.serial):,} bytes; wall time {self.wall_seconds:.3f} s",
         ]
+        if self.reboots:
+            lines.append(f"reboots: the machine reset {self.reboots} time(s) after a triple fault")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -146,6 +149,7 @@ class RunResult:
             "exit_code": self.exit_code,
             "exit_status": self.exit_status,
             "instructions": self.instructions,
+            "reboots": self.reboots,
             "virtual_time_ns": self.virtual_time_ns,
             "serial": self.serial.decode("latin-1"),
             "console": self.console.decode("latin-1"),

@@ -148,3 +148,42 @@ def test_bad_options_are_one_line_and_exit_2(image, args: list[str]) -> None:
 def test_python_m_emu_and_version() -> None:
     p = triplefault("--version")
     assert p.returncode == 0 and p.stdout.startswith(b"triplefault ")
+
+
+def test_trace_int_logs_every_delivery(image) -> None:
+    p = triplefault("run", "faults", "--trace", "int", "--quiet")
+    err = p.stderr.decode()
+    assert p.returncode == 1
+    assert err.count("delivered:") == 6
+    assert (
+        "#PF (page fault) err=0x3 (protection violation, write, supervisor mode) CR2=0x400010"
+        in err
+    )
+
+
+def test_json_carries_the_fault_trace_and_diagnoses(image) -> None:
+    p = triplefault("run", "lost-in-32bit", "--json")
+    data = json.loads(p.stdout)
+    assert data["stop_reason"] == "triple-fault" and data["triple_fault"]
+    assert [e["vector"] for e in data["fault_trace"]] == [6, 13, 8]
+    assert [d["kind"] for d in data["diagnoses"]][:2] == ["mode-mismatch", "no-idt"]
+
+
+def test_reboot_resets_like_a_pc(image) -> None:
+    p = triplefault("run", "faults-triple", "--reboot", "--max-instructions", "50000", "--json")
+    data = json.loads(p.stdout)
+    assert data["stop_reason"] == "instruction-limit"
+    assert data["reboots"] >= 4
+    assert data["serial"].count("dropping the IDT") in (data["reboots"], data["reboots"] + 1)
+
+
+def test_pt_and_translate_commands(image) -> None:
+    p = triplefault("pt", "paging", "--at", "paging_ready", "--plain", "--filter", "user")
+    assert p.returncode == 0
+    assert b"0000000040002000-0000000040002fff" in p.stdout
+    p = triplefault(
+        "translate", "paging", "0x40001008", "--access", "write", "--at", "paging_ready", "--plain"
+    )
+    assert p.returncode == 1 and b"PTE.RW=0 and CR0.WP=1 on a supervisor write" in p.stdout
+    p = triplefault("pt", "hello", "--at", "no_such_symbol")
+    assert p.returncode == 2 and p.stderr.startswith(b"triplefault: error: no symbol")

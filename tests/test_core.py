@@ -252,3 +252,28 @@ def test_no_idt_is_a_triple_fault_with_the_grub_chain() -> None:
     assert chain == [(6, None), (13, 0x32), (8, 0)]
     assert g.deliveries[0].triple_fault
     assert g.core.icount == PROLOGUE_INSNS + 1
+
+
+def test_sysenter_transfers_to_the_msr_entry_point() -> None:
+    # wrmsr 0x174 (CS=0x10), 0x175 (ESP=0x6000), 0x176 (EIP=0x3000); sti; sysenter
+    def wrmsr(msr: int, value: int) -> bytes:
+        return (b"\xb9" + struct.pack("<I", msr) + b"\xb8" + struct.pack("<I", value)
+                + b"\x31\xd2\x0f\x30")  # fmt: skip
+
+    body = wrmsr(0x174, 0x10) + wrmsr(0x175, 0x6000) + wrmsr(0x176, 0x3000) + b"\xfb\x0f\x34"
+    g = Guest(body, deliver=True)
+    g.ram[0x3000] = 0xF4  # hlt at the entry point
+    end = g.run()
+    assert end.kind == core.KIND_HALT
+    s = g.core.state()
+    assert s.rip == 0x3001 and s.gpr["rsp"] == 0x6000
+    assert s.segments["cs"].selector == 0x10 and s.segments["ss"].selector == 0x18
+    assert not s.interrupts_enabled  # SYSENTER clears IF
+
+
+def test_sysenter_without_a_cs_msr_is_gp() -> None:
+    g = Guest(b"\x0f\x34", deliver=False)
+    g.core.deliver_exceptions = False
+    end = g.run()
+    assert end.kind == core.KIND_EXCEPTION
+    assert end.exception.vector == 13 and end.exception.error_code == 0
