@@ -354,7 +354,8 @@ class IdtDelivery:
             )
         if e2 & DESC_C:
             dpl = cpu.cpl
-        old_rip = ev.next_rip if ev.kind == "software" and ev.next_rip is not None else cpu.rip
+        # Traps (INT n, INT3, INTO, INT1) return after the instruction.
+        old_rip = ev.next_rip if ev.next_rip is not None else cpu.rip
         if long_mode:
             return self._push64(cpu, ev, gate, sel, e1, e2, dpl, old_rip)
         return self._push32(cpu, ev, gate, sel, e1, e2, dpl, old_rip)

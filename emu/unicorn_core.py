@@ -405,11 +405,16 @@ class UnicornCore:
 
     def _hook_invalid(self, uc: Uc, _ud: object) -> bool:
         rip = uc.reg_read(X.UC_X86_REG_RIP)
+        if self._read_linear(rip, 1) == b"\xf1":
+            # INT1 (ICEBP): the core calls it invalid; the architecture raises #DB as a trap
+            # without the gate DPL check of INT n.
+            self._raise(self._exception(1, rip, False), next_rip=rip + 1)
+            return self._stop is None
         self._raise(self._exception(6, rip, False))
         # True: continue at the handler; False: emu_start returns with RIP on the instruction.
         return self._stop is None
 
-    def _raise(self, exc: GuestException) -> None:
+    def _raise(self, exc: GuestException, next_rip: int | None = None) -> None:
         """An exception was raised at exc.rip: deliver it through the IDT, or stop."""
         # Unicorn never clears its double-fault tracker: delivery and escalation are ours.
         self.internals.clear_old_exception()
@@ -424,7 +429,7 @@ class UnicornCore:
             "software" if exc.software else "exception",
             exc.error_code,
             exc.cr2,
-            exc.rip if exc.software else None,
+            exc.rip if exc.software else next_rip,
         )
         result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
         if self.on_delivery is not None:

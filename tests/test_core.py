@@ -277,3 +277,20 @@ def test_sysenter_without_a_cs_msr_is_gp() -> None:
     end = g.run()
     assert end.kind == core.KIND_EXCEPTION
     assert end.exception.vector == 13 and end.exception.error_code == 0
+
+
+def test_int1_icebp_is_a_debug_trap() -> None:
+    # nop; int1; nop; cli; hlt -- the #DB handler counts in %esi and returns after INT1
+    g = _idt_guest(b"\x90\xf1\x90\xfa\xf4", {1: b"\x46\xcf"})
+    assert g.run().kind == core.KIND_HALT
+    assert g.core.state().gpr["rsi"] == 1
+    assert [s.event.vector for s in g.deliveries[0].steps] == [1]
+
+
+def test_into_raises_overflow_only_when_of_is_set() -> None:
+    # mov $0x7fffffff,%eax; inc %eax (OF=1); into
+    g = Guest(b"\xb8\xff\xff\xff\x7f\x40\xce\xfa\xf4")
+    end = g.run()
+    assert end.exception.vector == 4 and end.exception.software
+    g = Guest(b"\xb8\x01\x00\x00\x00\x40\xce\xfa\xf4")  # no overflow: INTO does nothing
+    assert g.run().kind == core.KIND_HALT
