@@ -122,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="int: log every exception and interrupt delivery as it happens (like QEMU's -d int)",
     )
+    run.add_argument("--screen", action="store_true", help="print the final VGA text screen")
+    run.add_argument(
+        "--screen-color", action="store_true", help="print the final screen with ANSI colours"
+    )
+    run.add_argument(
+        "--screenshot",
+        metavar="PNG",
+        help="write the final VGA screen as a PNG (and, with --reboot, at each triple fault)",
+    )
     run.add_argument(
         "--reboot",
         action="store_true",
@@ -194,12 +203,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         trace_sink=(lambda line: sys.stderr.write(line + "\n")) if "int" in args.trace else None,
         reboot=args.reboot,
     )
-    result = machine.run(max_instructions=args.max_instructions, timeout=args.timeout or None)
+    if args.screenshot:
+        machine.on_triple_fault.append(lambda m: m.screenshot(args.screenshot))
+    try:
+        result = machine.run(max_instructions=args.max_instructions, timeout=args.timeout or None)
+    finally:
+        if hasattr(sink, "close"):
+            sink.close()
+    if args.screenshot:
+        try:
+            machine.screenshot(args.screenshot)
+        except OSError as e:
+            raise ConfigError(f"cannot write {args.screenshot}: {e.strerror}") from None
     if args.json:
         json.dump(result.to_dict(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     elif not args.quiet:
         sys.stdout.flush()
+        if args.screen or args.screen_color:
+            screen = machine.vga.ansi() if args.screen_color else machine.screen_text()
+            sys.stderr.write("── screen " + "─" * 56 + "\n" + screen + "\n")
         if result.serial and not result.serial.endswith(b"\n") and args.serial == "stdio":
             sys.stderr.write("\n")
         sys.stderr.write("── triplefault run report " + "─" * 40 + "\n")

@@ -20,6 +20,7 @@ import numpy as np
 from devices.debug_exit import DebugConsole, DebugExit
 from devices.irq import IrqLine
 from devices.uart16550 import COM_PORTS, Uart16550
+from devices.vga import VgaText
 from firmware import BootPlan, ModuleSpec, boot_kernel
 
 from . import unicorn_core as core
@@ -94,6 +95,8 @@ class Machine:
         self._console = bytearray()
         self._exit_value: int | None = None
         self.reboots = 0
+        # Called at the moment of a triple fault, before a --reboot reset (e.g. a screenshot).
+        self.on_triple_fault: list[Callable[[Machine], None]] = []
         self._wire_devices()
         if self.serial_input:
             self.com1.enqueue_input(bytes(self.serial_input))
@@ -103,6 +106,9 @@ class Machine:
         self.com1_irq = IrqLine(f"IRQ{irq}")  # wired to the 8259 once it is modelled
         self.com1 = Uart16550(self.com1_irq, self._serial_out, name="COM1")
         self.bus.map(base, 8, self.com1, "COM1 (16550A)")
+        # VGA text: the cells are plain RAM at 0xB8000; the registers decode 0x3B0-0x3DF.
+        self.vga = VgaText(self.ram, now_ns=lambda: self.core.icount)
+        self.bus.map(0x3B0, 0x30, self.vga, "VGA")
         self.console = DebugConsole(self._console_out)
         self.bus.map(0xE9, 1, self.console, "debugcon (port 0xE9)")
         if self.debug_exit:
@@ -281,16 +287,27 @@ class Machine:
                 continue
             return self._finish(end, t0)
 
+    def screen_text(self) -> str:
+        """The VGA text screen, trailing blanks trimmed."""
+        return self.vga.text()
+
+    def screenshot(self, path: str | os.PathLike) -> None:
+        """The VGA screen as a 720x400 PNG."""
+        self.vga.png(path)
+
     def _reset_like_a_pc(self) -> None:
         """A triple fault resets a PC: the firmware runs again and reloads the kernel. RAM is
         not cleared (it is not on a real reset either); devices return to their reset state.
         The virtual clock and the fault trace go on, so the reset stays visible."""
         self.reboots += 1
+        for hook in self.on_triple_fault:
+            hook(self)
         if self.trace_sink is not None:
             self.trace_sink(
                 f"[{self.core.icount:>12,}] triple fault: the machine resets (reboot {self.reboots})"
             )
         self.com1.reset()
+        self.vga.reset()
         path, cmdline, modules, protocol = self._boot_args
         self.load(path, cmdline=cmdline, modules=list(modules), protocol=protocol)
 
@@ -329,6 +346,8 @@ class Machine:
         if end.kind == core.KIND_EXCEPTION:
             return self._result("exception", t0, exception=end.exception)
         if end.kind == core.KIND_TRIPLE_FAULT:
+            for hook in self.on_triple_fault:
+                hook(self)
             return self._result(
                 "triple-fault", t0, detail=self.trace.chain_summary(), exception=end.exception
             )

@@ -1,0 +1,167 @@
+"""VGA text mode: registers programmed as a driver does, the renderings, and a golden screenshot."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from devices.cp437_font import GLYPHS
+from devices.vga import FRAME_NS, VgaText
+
+BASE = 0x3B0
+
+
+class Screen:
+    def __init__(self) -> None:
+        self.ram = np.zeros(1 << 20, np.uint8)
+        self.t = 0
+        self.vga = VgaText(self.ram, now_ns=lambda: self.t)
+
+    def out(self, port: int, value: int) -> None:
+        self.vga.write(port - BASE, 1, value)
+
+    def inb(self, port: int) -> int:
+        return self.vga.read(port - BASE, 1)
+
+    def put(self, row: int, col: int, text: bytes, attr: int) -> None:
+        for i, ch in enumerate(text):
+            a = 0xB8000 + 2 * (row * 80 + col + i)
+            self.ram[a], self.ram[a + 1] = ch, attr
+
+    def crtc(self, index: int, value: int, base: int = 0x3D4) -> None:
+        self.out(base, index)
+        self.out(base + 1, value)
+
+
+@pytest.fixture
+def s() -> Screen:
+    return Screen()
+
+
+def test_blank_cells_and_trimming(s: Screen) -> None:
+    s.put(0, 0, b"hello", 0x07)
+    s.put(1, 0, b"   ", 0x07)  # 0x0720 cells are blank, like 0x0000
+    s.put(2, 5, b"x", 0x1F)
+    assert s.vga.text() == "hello\n\n     x"
+
+
+def test_cp437_box_drawing_in_text(s: Screen) -> None:
+    s.put(0, 0, bytes([0xC9, 0xCD, 0xBB]), 0x07)
+    s.put(1, 0, bytes([0xBA, 0x01, 0xBA]), 0x07)
+    s.put(2, 0, bytes([0xC8, 0xCD, 0xBC]), 0x07)
+    assert s.vga.text() == "╔═╗\n║☺║\n╚═╝"
+
+
+def test_cursor_location_and_shape_from_crtc(s: Screen) -> None:
+    pos = 3 * 80 + 7
+    s.crtc(0x0F, pos & 0xFF)
+    s.crtc(0x0E, pos >> 8)
+    assert s.vga.cursor_position == pos
+    s.crtc(0x0A, 0x20)
+    assert not s.vga.cursor_enabled
+    s.crtc(0x0A, 0x00)
+    s.crtc(0x0B, 0x0F)  # a full block cursor
+    s.put(3, 7, b" ", 0x07)
+    img = np.asarray(s.vga.image())
+    block = img[3 * 16 : 4 * 16, 7 * 9 : 8 * 9]
+    assert (block == [170, 170, 170]).all()  # drawn in the cell's foreground colour
+    s.crtc(0x0A, 0x0D)
+    s.crtc(0x0B, 0x0E)  # the BIOS underline cursor: scan lines 13-14 only
+    img = np.asarray(s.vga.image())
+    block = img[3 * 16 : 4 * 16, 7 * 9 : 8 * 9]
+    assert (block[13:15] == 170).all() and (block[:13] == 0).all() and (block[15] == 0).all()
+    assert s.inb(0x3D4) == 0x0B and s.inb(0x3D5) == 0x0E
+
+
+def test_start_address_scrolls(s: Screen) -> None:
+    s.put(0, 0, b"first", 0x07)
+    s.put(1, 0, b"second", 0x07)
+    s.crtc(0x0C, 0)
+    s.crtc(0x0D, 80)  # start one row down
+    assert s.vga.text().splitlines()[0] == "second"
+
+
+def test_misc_output_selects_mono_or_colour_crtc(s: Screen) -> None:
+    s.crtc(0x0E, 0x01)
+    assert s.vga.cursor_position >> 8 == 0x01
+    s.out(0x3C2, 0x66)  # I/O address select clear: CRTC moves to 0x3B4
+    assert s.inb(0x3CC) == 0x66
+    s.crtc(0x0E, 0x02, base=0x3B4)
+    assert s.vga.cursor_position >> 8 == 0x02
+    assert s.inb(0x3D5) == 0xFF  # 0x3D5 decodes nothing now
+
+
+def test_attributes_blink_or_bright_background(s: Screen) -> None:
+    s.put(0, 0, b"A", 0xCE)  # blink bit set, background 4 (or 12), yellow foreground
+    cell = s.vga.cells()[0][0]
+    assert (cell.fg, cell.bg, cell.blink) == (14, 4, True)
+    s.inb(0x3DA)  # reset the flip-flop
+    s.out(0x3C0, 0x30)  # index 0x10 with PAS set
+    s.out(0x3C0, 0x04)  # mode control: blink off -> bright backgrounds
+    cell = s.vga.cells()[0][0]
+    assert (cell.fg, cell.bg, cell.blink) == (14, 12, False)
+    assert "\x1b[93;101m" in s.vga.ansi()
+
+
+def test_input_status_toggles_with_virtual_time_and_resets_the_flipflop(s: Screen) -> None:
+    seen = set()
+    for t in range(0, 2 * FRAME_NS, 50_000):
+        s.t = t
+        seen.add(s.inb(0x3DA) & 0x08)
+    assert seen == {0, 8}
+    s.out(0x3C0, 0x11)  # an index write flips to "data next"
+    s.inb(0x3DA)
+    s.out(0x3C0, 0x12)  # taken as an index again
+    assert s.vga.attr_index == 0x12
+
+
+def test_dac_write_and_read_back(s: Screen) -> None:
+    s.out(0x3C8, 0x07)
+    for v in (63, 0, 0):
+        s.out(0x3C9, v)
+    s.out(0x3C7, 0x07)
+    assert [s.inb(0x3C9) for _ in range(3)] == [63, 0, 0]
+    assert s.vga.palette_rgb()[7] == (255, 0, 0)
+
+
+def test_png_size_palette_and_glyph_pixels(s: Screen) -> None:
+    s.crtc(0x0A, 0x20)  # cursor off (it sits on this cell)
+    s.put(0, 0, b"A", 0x1E)  # yellow on blue
+    img = s.vga.image()
+    assert img.size == (720, 400)
+    px = np.asarray(img)
+    glyph = GLYPHS[ord("A")]
+    for y in range(16):
+        for x in range(8):
+            on = bool(glyph[y] & (0x80 >> x))
+            assert tuple(px[y, x]) == ((255, 255, 85) if on else (0, 0, 170))
+    assert tuple(px[0, 8]) == (0, 0, 170)  # the 9th column is blank for letters
+
+
+def test_line_drawing_glyphs_fill_the_ninth_column(s: Screen) -> None:
+    s.put(0, 0, bytes([0xC4]), 0x0F)  # ─ continues into the 9th column
+    px = np.asarray(s.vga.image())
+    row = next(y for y in range(16) if GLYPHS[0xC4][y] & 1)
+    assert tuple(px[row, 8]) == (255, 255, 255)
+
+
+def test_unmodelled_register_reads_as_open_bus(s: Screen, caplog) -> None:
+    assert s.inb(0x3C3) == 0xFF
+
+
+@pytest.mark.images
+def test_hello_screen_golden_png(image, golden) -> None:
+    from emu import Machine
+
+    m = Machine.from_elf(image("hello"))
+    r = m.run(max_instructions=5_000_000)
+    assert r.stop_reason == "debug-exit"
+    assert m.screen_text().splitlines()[0] == "Triplefault hello: long mode OK"
+    buf = io.BytesIO()
+    m.vga.image().save(buf, format="PNG")
+    golden("hello.screen.png", buf.getvalue())
+    pixels = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
+    assert pixels.shape == (400, 720, 3)
