@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from devices.debug_exit import DebugConsole, DebugExit
+from devices.framebuffer import LinearFramebuffer
 from devices.irq import IrqLine
 from devices.uart16550 import COM_PORTS, Uart16550
 from devices.vga import VgaText
@@ -81,6 +82,7 @@ class Machine:
     boot: BootPlan | None = field(init=False, default=None)
     kernel_path: str | None = field(init=False, default=None)
     symbolizer: Symbolizer | None = field(init=False, default=None, repr=False)
+    framebuffer: LinearFramebuffer | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         size = parse_memory_size(self.memory)
@@ -213,6 +215,9 @@ class Machine:
         )
         self.boot = plan
         self.kernel_path = os.fspath(path)
+        if plan.framebuffer is not None and self.framebuffer is None:
+            self.framebuffer = LinearFramebuffer(plan.framebuffer)
+            self.core.map_device_memory(plan.framebuffer.address, self.framebuffer.memory)
         self.symbolizer = Symbolizer(self.kernel_path) if plan.elf_class else None
         self.core.enter_grub_protected_mode(
             gdt_base=plan.gdt_base, gdt_limit=plan.gdt_limit, entry=plan.stub_addr, registers={}
@@ -292,8 +297,11 @@ class Machine:
         return self.vga.text()
 
     def screenshot(self, path: str | os.PathLike) -> None:
-        """The VGA screen as a 720x400 PNG."""
-        self.vga.png(path)
+        """The screen as a PNG: the linear framebuffer if the kernel has one, else VGA text."""
+        if self.framebuffer is not None:
+            self.framebuffer.png(path)
+        else:
+            self.vga.png(path)
 
     def _reset_like_a_pc(self) -> None:
         """A triple fault resets a PC: the firmware runs again and reloads the kernel. RAM is

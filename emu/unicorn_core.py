@@ -160,6 +160,7 @@ class UnicornCore:
         self._stop: SliceEnd | None = None
         self._stepping = False
         self._breakpoints: dict[int, int] = {}  # address -> hook handle
+        self._device_buffers: list[np.ndarray] = []
         self._resume_from: int | None = None  # a breakpoint to step over when resuming
         self._disasm = {
             bits: capstone.Cs(capstone.CS_ARCH_X86, mode)
@@ -259,6 +260,16 @@ class UnicornCore:
             raise EngineError(f"cannot install a CPU hook (type {htype}, unicorn error {err})")
 
     # ----------------------------------------------------------------- hooks
+    def map_device_memory(self, address: int, buffer: np.ndarray) -> None:
+        """Map a host buffer (e.g. a framebuffer) at a physical address above RAM."""
+        if address < self.ram.size:
+            raise EngineError(f"device memory at 0x{address:x} overlaps guest RAM")
+        size = (buffer.size + 0xFFF) & ~0xFFF
+        if buffer.size != size:
+            raise EngineError("device memory must be a whole number of pages")
+        self._device_buffers.append(buffer)  # Unicorn does not own it: keep it alive
+        self.uc.mem_map_ptr(address, size, UC_PROT_ALL, buffer.ctypes.data)
+
     # ------------------------------------------------------------ breakpoints
     def add_breakpoint(self, address: int) -> None:
         """Stop before executing the instruction at ``address`` (a linear address).

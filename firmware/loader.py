@@ -105,6 +105,31 @@ class LoadedModule:
     args: str
 
 
+FB_BASE = 0xFD000000  # where QEMU's standard VGA puts its linear framebuffer BAR
+FB_DEFAULT = (1024, 768, 32)
+FB_MAX = (4096, 4096)
+
+
+@dataclass(frozen=True)
+class Framebuffer:
+    """A linear RGB framebuffer (Multiboot2 framebuffer info, type 1)."""
+
+    address: int
+    width: int
+    height: int
+    bpp: int  # 32 or 24
+    pitch: int  # bytes per line
+
+    @property
+    def size(self) -> int:
+        return self.pitch * self.height
+
+    def info_tag_body(self) -> bytes:
+        # common part, then the RGB colour description: red at bit 16, green 8, blue 0
+        return struct.pack("<QIIIBBH", self.address, self.pitch, self.width, self.height,
+                           self.bpp, 1, 0) + bytes([16, 8, 8, 8, 0, 8])  # fmt: skip
+
+
 @dataclass(frozen=True)
 class BootPlan:
     """What was loaded and the CPU state the firmware stub will establish."""
@@ -126,6 +151,7 @@ class BootPlan:
     header_offset: int = 0
     memory_map: tuple[MemoryRegion, ...] = field(default=())
     info_size: int = 0
+    framebuffer: Framebuffer | None = None  # a linear framebuffer, when the header asked
 
 
 # --------------------------------------------------------------------------- ELF
@@ -314,6 +340,7 @@ class _Image:
     entry: int
     elf: _Elf | None
     load_base: int
+    framebuffer: Framebuffer | None = None
 
 
 class _Ram:
@@ -533,6 +560,7 @@ def _tag(ttype: int, body: bytes) -> bytes:
 def _mb2_info(
     cmdline: str, loader_name: str, modules: list[LoadedModule], regions: list[MemoryRegion],
     ram_size: int, shdrs: bytes, elf: _Elf | None, load_base: int,
+    framebuffer: Framebuffer | None = None,
 ) -> bytes:  # fmt: skip
     # GRUB 2.06's order (multiboot_mbi2.c): load base, cmdline, loader name, modules, memory
     # map, ELF sections, basic meminfo, framebuffer.
@@ -549,8 +577,10 @@ def _mb2_info(
         tags.append(_tag(9, struct.pack("<III", elf.shnum, elf.shentsize, elf.shstrndx) + shdrs))
     lower, upper = basic_meminfo(ram_size)
     tags.append(_tag(4, struct.pack("<II", lower, upper)))
-    # EGA text framebuffer: type 2, no colour information.
-    tags.append(_tag(8, struct.pack("<QIIIBBH", 0xB8000, 160, 80, 25, 16, 2, 0)))
+    if framebuffer is not None:
+        tags.append(_tag(8, framebuffer.info_tag_body()))
+    else:  # EGA text: type 2, no colour information
+        tags.append(_tag(8, struct.pack("<QIIIBBH", 0xB8000, 160, 80, 25, 16, 2, 0)))
     tags.append(struct.pack("<II", 0, 8))
     body = b"".join(tags)
     return struct.pack("<II", 8 + len(body), 0) + body
@@ -656,6 +686,7 @@ def boot_kernel(
             shdrs,
             image.elf,
             image.load_base,
+            image.framebuffer,
         )
     else:
         info = _mb1_info(
@@ -683,11 +714,30 @@ def boot_kernel(
         header_offset=hdr_off,
         memory_map=tuple(regions),
         info_size=len(info),
+        framebuffer=image.framebuffer,
     )
+
+
+def _choose_framebuffer(width: int, height: int, depth: int, notes: list[str]) -> Framebuffer:
+    """The mode a kernel gets for its framebuffer tag (0 = no preference), as GRUB picks one."""
+    w, h, d = FB_DEFAULT
+    if width and height:
+        if width <= FB_MAX[0] and height <= FB_MAX[1]:
+            w, h = width, height
+        else:
+            notes.append(f"framebuffer {width}x{height} is too large: {w}x{h} provided")
+    if depth in (24, 32):
+        d = depth
+    elif depth:
+        notes.append(f"framebuffer depth {depth} is not offered: {d} bpp provided")
+    pitch = w * (d // 8)
+    notes.append(f"linear framebuffer {w}x{h}x{d} at 0x{FB_BASE:x}")
+    return Framebuffer(FB_BASE, w, h, d, pitch)
 
 
 def _load_mb2(data: bytes, name: str, ram: _Ram, hdr: _Mb2Header, notes: list[str]) -> _Image:
     address = entry = None
+    framebuffer = None
     for ttype, tflags, body in hdr.tags:
         optional = bool(tflags & 1)
         tname = MB2_TAG_NAMES.get(ttype, "unknown")
@@ -715,9 +765,9 @@ def _load_mb2(data: bytes, name: str, ram: _Ram, hdr: _Mb2Header, notes: list[st
             flags = struct.unpack_from("<I", body)[0] if len(body) >= 4 else 0
             notes.append(f"console flags 0x{flags:x}: EGA text console provided")
         elif ttype == 5:
-            if len(body) >= 12:
-                w, h, d = struct.unpack_from("<III", body)
-                notes.append(f"framebuffer {w}x{h}x{d} requested: EGA text mode provided")
+            if len(body) < 12:
+                raise LoaderError(f"{name}: Multiboot2 framebuffer tag is too short")
+            framebuffer = _choose_framebuffer(*struct.unpack_from("<III", body), notes)
         elif ttype == 6:
             notes.append("module alignment requested: modules are always page aligned")
         elif ttype in (7, 8, 9):
@@ -734,7 +784,7 @@ def _load_mb2(data: bytes, name: str, ram: _Ram, hdr: _Mb2Header, notes: list[st
         header_addr, load_addr, load_end, bss_end = address
         if entry is None:
             raise LoaderError(f"{name}: Multiboot2 address tag without an entry address tag")
-        return _load_aout(
+        image = _load_aout(
             data,
             name,
             ram,
@@ -746,6 +796,8 @@ def _load_mb2(data: bytes, name: str, ram: _Ram, hdr: _Mb2Header, notes: list[st
             entry,
             "Multiboot2",
         )
+        image.framebuffer = framebuffer
+        return image
     if data[:4] != b"\x7fELF":
         raise LoaderError(f"{name}: not an ELF file, and its Multiboot2 header has no address tag")
     image = _load_elf(data, name, ram)
@@ -755,6 +807,7 @@ def _load_mb2(data: bytes, name: str, ram: _Ram, hdr: _Mb2Header, notes: list[st
                 f"{name}: entry address tag 0x{entry:x} is outside every loaded segment"
             )
         image.entry = entry
+    image.framebuffer = framebuffer
     return image
 
 

@@ -52,3 +52,29 @@ def check_golden(name: str, actual: bytes) -> None:
         f"output differs from golden {path.name}:\n--- expected\n"
         f"{expected.decode('latin-1')}\n--- actual\n{actual.decode('latin-1')}"
     )
+
+
+@pytest.fixture
+def golden_png():
+    """golden_png(name, PIL.Image): pixel-exact comparison with tests/golden/<name>."""
+
+    def check(name: str, image) -> None:
+        import numpy as np
+        from PIL import Image
+
+        path = GOLDEN / name
+        if REGEN:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            image.save(path, format="PNG")
+            return
+        assert path.is_file(), f"missing golden file {name}: run with TRIPLEFAULT_REGEN_GOLDEN=1"
+        with Image.open(path) as golden_image:
+            expected = np.asarray(golden_image.convert("RGB"))
+        actual = np.asarray(image.convert("RGB"))
+        assert actual.shape == expected.shape, (actual.shape, expected.shape)
+        diff = np.argwhere((actual != expected).any(axis=2))
+        assert not len(diff), (
+            f"{len(diff)} pixels differ from {name}, first at (y, x) {tuple(diff[0])}"
+        )
+
+    return check

@@ -320,3 +320,22 @@ def test_missing_module_and_bad_module_spec(tmp_path: Path, ram: np.ndarray) -> 
         boot_kernel(k, ram, modules=[ModuleSpec(str(tmp_path / "no-such-module"))])
     with pytest.raises(LoaderError, match="no file name"):
         ModuleSpec.parse(",args")
+
+
+def test_framebuffer_tag_gets_a_linear_framebuffer(tmp_path: Path, ram: np.ndarray) -> None:
+    fb = mb2_tag(5, struct.pack("<III", 800, 600, 24))
+    plan = boot_kernel(write(tmp_path, "k.elf", elf64(mb2_header(fb) + b"\x90")), ram)
+    assert plan.framebuffer is not None
+    assert (plan.framebuffer.width, plan.framebuffer.height, plan.framebuffer.bpp) == (800, 600, 24)
+    tags = {t: body for t, _, body in mb2_tags(ram, plan.info_addr)}
+    addr, pitch, w, h, bpp, fbtype = struct.unpack_from("<QIIIBB", tags[8])
+    assert (addr, pitch, w, h, bpp, fbtype) == (0xFD000000, 2400, 800, 600, 24, 1)
+    assert tags[8][24:30] == bytes([16, 8, 8, 8, 0, 8])  # red, green, blue positions and sizes
+    odd = mb2_tag(5, struct.pack("<III", 0, 0, 15))  # no size preference, a depth we lack
+    plan = boot_kernel(write(tmp_path, "o.elf", elf64(mb2_header(odd) + b"\x90")), ram)
+    assert (plan.framebuffer.width, plan.framebuffer.height, plan.framebuffer.bpp) == (
+        1024,
+        768,
+        32,
+    )
+    assert any("depth 15" in n for n in plan.notes)

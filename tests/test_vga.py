@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 from PIL import Image
@@ -153,15 +151,34 @@ def test_unmodelled_register_reads_as_open_bus(s: Screen, caplog) -> None:
 
 
 @pytest.mark.images
-def test_hello_screen_golden_png(image, golden) -> None:
+def test_hello_screen_golden_png(image, golden_png) -> None:
     from emu import Machine
 
     m = Machine.from_elf(image("hello"))
     r = m.run(max_instructions=5_000_000)
     assert r.stop_reason == "debug-exit"
     assert m.screen_text().splitlines()[0] == "Triplefault hello: long mode OK"
-    buf = io.BytesIO()
-    m.vga.image().save(buf, format="PNG")
-    golden("hello.screen.png", buf.getvalue())
-    pixels = np.asarray(Image.open(io.BytesIO(buf.getvalue())))
-    assert pixels.shape == (400, 720, 3)
+    img = m.vga.image()
+    assert img.size == (720, 400)
+    golden_png("hello.screen.png", img)
+
+
+@pytest.mark.images
+def test_linear_framebuffer_kernel(image, golden_png, tmp_path) -> None:
+    """images/fb asks for 1024x768x32 and draws a test pattern into the linear framebuffer."""
+    from emu import Machine
+
+    m = Machine.from_elf(image("fb"))
+    r = m.run(max_instructions=100_000_000)
+    assert r.stop_reason == "debug-exit" and r.exit_code == 0, r.describe()
+    assert b"framebuffer: 1024x768, 32 bpp, pitch 4096, at 0xfd000000" in r.serial
+    assert b"red 16/8 green 8/8 blue 0/8" in r.serial
+    px = m.framebuffer.rgb()
+    assert px.shape == (768, 1024, 3)
+    assert tuple(px[100, 200]) == (255, 255, 0)  # the yellow bar
+    assert tuple(px[0, 0]) == (255, 255, 255)  # the border
+    golden_png("fb.png", m.framebuffer.image())
+    out = tmp_path / "shot.png"
+    m.screenshot(out)  # the screenshot shows the framebuffer, not the VGA text plane
+    with Image.open(out) as shot:
+        assert shot.size == (1024, 768)

@@ -1,0 +1,38 @@
+/* fb: a Multiboot2 kernel that asks for a linear framebuffer (1024x768, 32 bpp) and draws a
+ * test pattern, in 32-bit protected mode without paging. */
+#define MB2_MAGIC 0xE85250D6
+
+    .section .multiboot2, "a"
+    .align 8
+mb2_header:
+    .long MB2_MAGIC, 0, mb2_header_end - mb2_header
+    .long -(MB2_MAGIC + (mb2_header_end - mb2_header))
+    .align 8
+    .short 1, 0                     /* information request: framebuffer info */
+    .long 12
+    .long 8
+    .align 8
+    .short 5, 0                     /* framebuffer: 1024x768x32 */
+    .long 20
+    .long 1024, 768, 32
+    .align 8
+    .short 0, 0
+    .long 8
+mb2_header_end:
+
+    .section .text.boot, "ax"
+    .globl _start
+_start:
+    cli
+    movl $stack_top, %esp
+    pushl %ebx
+    pushl %eax
+    call kmain
+1:  cli
+    hlt
+    jmp 1b
+
+    .section .bss
+    .align 16
+    .skip 16384
+stack_top:
