@@ -161,7 +161,12 @@ class DeliveryStep:
 class DeliveryResult:
     steps: list[DeliveryStep] = field(default_factory=list)
     triple_fault: bool = False
+    unsupported: str = ""  # why delivery could not be modelled (the run stops)
     cpu: DeliveryCpu | None = None  # the new state when delivery succeeded
+
+
+class _Unsupported(Exception):
+    """Delivery needs something the model does not implement: the run must stop, clearly."""
 
 
 class _Fault(Exception):
@@ -225,6 +230,12 @@ class IdtDelivery:
             try:
                 gate_box: list[Gate] = []
                 new_cpu, rsp = self._deliver_one(cpu, current, gate_box)
+            except _Unsupported as why:
+                result.unsupported = str(why)
+                result.steps.append(
+                    DeliveryStep(current, gate_box[0] if gate_box else None, False, str(why))
+                )
+                return result
             except _Fault as fault:
                 nxt, why = _escalate(current, fault.event)
                 result.steps.append(
@@ -310,10 +321,9 @@ class IdtDelivery:
         if gate.type == 5:
             if not gate.present:
                 raise _Fault(11, gate_err, f"IDT[{ev.vector}] (task gate) is not present")
-            raise _Fault(
-                13,
-                gate_err,
-                "task gates are not supported (hardware task switching is not modelled)",
+            raise _Unsupported(
+                f"IDT[{ev.vector}] is a task gate: task gates are not supported "
+                "(hardware task switching is not modelled)"
             )
         if ev.kind == "software" and gate.dpl < cpu.cpl:
             raise _Fault(

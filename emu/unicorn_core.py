@@ -416,6 +416,13 @@ class UnicornCore:
 
     def _hook_invalid(self, uc: Uc, _ud: object) -> bool:
         rip = uc.reg_read(X.UC_X86_REG_RIP)
+        if self.internals.u32(I.ENV_EXCEPTION_IS_INT):
+            # INT 6 (a software interrupt): Unicorn routes vector 6 here by number. It returns
+            # after the instruction, and its gate's DPL is checked, like any INT n.
+            nxt = self.internals.u64(I.ENV_EXCEPTION_NEXT_EIP)
+            self._raise(GuestException(6, nxt, None, None, True, cpu_mode(self.internals.hflags),
+                                       self.internals.hflags & I.HF_CPL_MASK))  # fmt: skip
+            return self._stop is None
         if self._read_linear(rip, 1) == b"\xf1":
             # INT1 (ICEBP): the core calls it invalid; the architecture raises #DB as a trap
             # without the gate DPL check of INT n.
@@ -445,6 +452,9 @@ class UnicornCore:
         result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
         if self.on_delivery is not None:
             self.on_delivery(event, exc, result)
+        if result.unsupported:
+            self._request(SliceEnd(KIND_UNSUPPORTED, result.unsupported, exc, exc.rip))
+            return
         if result.triple_fault or result.cpu is None:
             self._request(SliceEnd(KIND_TRIPLE_FAULT, "triple fault", exc, exc.rip))
             return

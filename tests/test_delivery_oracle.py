@@ -280,6 +280,15 @@ for trigger in ("ud2", "int3", "int80", "gp_selector", "pf_unmapped", "div0"):
         {"mode": "long", "trigger": trigger, "cpl": 3, "gate": {0x80: {"dpl": 3}, 3: {"dpl": 3}}}
     )
     SCENARIOS.append({"mode": "long", "trigger": trigger, "cpl": 3})  # INT n through DPL 0 gates
+# INT n for every vector through DPL 3 gates, from ring 0 and from ring 3 (software interrupts
+# never push an error code, whatever the vector)
+for n in range(0, 256, 1):
+    TRIGGERS[f"int{n}"] = f"int ${n}"
+    if n < 32 or n % 17 == 0:
+        SCENARIOS.append({"mode": "long", "trigger": f"int{n}", "gate": {n: {"dpl": 3}}})
+    if n < 32 and n % 3 == 0:
+        SCENARIOS.append({"mode": "long", "trigger": f"int{n}", "cpl": 3, "gate": {n: {"dpl": 3}}})
+        SCENARIOS.append({"mode": "prot", "trigger": f"int{n}"})
 SCENARIOS += [
     {"mode": "long", "trigger": "pf_unmapped", "gate": {14: {"ist": 1}}},
     {"mode": "long", "trigger": "ud2", "gate": {6: {"present": False}}},
@@ -307,7 +316,7 @@ def test_model_matches_qemu_delivery(sc: dict) -> None:
 
 
 def test_corpus_covers_the_families() -> None:
-    assert len(SCENARIOS) >= 40
+    assert len(SCENARIOS) >= 100
     assert any(s.get("cpl") == 3 for s in SCENARIOS)
     assert any("ist" in g for s in SCENARIOS for g in s.get("gate", {}).values())
     assert any(s.get("stack_unmapped") for s in SCENARIOS)

@@ -248,3 +248,15 @@ def test_contributory_during_divide_error_is_double_fault() -> None:
 
 def test_descriptor_bits_used_for_mode_checks() -> None:
     assert CODE64 >> 32 & DESC_L and not CODE64 >> 32 & DESC_B
+
+
+def test_present_task_gate_is_a_clear_unsupported_stop() -> None:
+    mem = FlatMemory()
+    cpu = grub_cpu32(mem)
+    from dataclasses import replace
+
+    cpu = replace(cpu, idtr=(IDT, 0x7FF))
+    mem.data[IDT + 8 * 8 : IDT + 9 * 8] = gate32(0, selector=0x28, type_=5)
+    r = IdtDelivery(mem).deliver(cpu, Event(8, "exception", error_code=0))
+    assert r.unsupported.startswith("IDT[8] is a task gate: task gates are not supported")
+    assert r.cpu is None and not r.triple_fault
