@@ -21,9 +21,12 @@ from numba import carray, types
 from numba.extending import intrinsic
 
 from .clock_layout import (  # noqa: F401 - re-exported for the tests and the core
+    _EFLAGS_IF,
+    _ENV_EFLAGS,
     _ENV_HFLAGS,
     _HF_CS32,
     _HF_CS64,
+    _HF_INHIBIT_IRQ,
     CTX_BLOCKS,
     CTX_DEADLINE,
     CTX_EMU_STOP,
@@ -31,6 +34,7 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     CTX_ENV,
     CTX_ICOUNT,
     CTX_ICOUNT_BEFORE,
+    CTX_IRQ_PENDING,
     CTX_LAST_BITS,
     CTX_LAST_COUNT,
     CTX_LAST_PC,
@@ -47,6 +51,7 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     CTX_TABLE_VALS,
     EMPTY_KEY,
     STOP_DEADLINE,
+    STOP_IRQ,
     STOP_LIMIT,
     STOP_MISS,
     pack_value,
@@ -108,6 +113,15 @@ def block_hook(uc, address, size, user_data):
     if ctx[CTX_ENABLED] == 0:
         return
     hflags = _load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS))
+    if ctx[CTX_IRQ_PENDING]:
+        # An external interrupt is taken at an instruction boundary with IF=1 outside the
+        # STI/MOV SS shadow: stop before this block so the machine can deliver it.
+        eflags = _load64(ctx[CTX_ENV] + np.uint64(_ENV_EFLAGS))
+        if (eflags & np.uint64(_EFLAGS_IF)) and not (hflags & np.uint32(_HF_INHIBIT_IRQ)):
+            ctx[CTX_LAST_COUNT] = np.uint64(0)
+            ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_IRQ)
+            _call_ptr(ctx[CTX_EMU_STOP], uc)
+            return
     if hflags & _HF_CS64:
         bits = np.uint64(64)
     elif hflags & _HF_CS32:

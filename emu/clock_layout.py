@@ -29,11 +29,13 @@ CTX_ENABLED = 16  # 0 while single-stepping: Python counts instead
 CTX_BLOCKS = 17  # blocks entered (statistics)
 CTX_ICOUNT_BEFORE = 18  # ICOUNT before the last block was added (for RDTSC inside a block)
 CTX_LIMIT = 19  # hard limit: a block that would cross it is not entered
+CTX_IRQ_PENDING = 20  # the interrupt controller signals INTR: stop where IF=1 and no shadow
 CTX_SIZE = 24
 
 STOP_DEADLINE = 1
 STOP_MISS = 2
 STOP_LIMIT = 4
+STOP_IRQ = 8
 
 EMPTY_KEY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
@@ -41,6 +43,9 @@ EMPTY_KEY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 _HF_CS32 = 1 << 4
 _HF_CS64 = 1 << 15
 _ENV_HFLAGS = 176
+_ENV_EFLAGS = 136
+_EFLAGS_IF = 1 << 9
+_HF_INHIBIT_IRQ = 1 << 3
 
 
 def pack_value(icount: int, size: int, bits: int) -> int:

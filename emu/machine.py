@@ -20,6 +20,8 @@ import numpy as np
 from devices.debug_exit import DebugConsole, DebugExit
 from devices.framebuffer import LinearFramebuffer
 from devices.irq import IrqLine
+from devices.pic8259 import PicPair
+from devices.pit8254 import Pit8254, Port61
 from devices.uart16550 import COM_PORTS, Uart16550
 from devices.vga import VgaText
 from firmware import BootPlan, ModuleSpec, boot_kernel
@@ -97,6 +99,7 @@ class Machine:
         self._console = bytearray()
         self._exit_value: int | None = None
         self.reboots = 0
+        self.idle_ns = 0  # virtual time skipped while halted, waiting for an interrupt
         # Called at the moment of a triple fault, before a --reboot reset (e.g. a screenshot).
         self.on_triple_fault: list[Callable[[Machine], None]] = []
         self._wire_devices()
@@ -104,12 +107,21 @@ class Machine:
             self.com1.enqueue_input(bytes(self.serial_input))
 
     def _wire_devices(self) -> None:
+        # The interrupt controllers: their INTR output is the CPU's interrupt pin.
+        self.pics = PicPair(IrqLine("INTR", self.core.set_irq_pending))
+        self.bus.map(0x20, 2, self.pics.master, "PIC1 (8259A)")
+        self.bus.map(0xA0, 2, self.pics.slave, "PIC2 (8259A)")
+        self.bus.map(0x4D0, 2, self.pics.elcr, "ELCR")
+        self.pit = Pit8254(self.pics.irq_line(0), self.now_ns)
+        self.bus.map(0x40, 4, self.pit, "PIT (8254)")
+        self.port61 = Port61(self.pit)
+        self.bus.map(0x61, 1, self.port61, "system control port B")
         base, irq = COM_PORTS["COM1"]
-        self.com1_irq = IrqLine(f"IRQ{irq}")  # wired to the 8259 once it is modelled
+        self.com1_irq = self.pics.irq_line(irq)
         self.com1 = Uart16550(self.com1_irq, self._serial_out, name="COM1")
         self.bus.map(base, 8, self.com1, "COM1 (16550A)")
         # VGA text: the cells are plain RAM at 0xB8000; the registers decode 0x3B0-0x3DF.
-        self.vga = VgaText(self.ram, now_ns=lambda: self.core.icount)
+        self.vga = VgaText(self.ram, now_ns=self.now_ns)
         self.bus.map(0x3B0, 0x30, self.vga, "VGA")
         self.console = DebugConsole(self._console_out)
         self.bus.map(0xE9, 1, self.console, "debugcon (port 0xE9)")
@@ -278,9 +290,18 @@ class Machine:
                 return self._result(
                     "instruction-limit", t0, detail=f"{limit - start_icount:,} instructions"
                 )
+            now = self.now_ns()
+            self.pit.tick(now)
+            if self.pics.interrupt_pending and self.core.can_take_interrupt():
+                if self._take_interrupt():
+                    return self._finish(core.SliceEnd(core.KIND_TRIPLE_FAULT, "triple fault"), t0)
+                continue
             deadline = min(limit, icount + SLICE_INSTRUCTIONS)
+            event = self.pit.next_event(now)
+            if event is not None:
+                deadline = min(deadline, icount + max(1, event - now))
             end = self.core.run_slice(deadline, limit)
-            if end.kind == core.KIND_DEADLINE:
+            if end.kind in (core.KIND_DEADLINE, core.KIND_IRQ):
                 continue
             if end.kind == core.KIND_TRIPLE_FAULT and self.reboot:
                 self._reset_like_a_pc()
@@ -290,7 +311,39 @@ class Machine:
                 if stopped is not None:
                     return self._finish(stopped, t0)
                 continue
+            if end.kind == core.KIND_HALT and self._wait_for_interrupt():
+                continue
             return self._finish(end, t0)
+
+    def _take_interrupt(self) -> bool:
+        """INTA and delivery of the pending external interrupt. True on a triple fault."""
+        vector = self.pics.acknowledge()
+        result = self.core.deliver_external(vector)
+        if result.triple_fault:
+            if self.reboot:
+                self._reset_like_a_pc()
+                return False
+            return True
+        return False
+
+    def _wait_for_interrupt(self) -> bool:
+        """HLT with IF=1: skip virtual time to the next device event. False: nothing can wake
+        the CPU (IF=0, or no device will ever interrupt)."""
+        if not self.core.can_take_interrupt():
+            return False
+        if self.pics.interrupt_pending:
+            return True
+        now = self.now_ns()
+        event = self.pit.next_event(now)
+        if event is None:
+            return False
+        self.idle_ns += max(0, event - now)
+        self.core.time_offset = self.idle_ns
+        return True
+
+    def now_ns(self) -> int:
+        """Virtual time: one nanosecond per retired instruction, plus the time spent halted."""
+        return self.core.precise_icount() + self.idle_ns
 
     def screen_text(self) -> str:
         """The VGA text screen, trailing blanks trimmed."""
@@ -347,7 +400,7 @@ class Machine:
         if end.kind == core.KIND_HALT:
             state = self.core.state()
             if state.interrupts_enabled:
-                why = "HLT with IF=1, but no device can raise an interrupt (no PIC is modelled yet)"
+                why = "HLT with IF=1, but no device will raise an interrupt (nothing can wake it)"
             else:
                 why = "HLT with interrupts disabled (IF=0): the CPU can never resume"
             return self._result("halted", t0, detail=why, state=state)
@@ -411,6 +464,7 @@ class Machine:
             trace=self.trace,
             diagnoses=tuple(diagnoses),
             reboots=self.reboots,
+            idle_ns=self.idle_ns,
         )
 
     def _rewalk(self, entry: TraceEntry, state: CpuState) -> str | None:

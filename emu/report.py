@@ -73,10 +73,12 @@ class RunResult:
     trace: Any = None  # fault_trace.FaultTrace: every exception and delivery of the run
     diagnoses: tuple = ()  # diagnosis.Diagnosis: the likely cause, in words
     reboots: int = 0  # triple faults that reset the machine (Machine(reboot=True), --reboot)
+    idle_ns: int = 0  # virtual time the CPU spent halted (skipped to the next device event)
 
     @property
     def virtual_time_ns(self) -> int:
-        return self.instructions  # 1 instruction = 1 ns at the nominal 1 GHz
+        # 1 instruction = 1 ns at the nominal 1 GHz, plus the time spent halted
+        return self.instructions + self.idle_ns
 
     def headline(self) -> str:
         if self.stop_reason == "exception" and self.exception is not None:

@@ -117,6 +117,7 @@ KIND_UNMAPPED = "unmapped"  # physical access outside RAM
 KIND_UNSUPPORTED = "unsupported"  # an instruction the core cannot run faithfully yet
 KIND_TRIPLE_FAULT = "triple-fault"  # a fault while delivering #DF: the CPU shut down
 KIND_BREAKPOINT = "breakpoint"  # execution reached a breakpoint address (not yet executed)
+KIND_IRQ = "irq"  # an external interrupt can be taken now (IF=1, no shadow)
 
 
 @dataclass
@@ -132,6 +133,7 @@ class UnicornCore:
     port_read: Callable[[int, int], int]
     port_write: Callable[[int, int, int], None]
     tsc_per_instruction: int = 1
+    time_offset: int = 0  # virtual nanoseconds spent halted (HLT skips time, not instructions)
     # Deliver exceptions through the guest IDT (True) or stop at the first one (False).
     deliver_exceptions: bool = True
     # Called after every delivery attempt: (event, exception as raised, delivery result).
@@ -260,6 +262,46 @@ class UnicornCore:
             raise EngineError(f"cannot install a CPU hook (type {htype}, unicorn error {err})")
 
     # ----------------------------------------------------------------- hooks
+    # ------------------------------------------------------------ interrupts
+    def set_irq_pending(self, pending: bool) -> None:
+        """The interrupt controller's INTR output. While it is high, the clock hook stops
+        emulation at the first block boundary where IF=1 and there is no interrupt shadow."""
+        self.ctx[K.CTX_IRQ_PENDING] = int(pending)
+
+    def can_take_interrupt(self) -> bool:
+        env = self.internals
+        return bool(env.u64(I.ENV_EFLAGS) & 0x200) and not env.hflags & I.HF_INHIBIT_IRQ
+
+    def deliver_external(self, vector: int) -> DeliveryResult:
+        """Deliver a hardware interrupt through the IDT now (between slices)."""
+        rip = self.internals.u64(I.ENV_EIP)
+        event = Event(vector, "external")
+        hflags = self.internals.hflags
+        exc = GuestException(
+            vector, rip, None, None, False, cpu_mode(hflags), hflags & I.HF_CPL_MASK
+        )
+        result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
+        if self.on_delivery is not None:
+            self.on_delivery(event, exc, result)
+        self.internals.clear_old_exception()
+        if result.cpu is not None and not result.unsupported:
+            self.apply_delivery(result.cpu)
+        return result
+
+    def precise_icount(self) -> int:
+        """Instructions retired up to the one executing now (inside a hook), or the count."""
+        if self.ctx[K.CTX_ENABLED] == 0 or not int(self.ctx[K.CTX_LAST_COUNT]):
+            return int(self.ctx[K.CTX_ICOUNT])
+        key = (
+            int(self.ctx[K.CTX_LAST_PC]),
+            int(self.ctx[K.CTX_LAST_SIZE]),
+            int(self.ctx[K.CTX_LAST_BITS]),
+        )
+        info = self.blocks.get(key)
+        rip = self.internals.u64(I.ENV_EIP)
+        index = bisect.bisect_left(info.insns, rip) if info is not None else 0
+        return int(self.ctx[K.CTX_ICOUNT_BEFORE]) + index
+
     def map_device_memory(self, address: int, buffer: np.ndarray) -> None:
         """Map a host buffer (e.g. a framebuffer) at a physical address above RAM."""
         if address < self.ram.size:
@@ -303,16 +345,8 @@ class UnicornCore:
         self.port_write(port, size, value)
 
     def _virtual_tsc(self) -> int:
-        """Instructions retired before the RDTSC being executed, in TSC ticks."""
-        rip = self.uc.reg_read(X.UC_X86_REG_RIP)
-        pc = int(self.ctx[K.CTX_LAST_PC])
-        key = (pc, int(self.ctx[K.CTX_LAST_SIZE]), int(self.ctx[K.CTX_LAST_BITS]))
-        before = int(self.ctx[K.CTX_ICOUNT_BEFORE])
-        info = self.blocks.get(key)
-        index = bisect.bisect_left(info.insns, rip) if info is not None else 0
-        if self.ctx[K.CTX_ENABLED] == 0:  # single-stepping: ICOUNT is exact
-            before, index = int(self.ctx[K.CTX_ICOUNT]), 0
-        return (before + index) * self.tsc_per_instruction
+        """Virtual time at the RDTSC being executed (instructions retired + idle time)."""
+        return (self.precise_icount() + self.time_offset) * self.tsc_per_instruction
 
     def _hook_rdtsc(self, _uc: int, _ud: int) -> int:
         uc = self.uc
@@ -587,6 +621,8 @@ class UnicornCore:
                     int(ctx[K.CTX_MISS_PC]), int(ctx[K.CTX_MISS_SIZE]), int(ctx[K.CTX_MISS_BITS])
                 )
                 continue
+            if flags & K.STOP_IRQ:
+                return SliceEnd(KIND_IRQ)
             if flags & K.STOP_LIMIT:
                 return SliceEnd(KIND_LIMIT)
             if flags & K.STOP_DEADLINE:

@@ -24,7 +24,8 @@ static uint8_t ist1_stack[8192] __attribute__((aligned(16)));
 extern uint64_t gdt[];
 
 #define STUBS X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(10) X(11) X(12) X(13) X(14) \
-    X(16) X(17) X(18) X(19) X(128)
+    X(16) X(17) X(18) X(19) X(128) X(32) X(33) X(34) X(35) X(36) X(37) X(38) X(39) X(40) \
+    X(41) X(42) X(43) X(44) X(45) X(46) X(47)
 #define X(n) extern char isr_stub_##n[];
 STUBS
 #undef X

@@ -32,6 +32,23 @@ STUB 17, 1
 STUB 18, 0
 STUB 19, 0
 STUB 128, 0
+/* external interrupts, for a PIC remapped to 0x20-0x2F */
+STUB 32, 0
+STUB 33, 0
+STUB 34, 0
+STUB 35, 0
+STUB 36, 0
+STUB 37, 0
+STUB 38, 0
+STUB 39, 0
+STUB 40, 0
+STUB 41, 0
+STUB 42, 0
+STUB 43, 0
+STUB 44, 0
+STUB 45, 0
+STUB 46, 0
+STUB 47, 0
 
 isr_common:
     pushq %rax

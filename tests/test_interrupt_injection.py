@@ -1,0 +1,38 @@
+"""External interrupts on virtual time: PIC + PIT + HLT, end to end (images/timer)."""
+
+from __future__ import annotations
+
+import pytest
+
+from emu import Machine
+
+pytestmark = pytest.mark.images
+
+
+def test_timer_ticks_wake_hlt_and_are_deterministic(image, golden) -> None:
+    runs = []
+    for _ in range(2):
+        m = Machine.from_elf(image("timer"))
+        r = m.run(max_instructions=5_000_000)
+        runs.append((r, m))
+    (r, m), (r2, _) = runs
+    assert r.stop_reason == "debug-exit" and r.exit_code == 0, r.describe()
+    assert b"10 ticks in 99999650 TSC cycles" in r.serial  # 100 ms at the nominal 1 GHz
+    # the CPU slept in HLT: virtual time passed without instructions
+    assert r.instructions < 20_000 and r.virtual_time_ns > 100_000_000
+    irqs = [e for e in r.trace.entries if e.kind == "external"]
+    assert len(irqs) == 10 and all(e.vector == 0x20 and e.delivered for e in irqs)
+    assert (r.instructions, r.serial, r.virtual_time_ns) == (
+        r2.instructions,
+        r2.serial,
+        r2.virtual_time_ns,
+    )
+    assert m.pics.master.vector_base == 0x20 and m.pics.master.imr == 0xFE
+    golden("timer.serial", r.serial)
+
+
+def test_hlt_with_interrupts_on_and_no_timer_is_halted(image) -> None:
+    """hello never programs the PIT: a HLT there could never end."""
+    m = Machine.from_elf(image("hello"))
+    m.run(max_instructions=1000)
+    assert m.pit.next_event(m.now_ns()) is None
