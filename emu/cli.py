@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from devices.cmos_rtc import parse_rtc_base
 from devices.uart16550 import serial_input_from, serial_sink_for
 
 from . import ptview
@@ -132,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the final VGA screen as a PNG (and, with --reboot, at each triple fault)",
     )
     run.add_argument(
+        "--rtc-base",
+        default="2024-01-01T00:00:00",
+        help="the date the CMOS clock starts at (then virtual time; default 2024-01-01T00:00:00)",
+    )
+    run.add_argument(
         "--reboot",
         action="store_true",
         help="on a triple fault, reset like a PC and boot again (default: stop and explain)",
@@ -187,6 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         sink = serial_sink_for("none" if args.json and args.serial == "stdio" else args.serial)
         serial_input = serial_input_from(args.serial_input) if args.serial_input else b""
+        rtc_base = parse_rtc_base(args.rtc_base)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     kernel = resolve_kernel(args.kernel)
@@ -202,6 +209,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         debug_exit_port=args.debug_exit_port,
         trace_sink=(lambda line: sys.stderr.write(line + "\n")) if "int" in args.trace else None,
         reboot=args.reboot,
+        rtc_base=rtc_base,
     )
     if args.screenshot:
         machine.on_triple_fault.append(lambda m: m.screenshot(args.screenshot))

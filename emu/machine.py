@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import re
 import time
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from devices.cmos_rtc import DEFAULT_BASE, CmosRtc
 from devices.debug_exit import DebugConsole, DebugExit
 from devices.framebuffer import LinearFramebuffer
 from devices.irq import IrqLine
@@ -79,6 +81,8 @@ class Machine:
     trace_sink: Callable[[str], None] | None = None
     # On a triple fault, reset like a PC (firmware reloads the kernel) instead of stopping.
     reboot: bool = False
+    # The date the CMOS clock shows at power-on (then it advances with virtual time).
+    rtc_base: datetime.datetime = DEFAULT_BASE
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -116,6 +120,9 @@ class Machine:
         self.bus.map(0x40, 4, self.pit, "PIT (8254)")
         self.port61 = Port61(self.pit)
         self.bus.map(0x61, 1, self.port61, "system control port B")
+        self.rtc = CmosRtc(self.pics.irq_line(8), self.now_ns, self.rtc_base)
+        self.bus.map(0x70, 2, self.rtc, "CMOS RTC")
+        self.timed = (self.pit, self.rtc)  # devices with events in virtual time
         base, irq = COM_PORTS["COM1"]
         self.com1_irq = self.pics.irq_line(irq)
         self.com1 = Uart16550(self.com1_irq, self._serial_out, name="COM1")
@@ -291,13 +298,14 @@ class Machine:
                     "instruction-limit", t0, detail=f"{limit - start_icount:,} instructions"
                 )
             now = self.now_ns()
-            self.pit.tick(now)
+            for device in self.timed:
+                device.tick(now)
             if self.pics.interrupt_pending and self.core.can_take_interrupt():
                 if self._take_interrupt():
                     return self._finish(core.SliceEnd(core.KIND_TRIPLE_FAULT, "triple fault"), t0)
                 continue
             deadline = min(limit, icount + SLICE_INSTRUCTIONS)
-            event = self.pit.next_event(now)
+            event = self._next_event(now)
             if event is not None:
                 deadline = min(deadline, icount + max(1, event - now))
             end = self.core.run_slice(deadline, limit)
@@ -314,6 +322,10 @@ class Machine:
             if end.kind == core.KIND_HALT and self._wait_for_interrupt():
                 continue
             return self._finish(end, t0)
+
+    def _next_event(self, now: int) -> int | None:
+        events = [e for e in (d.next_event(now) for d in self.timed) if e is not None]
+        return min(events) if events else None
 
     def _take_interrupt(self) -> bool:
         """INTA and delivery of the pending external interrupt. True on a triple fault."""
@@ -334,7 +346,7 @@ class Machine:
         if self.pics.interrupt_pending:
             return True
         now = self.now_ns()
-        event = self.pit.next_event(now)
+        event = self._next_event(now)
         if event is None:
             return False
         self.idle_ns += max(0, event - now)
@@ -369,6 +381,9 @@ class Machine:
             )
         self.com1.reset()
         self.vga.reset()
+        self.pics.reset()
+        self.pit.reset()
+        self.rtc.reset()
         path, cmdline, modules, protocol = self._boot_args
         self.load(path, cmdline=cmdline, modules=list(modules), protocol=protocol)
 

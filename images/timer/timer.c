@@ -32,6 +32,20 @@ void isr_handler(struct frame *f) {
     qemu_exit(1);
 }
 
+static uint8_t cmos(uint8_t reg) {
+    outb(0x70, reg);
+    return inb(0x71);
+}
+
+static unsigned bcd(uint8_t v) { return (v >> 4) * 10 + (v & 15); }
+
+static void print_date(void) {
+    while (cmos(0x0A) & 0x80) /* wait out an update in progress */
+        ;
+    kprintf("RTC: %02u%02u-%02u-%02u %02u:%02u:%02u\n", bcd(cmos(0x32)), bcd(cmos(0x09)),
+            bcd(cmos(0x08)), bcd(cmos(0x07)), bcd(cmos(0x04)), bcd(cmos(0x02)), bcd(cmos(0x00)));
+}
+
 static void pic_remap(void) {
     outb(0x20, 0x11);
     outb(0xA0, 0x11);
@@ -57,6 +71,7 @@ void kmain(uint32_t magic, uint32_t info) {
     outb(0x40, divisor & 0xFF);
     outb(0x40, divisor >> 8);
     kprintf("timer: PIC remapped to 0x20, PIT at 100 Hz\n");
+    print_date();
     uint64_t t0 = rdtsc();
     __asm__ volatile("sti");
     while (ticks < TICKS)
@@ -64,6 +79,7 @@ void kmain(uint32_t magic, uint32_t info) {
     __asm__ volatile("cli");
     uint64_t elapsed = rdtsc() - t0;
     kprintf("%u ticks in %lu TSC cycles\n", ticks, elapsed);
+    print_date();
     int ok = ticks == TICKS && elapsed > 0 && spurious == 0;
     kprintf(ok ? "All tests passed\n" : "FAILED\n");
     qemu_exit(ok ? 0 : 1);
