@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PNG",
         help="write the final VGA screen as a PNG (and, with --reboot, at each triple fault)",
     )
+    run.add_argument("--keys", default="", help="text typed on the PS/2 keyboard")
+    run.add_argument(
+        "--keys-at",
+        type=_seconds,
+        default=1.0,
+        help="virtual time (seconds) of the first key of --keys (default 1)",
+    )
     run.add_argument(
         "--rtc-base",
         default="2024-01-01T00:00:00",
@@ -210,6 +217,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         trace_sink=(lambda line: sys.stderr.write(line + "\n")) if "int" in args.trace else None,
         reboot=args.reboot,
         rtc_base=rtc_base,
+        keys=args.keys.encode().decode("unicode_escape") if args.keys else "",
+        keys_at=args.keys_at,
     )
     if args.screenshot:
         machine.on_triple_fault.append(lambda m: m.screenshot(args.screenshot))

@@ -21,6 +21,7 @@ import numpy as np
 from devices.cmos_rtc import DEFAULT_BASE, CmosRtc
 from devices.debug_exit import DebugConsole, DebugExit
 from devices.framebuffer import LinearFramebuffer
+from devices.i8042 import I8042, KeyboardInput, SystemControlA
 from devices.irq import IrqLine
 from devices.pic8259 import PicPair
 from devices.pit8254 import Pit8254, Port61
@@ -83,6 +84,9 @@ class Machine:
     reboot: bool = False
     # The date the CMOS clock shows at power-on (then it advances with virtual time).
     rtc_base: datetime.datetime = DEFAULT_BASE
+    # Text typed on the PS/2 keyboard, starting at this virtual time (seconds), one key per 10 ms.
+    keys: str = ""
+    keys_at: float = 1.0
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -103,6 +107,7 @@ class Machine:
         self._console = bytearray()
         self._exit_value: int | None = None
         self.reboots = 0
+        self._reset_requested = False
         self.idle_ns = 0  # virtual time skipped while halted, waiting for an interrupt
         # Called at the moment of a triple fault, before a --reboot reset (e.g. a screenshot).
         self.on_triple_fault: list[Callable[[Machine], None]] = []
@@ -122,7 +127,18 @@ class Machine:
         self.bus.map(0x61, 1, self.port61, "system control port B")
         self.rtc = CmosRtc(self.pics.irq_line(8), self.now_ns, self.rtc_base)
         self.bus.map(0x70, 2, self.rtc, "CMOS RTC")
-        self.timed = (self.pit, self.rtc)  # devices with events in virtual time
+        self.keyboard = I8042(self.pics.irq_line(1), self.pics.irq_line(12), self._reset_request)
+        self.bus.map(0x60, 1, self.keyboard.port(0), "i8042 data")
+        self.bus.map(0x64, 1, self.keyboard.port(4), "i8042 status/command")
+        self.port92 = SystemControlA(self._reset_request)
+        self.bus.map(0x92, 1, self.port92, "system control port A")
+        timed: list = [self.pit, self.rtc]
+        if self.keys:
+            try:
+                timed.append(KeyboardInput(self.keyboard, self.keys, int(self.keys_at * 1e9)))
+            except ValueError as e:
+                raise ConfigError(str(e)) from None
+        self.timed = tuple(timed)  # devices with events in virtual time
         base, irq = COM_PORTS["COM1"]
         self.com1_irq = self.pics.irq_line(irq)
         self.com1 = Uart16550(self.com1_irq, self._serial_out, name="COM1")
@@ -147,6 +163,12 @@ class Machine:
     def _console_out(self, data: bytes) -> None:
         if self._exit_value is None:
             self._console += data
+
+    def _reset_request(self) -> None:
+        """The guest pulsed the CPU reset line (i8042 0xFE, port 0x92 bit 0)."""
+        if not self._reset_requested:
+            self._reset_requested = True
+            self.core.request_stop("the guest requested a machine reset")
 
     def _on_debug_exit(self, value: int) -> None:
         if self._exit_value is None:
@@ -290,6 +312,11 @@ class Machine:
         while True:
             if self._exit_value is not None:
                 return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
+            if self._reset_requested:
+                if not self.reboot:
+                    return self._result("reset", t0, detail="the guest asked for a machine reset")
+                self._reset_requested = False
+                self._reset_like_a_pc()
             if timeout is not None and time.perf_counter() - t0 >= timeout:
                 return self._result("timeout", t0, detail=f"{timeout:g} s of wall time elapsed")
             icount = self.core.icount
@@ -312,6 +339,10 @@ class Machine:
             if end.kind in (core.KIND_DEADLINE, core.KIND_IRQ):
                 continue
             if end.kind == core.KIND_TRIPLE_FAULT and self.reboot:
+                self._reset_like_a_pc()
+                continue
+            if end.kind == core.KIND_REQUESTED and self._reset_requested and self.reboot:
+                self._reset_requested = False
                 self._reset_like_a_pc()
                 continue
             if end.kind == core.KIND_LIMIT:
@@ -384,6 +415,7 @@ class Machine:
         self.pics.reset()
         self.pit.reset()
         self.rtc.reset()
+        self.keyboard.reset()
         path, cmdline, modules, protocol = self._boot_args
         self.load(path, cmdline=cmdline, modules=list(modules), protocol=protocol)
 
@@ -412,6 +444,8 @@ class Machine:
     def _finish(self, end: core.SliceEnd, t0: float) -> RunResult:
         if end.kind == core.KIND_REQUESTED and self._exit_value is not None:
             return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
+        if end.kind == core.KIND_REQUESTED and self._reset_requested:
+            return self._result("reset", t0, detail="the guest asked for a machine reset")
         if end.kind == core.KIND_HALT:
             state = self.core.state()
             if state.interrupts_enabled:

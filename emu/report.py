@@ -40,7 +40,7 @@ EXIT_LIMIT = 4  # instruction limit or wall-clock timeout reached
 def exit_status_for(reason: str, exit_value: int | None) -> int:
     if reason == "debug-exit" and exit_value is not None:
         return ((exit_value << 1) | 1) & 0xFF
-    if reason == "halted":
+    if reason in ("halted", "reset"):
         return EXIT_HALTED
     if reason in ("instruction-limit", "timeout", "breakpoint"):
         return EXIT_LIMIT

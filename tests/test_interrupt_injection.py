@@ -20,16 +20,38 @@ def test_timer_ticks_wake_hlt_and_are_deterministic(image, golden) -> None:
     assert b"10 ticks in 9999" in r.serial  # about 100 ms of TSC at the nominal 1 GHz
     assert r.serial.count(b"RTC: 2024-01-01 00:00:00") == 2  # the CMOS clock, from --rtc-base
     # the CPU slept in HLT: virtual time passed without instructions
-    assert r.instructions < 20_000 and r.virtual_time_ns > 100_000_000
+    assert r.instructions < 50_000 and r.virtual_time_ns > 100_000_000
     irqs = [e for e in r.trace.entries if e.kind == "external"]
-    assert len(irqs) == 10 and all(e.vector == 0x20 and e.delivered for e in irqs)
+    # 10 ticks counted, then 200 more while it waits 2 s for a line on the keyboard
+    assert len(irqs) == 210 and all(e.vector == 0x20 and e.delivered for e in irqs)
     assert (r.instructions, r.serial, r.virtual_time_ns) == (
         r2.instructions,
         r2.serial,
         r2.virtual_time_ns,
     )
-    assert m.pics.master.vector_base == 0x20 and m.pics.master.imr == 0xFE
+    assert m.pics.master.vector_base == 0x20 and m.pics.master.imr == 0xFC  # IRQ 0 and 1
+    assert b'keyboard: "" (no line typed)' in r.serial
     golden("timer.serial", r.serial)
+
+
+def test_keyboard_echo_through_irq1(image, golden) -> None:
+    m = Machine.from_elf(image("timer"), keys="Hello PS2\n", keys_at=0.5)
+    r = m.run(max_instructions=5_000_000)
+    assert r.stop_reason == "debug-exit" and r.exit_code == 0, r.describe()
+    assert b'keyboard: "Hello PS2"' in r.serial  # as under QEMU (qemu-ref --keys)
+    from devices.i8042 import scancodes
+
+    # one IRQ 1 per scancode byte (shifted letters add a shift press and release)
+    assert sum(1 for e in r.trace.entries if e.vector == 0x21) == len(scancodes("Hello PS2\n"))
+    golden("timer-keys.serial", r.serial)
+
+
+def test_guest_reset_request_stops_or_reboots(image) -> None:
+    m = Machine.from_elf(image("hello"))
+    m.run(max_instructions=1000)
+    m.keyboard.write(4, 1, 0xFE)  # what `outb(0x64, 0xFE)` does
+    r = m.run(max_instructions=1000)
+    assert r.stop_reason == "reset" and r.exit_status == 0
 
 
 def test_hlt_with_interrupts_on_and_no_timer_is_halted(image) -> None:

@@ -8,6 +8,33 @@
 #define TICKS 10
 static volatile unsigned ticks;
 static volatile unsigned spurious;
+static char typed[64];
+static volatile unsigned typed_len, shift, line_done;
+
+/* scancode set 1 -> ASCII for the keys the test types (US layout) */
+static const char keymap[0x3A] = {
+    0, 27, '1', '2', '3', '4', '5', '6', '7', '8', '9', '0', '-', '=', 8, 9,
+    'q', 'w', 'e', 'r', 't', 'y', 'u', 'i', 'o', 'p', '[', ']', '\n', 0, 'a', 's',
+    'd', 'f', 'g', 'h', 'j', 'k', 'l', ';', '\'', '`', 0, '\\', 'z', 'x', 'c', 'v',
+    'b', 'n', 'm', ',', '.', '/', 0, '*', 0, ' ',
+};
+
+static void keyboard_irq(void) {
+    uint8_t code = inb(0x60);
+    if (code == 0x2A || code == 0x36)
+        shift = 1;
+    else if (code == 0xAA || code == 0xB6)
+        shift = 0;
+    else if (code < sizeof keymap && keymap[code]) {
+        char ch = keymap[code];
+        if (shift && ch >= 'a' && ch <= 'z')
+            ch = (char)(ch - 'a' + 'A');
+        if (ch == '\n')
+            line_done = 1;
+        else if (typed_len < sizeof typed - 1)
+            typed[typed_len++] = ch;
+    }
+}
 
 static inline uint64_t rdtsc(void) {
     uint32_t lo, hi;
@@ -19,6 +46,11 @@ void isr_handler(struct frame *f) {
     if (f->vector == 32) {
         ticks++;
         outb(0x20, 0x20); /* EOI */
+        return;
+    }
+    if (f->vector == 33) {
+        keyboard_irq();
+        outb(0x20, 0x20);
         return;
     }
     if (f->vector == 39) { /* IRQ 7: spurious unless the ISR says otherwise */
@@ -81,6 +113,17 @@ void kmain(uint32_t magic, uint32_t info) {
     kprintf("%u ticks in %lu TSC cycles\n", ticks, elapsed);
     print_date();
     int ok = ticks == TICKS && elapsed > 0 && spurious == 0;
+    /* the keyboard: IRQ 1 unmasked, wait up to 2 s (200 ticks) for a line of text */
+    while (inb(0x64) & 1)
+        inb(0x60);
+    outb(0x21, 0xFC);
+    __asm__ volatile("sti");
+    unsigned deadline = ticks + 200;
+    while (!line_done && ticks < deadline)
+        __asm__ volatile("hlt");
+    __asm__ volatile("cli");
+    typed[typed_len] = 0;
+    kprintf("keyboard: \"%s\"%s\n", typed, line_done ? "" : " (no line typed)");
     kprintf(ok ? "All tests passed\n" : "FAILED\n");
     qemu_exit(ok ? 0 : 1);
 }
