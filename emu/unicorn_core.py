@@ -68,6 +68,7 @@ _GPR_IDS = {
 ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
 
 MSR_EFER = 0xC0000080
+CPUID1_EDX_APIC = 1 << 9
 _DESC_A = 1 << 8
 _DESC_R = _DESC_W = 1 << 9
 _DESC_CS = 1 << 11
@@ -239,6 +240,8 @@ class UnicornCore:
             self._add_raw_hook(UC_HOOK_TLB_FILL, fill.address, self.fill_ctx.ctypes.data)
         uc.hook_add(UC_HOOK_INSN, self._hook_in, None, 1, 0, X.UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._hook_out, None, 1, 0, X.UC_X86_INS_OUT)
+        self._cpuid_leaf1 = _native_cpuid_leaf1()
+        uc.hook_add(UC_HOOK_INSN, self._hook_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
         uc.hook_add(UC_HOOK_INSN, self._hook_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
         uc.hook_add(UC_HOOK_INSN, self._hook_sysenter, None, 1, 0, X.UC_X86_INS_SYSENTER)
         uc.hook_add(UC_HOOK_INTR, self._hook_intr)
@@ -368,6 +371,19 @@ class UnicornCore:
     def request_stop(self, detail: str) -> None:
         """Ask the core to stop at the end of the current block (used by devices)."""
         self._request(SliceEnd(KIND_REQUESTED, detail))
+
+    def _hook_cpuid(self, uc: Uc, _ud: object) -> int:
+        """CPUID leaf 1 without the APIC bit: Unicorn's CPU advertises a local APIC it does not
+        have, and kernels that see it program registers that are not there. Hiding it sends
+        them down their 8259 path, as on a pre-APIC PC. Other leaves run unchanged."""
+        if uc.reg_read(X.UC_X86_REG_EAX) & 0xFFFFFFFF != 1:
+            return 0
+        eax, ebx, ecx, edx = self._cpuid_leaf1
+        uc.reg_write(X.UC_X86_REG_RAX, eax)
+        uc.reg_write(X.UC_X86_REG_RBX, ebx)
+        uc.reg_write(X.UC_X86_REG_RCX, ecx)
+        uc.reg_write(X.UC_X86_REG_RDX, edx & ~CPUID1_EDX_APIC)
+        return 1  # skip the instruction itself: Unicorn still advances RIP
 
     # SYSCALL/SYSENTER: Unicorn calls the hook and then only adds the instruction length to
     # RIP (unicorn-2.1.4.md Q9), so the architectural transfer is done here, with RIP written
@@ -852,3 +868,20 @@ class _CoreMemory:
 
     def write(self, address: int, data: bytes) -> None:
         self._access(address, len(data), True, data)
+
+
+_CPUID_LEAF1: list[tuple[int, int, int, int]] = []
+
+
+def _native_cpuid_leaf1() -> tuple[int, int, int, int]:
+    """What Unicorn's CPU answers to CPUID leaf 1, from a scratch engine (once per process)."""
+    if not _CPUID_LEAF1:
+        scratch = Uc(UC_ARCH_X86, UC_MODE_64)
+        scratch.mem_map(0x1000, 0x1000)
+        scratch.mem_write(0x1000, b"\x0f\xa2")  # cpuid
+        scratch.reg_write(X.UC_X86_REG_RAX, 1)
+        scratch.reg_write(X.UC_X86_REG_RCX, 0)
+        scratch.emu_start(0x1000, 0x1002)
+        regs = (X.UC_X86_REG_RAX, X.UC_X86_REG_RBX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX)
+        _CPUID_LEAF1.append(tuple(scratch.reg_read(r) & 0xFFFFFFFF for r in regs))
+    return _CPUID_LEAF1[0]

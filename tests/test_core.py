@@ -294,3 +294,14 @@ def test_into_raises_overflow_only_when_of_is_set() -> None:
     assert end.exception.vector == 4 and end.exception.software
     g = Guest(b"\xb8\x01\x00\x00\x00\x40\xce\xfa\xf4")  # no overflow: INTO does nothing
     assert g.run().kind == core.KIND_HALT
+
+
+def test_cpuid_hides_the_local_apic_it_does_not_have() -> None:
+    # mov $1,%eax; xor %ecx,%ecx; cpuid; mov %edx,%esi; mov $0x80000001,%eax; cpuid; cli; hlt
+    body = b"\xb8\x01\x00\x00\x00\x31\xc9\x0f\xa2\x89\xd6\xb8\x01\x00\x00\x80\x0f\xa2\xfa\xf4"
+    g = Guest(body)
+    assert g.run().kind == core.KIND_HALT
+    s = g.core.state()
+    assert not s.gpr["rsi"] & (1 << 9)  # leaf 1 EDX.APIC cleared
+    assert s.gpr["rsi"] & 1  # FPU and the rest are still reported
+    assert s.gpr["rdx"] & (1 << 29)  # other leaves unchanged: 0x80000001 EDX.LM
