@@ -199,10 +199,16 @@ class Uart16550:
 
     # -------------------------------------------------------------- host side
     def enqueue_input(self, data: bytes) -> int:
-        """Host bytes arriving on the line; returns how many were accepted (all of them)."""
+        """Host bytes waiting on the line; returns how many were accepted (all of them).
+
+        They enter the receive FIFO at once when the receive interrupt is enabled, else when the
+        guest looks at the chip (reads RBR, LSR or IIR, or enables the interrupt): a driver that
+        clears the FIFOs and runs the loopback self-test at init finds the line quiet, and
+        loses nothing."""
         self._host.extend(data)
-        self._refill()
-        self._update_irq()
+        if self.ier & IER_ERBFI:
+            self._refill()
+            self._update_irq()
         return len(data)
 
     def pending_input(self) -> int:
@@ -238,6 +244,8 @@ class Uart16550:
         if offset == 0:
             if self.lcr & LCR_DLAB:
                 return self.dll
+            if not self.rx_fifo:
+                self._refill()
             value = self.rx_fifo.popleft() if self.rx_fifo else 0
             self._refill()
             self._sync_dr()
@@ -246,6 +254,7 @@ class Uart16550:
         if offset == 1:
             return self.dlm if self.lcr & LCR_DLAB else self.ier
         if offset == 2:
+            self._refill()
             iir = self._pending()
             if iir == IIR_THRE:
                 self.thr_empty_pending = False  # reading IIR while it reports THRE clears it
@@ -256,6 +265,7 @@ class Uart16550:
         if offset == 4:
             return self.mcr
         if offset == 5:
+            self._refill()
             value = self.lsr
             if self.fifo_enabled and self.lsr & (LSR_PE | LSR_FE | LSR_BI):
                 value |= LSR_RX_FIFO_ERROR
@@ -285,6 +295,8 @@ class Uart16550:
                 return
             old = self.ier
             self.ier = value & 0x0F
+            if self.ier & IER_ERBFI:
+                self._refill()
             # Enabling ETBEI while THR is empty raises the THRE interrupt (datasheet note).
             if self.ier & IER_ETBEI and not old & IER_ETBEI and self.lsr & LSR_THRE:
                 self.thr_empty_pending = True
@@ -324,7 +336,6 @@ class Uart16550:
         if value & FCR_CLEAR_RX or not enabling:
             self.rx_fifo.clear()
         # FCR bit 2 clears the TX FIFO: ours is always empty (instant transmission).
-        self._refill()
         self._sync_dr()
 
     def _update_msr_inputs(self, initial: bool = False) -> None:

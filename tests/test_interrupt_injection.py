@@ -22,14 +22,14 @@ def test_timer_ticks_wake_hlt_and_are_deterministic(image, golden) -> None:
     # the CPU slept in HLT: virtual time passed without instructions
     assert r.instructions < 50_000 and r.virtual_time_ns > 100_000_000
     irqs = [e for e in r.trace.entries if e.kind == "external"]
-    # 10 ticks counted, then 200 more while it waits 2 s for a line on the keyboard
-    assert len(irqs) == 210 and all(e.vector == 0x20 and e.delivered for e in irqs)
+    # 10 ticks counted, 200 more waiting for the keyboard, 100 more waiting for COM1
+    assert len(irqs) == 310 and all(e.vector == 0x20 and e.delivered for e in irqs)
     assert (r.instructions, r.serial, r.virtual_time_ns) == (
         r2.instructions,
         r2.serial,
         r2.virtual_time_ns,
     )
-    assert m.pics.master.vector_base == 0x20 and m.pics.master.imr == 0xFC  # IRQ 0 and 1
+    assert m.pics.master.vector_base == 0x20 and m.pics.master.imr == 0xEC  # IRQ 0, 1 and 4
     assert b'keyboard: "" (no line typed)' in r.serial
     golden("timer.serial", r.serial)
 
@@ -44,6 +44,14 @@ def test_keyboard_echo_through_irq1(image, golden) -> None:
     # one IRQ 1 per scancode byte (shifted letters add a shift press and release)
     assert sum(1 for e in r.trace.entries if e.vector == 0x21) == len(scancodes("Hello PS2\n"))
     golden("timer-keys.serial", r.serial)
+
+
+def test_uart_receive_interrupt(image) -> None:
+    m = Machine.from_elf(image("timer"), serial_input=b"hello over COM1\n")
+    r = m.run(max_instructions=5_000_000)
+    assert r.stop_reason == "debug-exit" and r.exit_code == 0, r.describe()
+    assert b'serial: "hello over COM1"' in r.serial
+    assert any(e.vector == 0x24 and e.kind == "external" for e in r.trace.entries)
 
 
 def test_guest_reset_request_stops_or_reboots(image) -> None:

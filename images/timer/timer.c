@@ -19,6 +19,19 @@ static const char keymap[0x3A] = {
     'b', 'n', 'm', ',', '.', '/', 0, '*', 0, ' ',
 };
 
+static char received[64];
+static volatile unsigned received_len, serial_line_done;
+
+static void serial_irq(void) {
+    while (inb(0x3F8 + 5) & 1) { /* LSR.DR: drain the receive FIFO */
+        char ch = (char)inb(0x3F8);
+        if (ch == '\n' || ch == '\r')
+            serial_line_done = 1;
+        else if (received_len < sizeof received - 1)
+            received[received_len++] = ch;
+    }
+}
+
 static void keyboard_irq(void) {
     uint8_t code = inb(0x60);
     if (code == 0x2A || code == 0x36)
@@ -50,6 +63,11 @@ void isr_handler(struct frame *f) {
     }
     if (f->vector == 33) {
         keyboard_irq();
+        outb(0x20, 0x20);
+        return;
+    }
+    if (f->vector == 36) { /* IRQ 4: COM1 */
+        serial_irq();
         outb(0x20, 0x20);
         return;
     }
@@ -124,6 +142,17 @@ void kmain(uint32_t magic, uint32_t info) {
     __asm__ volatile("cli");
     typed[typed_len] = 0;
     kprintf("keyboard: \"%s\"%s\n", typed, line_done ? "" : " (no line typed)");
+    /* COM1 receive interrupts: IER bit 0, IRQ 4 unmasked; wait up to 1 s for a line */
+    outb(0x3F8 + 1, 0x01);
+    outb(0x21, 0xEC);
+    __asm__ volatile("sti");
+    deadline = ticks + 100;
+    while (!serial_line_done && ticks < deadline)
+        __asm__ volatile("hlt");
+    __asm__ volatile("cli");
+    outb(0x3F8 + 1, 0x00);
+    received[received_len] = 0;
+    kprintf("serial: \"%s\"%s\n", received, serial_line_done ? "" : " (no line received)");
     kprintf(ok ? "All tests passed\n" : "FAILED\n");
     qemu_exit(ok ? 0 : 1);
 }
