@@ -132,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PNG",
         help="write the final VGA screen as a PNG (and, with --reboot, at each triple fault)",
     )
+    run.add_argument(
+        "--realtime",
+        action="store_true",
+        help="pace virtual time to the wall clock (HLT sleeps); runs stay deterministic",
+    )
     run.add_argument("--keys", default="", help="text typed on the PS/2 keyboard")
     run.add_argument(
         "--keys-at",
@@ -219,6 +224,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         rtc_base=rtc_base,
         keys=args.keys.encode().decode("unicode_escape") if args.keys else "",
         keys_at=args.keys_at,
+        realtime=args.realtime,
     )
     if args.screenshot:
         machine.on_triple_fault.append(lambda m: m.screenshot(args.screenshot))

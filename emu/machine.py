@@ -87,6 +87,8 @@ class Machine:
     # Text typed on the PS/2 keyboard, starting at this virtual time (seconds), one key per 10 ms.
     keys: str = ""
     keys_at: float = 1.0
+    # Pace virtual time to the wall clock (interactive use): a HLT sleeps until its event.
+    realtime: bool = False
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -309,6 +311,7 @@ class Machine:
         start_icount = self.core.icount
         limit = NO_LIMIT if max_instructions is None else start_icount + max_instructions
         t0 = time.perf_counter()
+        self._realtime_origin = (t0, self.now_ns())
         while True:
             if self._exit_value is not None:
                 return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
@@ -382,6 +385,12 @@ class Machine:
             return False
         self.idle_ns += max(0, event - now)
         self.core.time_offset = self.idle_ns
+        if self.realtime:
+            ahead = (self.now_ns() - self._realtime_origin[1]) / 1e9 - (
+                time.perf_counter() - self._realtime_origin[0]
+            )
+            if ahead > 0:
+                time.sleep(ahead)
         return True
 
     def now_ns(self) -> int:

@@ -67,3 +67,16 @@ def test_hlt_with_interrupts_on_and_no_timer_is_halted(image) -> None:
     m = Machine.from_elf(image("hello"))
     m.run(max_instructions=1000)
     assert m.pit.next_event(m.now_ns()) is None
+
+
+def test_realtime_paces_halts_to_the_wall_clock(image) -> None:
+    import time
+
+    m = Machine.from_elf(image("timer"), realtime=True)
+    t = time.perf_counter()
+    r = m.run(max_instructions=5_000_000)
+    wall = time.perf_counter() - t
+    assert r.stop_reason == "debug-exit"
+    assert wall >= r.virtual_time_ns / 1e9 * 0.95  # about 3.1 s: the kernel waits in HLT
+    fast = Machine.from_elf(image("timer")).run(max_instructions=5_000_000)
+    assert (fast.instructions, fast.serial) == (r.instructions, r.serial)  # same run
