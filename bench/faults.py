@@ -22,10 +22,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import test_delivery_oracle as T  # noqa: E402
 import unicorn  # noqa: E402
-from unicorn import x86_const as X  # noqa: E402
 
 from emu import uc_internals as I  # noqa: E402
-from emu.unicorn_core import UnicornCore  # noqa: E402
+from emu.unicorn_core import UnicornCore, leave_reset_state  # noqa: E402
 
 N = 20_000
 
@@ -54,12 +53,7 @@ def native() -> float:
     uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
     uc.mem_map_ptr(0, T.RAM, unicorn.UC_PROT_ALL, ram.ctypes.data)
     env = I.locate(uc)
-    uc.reg_write(X.UC_X86_REG_GDTR, (0, T.GDT, 0x37, 0))
-    uc.reg_write(X.UC_X86_REG_CR4, 0x20)
-    uc.reg_write(X.UC_X86_REG_CR0, 0x80000011)
-    uc.reg_write(X.UC_X86_REG_CR0, 0x11)
-    uc.msr_write(0xC0000080, 0)
-    uc.reg_write(X.UC_X86_REG_CR4, 0)
+    leave_reset_state(uc, T.GDT, 0x37)
     env.clear_old_exception()
     ctx = np.zeros(4, np.uint64)
     ctx[0] = I.function_address("x86_cpu_do_interrupt_x86_64")

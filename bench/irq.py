@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import test_delivery_oracle as T  # noqa: E402
 
 from emu.machine import Machine  # noqa: E402
+from emu.unicorn_core import leave_reset_state  # noqa: E402
 
 COUNTER = 0x30000
 LOOP = 20_000_000
@@ -80,18 +81,12 @@ def run(divisor: int, mask: int) -> tuple[float, int, int]:
 def raw_unicorn(divisor: int) -> tuple[float, int]:
     """The same guest on a bare Unicorn engine: no hooks, no devices (its OUTs go nowhere)."""
     import unicorn
-    from unicorn import x86_const as X
 
     m = machine_for(divisor, 0xFE)  # builds the same RAM image
     ram = m.ram.copy()
     uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
     uc.mem_map_ptr(0, len(ram), unicorn.UC_PROT_ALL, ram.ctypes.data)
-    uc.reg_write(X.UC_X86_REG_GDTR, (0, T.GDT, 0x37, 0))
-    uc.reg_write(X.UC_X86_REG_CR4, 0x20)
-    uc.reg_write(X.UC_X86_REG_CR0, 0x80000011)
-    uc.reg_write(X.UC_X86_REG_CR0, 0x11)
-    uc.msr_write(0xC0000080, 0)
-    uc.reg_write(X.UC_X86_REG_CR4, 0)
+    leave_reset_state(uc, T.GDT, 0x37)
     t = time.perf_counter()
     uc.emu_start(T.CODE, 0xFFFF_FFFF_FFFF_FFFF)
     return time.perf_counter() - t, LOOP * 5

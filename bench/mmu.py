@@ -94,19 +94,15 @@ def run_core(tlb: str, code: bytes) -> tuple[float, int, int]:
 
 def run_raw(code: bytes) -> float:
     from unicorn import UC_ARCH_X86, UC_MODE_64, UC_PROT_ALL, UC_TLB_CPU, Uc
-    from unicorn import x86_const as X
+
+    from emu.unicorn_core import leave_reset_state
 
     ram = np.zeros(RAM, np.uint8)
     prepare(ram, code, 0)
     uc = Uc(UC_ARCH_X86, UC_MODE_64)
     uc.ctl_set_tlb_mode(UC_TLB_CPU)
     uc.mem_map_ptr(0, RAM, UC_PROT_ALL, ram.ctypes.data)
-    uc.reg_write(X.UC_X86_REG_GDTR, (0, GDT, 39, 0))
-    uc.reg_write(X.UC_X86_REG_CR4, 0x20)
-    uc.reg_write(X.UC_X86_REG_CR0, 0x80000011)
-    uc.reg_write(X.UC_X86_REG_CR0, 0x11)
-    uc.msr_write(0xC0000080, 0)
-    uc.reg_write(X.UC_X86_REG_CR4, 0)
+    leave_reset_state(uc, GDT, 39)
     t = time.perf_counter()
     uc.emu_start(CODE, CODE + len(code))
     return time.perf_counter() - t

@@ -16,9 +16,7 @@ no per-process constants, so numba can cache the compiled code across runs.
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import carray, types
-from numba.extending import intrinsic
 
 from .clock_layout import (  # noqa: F401 - re-exported for the tests and the core
     _EFLAGS_IF,
@@ -56,71 +54,24 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     STOP_MISS,
     pack_value,
 )
-
-
-@intrinsic
-def _voidptr(typingctx, addr):
-    """uint64 -> void*: reach memory whose address is only known at run time."""
-    sig = types.voidptr(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
-
-    return sig, codegen
-
-
-@intrinsic
-def _call_ptr(typingctx, fnptr, arg):
-    """Call ``int f(void*)`` through a function pointer held as uint64."""
-    sig = types.int32(types.uint64, types.voidptr)
-
-    def codegen(context, builder, signature, args):
-        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(8).as_pointer()])
-        fn = builder.inttoptr(args[0], fnty.as_pointer())
-        return builder.call(fn, [args[1]])
-
-    return sig, codegen
-
+from .hook_intrinsics import call_ptr, load32, load64
 
 BLOCK_HOOK_SIGNATURE = types.void(types.voidptr, types.uint64, types.uint32, types.voidptr)
-
-
-@intrinsic
-def _load64(typingctx, addr):
-    """*(uint64_t *)addr: a plain load, no array built around it."""
-    sig = types.uint64(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
-        return builder.load(ptr)
-
-    return sig, codegen
-
-
-@intrinsic
-def _load32(typingctx, addr):
-    sig = types.uint32(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        ptr = builder.inttoptr(args[0], ir.IntType(32).as_pointer())
-        return builder.load(ptr)
-
-    return sig, codegen
 
 
 def block_hook(uc, address, size, user_data):
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if ctx[CTX_ENABLED] == 0:
         return
-    hflags = _load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS))
+    hflags = load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS))
     if ctx[CTX_IRQ_PENDING]:
         # An external interrupt is taken at an instruction boundary with IF=1 outside the
         # STI/MOV SS shadow: stop before this block so the machine can deliver it.
-        eflags = _load64(ctx[CTX_ENV] + np.uint64(_ENV_EFLAGS))
+        eflags = load64(ctx[CTX_ENV] + np.uint64(_ENV_EFLAGS))
         if (eflags & np.uint64(_EFLAGS_IF)) and not (hflags & np.uint32(_HF_INHIBIT_IRQ)):
             ctx[CTX_LAST_COUNT] = np.uint64(0)
             ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_IRQ)
-            _call_ptr(ctx[CTX_EMU_STOP], uc)
+            call_ptr(ctx[CTX_EMU_STOP], uc)
             return
     if hflags & _HF_CS64:
         bits = np.uint64(64)
@@ -136,11 +87,11 @@ def block_hook(uc, address, size, user_data):
     count = np.uint64(0)
     found = False
     while True:  # linear probing; the table is never more than half full
-        key = _load64(keys + slot * np.uint64(8))
+        key = load64(keys + slot * np.uint64(8))
         if key == EMPTY_KEY:
             break
         if key == address:
-            val = _load64(vals + slot * np.uint64(8))
+            val = load64(vals + slot * np.uint64(8))
             if (val >> np.uint64(16)) == want:
                 count = val & np.uint64(0xFFFF)
                 found = True
@@ -159,19 +110,19 @@ def block_hook(uc, address, size, user_data):
         ctx[CTX_MISS_BITS] = bits
         ctx[CTX_MISS_FLAG] = np.uint64(1)
         ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_MISS)
-        _call_ptr(ctx[CTX_EMU_STOP], uc)
+        call_ptr(ctx[CTX_EMU_STOP], uc)
         return
     # A stop requested here takes effect before the block runs (measured), so a block is
     # counted only when it is let through.
     if ctx[CTX_ICOUNT] >= ctx[CTX_DEADLINE]:
         ctx[CTX_LAST_COUNT] = np.uint64(0)
         ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_DEADLINE)
-        _call_ptr(ctx[CTX_EMU_STOP], uc)
+        call_ptr(ctx[CTX_EMU_STOP], uc)
         return
     if ctx[CTX_ICOUNT] + count > ctx[CTX_LIMIT]:
         ctx[CTX_LAST_COUNT] = np.uint64(0)
         ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_LIMIT)
-        _call_ptr(ctx[CTX_EMU_STOP], uc)
+        call_ptr(ctx[CTX_EMU_STOP], uc)
         return
     ctx[CTX_LAST_COUNT] = count
     ctx[CTX_ICOUNT] += count

@@ -18,10 +18,9 @@ through ``emu/native.py`` (compiled once, then cached as object code).
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
 from numba import carray, njit, types
-from numba.extending import intrinsic
 
+from .hook_intrinsics import voidptr
 from .mmu_layout import (
     ACC_FETCH,
     ACC_READ,
@@ -296,16 +295,6 @@ def walk(ram32, ram_size, cr0, cr3, cr4, efer, vaddr, access, user, ac, set_ad, 
     return out[OUT_STATUS]
 
 
-@intrinsic
-def _voidptr(typingctx, addr):
-    sig = types.voidptr(types.uint64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
-
-    return sig, codegen
-
-
 # ------------------------------------------------------------------ Unicorn's TLB-fill hook
 
 TLB_FILL_SIGNATURE = types.boolean(
@@ -321,21 +310,21 @@ def tlb_fill(uc, vaddr, access_type, entry, user_data):
         entry[0] = np.uint64(0xFFFFFFFFFF000)
         entry[1] = np.uint64(4)
         return True
-    env = carray(_voidptr(ctx[FILL_ENV]), (1024,), np.uint64)
+    env = carray(voidptr(ctx[FILL_ENV]), (1024,), np.uint64)
     hflags = env[ENV_HFLAGS // 8] & np.uint64(0xFFFFFFFF)
     cr0 = env[ENV_CR0 // 8]
     cr3 = env[ENV_CR3 // 8]
     cr4 = env[ENV_CR4 // 8]
     efer = env[ENV_EFER // 8]
     eflags = env[ENV_EFLAGS // 8]
-    ram32 = carray(_voidptr(ctx[FILL_RAM]), (ctx[FILL_RAM_SIZE] // np.uint64(4),), np.uint32)
+    ram32 = carray(voidptr(ctx[FILL_RAM]), (ctx[FILL_RAM_SIZE] // np.uint64(4),), np.uint32)
     access = ACC_READ
     if access_type == 17:
         access = ACC_WRITE
     elif access_type == 18:
         access = ACC_FETCH
     user = (hflags & np.uint64(3)) == np.uint64(3)
-    out = carray(_voidptr(ctx[FILL_OUT]), (OUT_SIZE,), np.uint64)
+    out = carray(voidptr(ctx[FILL_OUT]), (OUT_SIZE,), np.uint64)
     st = walk(ram32, ctx[FILL_RAM_SIZE], cr0, cr3, cr4, efer, vaddr, access, user,
               (eflags & _RFLAGS_AC) != np.uint64(0), True, out)  # fmt: skip
     ctx[FILL_COUNT] += np.uint64(1)
@@ -376,7 +365,7 @@ def translate(args_ptr, out_ptr):
     """args: ram ptr, ram size, cr0, cr3, cr4, efer, vaddr, access, user, ac, set_ad."""
     a = carray(args_ptr, (11,), np.uint64)
     out = carray(out_ptr, (OUT_SIZE,), np.uint64)
-    ram32 = carray(_voidptr(a[0]), (a[1] // np.uint64(4),), np.uint32)
+    ram32 = carray(voidptr(a[0]), (a[1] // np.uint64(4),), np.uint32)
     return walk(ram32, a[1], a[2], a[3], a[4], a[5], a[6], int(a[7]), a[8] != np.uint64(0),
                 a[9] != np.uint64(0), a[10] != np.uint64(0), out)  # fmt: skip
 
@@ -570,5 +559,5 @@ def enumerate_c(args_ptr, out_ptr, capacity):
     """args: ram ptr, ram size, cr0, cr3, cr4, efer; out: capacity x 5 uint64 rows."""
     a = carray(args_ptr, (6,), np.uint64)
     out = carray(out_ptr, (capacity, 5), np.uint64)
-    ram32 = carray(_voidptr(a[0]), (a[1] // np.uint64(4),), np.uint32)
+    ram32 = carray(voidptr(a[0]), (a[1] // np.uint64(4),), np.uint32)
     return enumerate_tree(ram32, a[1], a[2], a[3], a[4], a[5], out)

@@ -57,8 +57,9 @@ def _key(module: str, func: str) -> str:
     h = hashlib.sha256()
     source = Path(spec.origin)
     h.update(source.read_bytes())
-    for layout in sorted(source.parent.glob("*_layout.py")):  # constants the kernels freeze
-        h.update(layout.read_bytes())
+    # the constants the kernels freeze and the intrinsics they inline
+    for dep in sorted(source.parent.glob("*_layout.py")) + [source.parent / "hook_intrinsics.py"]:
+        h.update(dep.read_bytes())
     for dist in ("numba", "llvmlite"):
         h.update(importlib.metadata.version(dist).encode())
     h.update(llvm.get_host_cpu_name().encode())

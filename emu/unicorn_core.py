@@ -558,13 +558,8 @@ class UnicornCore:
         EFER.LMA. Segment registers are then loaded by guest code (the firmware stub).
         """
         uc = self.uc
-        uc.reg_write(X.UC_X86_REG_GDTR, (0, gdt_base, gdt_limit, 0))
+        leave_reset_state(uc, gdt_base, gdt_limit)
         uc.reg_write(X.UC_X86_REG_IDTR, (0, 0, 0, 0))
-        uc.reg_write(X.UC_X86_REG_CR4, 0x20)
-        uc.reg_write(X.UC_X86_REG_CR0, 0x80000011)
-        uc.reg_write(X.UC_X86_REG_CR0, 0x00000011)
-        uc.msr_write(MSR_EFER, 0)
-        uc.reg_write(X.UC_X86_REG_CR4, 0)
         uc.reg_write(X.UC_X86_REG_CR3, 0)
         uc.reg_write(X.UC_X86_REG_CR2, 0)
         uc.reg_write(X.UC_X86_REG_EFLAGS, 0x2)
@@ -885,3 +880,16 @@ def _native_cpuid_leaf1() -> tuple[int, int, int, int]:
         regs = (X.UC_X86_REG_RAX, X.UC_X86_REG_RBX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX)
         _CPUID_LEAF1.append(tuple(scratch.reg_read(r) & 0xFFFFFFFF for r in regs))
     return _CPUID_LEAF1[0]
+
+
+def leave_reset_state(uc: Uc, gdt_base: int, gdt_limit: int) -> None:
+    """Drop a fresh UC_MODE_64 engine to flat 32-bit protected mode with paging off.
+
+    Unicorn resets into long mode without paging; a CR0.PG 1->0 toggle is the only way to clear
+    EFER.LMA (unicorn-2.1.4.md Q4). The segment registers are then loaded by guest code."""
+    uc.reg_write(X.UC_X86_REG_GDTR, (0, gdt_base, gdt_limit, 0))
+    uc.reg_write(X.UC_X86_REG_CR4, 0x20)
+    uc.reg_write(X.UC_X86_REG_CR0, 0x80000011)
+    uc.reg_write(X.UC_X86_REG_CR0, 0x00000011)
+    uc.msr_write(MSR_EFER, 0)
+    uc.reg_write(X.UC_X86_REG_CR4, 0)

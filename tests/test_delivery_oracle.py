@@ -25,7 +25,7 @@ from numba.extending import intrinsic
 from unicorn import x86_const as X
 
 from emu import uc_internals as I
-from emu.unicorn_core import KIND_HALT, KIND_TRIPLE_FAULT, UnicornCore
+from emu.unicorn_core import KIND_HALT, KIND_TRIPLE_FAULT, UnicornCore, leave_reset_state
 
 RAM = 4 << 20
 GDT, IDT, TSS, PML4 = 0x1000, 0x2000, 0x3000, 0x4000
@@ -225,12 +225,7 @@ def run_native(sc: dict) -> dict:
     uc = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
     uc.mem_map_ptr(0, RAM, unicorn.UC_PROT_ALL, ram.ctypes.data)
     env = I.locate(uc)
-    uc.reg_write(X.UC_X86_REG_GDTR, (0, GDT, 0x37, 0))
-    uc.reg_write(X.UC_X86_REG_CR4, 0x20)
-    uc.reg_write(X.UC_X86_REG_CR0, 0x80000011)
-    uc.reg_write(X.UC_X86_REG_CR0, 0x11)
-    uc.msr_write(0xC0000080, 0)
-    uc.reg_write(X.UC_X86_REG_CR4, 0)
+    leave_reset_state(uc, GDT, 0x37)
     uc.reg_write(X.UC_X86_REG_EFLAGS, 2)
     env.clear_old_exception()
     ctx = np.zeros(4, np.uint64)

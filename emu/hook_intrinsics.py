@@ -1,0 +1,60 @@
+"""Low-level numba intrinsics the compiled hooks share: raw pointers and loads.
+
+numba reaches memory through arrays; Unicorn's hooks get raw addresses (guest RAM, QEMU's env)
+only at run time. These turn an integer into a pointer, load through it, or call a C function
+through it, without building an array or embedding a per-process constant (so the compiled
+code can be cached).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
+
+
+@intrinsic
+def voidptr(typingctx, addr):
+    """uint64 -> void*: reach memory whose address is only known at run time."""
+    sig = types.voidptr(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], ir.IntType(8).as_pointer())
+
+    return sig, codegen
+
+
+@intrinsic
+def call_ptr(typingctx, fnptr, arg):
+    """Call ``int f(void*)`` through a function pointer held as uint64."""
+    sig = types.int32(types.uint64, types.voidptr)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(8).as_pointer()])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        return builder.call(fn, [args[1]])
+
+    return sig, codegen
+
+
+@intrinsic
+def load64(typingctx, addr):
+    """*(uint64_t *)addr: a plain load, no array built around it."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        return builder.load(ptr)
+
+    return sig, codegen
+
+
+@intrinsic
+def load32(typingctx, addr):
+    sig = types.uint32(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(32).as_pointer())
+        return builder.load(ptr)
+
+    return sig, codegen
