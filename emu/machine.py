@@ -31,12 +31,13 @@ from firmware import BootPlan, ModuleSpec, boot_kernel
 
 from . import unicorn_core as core
 from .bus import PortBus
-from .cpu import CpuState
+from .cpu import CpuState, cpu_mode
 from .diagnosis import diagnose
 from .errors import ConfigError
 from .fault_trace import FaultTrace, TraceEntry, decode_error_code, name_of
 from .report import RunResult, exit_status_for
 from .symbols import Symbolizer
+from .uc_internals import ENV_REGS
 from .version import LOADER_NAME
 
 DEFAULT_MEMORY = 128 << 20
@@ -179,10 +180,15 @@ class Machine:
 
     def _record_delivery(self, event, exc, result) -> None:
         """Turn one delivery (all its escalation steps) into FaultTrace entries."""
-        state = self.core.state()
+        # Cheap reads only: this runs for every interrupt (a full state() costs ~100 us).
+        env = self.core.internals
+        hflags = env.hflags
+        mode = cpu_mode(hflags)
+        rsp = env.u64(ENV_REGS + 4 * 8)
         insn = ""
-        if exc is not None and not exc.software:
-            dis = self.core.disassemble(exc.rip, state.code_bits, 1)
+        if exc is not None and not exc.software and event.kind == "exception":
+            bits = {"long64": 64, "compat": 32, "prot32": 32}.get(mode, 16)
+            dis = self.core.disassemble(exc.rip, bits, 1)
             if dis:
                 addr, raw, text = dis[0]
                 insn = f"{raw.hex(' ')}  {text}"
@@ -198,14 +204,14 @@ class Machine:
                     kind=ev.kind,
                     error_code=ev.error_code,
                     error_decoded=decode_error_code(
-                        ev.vector, ev.error_code, state.mode in ("long64", "compat")
+                        ev.vector, ev.error_code, mode in ("long64", "compat")
                     ),
                     cr2=ev.cr2,
                     rip=exc.rip,
                     location=where,
-                    rsp=state.gpr["rsp"],
-                    cpl=state.cpl,
-                    mode=state.mode,
+                    rsp=rsp,
+                    cpl=hflags & 3,
+                    mode=mode,
                     instruction=insn,
                     gate=step.gate.describe() if step.gate else "",
                     delivered=step.ok,
