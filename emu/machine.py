@@ -31,6 +31,7 @@ from firmware import BootPlan, ModuleSpec, boot_kernel
 
 from . import unicorn_core as core
 from .bus import PortBus
+from .checkpoint import Checkpoint, restore_device, save_device
 from .cpu import CpuState, cpu_mode
 from .diagnosis import diagnose
 from .errors import ConfigError
@@ -398,6 +399,64 @@ class Machine:
             if ahead > 0:
                 time.sleep(ahead)
         return True
+
+    # ------------------------------------------------------------ checkpoints
+    def _stateful_devices(self) -> dict[str, object]:
+        devices = {
+            "pic1": self.pics.master, "pic2": self.pics.slave, "pit": self.pit,
+            "port61": self.port61, "rtc": self.rtc, "keyboard": self.keyboard,
+            "port92": self.port92, "com1": self.com1, "vga": self.vga,
+        }  # fmt: skip
+        for i, device in enumerate(self.timed):
+            devices.setdefault(f"timed{i}", device)
+        if self.debug_exit:
+            devices["debug_exit"] = self.exit_device
+        return devices
+
+    def checkpoint(self) -> Checkpoint:
+        """The whole machine now: CPU, RAM, device memory, devices and the virtual clock."""
+        memory = [self.framebuffer.memory.copy()] if self.framebuffer is not None else []
+        return Checkpoint(
+            instructions=self.core.icount,
+            cpu=self.core.uc.context_save(),
+            ram=self.ram.copy(),
+            device_memory=memory,
+            clock=self.core.ctx.copy(),
+            machine={
+                "idle_ns": self.idle_ns,
+                "exit_value": self._exit_value,
+                "reset_requested": self._reset_requested,
+                "serial": len(self._serial),
+                "console": len(self._console),
+                "trace": (list(self.trace.entries), self.trace.triple_fault, self.trace.dropped),
+                "reboots": self.reboots,
+            },
+            devices={name: save_device(d) for name, d in self._stateful_devices().items()},
+        )
+
+    def restore(self, cp: Checkpoint) -> None:
+        """Go back to a checkpoint of this machine; the run continues as it did from there."""
+        self.core.uc.context_restore(cp.cpu)
+        self.ram[:] = cp.ram
+        if self.framebuffer is not None and cp.device_memory:
+            self.framebuffer.memory[:] = cp.device_memory[0]
+        self.core.ctx[:] = cp.clock
+        m = cp.machine
+        self.idle_ns = m["idle_ns"]
+        self.core.time_offset = self.idle_ns
+        self._exit_value = m["exit_value"]
+        self._reset_requested = m["reset_requested"]
+        del self._serial[m["serial"] :]
+        del self._console[m["console"] :]
+        entries, triple, dropped = m["trace"]
+        self.trace.entries = list(entries)
+        self.trace.triple_fault, self.trace.dropped = triple, dropped
+        self.reboots = m["reboots"]
+        for name, device in self._stateful_devices().items():
+            restore_device(device, cp.devices[name])
+        self.pics.cpu_line.level = cp.devices["pic1"].lines.get("output", False)
+        self.core.set_irq_pending(self.pics.cpu_line.level)
+        self.core.after_restore()
 
     def now_ns(self) -> int:
         """Virtual time: one nanosecond per retired instruction, plus the time spent halted."""

@@ -18,6 +18,7 @@ import capstone
 import numpy as np
 from unicorn import (
     UC_ARCH_X86,
+    UC_CTL_TLB_FLUSH,
     UC_ERR_EXCEPTION,
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_INSN_INVALID,
@@ -304,6 +305,14 @@ class UnicornCore:
         rip = self.internals.u64(I.ENV_EIP)
         index = bisect.bisect_left(info.insns, rip) if info is not None else 0
         return int(self.ctx[K.CTX_ICOUNT_BEFORE]) + index
+
+    def after_restore(self) -> None:
+        """A context restore keeps Unicorn's TLB and translated code: drop both (Q7)."""
+        self.uc._Uc__ctl_w(UC_CTL_TLB_FLUSH)  # the binding has no public wrapper for it
+        self.uc.ctl_flush_tb()
+        self._stop = None
+        self._resume_from = None
+        self._stepping = False
 
     def map_device_memory(self, address: int, buffer: np.ndarray) -> None:
         """Map a host buffer (e.g. a framebuffer) at a physical address above RAM."""

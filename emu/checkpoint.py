@@ -1,0 +1,72 @@
+"""Checkpoints: the whole machine at one instant, and going back to it.
+
+A checkpoint is the CPU context (Unicorn's context blob, a memcpy), a copy of guest RAM and of
+any device memory, the virtual clock, and every device's register state. Restoring flushes
+Unicorn's TLB and translated code (neither is part of a context, unicorn-2.1.4.md Q7), so the run
+continues exactly as it did from that instant: runs are deterministic, which is what reverse
+stepping will build on (restore the nearest checkpoint, replay forward). Unicorn's own
+copy-on-write memory snapshots are not used: they break the shared RAM view (Q7).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from devices.irq import IrqLine
+
+
+@dataclass
+class DeviceState:
+    """A device's own attributes, deep-copied; references to the machine are left out."""
+
+    values: dict[str, Any] = field(default_factory=dict)
+    lines: dict[str, bool] = field(default_factory=dict)  # IrqLine attributes: their levels
+
+
+def _is_reference(value: Any) -> bool:
+    """Wiring, not state: callables, other devices, shared buffers."""
+    if isinstance(value, IrqLine):
+        return True
+    if isinstance(value, np.ndarray):
+        return True
+    if callable(value):
+        return True
+    return (
+        hasattr(value, "read")
+        and hasattr(value, "write")
+        and not isinstance(value, (bytes, bytearray))
+    )
+
+
+def save_device(device: Any) -> DeviceState:
+    state = DeviceState()
+    for name, value in vars(device).items():
+        if isinstance(value, IrqLine):
+            state.lines[name] = value.level
+        elif not _is_reference(value) and not name.startswith("_log"):
+            state.values[name] = copy.deepcopy(value)
+    return state
+
+
+def restore_device(device: Any, state: DeviceState) -> None:
+    for name, value in state.values.items():
+        setattr(device, name, copy.deepcopy(value))
+    for name, level in state.lines.items():
+        getattr(device, name).level = level  # the wire's level, without re-signalling
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to continue a run from one instant (see Machine.checkpoint)."""
+
+    instructions: int
+    cpu: Any  # unicorn.UcContext
+    ram: np.ndarray
+    device_memory: list[np.ndarray]
+    clock: np.ndarray
+    machine: dict[str, Any]
+    devices: dict[str, DeviceState]
