@@ -307,6 +307,11 @@ class Machine:
     def remove_breakpoint(self, address: int) -> None:
         self.core.remove_breakpoint(address)
 
+    def break_on_exceptions(self, *vectors: int) -> None:
+        """Stop (stop_reason "exception") when one of these exceptions is raised, before it is
+        delivered: the state is the fault's. Running again delivers it and goes on."""
+        self.core.break_vectors = set(vectors)
+
     def run(self, max_instructions: int | None = None, timeout: float | None = None) -> RunResult:
         """Run until the guest stops, ``max_instructions`` retire, or ``timeout`` wall seconds.
 

@@ -164,6 +164,8 @@ class UnicornCore:
         self._stop: SliceEnd | None = None
         self._stepping = False
         self._breakpoints: dict[int, int] = {}  # address -> hook handle
+        self.break_vectors: set[int] = set()  # exceptions that stop the run before delivery
+        self._pending_exception: tuple[GuestException, int | None] | None = None
         self._device_buffers: list[np.ndarray] = []
         self._resume_from: int | None = None  # a breakpoint to step over when resuming
         self._disasm = {
@@ -313,6 +315,7 @@ class UnicornCore:
         self._stop = None
         self._resume_from = None
         self._stepping = False
+        self._pending_exception = None
 
     def map_device_memory(self, address: int, buffer: np.ndarray) -> None:
         """Map a host buffer (e.g. a framebuffer) at a physical address above RAM."""
@@ -491,13 +494,22 @@ class UnicornCore:
         # True: continue at the handler; False: emu_start returns with RIP on the instruction.
         return self._stop is None
 
-    def _raise(self, exc: GuestException, next_rip: int | None = None) -> None:
+    def _raise(
+        self, exc: GuestException, next_rip: int | None = None, account: bool = True
+    ) -> None:
         """An exception was raised at exc.rip: deliver it through the IDT, or stop."""
         # Unicorn never clears its double-fault tracker: delivery and escalation are ours.
         self.internals.clear_old_exception()
         if self._stop is not None:
             return
-        self._account_partial_block(exc.rip)
+        if account:
+            self._account_partial_block(exc.rip)
+        if exc.vector in self.break_vectors and account:
+            # Stop before delivery, with the state as it was at the fault; the next run
+            # delivers it first (see run_slice).
+            self._pending_exception = (exc, next_rip)
+            self._request(SliceEnd(KIND_EXCEPTION, "stopped on an exception", exc, exc.rip))
+            return
         if not self.deliver_exceptions:
             self._request(SliceEnd(KIND_EXCEPTION, "", exc, exc.rip))
             return
@@ -597,6 +609,14 @@ class UnicornCore:
             X.UC_X86_REG_RIP
         ):
             self._resume_from = None
+        if self._pending_exception is not None:
+            # stopped on an exception before delivery: deliver it now, then go on
+            exc, next_rip = self._pending_exception
+            self._pending_exception = None
+            self._stop = None
+            self._raise(exc, next_rip, account=False)
+            if self._stop is not None:
+                return self._stop
         while True:
             ctx[K.CTX_STOP_FLAGS] = 0
             ctx[K.CTX_MISS_FLAG] = 0

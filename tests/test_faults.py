@@ -69,3 +69,17 @@ def test_deliberate_triple_fault(image, golden) -> None:
     assert r.cpu.mode == "long64"
     golden("faults-triple.serial", r.serial)
     golden("faults-triple.trace.json", json.dumps(_trace(r), indent=1).encode())
+
+
+def test_stop_on_an_exception_before_delivery_then_continue(image) -> None:
+    m = Machine.from_elf(image("faults"))
+    m.break_on_exceptions(14)
+    r = m.run(max_instructions=BUDGET)
+    assert r.stop_reason == "exception" and r.exception.vector == 14
+    assert r.exception.cr2 == 0x400010 and r.exception.error_code == 0x3
+    assert r.cpu.rip == r.exception.rip  # still on the faulting instruction
+    assert b"#PF handled" not in r.serial
+    rest = m.run(max_instructions=BUDGET)
+    assert rest.stop_reason == "debug-exit" and rest.exit_code == 0
+    plain = Machine.from_elf(image("faults")).run(max_instructions=BUDGET)
+    assert (rest.instructions, rest.serial) == (plain.instructions, plain.serial)
