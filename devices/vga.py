@@ -23,10 +23,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from .cp437_font import GLYPHS
+
+if TYPE_CHECKING:
+    import os
+
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +43,36 @@ COLS, ROWS = 80, 25
 CELL_W, CELL_H = 9, 16  # mode 3: 9-dot characters, 16 scan lines
 
 # CRTC registers (index)
+CRTC_OVERFLOW = 0x07
+CRTC_MAX_SCAN_LINE = 0x09  # bits 0-4: character height - 1
 CRTC_CURSOR_START = 0x0A  # bits 0-4 first scan line, bit 5 cursor disabled
 CRTC_CURSOR_END = 0x0B
 CRTC_START_HIGH = 0x0C
 CRTC_START_LOW = 0x0D
 CRTC_CURSOR_HIGH = 0x0E
 CRTC_CURSOR_LOW = 0x0F
+CRTC_VRETRACE_END = 0x11  # bit 7: registers 0-7 write-protected
 CRTC_OFFSET = 0x13  # words per row / 2
+CRTC_UNDERLINE = 0x14  # bits 0-4: underline scan line (0x1F in mode 3: none)
 CURSOR_DISABLE = 0x20
+CRTC_PROTECT = 0x80
+OVERFLOW_LINE_COMPARE_8 = 0x10  # the one bit of 0x07 the protection leaves writable
 
 MISC_IO_COLOR = 0x01  # misc output bit 0: CRTC at 0x3Dx (else 0x3Bx)
+ATTR_PAS = 0x20  # index bit 5, palette address source: clear = palette loading, screen blank
 ATTR_MODE = 0x10  # attribute controller mode control
+ATTR_MODE_GRAPHICS = 0x01  # bit 0: graphics (not text) mode
+ATTR_MODE_LGE = 0x04  # bit 2: line-graphics enable (9th column of 0xC0-0xDF)
 ATTR_MODE_BLINK = 0x08  # bit 3: attribute bit 7 blinks (else: bright background)
+ATTR_MODE_P54S = 0x80  # bit 7: palette bits 5-4 come from the colour select register
+ATTR_OVERSCAN = 0x11
+ATTR_COLOR_SELECT = 0x14
+
+SEQ_CLOCKING_MODE = 0x01
+SEQ_8DOT = 0x01  # clocking mode bit 0: 8-dot characters (else 9)
+SEQ_SCREEN_OFF = 0x20  # clocking mode bit 5: screen disabled
+GC_MISC = 0x06
+GC_GRAPHICS = 0x01  # misc bit 0: graphics mode addressing
 
 STATUS_DISPLAY_DISABLED = 0x01  # input status 1 bit 0: horizontal or vertical blanking
 STATUS_VRETRACE = 0x08  # bit 3: vertical retrace
@@ -73,6 +97,11 @@ EGA_RGB6 = [
 ]  # fmt: skip
 ANSI_FG = [30, 34, 32, 36, 31, 35, 33, 37, 90, 94, 92, 96, 91, 95, 93, 97]
 ANSI_BG = [40, 44, 42, 46, 41, 45, 43, 47, 100, 104, 102, 106, 101, 105, 103, 107]
+
+# The font as one bit per pixel: FONT_BITS[code, scan line, column] for columns 0-7.
+FONT_BITS = np.unpackbits(np.frombuffer(b"".join(GLYPHS), np.uint8).reshape(256, CELL_H, 1), axis=2)
+LINE_DRAWING = np.zeros(256, bool)
+LINE_DRAWING[0xC0:0xE0] = True  # the codes whose 9th column repeats the 8th
 
 
 def _default_dac() -> list[list[int]]:
@@ -119,7 +148,7 @@ class VgaText:
         self.misc_output = MODE3_MISC
         self.crtc_index = 0
         self.crtc = bytearray(MODE3_CRTC.ljust(0x19, b"\0"))
-        self.attr_index = 0
+        self.attr_index = ATTR_PAS  # the BIOS ends a mode set with PAS set: the screen shows
         self.attr_flipflop = False  # False: next 0x3C0 write is an index
         self.attr = bytearray(MODE3_ATTR.ljust(0x15, b"\0"))
         self.seq_index = 0
@@ -217,10 +246,7 @@ class VgaText:
             self.crtc_index = value & 0x3F
         elif port == crtc + 5:
             if self.crtc_index < len(self.crtc):
-                # registers 0-7 are write-protected while CRTC 0x11 bit 7 is set
-                if self.crtc_index < 8 and self.crtc[0x11] & 0x80 and self.crtc_index != 7:
-                    return
-                self.crtc[self.crtc_index] = value
+                self._crtc_write(self.crtc_index, value)
             else:
                 self._note(f"CRTC register 0x{self.crtc_index:02x}")
         elif port == 0x3C0:
@@ -253,6 +279,16 @@ class VgaText:
         else:
             self._note(f"write of port 0x{port:03x}")
 
+    def _crtc_write(self, index: int, value: int) -> None:
+        if self.crtc[CRTC_VRETRACE_END] & CRTC_PROTECT and index < 8:
+            # the protect bit locks the horizontal/vertical timing registers 0-7, except the
+            # line compare bit 8 in the overflow register
+            if index != CRTC_OVERFLOW:
+                return
+            keep = self.crtc[index] & ~OVERFLOW_LINE_COMPARE_8
+            value = keep | (value & OVERFLOW_LINE_COMPARE_8)
+        self.crtc[index] = value
+
     def _dac_advance(self, read: bool) -> None:
         self.dac_component += 1
         if self.dac_component == 3:
@@ -263,24 +299,43 @@ class VgaText:
                 self.dac_write_index = (self.dac_write_index + 1) & 0xFF
 
     # -------------------------------------------------------------- screen
-    def _row_words(self) -> int:
-        return (self.crtc[CRTC_OFFSET] or 40) * 2
+    def _row_cells(self) -> int:
+        # the offset register counts double words; in text mode a cell is one word
+        return self.crtc[CRTC_OFFSET] * 2
+
+    def _screen_bytes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(codes, attributes, cell addresses), each 25x80, from the CRTC start address."""
+        addresses = (
+            self.start_address
+            + np.arange(ROWS)[:, None] * self._row_cells()
+            + np.arange(COLS)[None, :]
+        ) & 0xFFFF
+        offsets = (addresses * 2) & 0x7FFF  # the 32 KiB window at 0xB8000 wraps
+        window = self.ram[TEXT_BASE : TEXT_BASE + 0x8000]
+        return window[offsets], window[offsets + 1], addresses
+
+    def _note_unmodelled_mode(self) -> None:
+        if self.attr[ATTR_MODE] & ATTR_MODE_GRAPHICS or self.gc[GC_MISC] & GC_GRAPHICS:
+            self._note("a graphics mode (the screen is still rendered as text)")
+        if self.crtc[CRTC_MAX_SCAN_LINE] & 0x1F != CELL_H - 1:
+            self._note("a character height other than 16 (rendered with 16 scan lines)")
+        if self.crtc[CRTC_CURSOR_END] & 0x60:
+            self._note("cursor skew (the cursor is drawn without it)")
+        if self.crtc[CRTC_UNDERLINE] & 0x1F < CELL_H:
+            self._note("the underline attribute (no underline is drawn)")
 
     def cells(self) -> list[list[Cell]]:
         """25 rows of 80 cells, from the CRTC start address."""
-        stride = self._row_words()
-        out = []
-        mem = self.ram[TEXT_BASE : TEXT_BASE + 0x8000]
-        for r in range(ROWS):
-            row = []
-            for c in range(COLS):
-                idx = ((self.start_address + r * stride + c) * 2) & 0x7FFF
-                ch, attr = int(mem[idx]), int(mem[idx + 1])
-                blink = self.blink_enabled and bool(attr & 0x80)
-                bg = (attr >> 4) & (0x7 if self.blink_enabled else 0xF)
-                row.append(Cell(cp437_char(ch), attr & 0xF, bg, blink))
-            out.append(row)
-        return out
+        codes, attrs, _ = self._screen_bytes()
+        blink = self.blink_enabled
+        bg_mask = 0x7 if blink else 0xF
+        return [
+            [
+                Cell(cp437_char(ch), at & 0xF, (at >> 4) & bg_mask, blink and at >= 0x80)
+                for ch, at in zip(code_row, attr_row, strict=True)
+            ]
+            for code_row, attr_row in zip(codes.tolist(), attrs.tolist(), strict=True)
+        ]
 
     def text(self) -> str:
         """The screen as plain text: 25 lines, trailing blanks trimmed."""
@@ -305,64 +360,61 @@ class VgaText:
             out.append("".join(parts) + "\x1b[0m")
         return "\n".join(out)
 
+    def _dac_rgb(self, index: int) -> tuple[int, int, int]:
+        r, g, b = self.dac[index & self.dac_mask]
+        return (r * 255) // 63, (g * 255) // 63, (b * 255) // 63
+
     def palette_rgb(self) -> list[tuple[int, int, int]]:
         """The 16 attribute colours through the attribute palette and the DAC, 8-bit RGB."""
+        select = self.attr[ATTR_COLOR_SELECT]
         rgb = []
         for i in range(16):
             entry = self.attr[i] & 0x3F
-            r, g, b = self.dac[entry & self.dac_mask]
-            rgb.append(((r * 255) // 63, (g * 255) // 63, (b * 255) // 63))
+            if self.attr[ATTR_MODE] & ATTR_MODE_P54S:  # bits 5-4 from colour select bits 1-0
+                entry = (entry & 0x0F) | ((select & 0x03) << 4)
+            rgb.append(self._dac_rgb(entry | ((select & 0x0C) << 4)))  # bits 7-6: select 3-2
         return rgb
 
-    def image(self, blink_phase: bool = True):
-        """The 720x400 picture (PIL.Image): 9x16 cells, the cursor, blink shown 'on'."""
+    @property
+    def dots_per_char(self) -> int:
+        return 8 if self.seq[SEQ_CLOCKING_MODE] & SEQ_8DOT else CELL_W
+
+    def image(self, blink_phase: bool = True) -> Image.Image:
+        """The picture (PIL.Image), 720x400 in 9-dot mode: the cells through the font, palette
+        and DAC, and the cursor. ``blink_phase`` False draws blinking characters in their off
+        phase (background only); the cursor is drawn in its on phase."""
         from PIL import Image
 
-        pal = self.palette_rgb()
-        pixels = np.zeros((ROWS * CELL_H, COLS * CELL_W, 3), np.uint8)
-        cursor = self.cursor_position - self.start_address
-        start_line = self.crtc[CRTC_CURSOR_START] & 0x1F
-        end_line = self.crtc[CRTC_CURSOR_END] & 0x1F
-        stride = self._row_words()
-        mem = self.ram[TEXT_BASE : TEXT_BASE + 0x8000]
-        for r in range(ROWS):
-            for c in range(COLS):
-                idx = ((self.start_address + r * stride + c) * 2) & 0x7FFF
-                code, attr = int(mem[idx]), int(mem[idx + 1])
-                fg = pal[attr & 0xF]
-                bg = pal[(attr >> 4) & (0x7 if self.blink_enabled else 0xF)]
-                hidden = self.blink_enabled and attr & 0x80 and not blink_phase
-                glyph = GLYPHS[code]
-                block = pixels[r * CELL_H : (r + 1) * CELL_H, c * CELL_W : (c + 1) * CELL_W]
-                block[:] = bg
-                for y in range(CELL_H):
-                    bits = glyph[y]
-                    if hidden:
-                        bits = 0
-                    # the 9th column repeats the 8th for the line-drawing range 0xC0-0xDF
-                    ninth = bits & 1 if 0xC0 <= code <= 0xDF else 0
-                    for x in range(8):
-                        if bits & (0x80 >> x):
-                            block[y, x] = fg
-                    if ninth:
-                        block[y, 8] = fg
-                if self.cursor_enabled and r * stride + c == cursor and start_line <= end_line:
-                    block[start_line : min(end_line, CELL_H - 1) + 1, :] = fg
-        return Image.fromarray(pixels, "RGB")
+        width = self.dots_per_char
+        if not self.attr_index & ATTR_PAS or self.seq[SEQ_CLOCKING_MODE] & SEQ_SCREEN_OFF:
+            # palette being loaded or the screen switched off: the monitor sees no pixels,
+            # only the border (overscan) colour, black when the screen is off
+            off = self.seq[SEQ_CLOCKING_MODE] & SEQ_SCREEN_OFF
+            colour = (0, 0, 0) if off else self._dac_rgb(self.attr[ATTR_OVERSCAN])
+            return Image.new("RGB", (COLS * width, ROWS * CELL_H), colour)
+        self._note_unmodelled_mode()
+        codes, attrs, addresses = self._screen_bytes()
+        pixels_on = FONT_BITS[codes].astype(bool)  # 25 x 80 x 16 x 8
+        if width == CELL_W:
+            if self.attr[ATTR_MODE] & ATTR_MODE_LGE:
+                ninth = pixels_on[..., 7:8] & LINE_DRAWING[codes][..., None, None]
+            else:
+                ninth = np.zeros_like(pixels_on[..., :1])
+            pixels_on = np.concatenate([pixels_on, ninth], axis=3)
+        if self.blink_enabled and not blink_phase:
+            pixels_on[attrs >= 0x80] = False
+        palette = np.array(self.palette_rgb(), np.uint8)
+        fg = palette[attrs & 0x0F]
+        bg = palette[(attrs >> 4) & (0x7 if self.blink_enabled else 0xF)]
+        cells = np.where(pixels_on[..., None], fg[:, :, None, None], bg[:, :, None, None])
+        start = self.crtc[CRTC_CURSOR_START] & 0x1F
+        end = min(self.crtc[CRTC_CURSOR_END] & 0x1F, CELL_H - 1)
+        if self.cursor_enabled and start <= end:  # start after end: no cursor, as on a VGA
+            for r, c in zip(*np.nonzero(addresses == self.cursor_position), strict=True):
+                cells[r, c, start : end + 1] = fg[r, c]
+        picture = cells.transpose(0, 2, 1, 3, 4).reshape(ROWS * CELL_H, COLS * width, 3)
+        return Image.fromarray(np.ascontiguousarray(picture), "RGB")
 
-    def png(self, path) -> None:
-        self.image().save(path, format="PNG")
-
-    # -------------------------------------------------------------- state
-    def get_state(self) -> dict:
-        return {
-            "misc_output": self.misc_output,
-            "crtc_index": self.crtc_index,
-            "crtc": bytes(self.crtc),
-            "attr_index": self.attr_index,
-            "attr_flipflop": self.attr_flipflop,
-            "attr": bytes(self.attr),
-            "seq": bytes(self.seq),
-            "gc": bytes(self.gc),
-            "dac": [tuple(x) for x in self.dac],
-        }
+    def png(self, path_or_file: str | os.PathLike[str] | IO[bytes]) -> None:
+        """Write image() as PNG to a path or a binary file object."""
+        self.image().save(path_or_file, format="PNG")

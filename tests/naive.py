@@ -1,211 +1,416 @@
 """A slow, obviously-written page walker: the oracle for emu/mmu_kernels.py.
 
-Written from the Intel SDM (Vol. 3, sections 4.3-4.7) independently of the kernels, with
-readability first: one function per paging mode, entries read byte by byte.
+Written from the Intel SDM (Vol. 3, sections 4.1-4.8) without looking at the kernels, for
+readability first: the paging modes are tables of levels, the reserved bits are sets of bit
+numbers copied from the SDM's entry-format tables, and the access rights are the prose rules of
+SDM 4.6.1, one ``if`` per sentence. Entries are read byte by byte from a ``bytearray``;
+physical memory beyond it reads as zero (QEMU's unassigned memory).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-MAXPHY = 40
+MAXPHYADDR = 40
+
+
+def bit(value: int, n: int) -> int:
+    return (value >> n) & 1
+
+
+def bit_range(hi: int, lo: int) -> set[int]:
+    """The bit numbers hi:lo, as the SDM writes ranges."""
+    return set(range(lo, hi + 1))
+
+
+def mask_of(bits: set[int]) -> int:
+    return sum(1 << b for b in bits)
+
+
+@dataclass(frozen=True)
+class Level:
+    name: str
+    shift: int  # lowest linear-address bit of this level's index
+    index_bits: int
+    entry_bytes: int
+
+
+MODES = {
+    "32bit": [Level("PDE", 22, 10, 4), Level("PTE", 12, 10, 4)],
+    "pae": [Level("PDPTE", 30, 2, 8), Level("PDE", 21, 9, 8), Level("PTE", 12, 9, 8)],
+    "4level": [
+        Level("PML4E", 39, 9, 8),
+        Level("PDPTE", 30, 9, 8),
+        Level("PDE", 21, 9, 8),
+        Level("PTE", 12, 9, 8),
+    ],
+    "5level": [
+        Level("PML5E", 48, 9, 8),
+        Level("PML4E", 39, 9, 8),
+        Level("PDPTE", 30, 9, 8),
+        Level("PDE", 21, 9, 8),
+        Level("PTE", 12, 9, 8),
+    ],
+}
+
+
+def mode_of(cr0: int, cr4: int, efer: int) -> str:
+    """SDM 4.1.1, Table 4-1."""
+    if not bit(cr0, 31):
+        return "off"
+    if bit(efer, 10):  # IA32_EFER.LMA
+        return "5level" if bit(cr4, 12) else "4level"
+    return "pae" if bit(cr4, 5) else "32bit"
+
+
+def maps_a_page(mode: str, level: Level, entry: int, cr4: int) -> bool:
+    """Does this (present) entry map a page rather than reference a table?"""
+    if level.name == "PTE":
+        return True
+    if mode == "32bit":
+        return level.name == "PDE" and bit(entry, 7) == 1 and bit(cr4, 4) == 1  # PS, CR4.PSE
+    return (
+        level.name in ("PDPTE", "PDE")
+        and bit(entry, 7) == 1
+        and not (mode == "pae" and level.name == "PDPTE")
+    )
+
+
+def reserved_bits(mode: str, level: Level, entry: int, cr4: int, nxe: bool) -> set[int]:
+    """Reserved bits of this entry's format (SDM Tables 4-4 to 4-20, MAXPHYADDR = 40)."""
+    m = MAXPHYADDR
+    if mode == "32bit":
+        if level.name == "PDE" and maps_a_page(mode, level, entry, cr4):
+            return bit_range(21, m - 19)  # Table 4-4: bits 21:(M-19) of a 4M PDE
+        return set()
+    if mode == "pae" and level.name == "PDPTE":
+        return bit_range(2, 1) | bit_range(8, 5) | bit_range(63, m)  # Table 4-8
+    reserved = bit_range(62, m) if mode == "pae" else bit_range(51, m)
+    if not nxe:
+        reserved.add(63)  # XD is reserved when IA32_EFER.NXE = 0
+    if level.name in ("PML5E", "PML4E"):
+        reserved.add(7)  # PS must be 0
+    if level.name == "PDPTE" and maps_a_page(mode, level, entry, cr4):
+        reserved |= bit_range(29, 13)  # Table 4-16: a 1G page's base is 1G-aligned
+    if level.name == "PDE" and maps_a_page(mode, level, entry, cr4):
+        reserved |= bit_range(20, 13)  # Tables 4-9, 4-18: 2M-aligned
+    return reserved
+
+
+def page_base(mode: str, level: Level, entry: int) -> int:
+    size = 1 << level.shift
+    if mode == "32bit" and level.name == "PDE":
+        # 4M page: bits 31:22 give address bits 31:22, bits 20:13 give bits 39:32 (PSE-36)
+        return (entry & 0xFFC00000) | (((entry >> 13) & 0xFF) << 32)
+    if mode == "32bit":
+        return entry & 0xFFFFF000
+    return entry & ((1 << MAXPHYADDR) - 1) & ~(size - 1)
+
+
+def access_allowed(
+    access: str,
+    user_mode: bool,
+    implicit: bool,
+    page_user: bool,
+    page_writable: bool,
+    page_no_exec: bool,
+    cr0: int,
+    cr4: int,
+    ac: bool,
+) -> bool:
+    """SDM 4.6.1, sentence by sentence."""
+    smep, smap, wp = bit(cr4, 20), bit(cr4, 21), bit(cr0, 16)
+    if user_mode:
+        if not page_user:
+            return False  # user-mode accesses may not touch supervisor-mode addresses
+        if access == "w":
+            return page_writable  # R/W=1 needed in every entry
+        if access == "x":
+            return not page_no_exec
+        return True
+    # supervisor-mode access (CPL < 3, or implicit)
+    if access == "x":
+        # XD forbids any fetch; SMEP forbids supervisor fetches from user-mode addresses
+        return not page_no_exec and not (page_user and smep)
+    if page_user and smap and (implicit or not ac):
+        return False  # SMAP: data access to a user page needs an explicit access with AC=1
+    # CR0.WP=1: supervisor writes honour R/W (with WP=0 they ignore it)
+    return not (access == "w" and not page_writable and wp)
 
 
 @dataclass
-class Result:
-    ok: bool
-    paddr: int = 0
+class Outcome:
+    kind: str  # "ok", "outside-ram", "not-present", "protection", "reserved", "non-canonical"
+    paddr: int | None = None
     error_code: int = 0
-    kind: str = ""  # "", "not-present", "protection", "reserved", "non-canonical", "outside-ram"
+    level: int = 0  # the entry that decided (0 = top)
     page_size: int = 0
-    writes: list[tuple[int, int]] = field(default_factory=list)  # (entry phys, new low dword)
+    rights: frozenset[str] = frozenset()  # of {"r", "w", "x"} in this context, plus "u"
+    reserved: frozenset[int] = frozenset()
+    entries: list[tuple[int, int, int]] = field(default_factory=list)  # (address, bytes, value)
+    writes: list[tuple[int, int]] = field(default_factory=list)  # (entry address, new value)
 
-
-def bit(v: int, n: int) -> int:
-    return (v >> n) & 1
+    @property
+    def translated(self) -> bool:
+        return self.kind in ("ok", "outside-ram")
 
 
 class NaiveMmu:
     def __init__(self, ram: bytearray) -> None:
         self.ram = ram
 
-    def read(self, phys: int, size: int) -> int | None:
+    def read(self, phys: int, size: int) -> int:
         if phys + size > len(self.ram):
-            return None
+            return 0  # nothing there: reads as zero
         return int.from_bytes(self.ram[phys : phys + size], "little")
 
+    def write(self, phys: int, size: int, value: int) -> None:
+        self.ram[phys : phys + size] = value.to_bytes(size, "little")
+
     def translate(
-        self, *, cr0, cr3, cr4, efer, vaddr, access, cpl, ac=False, set_ad=True
-    ) -> Result:
-        """access: 'r', 'w' or 'x'. cpl 3 means a user access."""
-        if not bit(cr0, 31):
-            pa = vaddr & 0xFFFFFFFF
-            return Result(
-                pa < len(self.ram), pa, 0, "" if pa < len(self.ram) else "outside-ram", 4096
-            )
-        user = cpl == 3
-        nxe = bit(efer, 11)
-        pae = bit(cr4, 5)
-        lma = bit(efer, 10)
-        code = (2 if access == "w" else 0) | (4 if user else 0)
-        if access == "x" and (bit(cr4, 20) or (pae and nxe)):
-            code |= 16
-        if lma:
-            sign = vaddr >> 47
-            if sign not in (0, 0x1FFFF):
-                return Result(False, kind="non-canonical")
-            shifts = [39, 30, 21, 12]
-            table = cr3 & ((1 << MAXPHY) - 1) & ~0xFFF
-            width = 8
-        elif pae:
-            vaddr &= 0xFFFFFFFF
-            shifts = [30, 21, 12]
-            table = cr3 & 0xFFFFFFE0
-            width = 8
+        self,
+        *,
+        cr0: int,
+        cr3: int,
+        cr4: int,
+        efer: int,
+        vaddr: int,
+        access: str,
+        cpl: int,
+        ac: bool = False,
+        implicit: bool = False,
+        set_ad: bool = True,
+    ) -> Outcome:
+        """access: 'r', 'w' or 'x'. ``implicit``: an implicit supervisor access."""
+        mode = mode_of(cr0, cr4, efer)
+        if mode == "off":
+            pa = vaddr if bit(efer, 10) else vaddr & 0xFFFFFFFF
+            kind = "ok" if pa < len(self.ram) else "outside-ram"
+            return Outcome(kind, pa, 0, 0, 4096, frozenset("rwxu"))
+        user_mode = cpl == 3 and not implicit
+        nxe = bool(bit(efer, 11))
+        error = (2 if access == "w" else 0) | (4 if user_mode else 0)
+        if access == "x" and (bit(cr4, 20) or (bit(cr4, 5) and nxe)):
+            error |= 16
+        levels = MODES[mode]
+        if mode in ("4level", "5level"):
+            width = 57 if mode == "5level" else 48
+            top = vaddr >> (width - 1)
+            if top not in (0, (1 << (65 - width)) - 1):
+                return Outcome("non-canonical")
+            table = cr3 & ((1 << MAXPHYADDR) - 1) & ~0xFFF
         else:
             vaddr &= 0xFFFFFFFF
-            shifts = [22, 12]
-            table = cr3 & 0xFFFFF000
-            width = 4
-        used: list[tuple[int, int]] = []  # (phys, entry)
-        writable = usable_by_user = True
-        no_exec = False
-        page_size = 4096
-        base = 0
-        for depth, shift in enumerate(shifts):
-            if width == 4:
-                index = (vaddr >> shift) & 0x3FF
-            elif not lma and depth == 0:
-                index = (vaddr >> 30) & 3
-            else:
-                index = (vaddr >> shift) & 0x1FF
-            phys = table + index * width
-            entry = self.read(phys, width)
-            if entry is None:
-                return Result(False, kind="outside-ram")
+            table = cr3 & (0xFFFFFFE0 if mode == "pae" else 0xFFFFF000)
+
+        page_user = page_writable = True
+        page_no_exec = False
+        entries: list[tuple[int, int, int]] = []
+        for depth, level in enumerate(levels):
+            index = (vaddr >> level.shift) & ((1 << level.index_bits) - 1)
+            address = table + index * level.entry_bytes
+            entry = self.read(address, level.entry_bytes)
+            entries.append((address, level.entry_bytes, entry))
             if not bit(entry, 0):
-                return Result(False, error_code=code, kind="not-present")
-            is_pdpte_pae = not lma and width == 8 and depth == 0
-            is_leaf_level = depth == len(shifts) - 1
-            big = False
-            reserved = False
-            if width == 8:
-                if entry >> MAXPHY & ((1 << (52 - MAXPHY)) - 1):
-                    reserved = True
-                if bit(entry, 63) and (not nxe or is_pdpte_pae):
-                    reserved = True
-                if is_pdpte_pae and entry & 0x1E6:
-                    reserved = True
-                if not is_pdpte_pae and not is_leaf_level and bit(entry, 7):
-                    if lma and depth == 0:
-                        reserved = True
-                    else:
-                        big = True
-                        low_reserved = (
-                            ((1 << 30) - 1) & ~0x1FFF if shift == 30 else ((1 << 21) - 1) & ~0x1FFF
-                        )
-                        if entry & low_reserved:
-                            reserved = True
-            else:
-                if depth == 0 and bit(entry, 7) and bit(cr4, 4):
-                    big = True
-                    if bit(entry, 21):
-                        reserved = True
-            if reserved:
-                return Result(False, error_code=code | 1 | 8, kind="reserved")
-            if not is_pdpte_pae:
-                writable = writable and bool(bit(entry, 1))
-                usable_by_user = usable_by_user and bool(bit(entry, 2))
-            if width == 8 and nxe and bit(entry, 63):
-                no_exec = True
-            used.append((phys, entry))
-            if not (big or is_leaf_level) and set_ad and not is_pdpte_pae and not bit(entry, 5):
-                # the walker marks each non-leaf entry accessed as it passes through it
-                self.ram[phys : phys + 4] = ((entry | 0x20) & 0xFFFFFFFF).to_bytes(4, "little")
-            if big or is_leaf_level:
-                if big:
-                    page_size = 1 << shift
-                    if width == 8:
-                        base = entry & ((1 << MAXPHY) - 1) & ~(page_size - 1)
-                    else:
-                        base = (entry & 0xFFC00000) | (((entry >> 13) & 0xFF) << 32)
-                else:
-                    base = entry & (((1 << MAXPHY) - 1) if width == 8 else 0xFFFFFFFF) & ~0xFFF
+                return Outcome("not-present", None, error, depth, entries=entries)
+            found = {b for b in reserved_bits(mode, level, entry, cr4, nxe) if bit(entry, b)}
+            if found:
+                return Outcome(
+                    "reserved",
+                    None,
+                    error | 1 | 8,
+                    depth,
+                    reserved=frozenset(found),
+                    entries=entries,
+                )
+            if not (mode == "pae" and level.name == "PDPTE"):
+                page_writable = page_writable and bool(bit(entry, 1))
+                page_user = page_user and bool(bit(entry, 2))
+                if nxe and level.entry_bytes == 8 and bit(entry, 63):
+                    page_no_exec = True
+            if maps_a_page(mode, level, entry, cr4):
+                size = 1 << level.shift
+                paddr = page_base(mode, level, entry) + (vaddr & (size - 1))
                 break
-            table = entry & (((1 << MAXPHY) - 1) if width == 8 else 0xFFFFFFFF) & ~0xFFF
-        # permission checks (SDM 4.6)
-        allowed = True
-        if user:
-            if not usable_by_user or access == "w" and not writable or access == "x" and no_exec:
-                allowed = False
-        else:
-            if access == "x":
-                if no_exec or (usable_by_user and bit(cr4, 20)):
-                    allowed = False
-            else:
-                if usable_by_user and bit(cr4, 21) and not ac:
-                    allowed = False
-                if access == "w" and not writable and bit(cr0, 16):
-                    allowed = False
-        writes: list[tuple[int, int]] = []
-        if not allowed:
-            return Result(False, error_code=code | 1, kind="protection", writes=writes)
-        paddr = base + (vaddr & (page_size - 1))
+            table = entry & (
+                ((1 << MAXPHYADDR) - 1) & ~0xFFF if level.entry_bytes == 8 else 0xFFFFF000
+            )
+        rights = {
+            a
+            for a in "rwx"
+            if access_allowed(
+                a, user_mode, implicit, page_user, page_writable, page_no_exec, cr0, cr4, ac
+            )
+        }
+        if page_user:
+            rights.add("u")
+        if access not in rights:
+            return Outcome(
+                "protection", paddr, error | 1, depth, size, frozenset(rights), entries=entries
+            )
+        writes = []
         if set_ad:
-            phys, entry = used[-1]
-            want = 0x20 | (0x40 if access == "w" else 0)
-            if entry & want != want:
-                low = (entry | want) & 0xFFFFFFFF
-                self.ram[phys : phys + 4] = low.to_bytes(4, "little")
-                writes.append((phys, low))
-        if paddr >= len(self.ram):
-            return Result(False, paddr, kind="outside-ram", page_size=page_size, writes=writes)
-        return Result(True, paddr, 0, "", page_size, writes)
+            for n, (address, width, entry) in enumerate(entries):
+                if mode == "pae" and n == 0:
+                    continue  # PAE PDPTEs have no accessed flag
+                new = entry | 0x20
+                if n == len(entries) - 1 and access == "w":
+                    new |= 0x40
+                if new != entry:
+                    self.write(address, width, new)
+                    writes.append((address, new))
+        kind = "ok" if paddr < len(self.ram) else "outside-ram"
+        return Outcome(
+            kind, paddr, 0, depth, size, frozenset(rights), entries=entries, writes=writes
+        )
+
+    def fill(
+        self,
+        *,
+        cr0: int,
+        cr3: int,
+        cr4: int,
+        efer: int,
+        page: int,
+        mem_type: int,
+        cpl: int,
+        ac: bool,
+    ) -> tuple[bool, int, int]:
+        """What the TLB-fill hook must answer: (granted, physical page, uc_prot bits).
+
+        The rules of architecture.md decision 3: read with any fill; write only for a write
+        or an already dirty page; execute only for a fetch."""
+        access = {16: "r", 17: "w", 18: "x"}[mem_type]
+        if mode_of(cr0, cr4, efer) == "off":
+            pa = page if bit(efer, 10) else page & 0xFFFFFFFF
+            return True, pa & ~0xFFF, 1 | 2 | (4 if access == "x" else 0)
+        result = self.translate(
+            cr0=cr0, cr3=cr3, cr4=cr4, efer=efer, vaddr=page, access=access, cpl=cpl, ac=ac
+        )
+        if not result.translated:
+            return False, 0, 0
+        leaf_was_dirty = bit(result.entries[-1][2], 6)
+        prot = 1 if "r" in result.rights else 0
+        if "w" in result.rights and (access == "w" or leaf_was_dirty):
+            prot |= 2
+        if access == "x" and "x" in result.rights:
+            prot |= 4
+        return True, result.paddr & ~0xFFF, prot
 
 
-def naive_mappings(ram: bytearray, cr3: int) -> list[tuple[int, int, int]]:
-    """Every present 4-level leaf as (virtual, physical, size), merged when contiguous with equal
-    rights: the twin of enumerate_tree for 4-level paging (used by bench/mmu.py)."""
+@dataclass(frozen=True)
+class Leaf:
+    virt: int
+    phys: int
+    size: int
+    writable: bool
+    user: bool
+    executable: bool
+    global_: bool
+    accessed: bool
+    dirty: bool
 
-    def q(addr: int) -> int:
-        return int.from_bytes(ram[addr : addr + 8], "little")
 
-    rows: list[list[int]] = []
-    mask = ((1 << 40) - 1) & ~0xFFF
+def naive_leaves(ram: bytearray, cr0: int, cr3: int, cr4: int, efer: int) -> list[Leaf]:
+    """Every page a walk would accept, by descending the tree (no merging)."""
+    mode = mode_of(cr0, cr4, efer)
+    if mode == "off":
+        return []
+    mmu = NaiveMmu(ram)
+    levels = MODES[mode]
+    nxe = bool(bit(efer, 11))
+    leaves: list[Leaf] = []
+    reserved_masks: dict[tuple[int, bool], int] = {}  # the format depends on PS alone
 
-    def emit(va: int, pa: int, size: int, rights: int) -> None:
+    def reserved_mask(depth: int, entry: int) -> int:
+        key = (depth, maps_a_page(mode, levels[depth], entry, cr4))
+        if key not in reserved_masks:
+            reserved_masks[key] = mask_of(reserved_bits(mode, levels[depth], entry, cr4, nxe))
+        return reserved_masks[key]
+
+    def descend(table: int, depth: int, virt: int, w: bool, u: bool, x: bool) -> None:
+        level = levels[depth]
+        for index in range(1 << level.index_bits):
+            entry = mmu.read(table + index * level.entry_bytes, level.entry_bytes)
+            if not bit(entry, 0):
+                continue
+            if entry & reserved_mask(depth, entry):
+                continue
+            va = virt | (index << level.shift)
+            if depth == 0 and mode in ("4level", "5level"):
+                width = 57 if mode == "5level" else 48
+                if bit(va, width - 1):
+                    va |= ((1 << 64) - 1) & ~((1 << width) - 1)  # sign-extend
+            w2, u2, x2 = w, u, x
+            if not (mode == "pae" and level.name == "PDPTE"):
+                w2 = w and bool(bit(entry, 1))
+                u2 = u and bool(bit(entry, 2))
+                x2 = x and not (nxe and level.entry_bytes == 8 and bit(entry, 63))
+            if maps_a_page(mode, level, entry, cr4):
+                leaves.append(
+                    Leaf(
+                        va,
+                        page_base(mode, level, entry),
+                        1 << level.shift,
+                        w2,
+                        u2,
+                        x2,
+                        bool(bit(entry, 8)),
+                        bool(bit(entry, 5)),
+                        bool(bit(entry, 6)),
+                    )
+                )
+            else:
+                mask = ((1 << MAXPHYADDR) - 1) & ~0xFFF if level.entry_bytes == 8 else 0xFFFFF000
+                descend(entry & mask, depth + 1, va, w2, u2, x2)
+
+    if mode in ("4level", "5level"):
+        top = cr3 & ((1 << MAXPHYADDR) - 1) & ~0xFFF
+    else:
+        top = cr3 & (0xFFFFFFE0 if mode == "pae" else 0xFFFFF000)
+    descend(top, 0, 0, True, True, True)
+    return sorted(leaves, key=lambda leaf: leaf.virt)
+
+
+@dataclass
+class Run:
+    virt: int
+    phys: int
+    size: int
+    page_size: int
+    writable: bool
+    user: bool
+    executable: bool
+    global_: bool
+    accessed_pages: int
+    dirty_pages: int
+
+
+def naive_mappings(
+    ram: bytearray, cr0: int, cr3: int, cr4: int, efer: int, split_ad: bool = False
+) -> list[Run]:
+    """The leaves merged into runs: contiguous in both address spaces, same page size, rights
+    and global bit (and with ``split_ad``, same A and D); A/D counted per page."""
+    runs: list[Run] = []
+    for leaf in naive_leaves(ram, cr0, cr3, cr4, efer):
+        same = (leaf.size, leaf.writable, leaf.user, leaf.executable, leaf.global_)
+        last = runs[-1] if runs else None
         if (
-            rows
-            and rows[-1][0] + rows[-1][2] == va
-            and rows[-1][1] + rows[-1][2] == pa
-            and rows[-1][3] == rights
+            last is not None
+            and last.virt + last.size == leaf.virt
+            and last.phys + last.size == leaf.phys
+            and (last.page_size, last.writable, last.user, last.executable, last.global_) == same
+            and not (
+                split_ad
+                and (bool(last.accessed_pages), bool(last.dirty_pages))
+                != (leaf.accessed, leaf.dirty)
+            )
         ):
-            rows[-1][2] += size
+            last.size += leaf.size
+            last.accessed_pages += leaf.accessed
+            last.dirty_pages += leaf.dirty
         else:
-            rows.append([va, pa, size, rights])
-
-    for i4 in range(512):
-        e4 = q((cr3 & mask) + 8 * i4)
-        if not e4 & 1:
-            continue
-        for i3 in range(512):
-            e3 = q((e4 & mask) + 8 * i3)
-            if not e3 & 1:
-                continue
-            va3 = (i4 << 39) | (i3 << 30)
-            if e3 & 0x80:
-                emit(va3, e3 & mask & ~((1 << 30) - 1), 1 << 30, e4 & e3 & 6)
-                continue
-            for i2 in range(512):
-                e2 = q((e3 & mask) + 8 * i2)
-                if not e2 & 1:
-                    continue
-                va2 = va3 | (i2 << 21)
-                if e2 & 0x80:
-                    emit(va2, e2 & mask & ~((1 << 21) - 1), 1 << 21, e4 & e3 & e2 & 6)
-                    continue
-                for i1 in range(512):
-                    e1 = q((e2 & mask) + 8 * i1)
-                    if e1 & 1:
-                        emit(va2 | (i1 << 12), e1 & mask, 4096, e4 & e3 & e2 & e1 & 6)
-    return [(va, pa, size) for va, pa, size, _ in rows]
+            runs.append(
+                Run(leaf.virt, leaf.phys, leaf.size, *same, int(leaf.accessed), int(leaf.dirty))
+            )
+    return runs

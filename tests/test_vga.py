@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import logging
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -146,8 +149,131 @@ def test_line_drawing_glyphs_fill_the_ninth_column(s: Screen) -> None:
     assert tuple(px[row, 8]) == (255, 255, 255)
 
 
-def test_unmodelled_register_reads_as_open_bus(s: Screen, caplog) -> None:
+def test_unmodelled_register_reads_as_open_bus_and_logs_once(
+    s: Screen, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="devices.vga")
     assert s.inb(0x3C3) == 0xFF
+    assert s.inb(0x3C3) == 0xFF
+    notes = [r.getMessage() for r in caplog.records if "0x3c3" in r.getMessage()]
+    assert notes == ["VGA: read of port 0x3c3 is not modelled"]
+
+
+def test_reset_values_are_those_of_a_bios_mode_3_set(s: Screen) -> None:
+    assert s.inb(0x3CC) == 0x67
+    s.out(0x3D4, 0x0A)
+    assert s.inb(0x3D5) == 0x0D
+    s.out(0x3D4, 0x0B)
+    assert s.inb(0x3D5) == 0x0E
+    s.inb(0x3DA)
+    assert s.inb(0x3C0) == 0x20  # the palette address source is left set: the screen shows
+    s.out(0x3C0, 0x30)
+    assert s.inb(0x3C1) == 0x0C  # mode control: blink, line graphics
+    assert s.vga.palette_rgb()[6] == (170, 85, 0)  # EGA brown via palette 0x14 and the DAC
+    assert s.vga.palette_rgb()[8] == (85, 85, 85)
+
+
+def test_offset_register_sets_the_row_length(s: Screen) -> None:
+    s.put(0, 0, b"row0", 0x07)
+    s.put(2, 0, b"row1", 0x07)  # 160 cells in: the start of row 1 with a 160-cell line
+    s.crtc(0x13, 80)  # 80 double words = 160 cells per row
+    assert s.vga.text().splitlines()[:2] == ["row0", "row1"]
+    s.crtc(0x13, 0)  # every row starts at the same address
+    assert s.vga.text().splitlines()[:3] == ["row0", "row0", "row0"]
+
+
+def test_crtc_protect_bit_locks_timing_registers(s: Screen) -> None:
+    s.crtc(0x11, 0x8E)  # the BIOS value: protect on
+    s.crtc(0x01, 0x20)
+    s.crtc(0x07, 0x00)  # only bit 4 (line compare bit 8) may change
+    s.out(0x3D4, 0x01)
+    assert s.inb(0x3D5) == 0x4F
+    s.out(0x3D4, 0x07)
+    assert s.inb(0x3D5) == 0x1F & ~0x10
+    s.crtc(0x11, 0x0E)
+    s.crtc(0x01, 0x20)
+    s.out(0x3D4, 0x01)
+    assert s.inb(0x3D5) == 0x20
+
+
+def test_blinking_characters_in_both_phases(s: Screen) -> None:
+    s.crtc(0x0A, 0x20)
+    s.put(0, 0, b"#", 0x9F)  # blink, white on blue
+    s.put(0, 1, b"#", 0x1F)  # the same without blink
+    assert "\x1b[97;44;5m#" in s.vga.ansi()
+    on = np.asarray(s.vga.image(blink_phase=True))
+    off = np.asarray(s.vga.image(blink_phase=False))
+    assert (on[:16, :9] == 255).all(axis=2).any()  # the glyph is visible in the on phase
+    assert (off[:16, :9] == [0, 0, 170]).all()  # background only in the off phase
+    assert (off[:16, 9:18] == on[:16, 9:18]).all()  # the non-blinking cell does not change
+    s.inb(0x3DA)
+    s.out(0x3C0, 0x30)
+    s.out(0x3C0, 0x04)  # bright backgrounds: nothing blinks, background 9 is light blue
+    off = np.asarray(s.vga.image(blink_phase=False))
+    assert tuple(off[0, 0]) == (85, 85, 255)
+    assert (off[:16, :9] == 255).all(axis=2).any()
+
+
+def test_palette_address_source_clear_blanks_the_picture(s: Screen) -> None:
+    s.put(0, 0, b"X", 0x0F)
+    s.inb(0x3DA)
+    s.out(0x3C0, 0x11)  # overscan register, PAS clear: the display is off while loading
+    s.out(0x3C0, 0x01)  # border blue
+    assert (np.asarray(s.vga.image()) == [0, 0, 170]).all()
+    s.out(0x3C0, 0x20)  # PAS set again
+    assert (np.asarray(s.vga.image())[:16, :9] == 255).all(axis=2).any()
+    s.out(0x3C4, 0x01)
+    s.out(0x3C5, 0x20)  # sequencer screen off
+    assert not np.asarray(s.vga.image()).any()
+
+
+def test_colour_select_supplies_high_dac_index_bits(s: Screen) -> None:
+    s.put(0, 0, b" ", 0x10)  # background 1
+    s.out(0x3C8, 0x41)  # DAC entry 0x41 = colour select 01 (bits 7-6) + palette entry 0x01
+    for v in (63, 0, 63):
+        s.out(0x3C9, v)
+    s.inb(0x3DA)
+    s.out(0x3C0, 0x34)
+    s.out(0x3C0, 0x04)  # colour select bits 3-2 = 01
+    assert tuple(np.asarray(s.vga.image())[0, 0]) == (255, 0, 255)
+    s.out(0x3C8, 0x21)  # P54S: bits 5-4 from colour select bits 1-0 (here 10)
+    for v in (0, 63, 0):
+        s.out(0x3C9, v)
+    s.out(0x3C0, 0x34)
+    s.out(0x3C0, 0x02)
+    s.out(0x3C0, 0x30)
+    s.out(0x3C0, 0x8C)
+    assert tuple(np.asarray(s.vga.image())[0, 0]) == (0, 255, 0)
+
+
+def test_eight_dot_mode_and_line_graphics_enable(s: Screen) -> None:
+    s.put(0, 0, bytes([0xC4]), 0x0F)
+    row = next(y for y in range(16) if GLYPHS[0xC4][y] & 1)
+    s.inb(0x3DA)
+    s.out(0x3C0, 0x30)
+    s.out(0x3C0, 0x08)  # line graphics off: the 9th column stays background
+    assert tuple(np.asarray(s.vga.image())[row, 8]) == (0, 0, 0)
+    s.out(0x3C4, 0x01)
+    s.out(0x3C5, 0x01)  # 8-dot characters: 640x400
+    img = s.vga.image()
+    assert img.size == (640, 400)
+    assert tuple(np.asarray(img)[row, 8]) == (0, 0, 0)  # the next cell (blank) starts at x=8
+
+
+def test_dac_state_register_follows_the_last_index_write(s: Screen) -> None:
+    s.out(0x3C7, 0x05)
+    assert s.inb(0x3C7) == 0x03
+    s.out(0x3C8, 0x05)
+    assert s.inb(0x3C7) == 0x00 and s.inb(0x3C8) == 0x05
+
+
+def test_png_to_a_file_object(s: Screen) -> None:
+    s.put(0, 0, b"hi", 0x07)
+    out = io.BytesIO()
+    s.vga.png(out)
+    out.seek(0)
+    with Image.open(out) as img:
+        assert img.size == (720, 400) and img.format == "PNG"
 
 
 @pytest.mark.images

@@ -1,4 +1,5 @@
-/* hello-mb1: a Multiboot (version 1) kernel that stays in 32-bit protected mode. */
+/* hello-mb1: a Multiboot (version 1) kernel that stays in 32-bit protected mode.
+ * The loader enters here with EAX = 0x2BADB002, EBX = the boot information, paging off. */
 #define MB1_MAGIC 0x1BADB002
 #define MB1_FLAGS 0x00000003                 /* page-align modules, memory information */
 
@@ -12,6 +13,7 @@
     .globl _start
 _start:
     cli
+    cld
     movl $boot_stack_top, %esp
     pushl %ebx                               /* kmain(magic, info) */
     pushl %eax

@@ -1,0 +1,179 @@
+"""Multiboot (specification 0.6.96): the header a kernel carries, and the boot information
+structure the loader hands it, laid out as GRUB 2.06 does on a BIOS PC.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from emu.errors import LoaderError
+
+from .elf import SectionTable
+from .memmap import MemoryRegion, align_up, basic_meminfo
+from .multiboot2 import EGA_TEXT, FB_TYPE_EGA_TEXT
+
+if TYPE_CHECKING:
+    from .boot import LoadedModule
+
+log = logging.getLogger(__name__)
+
+HEADER_MAGIC = 0x1BADB002
+BOOT_MAGIC = 0x2BADB002  # EAX at the kernel's entry
+SEARCH_LIMIT = 8 * 1024  # the header lies in the first 8 KiB of the file (3.1.1) ...
+HEADER_ALIGN = 4  # ... 32-bit aligned
+
+# Header flags (3.1.2)
+PAGE_ALIGN = 1 << 0  # modules on 4 KiB boundaries
+MEMORY_INFO = 1 << 1  # mem_* (and the memory map) must be provided
+VIDEO_MODE = 1 << 2  # the video mode table fields are valid
+AOUT_KLUDGE = 1 << 16  # the address fields are valid: load the file per them
+UNSUPPORTED_FLAGS = 0x0000FFF8  # bits 3-15 are requirements; GRUB refuses any it does not know
+
+# The info structure (3.3): GRUB's struct multiboot_info is 120 bytes (the spec's 116 plus
+# the padding of its colour-info union); the strings and tables follow it.
+INFO_SIZE = 120
+INFO_MEMORY = 1 << 0
+INFO_BOOTDEV = 1 << 1
+INFO_CMDLINE = 1 << 2
+INFO_MODS = 1 << 3
+INFO_ELF_SHDR = 1 << 5
+INFO_MEM_MAP = 1 << 6
+INFO_BOOT_LOADER_NAME = 1 << 9
+INFO_FRAMEBUFFER = 1 << 12
+INFO_AREA = (0x10000, 0xA0000)  # GRUB places the structure in low memory, from 0x10000 up
+
+_warned: set[str] = set()
+
+
+def _log_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        log.warning("%s", message)
+
+
+@dataclass(frozen=True)
+class AoutKludge:
+    """Header fields 12-31, valid with flag 16: where the file goes, and the entry point."""
+
+    header_addr: int
+    load_addr: int
+    load_end_addr: int  # 0: to the end of the file
+    bss_end_addr: int  # 0: no bss
+    entry_addr: int
+
+
+@dataclass(frozen=True)
+class Header:
+    offset: int  # in the file
+    flags: int
+    aout: AoutKludge | None
+
+
+@dataclass(frozen=True)
+class HeaderSearch:
+    header: Header | None
+    problem: str | None  # a header with a bad checksum, if that is all there is
+
+
+def find_header(data: bytes, name: str) -> HeaderSearch:
+    """The first valid Multiboot header in the first 8 KiB of the file, 4-byte aligned."""
+    problem = None
+    window = min(len(data), SEARCH_LIMIT)
+    for offset in range(0, window - 11, HEADER_ALIGN):
+        magic, flags, checksum = struct.unpack_from("<III", data, offset)
+        if magic != HEADER_MAGIC:
+            continue
+        if (magic + flags + checksum) & 0xFFFFFFFF:
+            problem = problem or (
+                f"the Multiboot header at file offset 0x{offset:x} has a bad checksum "
+                f"(magic + flags + checksum = 0x{(magic + flags + checksum) & 0xFFFFFFFF:x}, "
+                "must be 0)"
+            )
+            continue
+        aout = None
+        if flags & AOUT_KLUDGE:
+            if offset + 32 > len(data):
+                raise LoaderError(
+                    f"{name}: the Multiboot header at file offset 0x{offset:x} sets flag 16 "
+                    "but its address fields run past the end of the file"
+                )
+            aout = AoutKludge(*struct.unpack_from("<IIIII", data, offset + 12))
+        return HeaderSearch(Header(offset, flags, aout), None)
+    return HeaderSearch(None, problem)
+
+
+def check_flags(header: Header, name: str, notes: list[str]) -> None:
+    """GRUB 2.06 refuses a kernel that requires a feature (flag bits 3-15) it does not know."""
+    unknown = header.flags & UNSUPPORTED_FLAGS
+    if unknown:
+        bits = ", ".join(str(b) for b in range(3, 16) if unknown >> b & 1)
+        raise LoaderError(
+            f"{name}: the Multiboot header requires unsupported features "
+            f"(flags 0x{unknown:x}: bit {bits}); GRUB 2.06 refuses it too"
+        )
+    if header.flags & VIDEO_MODE:
+        notes.append("video mode requested (flag 2): EGA text mode 80x25 provided")
+        _log_once("not modelled: Multiboot video mode requests get EGA text mode")
+
+
+def build_info(
+    addr: int,
+    *,
+    cmdline: str,
+    loader_name: str,
+    modules: Sequence[LoadedModule],
+    regions: Sequence[MemoryRegion],
+    ram_size: int,
+    sections: SectionTable | None,
+) -> bytes:
+    """The info structure for physical address ``addr``, followed by what it points to, in
+    GRUB 2.06's order (multiboot_mbi.c, measured): command line, loader name, module list,
+    module strings, memory map, section headers; each 4-byte aligned.
+
+    Flags set: 0 memory, 2 command line, 3 modules (when there are any), 5 ELF section headers,
+    6 memory map, 9 loader name, 12 framebuffer (EGA text). Not set: 1 boot device (we boot
+    from no disk), 10 APM and 11 VBE (no such BIOS services here).
+    """
+    tail = bytearray()
+
+    def put(blob: bytes) -> int:
+        tail.extend(bytes(align_up(len(tail), 4) - len(tail)))
+        where = addr + INFO_SIZE + len(tail)
+        tail.extend(blob)
+        return where
+
+    flags = INFO_MEMORY | INFO_CMDLINE | INFO_MEM_MAP | INFO_BOOT_LOADER_NAME | INFO_FRAMEBUFFER
+    cmdline_addr = put(cmdline.encode() + b"\0")
+    name_addr = put(loader_name.encode() + b"\0")
+    mods_addr = 0
+    if modules:
+        flags |= INFO_MODS
+        list_addr = put(bytes(16 * len(modules)))
+        entries = []
+        for m in modules:
+            string_addr = put(m.args.encode() + b"\0")
+            entries.append(struct.pack("<IIII", m.start, m.end, string_addr, 0))
+        offset = list_addr - addr - INFO_SIZE
+        tail[offset : offset + 16 * len(modules)] = b"".join(entries)
+        mods_addr = list_addr
+    # each entry: size (20, not counting itself), base_addr, length, type
+    mmap = b"".join(struct.pack("<IQQI", 20, r.base, r.length, r.type) for r in regions)
+    mmap_addr = put(mmap)
+    syms = (0, 0, 0, 0)
+    if sections is not None:
+        flags |= INFO_ELF_SHDR
+        syms = (sections.num, sections.entsize, put(sections.table), sections.shndx)
+    lower, upper = basic_meminfo(ram_size)
+    fb_addr, pitch, width, height, bpp = EGA_TEXT
+    info = struct.pack(
+        "<IIIIIII4IIIIIIIIIIHHHHQIIIBB",
+        flags, lower, upper, 0, cmdline_addr, len(modules), mods_addr, *syms,
+        len(mmap), mmap_addr, 0, 0, 0, name_addr, 0, 0, 0, 0, 0, 0, 0,
+        fb_addr, pitch, width, height, bpp, FB_TYPE_EGA_TEXT,
+    )  # fmt: skip
+    info += bytes(INFO_SIZE - len(info))  # no colour information for EGA text
+    return info + bytes(tail)
