@@ -112,8 +112,9 @@ def tree_text(ram, cr3: int, *, cr0: int, cr4: int, efer: int, max_leaves: int =
     wide = mode is not PagingMode.LEGACY32
     view = ram.view(np.uint64) if wide else ram.view(np.uint32)
     names = mode.level_names
-    shifts = {PagingMode.LONG4: (39, 30, 21, 12), PagingMode.PAE: (30, 21, 12),
-              PagingMode.LEGACY32: (22, 12)}[mode]  # fmt: skip
+    shifts = {PagingMode.LONG5: (48, 39, 30, 21, 12), PagingMode.LONG4: (39, 30, 21, 12),
+              PagingMode.PAE: (30, 21, 12), PagingMode.LEGACY32: (22, 12)}[mode]  # fmt: skip
+    top_bit = {PagingMode.LONG5: 56, PagingMode.LONG4: 47}.get(mode)
     mask = ((1 << 40) - 1) & ~0xFFF if wide else 0xFFFFF000
     top = cr3 & (0xFFFFFFE0 if mode is PagingMode.PAE else mask)
     count = 4 if mode is PagingMode.PAE else (512 if wide else 1024)
@@ -129,8 +130,8 @@ def tree_text(ram, cr3: int, *, cr0: int, cr4: int, efer: int, max_leaves: int =
         leaves_shown = 0
         for i, e in present:
             v = va | (i << shifts[level])
-            if mode is PagingMode.LONG4 and v >> 47:
-                v |= 0xFFFF << 48
+            if top_bit is not None and v >> top_bit:
+                v |= ((1 << 64) - 1) & ~((1 << top_bit) - 1)  # canonical form
             big = not leaf_level and e & 0x80 and not (mode is PagingMode.PAE and level == 0)
             if not (leaf_level or big):
                 t.append(f"{indent}{names[level]}[{i}] ", style="cyan")

@@ -236,6 +236,19 @@ def test_five_level_paging() -> None:
     assert rows == [(0x00FF_8000_0040_0000, 0x12000, False), (0xFF00_0000_0000_0000, 0x13000, True)]
 
 
+def test_five_level_tree_view() -> None:
+    from emu.ptview import tree_text
+
+    t = Tables(la57=True)
+    t.map(0x00FF_8000_0040_0000, 0x12000, P | RW)
+    t.map(0xFF00_0000_0000_0000, 0x13000, P | RW | US)
+    text = tree_text(t.ram, t.cr3, cr0=CR0, cr4=t.cr4, efer=EFER).plain
+    assert text.startswith("5-level")
+    assert "PML5E[255] " in text and "PML5E[256] " in text
+    assert "va 0xff800000400000 -> pa 0x12000 4K WSX" in text
+    assert "va 0xff00000000000000 -> pa 0x13000 4K WUX" in text  # sign-extended from bit 56
+
+
 def test_pae_paging() -> None:
     ram = np.zeros(1 << 20, np.uint8)
     q = ram.view(np.uint64)

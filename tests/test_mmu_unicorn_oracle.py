@@ -5,10 +5,10 @@ the same control registers and CPL, and every address is translated by QEMU's wa
 (``uc_vmem_translate``) and by ours. Compared: fault or no fault, and the physical address.
 (The #PF error code is not exposed by that probe; it is compared with the twin instead.)
 
-Documented exclusions, where Unicorn's CPU model differs from the architecture we implement:
-- CR4.SMAP: Unicorn's CPUID has no SMAP, so its CR4 refuses the bit;
-- 1 GiB pages: Unicorn's CPUID has no PDPE1GB, so its walker treats PDPTE.PS as reserved;
-- physical addresses beyond guest RAM: Unicorn's probe fails on them, ours translates;
+A quick smoke version of property (b) of test_mmu_props.py (which also compares #PF error
+codes and A/D bits over every paging mode). Exclusions here:
+- CR4.SMAP: Unicorn's CPUID has no SMAP, so its CR4 refuses the bit (test_mmu_props sets
+  QEMU's SMAP feature flag directly instead);
 - reserved bits in PAE PDPTEs: a real CPU checks them when CR3 is loaded (#GP at MOV CR3),
   QEMU never checks them, and we report them as a reserved-bit #PF at the walk.
 """
