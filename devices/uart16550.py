@@ -574,11 +574,12 @@ class StdoutSink:
 
 
 class FileSink:
-    """Serial output appended to a file, flushed at each write so a crash loses nothing."""
+    """Serial output written to a file (truncated first, as QEMU's ``-serial file:``, so two runs
+    leave the same bytes), flushed at each write so a crash loses nothing."""
 
     def __init__(self, path: str) -> None:
         try:
-            self._file = open(path, "ab")  # noqa: SIM115 - open for the whole run
+            self._file = open(path, "wb")  # noqa: SIM115 - open for the whole run
         except OSError as e:
             raise ValueError(f"serial output file {path!r}: {e.strerror}") from None
         self.path = path
@@ -598,7 +599,7 @@ class FileSink:
 
 
 def serial_sink_for(spec: str) -> Callable[[bytes], None] | None:
-    """``--serial``: ``stdio``, ``file:PATH`` (appended to) or ``none`` -> a sink, or None."""
+    """``--serial``: ``stdio``, ``file:PATH`` (truncated first) or ``none`` -> a sink, or None."""
     if spec == "none":
         return None
     if spec == "stdio":
