@@ -58,3 +58,29 @@ def load32(typingctx, addr):
         return builder.load(ptr)
 
     return sig, codegen
+
+
+@intrinsic
+def store64(typingctx, addr, value):
+    """*(uint64_t *)addr = value."""
+    sig = types.void(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(64).as_pointer())
+        builder.store(args[1], ptr)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def store32(typingctx, addr, value):
+    """*(uint32_t *)addr = value (the low 32 bits)."""
+    sig = types.void(types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(32).as_pointer())
+        builder.store(builder.trunc(args[1], ir.IntType(32)), ptr)
+        return context.get_dummy_value()
+
+    return sig, codegen

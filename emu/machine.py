@@ -184,8 +184,9 @@ class Machine:
         # Cheap reads only: this runs for every interrupt (a full state() costs ~100 us).
         env = self.core.internals
         hflags = env.hflags
-        mode = cpu_mode(hflags)
-        rsp = env.u64(ENV_REGS + 4 * 8)
+        mode = cpu_mode(hflags) if exc.rsp is None else exc.mode
+        cpl = hflags & 3 if exc.rsp is None else exc.cpl
+        rsp = env.u64(ENV_REGS + 4 * 8) if exc.rsp is None else exc.rsp
         insn = ""
         if exc is not None and not exc.software and event.kind == "exception":
             bits = {"long64": 64, "compat": 32, "prot32": 32}.get(mode, 16)
@@ -211,7 +212,7 @@ class Machine:
                     rip=exc.rip,
                     location=where,
                     rsp=rsp,
-                    cpl=hflags & 3,
+                    cpl=cpl,
                     mode=mode,
                     instruction=insn,
                     gate=step.gate.describe() if step.gate else "",

@@ -57,8 +57,9 @@ def _key(module: str, func: str) -> str:
     h = hashlib.sha256()
     source = Path(spec.origin)
     h.update(source.read_bytes())
-    # the constants the kernels freeze and the intrinsics they inline
-    for dep in sorted(source.parent.glob("*_layout.py")) + [source.parent / "hook_intrinsics.py"]:
+    # the constants the kernels freeze, the intrinsics they inline and the kernels they call
+    deps = sorted(source.parent.glob("*_layout.py")) + sorted(source.parent.glob("*_kernels.py"))
+    for dep in [*deps, source.parent / "hook_intrinsics.py"]:
         h.update(dep.read_bytes())
     for dist in ("numba", "llvmlite"):
         h.update(importlib.metadata.version(dist).encode())

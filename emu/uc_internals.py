@@ -30,6 +30,10 @@ ENV_SEGS = (
     184  # segs[6] (ES CS SS DS FS GS), 24 bytes each: u32 sel, u64 base, u32 limit, u32 flags
 )
 SEG_SIZE = 24
+ENV_LDT = 328  # then ldt, tr, gdt, idt: SegmentCache each (gdt/idt use base and limit only)
+ENV_TR = 352
+ENV_GDT = 376
+ENV_IDT = 400
 ENV_CR0 = 424
 ENV_CR2 = 440
 ENV_CR3 = 448
@@ -202,6 +206,15 @@ def _verify(uc: unicorn.Uc, env: EngineInternals) -> None:
                 raise EngineError(
                     f"Unicorn internals differ from the verified 2.1.4 layout (offset {offset})"
                 )
+        for reg, offset in ((X.UC_X86_REG_GDTR, ENV_GDT), (X.UC_X86_REG_IDTR, ENV_IDT)):
+            uc.reg_write(reg, (0, 0x0000_7F00_1234_5000, 0xABC, 0))
+            if env.u64(offset + 8) != 0x0000_7F00_1234_5000 or env.u32(offset + 16) != 0xABC:
+                raise EngineError(
+                    f"Unicorn internals differ from the verified 2.1.4 layout (offset {offset})"
+                )
+        uc.reg_write(X.UC_X86_REG_TR, (0x28, 0x0000_7F00_0000_9000, 0x67, 0x8900))
+        if env.u64(ENV_TR + 8) != 0x0000_7F00_0000_9000 or env.u32(ENV_TR + 16) != 0x67:
+            raise EngineError("Unicorn internals differ from the verified 2.1.4 layout (TR)")
         if env.u64(ENV_EFER) != uc.msr_read(MSR_EFER):
             raise EngineError("Unicorn internals differ from the verified 2.1.4 layout (EFER)")
         if env.u64(ENV_EFLAGS) & 0xFFFFFFFF != uc.reg_read(X.UC_X86_REG_EFLAGS) & 0xFFFFFFFF:

@@ -41,12 +41,22 @@ from unicorn import (
 from unicorn import x86_const as X
 
 from . import clock_layout as K
+from . import delivery_layout as DL
 from . import mmu, native
 from . import mmu_layout as ML
 from . import uc_internals as I
 from .cpu import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
 from .errors import EngineError
-from .interrupts import DeliveryCpu, DeliveryResult, Event, IdtDelivery, MemoryFault, SegmentCache
+from .interrupts import (
+    DeliveryCpu,
+    DeliveryResult,
+    DeliveryStep,
+    Event,
+    Gate,
+    IdtDelivery,
+    MemoryFault,
+    SegmentCache,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +101,7 @@ class GuestException:
     software: bool  # INT n / INT3 / INTO
     mode: str
     cpl: int
+    rsp: int | None = None  # RSP when it happened (None: still in the CPU)
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,7 @@ class UnicornCore:
         }
         self._init_clock()
         self._install_hooks()
+        self._init_fast_delivery()
 
     # ----------------------------------------------------------------- setup
     def _init_clock(self) -> None:
@@ -181,6 +193,20 @@ class UnicornCore:
         self.ctx[K.CTX_ENABLED] = 1
         self.ctx[K.CTX_DEADLINE] = np.uint64(2**63)
         self.ctx[K.CTX_LIMIT] = np.uint64(2**63)
+
+    def _init_fast_delivery(self) -> None:
+        self.fast_delivery = True  # False: every delivery through the Python model
+        self.fast_deliveries = 0
+        fn = native.load("emu.delivery_kernels", "deliver", "DELIVER_SIGNATURE")
+        self._fast_deliver = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p)(
+            fn.address
+        )
+        self._fast_args = np.zeros(DL.DA_SIZE, np.uint64)
+        self._fast_args[DL.DA_ENV] = self.internals.env
+        self._fast_args[DL.DA_RAM] = self.ram.ctypes.data
+        self._fast_args[DL.DA_RAM_SIZE] = self.ram.size & ~7
+        self._fast_args[DL.DA_UPDATE_HFLAGS] = I.function_address("x86_update_hflags_x86_64")
+        self._fast_out = np.zeros(DL.DO_SIZE, np.uint64)
 
     def _alloc_table(self, slots: int) -> None:
         self._keys = np.full(slots, K.EMPTY_KEY, np.uint64)
@@ -272,19 +298,57 @@ class UnicornCore:
         return bool(env.u64(I.ENV_EFLAGS) & 0x200) and not env.hflags & I.HF_INHIBIT_IRQ
 
     def deliver_external(self, vector: int) -> DeliveryResult:
-        """Deliver a hardware interrupt through the IDT now (between slices)."""
-        rip = self.internals.u64(I.ENV_EIP)
+        """Deliver a hardware interrupt through the IDT now (between slices).
+
+        The common long-mode case runs compiled (emu/delivery_kernels.py); everything else, and
+        every case where that path sees a check that would fault, goes through the Python model.
+        """
+        env = self.internals
+        rip = env.u64(I.ENV_EIP)
         event = Event(vector, "external")
-        hflags = self.internals.hflags
+        hflags = env.hflags
+        if self.fast_delivery and self.translate is None and self.tlb == "virtual":
+            args = self._fast_args
+            args[DL.DA_VECTOR] = vector
+            out = self._fast_out
+            if self._fast_deliver(args.ctypes.data, out.ctypes.data) == DL.DELIVERED:
+                self.fast_deliveries += 1
+                return self._fast_result(event, hflags, out)
         exc = GuestException(
             vector, rip, None, None, False, cpu_mode(hflags), hflags & I.HF_CPL_MASK
         )
         result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
         if self.on_delivery is not None:
             self.on_delivery(event, exc, result)
-        self.internals.clear_old_exception()
+        env.clear_old_exception()
         if result.cpu is not None and not result.unsupported:
             self.apply_delivery(result.cpu)
+        return result
+
+    def _fast_result(self, event: Event, hflags: int, out: np.ndarray) -> DeliveryResult:
+        """The compiled path's delivery, described as the Python model would describe it."""
+        low, high = int(out[DL.DO_GATE_LOW]), int(out[DL.DO_GATE_HIGH])
+        e1, e2 = low & 0xFFFFFFFF, low >> 32
+        gate = Gate(
+            vector=event.vector,
+            address=int(out[DL.DO_GATE_ADDRESS]),
+            raw=low.to_bytes(8, "little") + high.to_bytes(8, "little"),
+            type=(e2 >> 8) & 0x1F,
+            dpl=(e2 >> 13) & 3,
+            present=True,
+            selector=e1 >> 16,
+            offset=(e2 & 0xFFFF0000) | (e1 & 0xFFFF) | ((high & 0xFFFFFFFF) << 32),
+            ist=e2 & 7,
+        )
+        result = DeliveryResult()
+        result.steps.append(
+            DeliveryStep(event, gate, True, f"delivered to {gate.kind}", "", int(out[DL.DO_NEW_RSP]))
+        )
+        if self.on_delivery is not None:
+            exc = GuestException(event.vector, int(out[DL.DO_OLD_RIP]), None, None, False,
+                                 cpu_mode(hflags), hflags & I.HF_CPL_MASK,
+                                 int(out[DL.DO_OLD_RSP]))  # fmt: skip
+            self.on_delivery(event, exc, result)
         return result
 
     def precise_icount(self) -> int:

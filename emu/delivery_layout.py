@@ -1,0 +1,37 @@
+"""Layout of the arrays shared by the compiled interrupt delivery (``delivery_kernels.py``) and
+Python. Kept apart so the machine can use it without importing numba."""
+
+from __future__ import annotations
+
+# Arguments (uint64 slots).
+DA_ENV = 0  # address of CPUX86State env
+DA_RAM = 1  # address of guest RAM
+DA_RAM_SIZE = 2
+DA_VECTOR = 3
+DA_UPDATE_HFLAGS = 4  # address of x86_update_hflags (recomputes CPL, CS64... from the caches)
+DA_SIZE = 8
+
+# Results (uint64 slots).
+DO_STATUS = 0  # DELIVERED, or FALLBACK: nothing was changed but A/D bits; use the Python model
+DO_GATE_ADDRESS = 1  # linear address of the IDT entry
+DO_GATE_LOW = 2  # its 16 raw bytes, as two little-endian qwords
+DO_GATE_HIGH = 3
+DO_OLD_RIP = 4
+DO_OLD_RSP = 5
+DO_NEW_RSP = 6  # where the frame ends (the handler's RSP)
+DO_WHY = 7  # which check sent it to the Python model (FB_*), for the tests
+DO_SCRATCH = 8  # room for a walk's per-level trace (mmu_kernels.TRACE_SIZE slots)
+DO_SIZE = 24
+
+DELIVERED = 0
+FALLBACK = 1
+
+# Why the fast path declined (the Python model then delivers, or raises the fault it finds).
+FB_NOT_LONG_MODE = 1
+FB_IDT_LIMIT = 2
+FB_MEMORY = 3  # a walk failed, or an access crosses a page or leaves RAM
+FB_GATE = 4  # not a present 64-bit interrupt/trap gate
+FB_SELECTOR = 5  # null, LDT or beyond the GDT limit
+FB_CODE_SEGMENT = 6  # not a present 64-bit code segment reachable from this CPL
+FB_TSS = 7  # no TSS, or the stack field is beyond its limit
+FB_VM86 = 8

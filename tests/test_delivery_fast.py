@@ -1,0 +1,164 @@
+"""The compiled delivery of external interrupts (emu/delivery_kernels.py) against its reference
+twin, the Python IDT model (emu/interrupts.py).
+
+Two cores are brought to the same state (a long-mode guest spinning at CPL 0 or 3, images of
+test_delivery_oracle), then one delivers an external interrupt through the compiled path and
+the other through the Python model. Compared: all of guest RAM (frame bytes, A/D bits), RIP, RSP,
+RFLAGS, the CS and SS caches, hflags, QEMU's #DF tracker and the delivery result the fault trace
+is built from. Cases the compiled path does not take (a check that faults, protected mode) must
+decline with the expected reason, and the Python model must then give the same result as when
+it runs alone.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+import test_delivery_oracle as T
+from unicorn import x86_const as X
+
+from emu import delivery_layout as DL
+from emu import uc_internals as I
+from emu.unicorn_core import KIND_DEADLINE, UnicornCore
+
+T.TRIGGERS["spin"] = "1: jmp 1b"
+VECTOR = 0x20
+CONFORMING = 0x38  # GDT slot 7 (after the 16-byte TSS descriptor): conforming 64-bit code, DPL 0
+
+
+def _core(sc: dict) -> UnicornCore:
+    ram = T.image({"mode": sc.get("mode", "long"), "trigger": "spin", **sc})
+    struct.pack_into("<Q", ram, T.GDT + CONFORMING, 0x00AF9E000000FFFF)
+    calls: list[tuple] = []
+    core = UnicornCore(
+        ram, lambda p, s: 0xFF, lambda p, s, v: None, on_delivery=lambda *a: calls.append(a)
+    )
+    core.calls = calls  # type: ignore[attr-defined]
+    core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x3F, entry=T.CODE, registers={})
+    end = core.run_slice(2_000, 1 << 40)
+    assert end.kind == KIND_DEADLINE, end
+    assert core.internals.hflags & 3 == sc.get("cpl", 0)
+    for reg, value in sc.get("regs", {}).items():
+        core.uc.reg_write(reg, value)
+    if "rsp0" in sc:
+        struct.pack_into("<Q", ram, T.TSS + 4, sc["rsp0"])
+    return core
+
+
+def _state(core: UnicornCore) -> dict:
+    env = core.internals
+    return {
+        "rip": env.u64(I.ENV_EIP),
+        "rsp": core.uc.reg_read(X.UC_X86_REG_RSP),
+        "rflags": core.uc.reg_read(X.UC_X86_REG_RFLAGS),
+        "cs": env.segment(I.SEG_CS),
+        "ss": env.segment(I.SEG_SS),
+        "hflags": env.hflags,
+        "old_exception": env.old_exception,
+        "cr2": env.u64(I.ENV_CR2),
+    }
+
+
+def _deliver_both(sc: dict, vector: int = VECTOR):
+    fast, slow = _core(sc), _core(sc)
+    slow.fast_delivery = False
+    assert np.array_equal(fast.ram, slow.ram) and _state(fast) == _state(slow)
+    r_fast = fast.deliver_external(vector)
+    r_slow = slow.deliver_external(vector)
+    return fast, slow, r_fast, r_slow
+
+
+CASES = {
+    "interrupt gate, CPL 0": {},
+    "trap gate keeps IF": {"gate": {VECTOR: {"type_": 15}}, "regs": {X.UC_X86_REG_RFLAGS: 0x246}},
+    "IST1, CPL 0": {"gate": {VECTOR: {"ist": 1}}},
+    "CPL 3 to 0 through RSP0": {"cpl": 3},
+    "CPL 3 through a DPL 0 gate": {"cpl": 3, "gate": {VECTOR: {"dpl": 0}}},
+    "CPL 3 with IST1": {"cpl": 3, "gate": {VECTOR: {"ist": 1}}},
+    "conforming code segment from CPL 3": {"cpl": 3, "gate": {VECTOR: {"selector": CONFORMING}}},
+    "odd RSP is aligned down": {"regs": {X.UC_X86_REG_RSP: 0x7FFF9}},
+    "flags TF NT RF are cleared": {"regs": {X.UC_X86_REG_RFLAGS: 0x14302 | 0x4000}},
+}
+
+DECLINED = {
+    "gate not present": ({"gate": {VECTOR: {"present": False}}}, DL.FB_GATE),
+    "not an interrupt or trap gate": ({"gate": {VECTOR: {"type_": 6}}}, DL.FB_GATE),
+    "selector beyond the GDT": ({"gate": {VECTOR: {"selector": 0x40}}}, DL.FB_SELECTOR),
+    "null selector": ({"gate": {VECTOR: {"selector": 0}}}, DL.FB_SELECTOR),
+    "LDT selector": ({"gate": {VECTOR: {"selector": 0x0C}}}, DL.FB_SELECTOR),
+    "data segment": ({"gate": {VECTOR: {"selector": 0x10}}}, DL.FB_CODE_SEGMENT),
+    "stack not mapped": ({"stack_unmapped": True}, DL.FB_MEMORY),
+    "RSP0 stack not mapped": ({"cpl": 3, "rsp0": T.UNMAPPED + 0x800}, DL.FB_MEMORY),
+    "RSP0 stack read-only": ({"cpl": 3, "rsp0": T.READ_ONLY + 0x800}, DL.FB_MEMORY),
+    "non-canonical RSP0": ({"cpl": 3, "rsp0": 0x0000_8000_0000_0000}, DL.FB_MEMORY),
+    "IDT limit": ({"regs": {X.UC_X86_REG_IDTR: (0, T.IDT, 0x1FF, 0)}}, DL.FB_IDT_LIMIT),
+    "IDT not mapped": ({"regs": {X.UC_X86_REG_IDTR: (0, T.UNMAPPED, 0xFFF, 0)}}, DL.FB_MEMORY),
+    "no TSS": ({"cpl": 3, "regs": {X.UC_X86_REG_TR: (0, 0, 0, 0)}}, DL.FB_TSS),
+}
+
+
+def _same(fast, slow, r_fast, r_slow) -> None:
+    assert _state(fast) == _state(slow)
+    assert np.array_equal(fast.ram, slow.ram), "guest memory differs (frame or A/D bits)"
+    assert r_fast.steps == r_slow.steps
+    assert (r_fast.triple_fault, r_fast.unsupported) == (r_slow.triple_fault, r_slow.unsupported)
+    assert len(fast.calls) == len(slow.calls) == 1
+    (ev_f, exc_f, _), (ev_s, exc_s, _) = fast.calls[0], slow.calls[0]
+    assert ev_f == ev_s
+    assert (exc_f.vector, exc_f.rip, exc_f.mode, exc_f.cpl) == (
+        exc_s.vector, exc_s.rip, exc_s.mode, exc_s.cpl
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_compiled_delivery_matches_the_model(name: str) -> None:
+    fast, slow, r_fast, r_slow = _deliver_both(CASES[name])
+    assert fast.fast_deliveries == 1 and slow.fast_deliveries == 0
+    _same(fast, slow, r_fast, r_slow)
+    assert r_fast.steps[-1].ok
+
+
+@pytest.mark.parametrize("name", DECLINED)
+def test_compiled_delivery_declines_and_the_model_decides(name: str) -> None:
+    sc, why = DECLINED[name]
+    fast, slow, r_fast, r_slow = _deliver_both(sc)
+    assert fast.fast_deliveries == 0
+    assert int(fast._fast_out[DL.DO_STATUS]) == DL.FALLBACK
+    assert int(fast._fast_out[DL.DO_WHY]) == why
+    _same(fast, slow, r_fast, r_slow)
+
+
+def test_the_frame_is_the_architectural_one() -> None:
+    """Independent of the model: the 64-bit frame of SDM 6.14.2 on the RSP0 stack."""
+    core = _core({"cpl": 3})
+    before = _state(core)
+    rflags = before["rflags"]
+    core.deliver_external(VECTOR)
+    after = _state(core)
+    assert after["rip"] == T.HANDLERS + 16 * VECTOR
+    assert after["rsp"] == T.RSP0 - 40 and after["hflags"] & 3 == 0
+    assert after["cs"][0] == 0x08 and after["ss"][0] == 0
+    assert after["rflags"] & 0x200 == 0
+    frame = struct.unpack_from("<5Q", core.ram, T.RSP0 - 40)
+    assert frame == (before["rip"], before["cs"][0], rflags, before["rsp"], before["ss"][0])
+
+
+def test_the_guest_runs_on_in_the_handler() -> None:
+    """After a compiled delivery the CPU really executes the handler (a HLT in the image)."""
+    core = _core({})
+    core.deliver_external(VECTOR)
+    end = core.run_slice(1 << 40, 1 << 40)
+    assert end.kind == "halt" or end.address == T.HANDLERS + 16 * VECTOR
+    assert core.uc.reg_read(X.UC_X86_REG_RIP) == T.HANDLERS + 16 * VECTOR + 1
+
+
+def test_protected_mode_goes_through_the_model() -> None:
+    ram = T.image({"mode": "prot", "trigger": "spin"})
+    core = UnicornCore(ram, lambda p, s: 0xFF, lambda p, s, v: None)
+    core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x17, entry=T.CODE, registers={})
+    assert core.run_slice(500, 1 << 40).kind == KIND_DEADLINE
+    result = core.deliver_external(VECTOR)
+    assert result.steps[-1].ok and core.fast_deliveries == 0
+    assert int(core._fast_out[DL.DO_WHY]) == DL.FB_NOT_LONG_MODE
