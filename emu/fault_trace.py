@@ -8,7 +8,9 @@ or failed, and what the failure escalated to.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 from .report import vector_name
 
@@ -93,23 +95,51 @@ class TraceEntry:
         return out
 
 
-@dataclass
 class FaultTrace:
-    """All trace entries of a run, in order, and whether it ended in a triple fault."""
+    """All trace entries of a run, in order, and whether it ended in a triple fault.
 
-    entries: list[TraceEntry] = field(default_factory=list)
-    triple_fault: bool = False
-    limit: int = 10_000  # older entries are dropped past this many (a storm of IRQs)
-    dropped: int = 0
+    Only the newest ``limit`` entries are kept (a storm of IRQs must not eat the host's memory);
+    ``dropped`` counts the others. An entry may be recorded as a function that builds it later
+    (``add_deferred``): interrupts delivered by the compiled path are frequent, and building
+    their text only when somebody reads the trace keeps them cheap.
+    """
+
+    def __init__(
+        self, entries: list[TraceEntry] | None = None, triple_fault: bool = False,
+        limit: int = 10_000,
+    ) -> None:  # fmt: skip
+        self.limit = limit
+        self.triple_fault = triple_fault
+        self.dropped = 0
+        self._items: deque[TraceEntry | Callable[[], TraceEntry]] = deque(maxlen=limit)
+        for entry in entries or ():
+            self.add(entry)
 
     def add(self, entry: TraceEntry) -> None:
-        self.entries.append(entry)
-        if len(self.entries) > self.limit:
-            del self.entries[0]
+        self.add_deferred(entry)
+
+    def add_deferred(self, entry: TraceEntry | Callable[[], TraceEntry]) -> None:
+        if len(self._items) == self.limit:
             self.dropped += 1
+        self._items.append(entry)
+
+    @property
+    def entries(self) -> list[TraceEntry]:
+        items = self._items
+        for i, item in enumerate(items):
+            if not isinstance(item, TraceEntry):
+                items[i] = item()
+        return list(items)  # type: ignore[arg-type]
+
+    @entries.setter
+    def entries(self, value: list[TraceEntry]) -> None:
+        self._items = deque(value, maxlen=self.limit)
 
     def next_index(self) -> int:
-        return self.dropped + len(self.entries)
+        return self.dropped + len(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def last_chain(self) -> list[TraceEntry]:
         """The entries of the last event chain: from the last successful delivery on."""

@@ -14,7 +14,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -183,37 +183,54 @@ class Machine:
         """Turn one delivery (all its escalation steps) into FaultTrace entries."""
         # Cheap reads only: this runs for every interrupt (a full state() costs ~100 us).
         env = self.core.internals
-        hflags = env.hflags
-        mode = cpu_mode(hflags) if exc.rsp is None else exc.mode
-        cpl = hflags & 3 if exc.rsp is None else exc.cpl
-        rsp = env.u64(ENV_REGS + 4 * 8) if exc.rsp is None else exc.rsp
+        if exc.rsp is None:  # the CPU still holds the state the event happened in
+            hflags = env.hflags
+            exc = replace(exc, mode=cpu_mode(hflags), cpl=hflags & 3,
+                          rsp=env.u64(ENV_REGS + 4 * 8))  # fmt: skip
+        icount, index = self.core.icount, self.trace.next_index()
+        if event.kind == "external" and self.trace_sink is None and len(result.steps) == 1:
+            # Nothing here depends on memory: build the text only if somebody reads the trace.
+            self.trace.add_deferred(
+                lambda: self._trace_entries(event, exc, result, icount, index, "")[0]
+            )
+            return
         insn = ""
-        if exc is not None and not exc.software and event.kind == "exception":
-            bits = {"long64": 64, "compat": 32, "prot32": 32}.get(mode, 16)
+        if not exc.software and event.kind == "exception":
+            bits = {"long64": 64, "compat": 32, "prot32": 32}.get(exc.mode, 16)
             dis = self.core.disassemble(exc.rip, bits, 1)
             if dis:
                 addr, raw, text = dis[0]
                 insn = f"{raw.hex(' ')}  {text}"
+        for entry in self._trace_entries(event, exc, result, icount, index, insn):
+            self.trace.add(entry)
+            if self.trace_sink is not None:
+                for line in entry.explain():
+                    self.trace_sink(line)
+        if result.triple_fault:
+            self.trace.triple_fault = True
+
+    def _trace_entries(self, event, exc, result, icount: int, index: int, insn: str):
         where = self.symbolizer.describe(exc.rip) if self.symbolizer else f"0x{exc.rip:x}"
+        entries = []
         for step in result.steps:
             ev = step.event
-            self.trace.add(
+            entries.append(
                 TraceEntry(
-                    index=self.trace.next_index(),
-                    instructions=self.core.icount,
+                    index=index + len(entries),
+                    instructions=icount,
                     vector=ev.vector,
                     name=name_of(ev.vector, ev.kind),
                     kind=ev.kind,
                     error_code=ev.error_code,
                     error_decoded=decode_error_code(
-                        ev.vector, ev.error_code, mode in ("long64", "compat")
+                        ev.vector, ev.error_code, exc.mode in ("long64", "compat")
                     ),
                     cr2=ev.cr2,
                     rip=exc.rip,
                     location=where,
-                    rsp=rsp,
-                    cpl=cpl,
-                    mode=mode,
+                    rsp=exc.rsp,
+                    cpl=exc.cpl,
+                    mode=exc.mode,
                     instruction=insn,
                     gate=step.gate.describe() if step.gate else "",
                     delivered=step.ok,
@@ -223,11 +240,7 @@ class Machine:
                     handler=step.gate.offset if step.gate else None,
                 )
             )
-            if self.trace_sink is not None:
-                for line in self.trace.entries[-1].explain():
-                    self.trace_sink(line)
-        if result.triple_fault:
-            self.trace.triple_fault = True
+        return entries
 
     # ----------------------------------------------------------------- boot
     @classmethod
