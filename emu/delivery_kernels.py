@@ -249,4 +249,3 @@ def deliver(args_ptr, out_ptr):
     out[DO_OLD_RSP] = old_rsp
     out[DO_NEW_RSP] = rsp
     return _U(DELIVERED)
-

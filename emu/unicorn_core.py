@@ -342,7 +342,9 @@ class UnicornCore:
         )
         result = DeliveryResult()
         result.steps.append(
-            DeliveryStep(event, gate, True, f"delivered to {gate.kind}", "", int(out[DL.DO_NEW_RSP]))
+            DeliveryStep(
+                event, gate, True, f"delivered to {gate.kind}", "", int(out[DL.DO_NEW_RSP])
+            )
         )
         if self.on_delivery is not None:
             exc = GuestException(event.vector, int(out[DL.DO_OLD_RIP]), None, None, False,

@@ -34,6 +34,23 @@ def test_timer_ticks_wake_hlt_and_are_deterministic(image, golden) -> None:
     golden("timer.serial", r.serial)
 
 
+def test_deferred_and_streamed_trace_entries_are_the_same(image) -> None:
+    """Compiled deliveries record their trace entries lazily; --trace builds them at once."""
+    lazy = Machine.from_elf(image("timer"))
+    lines: list[str] = []
+    eager = Machine.from_elf(image("timer"), trace_sink=lines.append)
+    r1, r2 = lazy.run(max_instructions=5_000_000), eager.run(max_instructions=5_000_000)
+    assert lazy.core.fast_deliveries == eager.core.fast_deliveries == 310
+    assert r1.trace.to_list() == r2.trace.to_list()
+    assert len(r1.trace.entries) == 310
+    first = r1.trace.entries[0]
+    assert (first.index, first.kind, first.vector, first.delivered) == (0, "external", 0x20, True)
+    assert (
+        first.gate.startswith("IDT[32] @0x") and ": interrupt gate, selector 0x0008" in first.gate
+    )
+    assert lines[0] == first.line()
+
+
 def test_keyboard_echo_through_irq1(image, golden) -> None:
     m = Machine.from_elf(image("timer"), keys="Hello PS2\n", keys_at=0.5)
     r = m.run(max_instructions=5_000_000)
