@@ -105,8 +105,9 @@ class Machine:
         self.bus = PortBus()
         self.trace = FaultTrace()
         self.core = core.UnicornCore(
-            self.ram, self.bus.read, self.bus.write, on_delivery=self._record_delivery
-        )
+            self.ram, self.bus.read, self.bus.write, on_delivery=self._record_delivery,
+            on_fast_delivery=self._record_fast_delivery,
+        )  # fmt: skip
         self._serial = bytearray()
         self._console = bytearray()
         self._exit_value: int | None = None
@@ -188,12 +189,6 @@ class Machine:
             exc = replace(exc, mode=cpu_mode(hflags), cpl=hflags & 3,
                           rsp=env.u64(ENV_REGS + 4 * 8))  # fmt: skip
         icount, index = self.core.icount, self.trace.next_index()
-        if event.kind == "external" and self.trace_sink is None and len(result.steps) == 1:
-            # Nothing here depends on memory: build the text only if somebody reads the trace.
-            self.trace.add_deferred(
-                lambda: self._trace_entries(event, exc, result, icount, index, "")[0]
-            )
-            return
         insn = ""
         if not exc.software and event.kind == "exception":
             bits = {"long64": 64, "compat": 32, "prot32": 32}.get(exc.mode, 16)
@@ -208,6 +203,21 @@ class Machine:
                     self.trace_sink(line)
         if result.triple_fault:
             self.trace.triple_fault = True
+
+    def _record_fast_delivery(self, raw: core.FastDelivery) -> None:
+        """An interrupt the compiled path delivered: its entry is built when the trace is read
+        (nothing in it depends on memory), unless --trace prints it now."""
+        if self.trace_sink is not None:
+            result, exc = raw.describe()
+            self._record_delivery(result.steps[0].event, exc, result)
+            return
+        icount, index = self.core.icount, self.trace.next_index()
+
+        def entry() -> TraceEntry:
+            result, exc = raw.describe()
+            return self._trace_entries(result.steps[0].event, exc, result, icount, index, "")[0]
+
+        self.trace.add_deferred(entry)
 
     def _trace_entries(self, event, exc, result, icount: int, index: int, insn: str):
         where = self.symbolizer.describe(exc.rip) if self.symbolizer else f"0x{exc.rip:x}"
@@ -391,7 +401,7 @@ class Machine:
         """INTA and delivery of the pending external interrupt. True on a triple fault."""
         vector = self.pics.acknowledge()
         result = self.core.deliver_external(vector)
-        if result.triple_fault:
+        if result is not None and result.triple_fault:
             if self.reboot:
                 self._reset_like_a_pc()
                 return False

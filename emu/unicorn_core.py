@@ -13,6 +13,7 @@ import ctypes
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import capstone
 import numpy as np
@@ -104,6 +105,43 @@ class GuestException:
     rsp: int | None = None  # RSP when it happened (None: still in the CPU)
 
 
+class FastDelivery(NamedTuple):
+    """An external interrupt delivered by the compiled path (emu/delivery_kernels.py), as raw
+    values: cheap to keep, described on demand exactly as the Python model would describe it."""
+
+    vector: int
+    hflags: int  # before delivery
+    gate_address: int
+    gate_low: int
+    gate_high: int
+    old_rip: int
+    old_rsp: int
+    new_rsp: int
+
+    def describe(self) -> tuple[DeliveryResult, GuestException]:
+        low, high = self.gate_low, self.gate_high
+        e1, e2 = low & 0xFFFFFFFF, low >> 32
+        gate = Gate(
+            vector=self.vector,
+            address=self.gate_address,
+            raw=low.to_bytes(8, "little") + high.to_bytes(8, "little"),
+            type=(e2 >> 8) & 0x1F,
+            dpl=(e2 >> 13) & 3,
+            present=True,
+            selector=e1 >> 16,
+            offset=(e2 & 0xFFFF0000) | (e1 & 0xFFFF) | ((high & 0xFFFFFFFF) << 32),
+            ist=e2 & 7,
+        )
+        event = Event(self.vector, "external")
+        result = DeliveryResult()
+        result.steps.append(
+            DeliveryStep(event, gate, True, f"delivered to {gate.kind}", "", self.new_rsp)
+        )
+        exc = GuestException(self.vector, self.old_rip, None, None, False, cpu_mode(self.hflags),
+                             self.hflags & I.HF_CPL_MASK, self.old_rsp)  # fmt: skip
+        return result, exc
+
+
 @dataclass(frozen=True)
 class SliceEnd:
     """Why ``run_slice`` returned. ``kind`` is one of the KIND_* strings below."""
@@ -144,6 +182,7 @@ class UnicornCore:
     deliver_exceptions: bool = True
     # Called after every delivery attempt: (event, exception as raised, delivery result).
     on_delivery: Callable[[Event, GuestException, DeliveryResult], None] | None = None
+    on_fast_delivery: Callable[[FastDelivery], None] | None = None
     # Translates a linear address for supervisor delivery accesses when paging is on:
     # (linear, write) -> physical, raising MemoryFault. Set by the machine (our MMU).
     translate: Callable[[int, bool], int] | None = None
@@ -207,6 +246,10 @@ class UnicornCore:
         self._fast_args[DL.DA_RAM_SIZE] = self.ram.size & ~7
         self._fast_args[DL.DA_UPDATE_HFLAGS] = I.function_address("x86_update_hflags_x86_64")
         self._fast_out = np.zeros(DL.DO_SIZE, np.uint64)
+        self._fast_args_ptr, self._fast_out_ptr = (
+            self._fast_args.ctypes.data,
+            self._fast_out.ctypes.data,
+        )
 
     def _alloc_table(self, slots: int) -> None:
         self._keys = np.full(slots, K.EMPTY_KEY, np.uint64)
@@ -297,60 +340,38 @@ class UnicornCore:
         env = self.internals
         return bool(env.u64(I.ENV_EFLAGS) & 0x200) and not env.hflags & I.HF_INHIBIT_IRQ
 
-    def deliver_external(self, vector: int) -> DeliveryResult:
+    def deliver_external(self, vector: int) -> DeliveryResult | None:
         """Deliver a hardware interrupt through the IDT now (between slices).
 
         The common long-mode case runs compiled (emu/delivery_kernels.py); everything else, and
         every case where that path sees a check that would fault, goes through the Python model.
+        A compiled delivery is reported to ``on_fast_delivery`` with its raw values and returns
+        None when that callback is set (describing it is left to whoever reads the trace);
+        otherwise it is described as the model would describe it, through ``on_delivery``.
         """
         env = self.internals
-        rip = env.u64(I.ENV_EIP)
-        event = Event(vector, "external")
         hflags = env.hflags
         if self.fast_delivery and self.translate is None and self.tlb == "virtual":
-            args = self._fast_args
-            args[DL.DA_VECTOR] = vector
-            out = self._fast_out
-            if self._fast_deliver(args.ctypes.data, out.ctypes.data) == DL.DELIVERED:
+            self._fast_args[DL.DA_VECTOR] = vector
+            if self._fast_deliver(self._fast_args_ptr, self._fast_out_ptr) == DL.DELIVERED:
                 self.fast_deliveries += 1
-                return self._fast_result(event, hflags, out)
-        exc = GuestException(
-            vector, rip, None, None, False, cpu_mode(hflags), hflags & I.HF_CPL_MASK
-        )
+                raw = FastDelivery(vector, hflags, *self._fast_out[: DL.DO_WHY].tolist()[1:])
+                if self.on_fast_delivery is not None:
+                    self.on_fast_delivery(raw)
+                    return None
+                result, exc = raw.describe()
+                if self.on_delivery is not None:
+                    self.on_delivery(result.steps[0].event, exc, result)
+                return result
+        event = Event(vector, "external")
+        exc = GuestException(vector, env.u64(I.ENV_EIP), None, None, False, cpu_mode(hflags),
+                             hflags & I.HF_CPL_MASK)  # fmt: skip
         result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
         if self.on_delivery is not None:
             self.on_delivery(event, exc, result)
         env.clear_old_exception()
         if result.cpu is not None and not result.unsupported:
             self.apply_delivery(result.cpu)
-        return result
-
-    def _fast_result(self, event: Event, hflags: int, out: np.ndarray) -> DeliveryResult:
-        """The compiled path's delivery, described as the Python model would describe it."""
-        low, high = int(out[DL.DO_GATE_LOW]), int(out[DL.DO_GATE_HIGH])
-        e1, e2 = low & 0xFFFFFFFF, low >> 32
-        gate = Gate(
-            vector=event.vector,
-            address=int(out[DL.DO_GATE_ADDRESS]),
-            raw=low.to_bytes(8, "little") + high.to_bytes(8, "little"),
-            type=(e2 >> 8) & 0x1F,
-            dpl=(e2 >> 13) & 3,
-            present=True,
-            selector=e1 >> 16,
-            offset=(e2 & 0xFFFF0000) | (e1 & 0xFFFF) | ((high & 0xFFFFFFFF) << 32),
-            ist=e2 & 7,
-        )
-        result = DeliveryResult()
-        result.steps.append(
-            DeliveryStep(
-                event, gate, True, f"delivered to {gate.kind}", "", int(out[DL.DO_NEW_RSP])
-            )
-        )
-        if self.on_delivery is not None:
-            exc = GuestException(event.vector, int(out[DL.DO_OLD_RIP]), None, None, False,
-                                 cpu_mode(hflags), hflags & I.HF_CPL_MASK,
-                                 int(out[DL.DO_OLD_RSP]))  # fmt: skip
-            self.on_delivery(event, exc, result)
         return result
 
     def precise_icount(self) -> int:
