@@ -25,7 +25,9 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     _HF_CS32,
     _HF_CS64,
     _HF_INHIBIT_IRQ,
-    CTX_BLOCKS,
+    CTX_CACHE_COUNT,
+    CTX_CACHE_PC,
+    CTX_CACHE_WANT,
     CTX_DEADLINE,
     CTX_EMU_STOP,
     CTX_ENABLED,
@@ -79,25 +81,31 @@ def block_hook(uc, address, size, user_data):
         bits = np.uint64(32)
     else:
         bits = np.uint64(16)
-    mask = ctx[CTX_TABLE_MASK]
-    keys = ctx[CTX_TABLE_KEYS]
-    vals = ctx[CTX_TABLE_VALS]
     want = (np.uint64(size) & np.uint64(0xFFFF)) | (bits << np.uint64(16))
-    slot = ((address ^ (address >> np.uint64(17))) * np.uint64(0x9E3779B97F4A7C15)) & mask
     count = np.uint64(0)
     found = False
-    while True:  # linear probing; the table is never more than half full
-        key = load64(keys + slot * np.uint64(8))
-        if key == EMPTY_KEY:
-            break
-        if key == address:
-            val = load64(vals + slot * np.uint64(8))
-            if (val >> np.uint64(16)) == want:
-                count = val & np.uint64(0xFFFF)
-                found = True
+    if address == ctx[CTX_CACHE_PC] and want == ctx[CTX_CACHE_WANT]:
+        count = ctx[CTX_CACHE_COUNT]  # the same block again (a loop): no hashing
+        found = True
+    else:
+        mask = ctx[CTX_TABLE_MASK]
+        keys = ctx[CTX_TABLE_KEYS]
+        vals = ctx[CTX_TABLE_VALS]
+        slot = ((address ^ (address >> np.uint64(17))) * np.uint64(0x9E3779B97F4A7C15)) & mask
+        while True:  # linear probing; the table is never more than half full
+            key = load64(keys + slot * np.uint64(8))
+            if key == EMPTY_KEY:
                 break
-        slot = (slot + np.uint64(1)) & mask
-    ctx[CTX_BLOCKS] += np.uint64(1)
+            if key == address:
+                val = load64(vals + slot * np.uint64(8))
+                if (val >> np.uint64(16)) == want:
+                    count = val & np.uint64(0xFFFF)
+                    found = True
+                    ctx[CTX_CACHE_PC] = address
+                    ctx[CTX_CACHE_WANT] = want
+                    ctx[CTX_CACHE_COUNT] = count
+                    break
+            slot = (slot + np.uint64(1)) & mask
     ctx[CTX_LAST_PC] = address
     ctx[CTX_LAST_SIZE] = np.uint64(size)
     ctx[CTX_LAST_BITS] = bits

@@ -26,10 +26,12 @@ CTX_MISS_BITS = 13  # ... and code size; MISS_FLAG says whether these are valid
 CTX_MISS_FLAG = 14
 CTX_STOP_FLAGS = 15  # why the hook asked to stop (STOP_* bits)
 CTX_ENABLED = 16  # 0 while single-stepping: Python counts instead
-CTX_BLOCKS = 17  # blocks entered (statistics)
+CTX_CACHE_PC = 17  # the block counted last (a loop's next lookup hits it): pc ...
 CTX_ICOUNT_BEFORE = 18  # ICOUNT before the last block was added (for RDTSC inside a block)
 CTX_LIMIT = 19  # hard limit: a block that would cross it is not entered
 CTX_IRQ_PENDING = 20  # the interrupt controller signals INTR: stop where IF=1 and no shadow
+CTX_CACHE_WANT = 21  # ... size and code size (as in the table's value) ...
+CTX_CACHE_COUNT = 22  # ... and instruction count
 CTX_SIZE = 24
 
 STOP_DEADLINE = 1

@@ -258,6 +258,7 @@ class UnicornCore:
         self.ctx[K.CTX_TABLE_KEYS] = self._keys.ctypes.data
         self.ctx[K.CTX_TABLE_VALS] = self._vals.ctypes.data
         self.ctx[K.CTX_TABLE_MASK] = slots - 1
+        self.ctx[K.CTX_CACHE_PC] = K.EMPTY_KEY
 
     def _table_insert(self, pc: int, size: int, bits: int, count: int) -> None:
         if (self._table_used + 1) * 2 > self._keys.size:
@@ -267,6 +268,7 @@ class UnicornCore:
                 if k != int(K.EMPTY_KEY):
                     self._table_put(k, v)
         self._table_put(pc, K.pack_value(count, size, bits))
+        self.ctx[K.CTX_CACHE_PC] = K.EMPTY_KEY  # the hook's one-entry cache may hold this block
 
     def _table_put(self, key: int, value: int) -> None:
         mask = self._keys.size - 1
@@ -389,9 +391,13 @@ class UnicornCore:
         return int(self.ctx[K.CTX_ICOUNT_BEFORE]) + index
 
     def after_restore(self) -> None:
-        """A context restore keeps Unicorn's TLB and translated code: drop both (Q7)."""
+        """A context restore keeps Unicorn's TLB and translated code: drop both (Q7). The
+        restored clock context points at the block table of its time, which may have been
+        reallocated since, and memory may hold other code now: start a fresh table."""
         self.uc._Uc__ctl_w(UC_CTL_TLB_FLUSH)  # the binding has no public wrapper for it
         self.uc.ctl_flush_tb()
+        self.blocks.clear()
+        self._alloc_table(_TABLE_SLOTS)
         self._stop = None
         self._resume_from = None
         self._stepping = False
