@@ -367,9 +367,15 @@ class Machine:
             for device in self.timed:
                 device.tick(now)
             if self.pics.interrupt_pending and self.core.can_take_interrupt():
+                reboots = self.reboots
                 if self._take_interrupt():
                     return self._finish(core.SliceEnd(core.KIND_TRIPLE_FAULT, "triple fault"), t0)
-                continue
+                if self.reboots != reboots or (
+                    self.pics.interrupt_pending and self.core.can_take_interrupt()
+                ):
+                    continue
+                # delivered, and nothing else can be taken now: run the handler (a delivery
+                # retires no instruction, so the time and the events computed above still hold)
             deadline = min(limit, icount + SLICE_INSTRUCTIONS)
             event = self._next_event(now)
             if event is not None:

@@ -709,7 +709,8 @@ class UnicornCore:
             self._stop = None
             err = UC_ERR_OK
             try:
-                self.uc.emu_start(self.uc.reg_read(X.UC_X86_REG_RIP), _UNTIL)
+                # env->eip is RIP between slices (UC_MODE_64: no CS base involved)
+                self.uc.emu_start(self.internals.u64(I.ENV_EIP), _UNTIL)
             except UcError as e:
                 err = e.errno
             flags = int(ctx[K.CTX_STOP_FLAGS])
