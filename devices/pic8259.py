@@ -105,11 +105,9 @@ class Pic8259:
         """The highest-priority set bit under the current rotation, or None."""
         if not bits:
             return None
-        for i in range(8):
-            line = (i + self.priority_add) & 7
-            if bits & (1 << line):
-                return line
-        return None
+        pa = self.priority_add  # rotate so that line pa is bit 0, then take the lowest bit
+        rotated = ((bits >> pa) | (bits << (8 - pa))) & 0xFF
+        return ((rotated & -rotated).bit_length() - 1 + pa) & 7
 
     def pending(self) -> int | None:
         """The IRQ the chip is signalling, if any (IRR over IMR, against ISR priority)."""

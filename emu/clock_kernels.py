@@ -16,8 +16,9 @@ no per-process constants, so numba can cache the compiled code across runs.
 from __future__ import annotations
 
 import numpy as np
-from numba import carray, types
+from numba import carray, jit, types
 
+from . import delivery_kernels
 from .clock_layout import (  # noqa: F401 - re-exported for the tests and the core
     _EFLAGS_IF,
     _ENV_EFLAGS,
@@ -25,10 +26,18 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     _HF_CS32,
     _HF_CS64,
     _HF_INHIBIT_IRQ,
+    CTX_ARM_TIME,
+    CTX_ARM_VECTOR,
+    CTX_ARMED,
     CTX_CACHE_COUNT,
     CTX_CACHE_PC,
     CTX_CACHE_WANT,
+    CTX_CPU,
     CTX_DEADLINE,
+    CTX_DELIVERED,
+    CTX_DELIVERED_AT,
+    CTX_DELIVERY_ARGS,
+    CTX_DELIVERY_OUT,
     CTX_EMU_STOP,
     CTX_ENABLED,
     CTX_ENV,
@@ -40,6 +49,7 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     CTX_LAST_PC,
     CTX_LAST_SIZE,
     CTX_LIMIT,
+    CTX_LOOP_EXIT,
     CTX_MISS_BITS,
     CTX_MISS_FLAG,
     CTX_MISS_PC,
@@ -50,13 +60,17 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     CTX_TABLE_MASK,
     CTX_TABLE_VALS,
     EMPTY_KEY,
+    STOP_ARMED,
     STOP_DEADLINE,
     STOP_IRQ,
     STOP_LIMIT,
     STOP_MISS,
     pack_value,
 )
-from .hook_intrinsics import call_ptr, load32, load64
+from .delivery_layout import DA_VECTOR, DELIVERED
+from .hook_intrinsics import call_ptr, load32, load64, store64, voidptr
+
+_deliver = jit(nopython=True)(delivery_kernels.deliver)
 
 BLOCK_HOOK_SIGNATURE = types.void(types.voidptr, types.uint64, types.uint32, types.voidptr)
 
@@ -127,6 +141,24 @@ def block_hook(uc, address, size, user_data):
         ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_DEADLINE)
         call_ptr(ctx[CTX_EMU_STOP], uc)
         return
+    if ctx[CTX_ARMED] and ctx[CTX_ICOUNT] >= ctx[CTX_ARM_TIME]:
+        eflags = load64(ctx[CTX_ENV] + np.uint64(_ENV_EFLAGS))
+        if (eflags & np.uint64(_EFLAGS_IF)) and not (hflags & np.uint32(_HF_INHIBIT_IRQ)):
+            # The armed timer interrupt, here and now: the compiled IDT delivery, then
+            # restart QEMU's CPU loop at the handler (this block does not run).
+            ctx[CTX_ARMED] = np.uint64(0)
+            ctx[CTX_LAST_COUNT] = np.uint64(0)
+            store64(ctx[CTX_DELIVERY_ARGS] + np.uint64(8 * DA_VECTOR), ctx[CTX_ARM_VECTOR])
+            status = _deliver(voidptr(ctx[CTX_DELIVERY_ARGS]), voidptr(ctx[CTX_DELIVERY_OUT]))
+            if status == np.uint64(DELIVERED):
+                ctx[CTX_DELIVERED] = np.uint64(1)
+                ctx[CTX_DELIVERED_AT] = ctx[CTX_ICOUNT]
+                call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
+                return
+            # a check would fault: the Python model delivers it, from a stop here
+            ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_ARMED)
+            call_ptr(ctx[CTX_EMU_STOP], uc)
+            return
     if ctx[CTX_ICOUNT] + count > ctx[CTX_LIMIT]:
         ctx[CTX_LAST_COUNT] = np.uint64(0)
         ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_LIMIT)

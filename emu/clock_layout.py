@@ -32,12 +32,24 @@ CTX_LIMIT = 19  # hard limit: a block that would cross it is not entered
 CTX_IRQ_PENDING = 20  # the interrupt controller signals INTR: stop where IF=1 and no shadow
 CTX_CACHE_WANT = 21  # ... size and code size (as in the table's value) ...
 CTX_CACHE_COUNT = 22  # ... and instruction count
-CTX_SIZE = 24
+# An armed timer interrupt (see Machine._arm): delivered by the hook itself, compiled, at the
+# first block boundary at or after ARM_TIME (and before DEADLINE) where IF=1 and no shadow.
+CTX_ARMED = 23  # 1: deliver ARM_VECTOR from ARM_TIME on
+CTX_ARM_TIME = 24
+CTX_ARM_VECTOR = 25
+CTX_DELIVERED = 26  # 1: the hook delivered it, Python has not caught up yet (Machine._settle)
+CTX_DELIVERED_AT = 27  # the instruction count it was delivered at
+CTX_DELIVERY_ARGS = 28  # address of the delivery kernel's argument array (delivery_layout DA_*)
+CTX_DELIVERY_OUT = 29  # ... and of its result array (DO_*)
+CTX_CPU = 30  # address of QEMU's CPUState, for cpu_loop_exit
+CTX_LOOP_EXIT = 31  # address of cpu_loop_exit: restart the CPU loop at the handler
+CTX_SIZE = 32
 
 STOP_DEADLINE = 1
 STOP_MISS = 2
 STOP_LIMIT = 4
 STOP_IRQ = 8
+STOP_ARMED = 16  # the armed interrupt could not take the compiled path: Python delivers
 
 EMPTY_KEY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 

@@ -13,8 +13,11 @@ fault, an access crossing a page or leaving RAM) returns FALLBACK before anythin
 accessed/dirty bits, which the Python model then sets the same way: it redoes the delivery from
 the same state and finds the same fault, so the outcome never depends on which path ran.
 
-Called between slices only (never from inside a hook), where QEMU has folded the lazily kept
-arithmetic flags into ``env->eflags`` (x86_cpu_exec_exit), so RFLAGS is read and written there.
+RFLAGS is computed as QEMU's own delivery does: ``env->eflags`` plus the lazily kept arithmetic
+flags (``cpu_cc_compute_all``) plus DF. While the CPU runs, ``env->eflags`` holds neither; between
+slices it holds both (x86_cpu_exec_exit folds them in) and adding them again changes nothing. Only
+the control bits are cleared in ``env->eflags``, so the kernel is correct in both places: between
+slices (Machine._take_interrupt) and inside the clock hook (an armed timer interrupt).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import numpy as np
 from numba import carray, jit, types
 
 from .delivery_layout import (
+    DA_CC_COMPUTE_ALL,
     DA_ENV,
     DA_RAM,
     DA_RAM_SIZE,
@@ -34,6 +38,7 @@ from .delivery_layout import (
     DO_GATE_HIGH,
     DO_GATE_LOW,
     DO_NEW_RSP,
+    DO_OLD_HFLAGS,
     DO_OLD_RIP,
     DO_OLD_RSP,
     DO_SCRATCH,
@@ -50,7 +55,7 @@ from .delivery_layout import (
     FB_TSS,
     FB_VM86,
 )
-from .hook_intrinsics import call_ptr, load32, load64, store32, store64, voidptr
+from .hook_intrinsics import call_cc_compute, call_ptr, load32, load64, store32, store64, voidptr
 from .mmu_kernels import TRACE_SIZE, _translate
 from .mmu_layout import ACC_READ, ACC_WRITE, ST_OK
 
@@ -60,6 +65,8 @@ DELIVER_SIGNATURE = types.uint64(types.voidptr, types.voidptr)
 _ENV_RSP = 4 * 8
 _ENV_EIP = 128
 _ENV_EFLAGS = 136
+_ENV_CC_OP = 168
+_ENV_DF = 172
 _ENV_HFLAGS = 176
 _ENV_SEGS = 184
 _SEG_SIZE = 24
@@ -88,6 +95,7 @@ _DESC_G = 1 << 23
 _RFLAGS_CLEARED = (1 << 8) | (1 << 14) | (1 << 16) | (1 << 17)  # TF NT RF VM
 _RFLAGS_IF = 1 << 9
 _RFLAGS_VM = 1 << 17
+_DF_MASK = 1 << 10
 
 _U = np.uint64
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
@@ -179,7 +187,12 @@ def deliver(args_ptr, out_ptr):
         dpl = cpl
 
     # the stack
-    rflags = load64(env + _U(_ENV_EFLAGS))
+    env_eflags = load64(env + _U(_ENV_EFLAGS))
+    rflags = env_eflags | call_cc_compute(
+        a[DA_CC_COMPUTE_ALL], env, _U(load32(env + _U(_ENV_CC_OP)))
+    )
+    if load32(env + _U(_ENV_DF)) & np.uint32(_DF_MASK):  # df is +1 or -1
+        rflags |= _U(_DF_MASK)
     old_rsp = load64(env + _U(_ENV_RSP))
     new_stack = dpl < cpl or ist != _U(0)
     if new_stack:
@@ -219,7 +232,7 @@ def deliver(args_ptr, out_ptr):
         store64(ram + _U(p), value)
 
     # the new state
-    new_rflags = rflags & ~_U(_RFLAGS_CLEARED)
+    new_rflags = env_eflags & ~_U(_RFLAGS_CLEARED)
     if gtype == _U(14):
         new_rflags &= ~_U(_RFLAGS_IF)
     base = (d1 >> _U(16)) | ((d2 & _U(0xFF)) << _U(16)) | (d2 & _U(0xFF000000))
@@ -248,4 +261,5 @@ def deliver(args_ptr, out_ptr):
     out[DO_OLD_RIP] = old_rip
     out[DO_OLD_RSP] = old_rsp
     out[DO_NEW_RSP] = rsp
+    out[DO_OLD_HFLAGS] = hflags
     return _U(DELIVERED)

@@ -9,6 +9,7 @@ DA_RAM = 1  # address of guest RAM
 DA_RAM_SIZE = 2
 DA_VECTOR = 3
 DA_UPDATE_HFLAGS = 4  # address of x86_update_hflags (recomputes CPL, CS64... from the caches)
+DA_CC_COMPUTE_ALL = 5  # address of cpu_cc_compute_all (the lazily kept arithmetic flags)
 DA_SIZE = 8
 
 # Results (uint64 slots).
@@ -21,6 +22,7 @@ DO_OLD_RSP = 5
 DO_NEW_RSP = 6  # where the frame ends (the handler's RSP)
 DO_WHY = 7  # which check sent it to the Python model (FB_*), for the tests
 DO_SCRATCH = 8  # room for a walk's per-level trace (mmu_kernels.TRACE_SIZE slots)
+DO_OLD_HFLAGS = 23  # hflags before delivery (mode and CPL for the trace)
 DO_SIZE = 24
 
 DELIVERED = 0

@@ -84,3 +84,19 @@ def store32(typingctx, addr, value):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+@intrinsic
+def call_cc_compute(typingctx, fnptr, env, op):
+    """Call ``uint32_t cpu_cc_compute_all(CPUX86State *env, int op)`` through a pointer."""
+    sig = types.uint64(types.uint64, types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(i32, [ir.IntType(8).as_pointer(), i32])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        ptr = builder.inttoptr(args[1], ir.IntType(8).as_pointer())
+        result = builder.call(fn, [ptr, builder.trunc(args[2], i32)])
+        return builder.zext(result, ir.IntType(64))
+
+    return sig, codegen

@@ -29,16 +29,17 @@ from devices.uart16550 import COM_PORTS, Uart16550
 from devices.vga import VgaText
 from firmware import BootPlan, ModuleSpec, boot_kernel
 
+from . import clock_layout as K
 from . import unicorn_core as core
 from .bus import PortBus
 from .checkpoint import Checkpoint, restore_device, save_device
 from .cpu import CpuState, cpu_mode
 from .diagnosis import diagnose
-from .errors import ConfigError
+from .errors import ConfigError, EngineError
 from .fault_trace import FaultTrace, TraceEntry, decode_error_code, name_of
 from .report import RunResult, exit_status_for
 from .symbols import Symbolizer
-from .uc_internals import ENV_REGS
+from .uc_internals import ENV_REGS, HF_LMA
 from .version import LOADER_NAME
 
 DEFAULT_MEMORY = 128 << 20
@@ -107,7 +108,10 @@ class Machine:
         self.core = core.UnicornCore(
             self.ram, self.bus.read, self.bus.write, on_delivery=self._record_delivery,
             on_fast_delivery=self._record_fast_delivery,
+            on_armed_delivery=self._armed_delivered, after_io=self._after_io,
         )  # fmt: skip
+        self._slice_end = 0  # where the running slice ends at the latest (no device event)
+        self.arm_timer = True  # False: every interrupt through a stop between slices
         self._serial = bytearray()
         self._console = bytearray()
         self._exit_value: int | None = None
@@ -180,7 +184,7 @@ class Machine:
             self._exit_value = value
             self.core.request_stop(f"isa-debug-exit written with 0x{value:x}")
 
-    def _record_delivery(self, event, exc, result) -> None:
+    def _record_delivery(self, event, exc, result, icount: int | None = None) -> None:
         """Turn one delivery (all its escalation steps) into FaultTrace entries."""
         # Cheap reads only: this runs for every interrupt (a full state() costs ~100 us).
         env = self.core.internals
@@ -188,7 +192,8 @@ class Machine:
             hflags = env.hflags
             exc = replace(exc, mode=cpu_mode(hflags), cpl=hflags & 3,
                           rsp=env.u64(ENV_REGS + 4 * 8))  # fmt: skip
-        icount, index = self.core.icount, self.trace.next_index()
+        icount = self.core.icount if icount is None else icount
+        index = self.trace.next_index()
         insn = ""
         if not exc.software and event.kind == "exception":
             bits = {"long64": 64, "compat": 32, "prot32": 32}.get(exc.mode, 16)
@@ -204,14 +209,15 @@ class Machine:
         if result.triple_fault:
             self.trace.triple_fault = True
 
-    def _record_fast_delivery(self, raw: core.FastDelivery) -> None:
+    def _record_fast_delivery(self, raw: core.FastDelivery, icount: int | None = None) -> None:
         """An interrupt the compiled path delivered: its entry is built when the trace is read
         (nothing in it depends on memory), unless --trace prints it now."""
         if self.trace_sink is not None:
             result, exc = raw.describe()
-            self._record_delivery(result.steps[0].event, exc, result)
+            self._record_delivery(result.steps[0].event, exc, result, icount)
             return
-        icount, index = self.core.icount, self.trace.next_index()
+        icount = self.core.icount if icount is None else icount
+        index = self.trace.next_index()
 
         def entry() -> TraceEntry:
             result, exc = raw.describe()
@@ -376,11 +382,8 @@ class Machine:
                     continue
                 # delivered, and nothing else can be taken now: run the handler (a delivery
                 # retires no instruction, so the time and the events computed above still hold)
-            deadline = min(limit, icount + SLICE_INSTRUCTIONS)
-            event = self._next_event(now)
-            if event is not None:
-                deadline = min(deadline, icount + max(1, event - now))
-            end = self.core.run_slice(deadline, limit)
+            self._slice_end = min(limit, icount + SLICE_INSTRUCTIONS)
+            end = self.core.run_slice(self._schedule(now), limit)
             if end.kind in (core.KIND_DEADLINE, core.KIND_IRQ):
                 continue
             if end.kind == core.KIND_TRIPLE_FAULT and self.reboot:
@@ -398,6 +401,88 @@ class Machine:
             if end.kind == core.KIND_HALT and self._wait_for_interrupt():
                 continue
             return self._finish(end, t0)
+
+    def _schedule(self, now: int) -> int:
+        """Where the running slice must stop next (an instruction count), and whether the clock
+        hook may deliver the next timer interrupt itself (arming).
+
+        Without arming, the slice stops at the next device event and Python ticks the devices,
+        acknowledges and delivers. When that next event is a PIT channel 0 pulse alone, the PIC
+        would answer INTA with IRQ 0 at that moment and nothing pending now, the hook is armed:
+        from that instant, at the first block boundary with IF=1 outside the interrupt shadow,
+        it delivers the vector (compiled, emu/delivery_kernels.py) and goes on without
+        stopping. ``_armed_delivered`` then catches the devices up (the PIT pulse at that time,
+        INTA) before Python looks at anything else, so the result is the one of the stop path:
+        same instruction, same device state, same trace. The slice still ends at the event
+        after the pulse, and every port access reschedules.
+        """
+        ctx = self.core._ctxv
+        idle = self.idle_ns
+        ctx[K.CTX_ARMED] = 0
+        first = second = None  # the two earliest events of all devices
+        first_is_pit = False
+        for device in self.timed:
+            e = device.next_event(now)
+            if e is None:
+                continue
+            if first is None or e < first:
+                second, first, first_is_pit = first, e, device is self.pit
+            elif e == first:
+                second, first_is_pit = e, False
+            elif second is None or e < second:
+                second = e
+        deadline = self._slice_end
+        if first is None:
+            ctx[K.CTX_DEADLINE] = deadline
+            return deadline
+        deadline = min(deadline, max(self.core.icount + 1, first - idle))
+        if first_is_pit and first > now and self._timer_armable():
+            after = self.pit.next_event(first)
+            if after is not None and (second is None or after < second):
+                second = after
+            ctx[K.CTX_ARM_TIME] = first - idle
+            ctx[K.CTX_ARM_VECTOR] = self.pics.master.vector_base
+            ctx[K.CTX_ARMED] = 1
+            deadline = self._slice_end if second is None else min(self._slice_end, second - idle)
+        ctx[K.CTX_DEADLINE] = deadline
+        return deadline
+
+    def _timer_armable(self) -> bool:
+        """Would a PIT pulse now make the PICs signal IRQ 0 and nothing else (long mode, the
+        compiled delivery available)?"""
+        c = self.core
+        if not (self.arm_timer and c.fast_delivery and c.translate is None and c.tlb == "virtual"):
+            return False
+        if self.pics.cpu_line.level or not c.internals.hflags & HF_LMA:
+            return False
+        pic = self.pics.master
+        if pic.init_step or pic.poll or pic.ltim or pic.elcr & 1:
+            return False
+        irr = pic.irr
+        pic.irr = irr | 1
+        try:
+            return pic.pending() == 0
+        finally:
+            pic.irr = irr
+
+    def _armed_delivered(self, icount: int, raw: core.FastDelivery) -> None:
+        """The clock hook delivered the armed timer interrupt at ``icount``: bring the devices
+        to that instant (the PIT pulse) and acknowledge it, as the stop path would have."""
+        now = icount + self.idle_ns
+        for device in self.timed:
+            device.tick(now)
+        vector = self.pics.acknowledge()
+        if vector != raw.vector:
+            raise EngineError(
+                f"internal error: the armed interrupt was vector 0x{raw.vector:x}, "
+                f"the PICs acknowledged 0x{vector:x}"
+            )
+        self._record_fast_delivery(raw, icount)
+
+    def _after_io(self) -> None:
+        """A port access may have changed what the devices do next: reschedule."""
+        if self.timed:
+            self._schedule(self.now_ns())
 
     def _next_event(self, now: int) -> int | None:
         events = [e for e in (d.next_event(now) for d in self.timed) if e is not None]

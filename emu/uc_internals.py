@@ -66,6 +66,7 @@ UC_INVALID_ADDR = 1416
 _UC_REG_READ_SLOT = 136
 _UC_CPU_POINTERS_AFTER_REG_READ = 38
 _CPU_TO_ENV = 35408
+CPU_TO_ENV = _CPU_TO_ENV  # env - CPU_TO_ENV is QEMU's CPUState (cpu_loop_exit takes it)
 
 
 def _lib() -> ctypes.CDLL:

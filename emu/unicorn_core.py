@@ -183,6 +183,10 @@ class UnicornCore:
     # Called after every delivery attempt: (event, exception as raised, delivery result).
     on_delivery: Callable[[Event, GuestException, DeliveryResult], None] | None = None
     on_fast_delivery: Callable[[FastDelivery], None] | None = None
+    # an armed interrupt the clock hook delivered (instruction count, what): the machine catches
+    # its devices up (PIC INTA) and records it; called before any other Python sees the guest
+    on_armed_delivery: Callable[[int, FastDelivery], None] | None = None
+    after_io: Callable[[], None] | None = None  # after every IN/OUT: the machine reschedules
     # Translates a linear address for supervisor delivery accesses when paging is on:
     # (linear, write) -> physical, raising MemoryFault. Set by the machine (our MMU).
     translate: Callable[[int, bool], int] | None = None
@@ -226,6 +230,7 @@ class UnicornCore:
     # ----------------------------------------------------------------- setup
     def _init_clock(self) -> None:
         self.ctx = np.zeros(K.CTX_SIZE, np.uint64)
+        self._ctxv = memoryview(self.ctx)  # Python ints, faster than numpy scalars
         self._alloc_table(_TABLE_SLOTS)
         self.ctx[K.CTX_ENV] = self.internals.env
         self.ctx[K.CTX_EMU_STOP] = I.function_address("uc_emu_stop")
@@ -235,7 +240,8 @@ class UnicornCore:
 
     def _init_fast_delivery(self) -> None:
         self.fast_delivery = True  # False: every delivery through the Python model
-        self.fast_deliveries = 0
+        self.fast_deliveries = 0  # compiled deliveries (between slices or by the clock hook)
+        self.armed_deliveries = 0  # ... of them by the clock hook, without a stop
         fn = native.load("emu.delivery_kernels", "deliver", "DELIVER_SIGNATURE")
         self._fast_deliver = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p)(
             fn.address
@@ -245,11 +251,15 @@ class UnicornCore:
         self._fast_args[DL.DA_RAM] = self.ram.ctypes.data
         self._fast_args[DL.DA_RAM_SIZE] = self.ram.size & ~7
         self._fast_args[DL.DA_UPDATE_HFLAGS] = I.function_address("x86_update_hflags_x86_64")
+        self._fast_args[DL.DA_CC_COMPUTE_ALL] = I.function_address("cpu_cc_compute_all_x86_64")
         self._fast_out = np.zeros(DL.DO_SIZE, np.uint64)
-        self._fast_args_ptr, self._fast_out_ptr = (
-            self._fast_args.ctypes.data,
-            self._fast_out.ctypes.data,
-        )
+        self._fast_args_ptr = self._fast_args.ctypes.data
+        self._fast_out_ptr = self._fast_out.ctypes.data
+        # what the clock hook needs to deliver an armed timer interrupt itself
+        self.ctx[K.CTX_DELIVERY_ARGS] = self._fast_args_ptr
+        self.ctx[K.CTX_DELIVERY_OUT] = self._fast_out_ptr
+        self.ctx[K.CTX_CPU] = self.internals.env - I.CPU_TO_ENV
+        self.ctx[K.CTX_LOOP_EXIT] = I.function_address("cpu_loop_exit_x86_64")
 
     def _alloc_table(self, slots: int) -> None:
         self._keys = np.full(slots, K.EMPTY_KEY, np.uint64)
@@ -440,10 +450,32 @@ class UnicornCore:
             self._request(SliceEnd(KIND_BREAKPOINT, f"breakpoint at 0x{address:x}", None, address))
 
     def _hook_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
-        return self.port_read(port, size)
+        if self._ctxv[K.CTX_DELIVERED]:
+            self.settle()
+        value = self.port_read(port, size)
+        if self.after_io is not None:
+            self.after_io()
+        return value
 
     def _hook_out(self, uc: Uc, port: int, size: int, value: int, _ud: object) -> None:
+        if self._ctxv[K.CTX_DELIVERED]:
+            self.settle()
         self.port_write(port, size, value)
+        if self.after_io is not None:
+            self.after_io()
+
+    def settle(self) -> None:
+        """Report an interrupt the clock hook delivered since Python last looked."""
+        ctx = self._ctxv
+        if not ctx[K.CTX_DELIVERED]:
+            return
+        ctx[K.CTX_DELIVERED] = 0
+        self.fast_deliveries += 1
+        self.armed_deliveries += 1
+        out = self._fast_out.tolist()
+        raw = FastDelivery(ctx[K.CTX_ARM_VECTOR], out[DL.DO_OLD_HFLAGS], *out[1 : DL.DO_WHY])
+        if self.on_armed_delivery is not None:
+            self.on_armed_delivery(ctx[K.CTX_DELIVERED_AT], raw)
 
     def _virtual_tsc(self) -> int:
         """Virtual time at the RDTSC being executed (instructions retired + idle time)."""
@@ -584,6 +616,8 @@ class UnicornCore:
         self, exc: GuestException, next_rip: int | None = None, account: bool = True
     ) -> None:
         """An exception was raised at exc.rip: deliver it through the IDT, or stop."""
+        if self._ctxv[K.CTX_DELIVERED]:
+            self.settle()  # an interrupt delivered before it comes first in the trace
         # Unicorn never clears its double-fault tracker: delivery and escalation are ours.
         self.internals.clear_old_exception()
         if self._stop is not None:
@@ -713,6 +747,8 @@ class UnicornCore:
                 self.uc.emu_start(self.internals.u64(I.ENV_EIP), _UNTIL)
             except UcError as e:
                 err = e.errno
+            if self._ctxv[K.CTX_DELIVERED]:
+                self.settle()
             flags = int(ctx[K.CTX_STOP_FLAGS])
             stop = self._stop
             if stop is not None:
@@ -752,7 +788,7 @@ class UnicornCore:
                 return SliceEnd(KIND_IRQ)
             if flags & K.STOP_LIMIT:
                 return SliceEnd(KIND_LIMIT)
-            if flags & K.STOP_DEADLINE:
+            if flags & (K.STOP_DEADLINE | K.STOP_ARMED):
                 return SliceEnd(KIND_DEADLINE)
             rip = self.uc.reg_read(X.UC_X86_REG_RIP)
             if self._read_linear(rip - 1, 1) == b"\xf4":
