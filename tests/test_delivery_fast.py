@@ -162,3 +162,69 @@ def test_protected_mode_goes_through_the_model() -> None:
     result = core.deliver_external(VECTOR)
     assert result.steps[-1].ok and core.fast_deliveries == 0
     assert int(core._fast_out[DL.DO_WHY]) == DL.FB_NOT_LONG_MODE
+
+
+# ------------------------------------------------------------------ armed timer interrupts
+
+
+def _timer_guest(divisor: int, *, handler: str = "", loop: int = 30_000, user: bool = False):
+    """A long-mode guest: PIC remapped to 0x20, the PIT at ``divisor``, IF=1, a busy loop (at
+    CPL 3 with ``user``); the IRQ 0 handler counts, runs ``handler``, EOIs and returns."""
+    import timer_guest
+
+    return timer_guest.machine(divisor, loop=loop, handler=handler, user=user)
+
+
+def _run(m, budget: int = 5_000_000):
+    r = m.run(max_instructions=budget)
+    return r, bytes(m.ram), r.trace.to_list()
+
+
+@pytest.mark.parametrize(
+    "handler",
+    [
+        "",  # the plain case
+        "sti; nop; nop; cli",  # nested-capable window inside the handler
+        "pushfq; popq %rbx; movq %rbx, 0x30100",  # the pushed flags, as the handler sees them
+        "movq 24(%rsp), %rbx; movq %rbx, 0x30108",  # the CS in the frame
+    ],
+)
+def test_armed_delivery_is_the_stop_path(handler: str) -> None:
+    """The hook delivering the timer interrupt itself must change nothing but the speed."""
+    runs = []
+    for arm in (True, False):
+        m = _timer_guest(2, handler=handler)
+        m.arm_timer = arm
+        runs.append((_run(m), m.core.armed_deliveries, m.core.fast_deliveries))
+    (armed, n_armed, fast), (stopped, n_stopped, _) = runs
+    assert n_armed > 50 and n_stopped == 0 and fast >= n_armed
+    assert armed[0].instructions == stopped[0].instructions
+    assert armed[0].stop_reason == stopped[0].stop_reason == "halted"
+    assert armed[1] == stopped[1], "guest memory differs"
+    assert armed[2] == stopped[2], "fault traces differ"
+
+
+def test_armed_delivery_from_user_mode_switches_stacks() -> None:
+    runs = []
+    for arm in (True, False):
+        m = _timer_guest(3, user=True, handler="movq 48(%rsp), %rbx; movq %rbx, 0x30110")
+        m.arm_timer = arm
+        runs.append((_run(m), m.core.armed_deliveries))
+    (armed, n), (stopped, _) = runs
+    assert n > 50
+    assert armed[1] == stopped[1] and armed[2] == stopped[2]
+    assert int.from_bytes(armed[1][0x30110:0x30118], "little") == 0x1B  # SS of the user frame
+    cpls = {e["cpl"] for e in armed[2]}
+    assert cpls == {3}  # every tick interrupted the user loop
+
+
+def test_armed_delivery_declined_by_the_kernel_goes_to_the_model() -> None:
+    """A gate the compiled path does not take: the hook stops and the Python model delivers."""
+    m = _timer_guest(2, loop=2_000)
+    entry = bytearray(m.ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21].tobytes())
+    entry[2] |= 4  # selector 0x08 -> 0x0C (TI=1): not taken by the compiled path
+    m.ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(bytes(entry), np.uint8)
+    r = m.run(max_instructions=1_000_000)
+    assert m.core.armed_deliveries == 0
+    assert r.trace.entries and r.trace.entries[0].vector == 0x20
+    assert not r.trace.entries[0].delivered  # the model finds the LDT limit 0 and faults
