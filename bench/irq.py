@@ -1,8 +1,7 @@
 """External interrupt benchmark, measured in one run:
 
-1. interrupts delivered per second, with a guest whose timer (PIT, smallest divisor) interrupts
-   it about every 1,700 instructions, against the same guest with IRQ 0 masked
-   [goal >= 100k interrupts/s];
+1. interrupts delivered per second, with a guest whose timer (PIT divisor 2) interrupts it every
+   1,676 instructions, against the same guest with IRQ 0 masked [goal >= 100k interrupts/s];
 2. guest MIPS with a 1 kHz timer against raw Unicorn running the same loop with no hooks
    [goal >= 0.8x], and, for scale, raw Unicorn with one empty compiled block hook: the floor of
    any design that counts instructions per translation block, as virtual time does

@@ -388,17 +388,15 @@ class UnicornCore:
 
     def precise_icount(self) -> int:
         """Instructions retired up to the one executing now (inside a hook), or the count."""
-        if self.ctx[K.CTX_ENABLED] == 0 or not int(self.ctx[K.CTX_LAST_COUNT]):
-            return int(self.ctx[K.CTX_ICOUNT])
-        key = (
-            int(self.ctx[K.CTX_LAST_PC]),
-            int(self.ctx[K.CTX_LAST_SIZE]),
-            int(self.ctx[K.CTX_LAST_BITS]),
+        ctx = self._ctxv
+        if ctx[K.CTX_ENABLED] == 0 or not ctx[K.CTX_LAST_COUNT]:
+            return ctx[K.CTX_ICOUNT]
+        info = self.blocks.get((ctx[K.CTX_LAST_PC], ctx[K.CTX_LAST_SIZE], ctx[K.CTX_LAST_BITS]))
+        if info is None:
+            return ctx[K.CTX_ICOUNT_BEFORE]
+        return ctx[K.CTX_ICOUNT_BEFORE] + bisect.bisect_left(
+            info.insns, self.internals.u64(I.ENV_EIP)
         )
-        info = self.blocks.get(key)
-        rip = self.internals.u64(I.ENV_EIP)
-        index = bisect.bisect_left(info.insns, rip) if info is not None else 0
-        return int(self.ctx[K.CTX_ICOUNT_BEFORE]) + index
 
     def after_restore(self) -> None:
         """A context restore keeps Unicorn's TLB and translated code: drop both (Q7). The
@@ -714,7 +712,7 @@ class UnicornCore:
     # ------------------------------------------------------------------- run
     @property
     def icount(self) -> int:
-        return int(self.ctx[K.CTX_ICOUNT])
+        return self._ctxv[K.CTX_ICOUNT]
 
     def run_slice(self, deadline: int, limit: int) -> SliceEnd:
         """Run until virtual time reaches ``deadline`` (block granular) or something stops us.
