@@ -33,33 +33,46 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     CTX_CACHE_PC,
     CTX_CACHE_WANT,
     CTX_CPU,
+    CTX_CYCLES_DONE,
     CTX_DEADLINE,
     CTX_DELIVERED,
-    CTX_DELIVERED_AT,
     CTX_DELIVERY_ARGS,
     CTX_DELIVERY_OUT,
+    CTX_EDGE_COUNT,
+    CTX_EDGE_INDEX,
+    CTX_EDGES,
     CTX_EMU_STOP,
     CTX_ENABLED,
     CTX_ENV,
+    CTX_FAST_EOI_OK,
     CTX_ICOUNT,
     CTX_ICOUNT_BEFORE,
+    CTX_IN_SERVICE,
     CTX_IRQ_PENDING,
     CTX_LAST_BITS,
     CTX_LAST_COUNT,
     CTX_LAST_PC,
     CTX_LAST_SIZE,
     CTX_LIMIT,
+    CTX_LOG,
+    CTX_LOG_CAP,
+    CTX_LOG_COUNT,
     CTX_LOOP_EXIT,
     CTX_MISS_BITS,
     CTX_MISS_FLAG,
     CTX_MISS_PC,
     CTX_MISS_SIZE,
+    CTX_OTHER_EVENT,
+    CTX_PY_OUT,
     CTX_SIZE,
+    CTX_SLICE_END,
     CTX_STOP_FLAGS,
     CTX_TABLE_KEYS,
     CTX_TABLE_MASK,
     CTX_TABLE_VALS,
     EMPTY_KEY,
+    LOG_ICOUNT,
+    LOG_STRIDE,
     STOP_ARMED,
     STOP_DEADLINE,
     STOP_IRQ,
@@ -67,8 +80,8 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     STOP_MISS,
     pack_value,
 )
-from .delivery_layout import DA_VECTOR, DELIVERED
-from .hook_intrinsics import call_ptr, load32, load64, store64, voidptr
+from .delivery_layout import DA_VECTOR, DELIVERED, DO_OLD_HFLAGS, DO_WHY
+from .hook_intrinsics import call_out, call_ptr, load32, load64, store64, voidptr
 
 _deliver = jit(nopython=True)(delivery_kernels.deliver)
 
@@ -148,11 +161,23 @@ def block_hook(uc, address, size, user_data):
             # restart QEMU's CPU loop at the handler (this block does not run).
             ctx[CTX_ARMED] = np.uint64(0)
             ctx[CTX_LAST_COUNT] = np.uint64(0)
-            store64(ctx[CTX_DELIVERY_ARGS] + np.uint64(8 * DA_VECTOR), ctx[CTX_ARM_VECTOR])
-            status = _deliver(voidptr(ctx[CTX_DELIVERY_ARGS]), voidptr(ctx[CTX_DELIVERY_OUT]))
+            n = ctx[CTX_LOG_COUNT]
+            status = np.uint64(1 - DELIVERED)
+            if n < ctx[CTX_LOG_CAP]:
+                store64(ctx[CTX_DELIVERY_ARGS] + np.uint64(8 * DA_VECTOR), ctx[CTX_ARM_VECTOR])
+                status = _deliver(voidptr(ctx[CTX_DELIVERY_ARGS]), voidptr(ctx[CTX_DELIVERY_OUT]))
             if status == np.uint64(DELIVERED):
+                # log it for Python (core.settle): count, vector, hflags, then DO_* 1-6
+                entry = ctx[CTX_LOG] + n * np.uint64(8 * LOG_STRIDE)
+                out = ctx[CTX_DELIVERY_OUT]
+                store64(entry + np.uint64(8 * LOG_ICOUNT), ctx[CTX_ICOUNT])
+                store64(entry + np.uint64(8), ctx[CTX_ARM_VECTOR])
+                store64(entry + np.uint64(16), load64(out + np.uint64(8 * DO_OLD_HFLAGS)))
+                for k in range(1, DO_WHY):
+                    store64(entry + np.uint64(8 * (k + 2)), load64(out + np.uint64(8 * k)))
+                ctx[CTX_LOG_COUNT] = n + np.uint64(1)
                 ctx[CTX_DELIVERED] = np.uint64(1)
-                ctx[CTX_DELIVERED_AT] = ctx[CTX_ICOUNT]
+                ctx[CTX_IN_SERVICE] = ctx[CTX_FAST_EOI_OK]
                 call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
                 return
             # a check would fault: the Python model delivers it, from a stop here
@@ -166,3 +191,35 @@ def block_hook(uc, address, size, user_data):
         return
     ctx[CTX_LAST_COUNT] = count
     ctx[CTX_ICOUNT] += count
+
+
+OUT_HOOK_SIGNATURE = types.void(
+    types.voidptr, types.uint32, types.int32, types.uint32, types.voidptr
+)
+
+
+def out_hook(uc, port, size, value, user_data):
+    """Every OUT. The EOI of an armed timer interrupt in its steady state is taken here: the
+    interrupt is done, and the next PIT edge is armed from the table Python filled. Any other
+    OUT goes to Python (the port bus), which first catches up with what the hooks did."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    if ctx[CTX_IN_SERVICE] and port == np.uint32(0x20) and size == 1 and (value & 0xFF) == 0x20:
+        ctx[CTX_IN_SERVICE] = np.uint64(0)
+        ctx[CTX_CYCLES_DONE] += np.uint64(1)
+        other = ctx[CTX_OTHER_EVENT]
+        end = ctx[CTX_SLICE_END] if ctx[CTX_SLICE_END] < other else other
+        idx = ctx[CTX_EDGE_INDEX] + np.uint64(1)
+        if idx + np.uint64(1) < ctx[CTX_EDGE_COUNT] and ctx[CTX_LOG_COUNT] < ctx[CTX_LOG_CAP]:
+            edge = load64(ctx[CTX_EDGES] + idx * np.uint64(8))
+            after = load64(ctx[CTX_EDGES] + (idx + np.uint64(1)) * np.uint64(8))
+            ctx[CTX_EDGE_INDEX] = idx
+            if edge < end:
+                ctx[CTX_ARM_TIME] = edge
+                ctx[CTX_ARMED] = np.uint64(1)
+                ctx[CTX_DEADLINE] = after if after < end else end
+            else:
+                ctx[CTX_DEADLINE] = end
+        else:
+            ctx[CTX_DEADLINE] = ctx[CTX_ICOUNT]  # the table is used up: Python reschedules
+        return
+    call_out(ctx[CTX_PY_OUT], np.uint64(port), np.uint64(size), np.uint64(value))

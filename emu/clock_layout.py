@@ -32,18 +32,41 @@ CTX_LIMIT = 19  # hard limit: a block that would cross it is not entered
 CTX_IRQ_PENDING = 20  # the interrupt controller signals INTR: stop where IF=1 and no shadow
 CTX_CACHE_WANT = 21  # ... size and code size (as in the table's value) ...
 CTX_CACHE_COUNT = 22  # ... and instruction count
-# An armed timer interrupt (see Machine._arm): delivered by the hook itself, compiled, at the
-# first block boundary at or after ARM_TIME (and before DEADLINE) where IF=1 and no shadow.
+# An armed timer interrupt (see Machine._schedule): delivered by the hook itself, compiled, at
+# the first block boundary at or after ARM_TIME (and before DEADLINE) where IF=1 and no shadow.
 CTX_ARMED = 23  # 1: deliver ARM_VECTOR from ARM_TIME on
 CTX_ARM_TIME = 24
 CTX_ARM_VECTOR = 25
-CTX_DELIVERED = 26  # 1: the hook delivered it, Python has not caught up yet (Machine._settle)
-CTX_DELIVERED_AT = 27  # the instruction count it was delivered at
+CTX_DELIVERED = 26  # 1: the hook delivered some, Python has not caught up yet (core.settle)
+CTX_LOG_COUNT = 27  # deliveries in the log since Python last looked
 CTX_DELIVERY_ARGS = 28  # address of the delivery kernel's argument array (delivery_layout DA_*)
 CTX_DELIVERY_OUT = 29  # ... and of its result array (DO_*)
 CTX_CPU = 30  # address of QEMU's CPUState, for cpu_loop_exit
 CTX_LOOP_EXIT = 31  # address of cpu_loop_exit: restart the CPU loop at the handler
-CTX_SIZE = 32
+# The steady state of a periodic timer: when the PICs had nothing else requested or in service
+# (FAST_EOI_OK), the handler's plain non-specific EOI (OUT 0x20 <- 0x20) is taken by the compiled
+# OUT hook, which re-arms for the next PIT edge from a table Python filled, without Python.
+CTX_FAST_EOI_OK = 32
+CTX_IN_SERVICE = 33  # 1: the hook delivered the armed vector and its EOI has not come yet
+CTX_CYCLES_DONE = 34  # EOIs the OUT hook took since Python last looked
+CTX_LOG = 35  # address of the delivery log (LOG_* layout, LOG_CAP entries)
+CTX_LOG_CAP = 36
+CTX_EDGES = 37  # address of the next PIT edges (instruction counts)
+CTX_EDGE_COUNT = 38
+CTX_EDGE_INDEX = 39  # the edge armed now
+CTX_OTHER_EVENT = 40  # the earliest event of every other device (instruction count)
+CTX_SLICE_END = 41  # the slice's own end
+CTX_PY_OUT = 42  # address of the Python OUT handler (a C callback), for every other OUT
+CTX_SIZE = 48
+
+# One delivery in the log.
+LOG_ICOUNT = 0
+LOG_VECTOR = 1
+LOG_HFLAGS = 2
+LOG_GATE_ADDRESS = 3  # then gate low, gate high, old RIP, old RSP, new RSP: DO_* 1-6
+LOG_STRIDE = 9
+LOG_ENTRIES = 1024
+EDGE_ENTRIES = 64
 
 STOP_DEADLINE = 1
 STOP_MISS = 2

@@ -100,3 +100,18 @@ def call_cc_compute(typingctx, fnptr, env, op):
         return builder.zext(result, ir.IntType(64))
 
     return sig, codegen
+
+
+@intrinsic
+def call_out(typingctx, fnptr, port, size, value):
+    """Call ``void f(uint32_t port, int32_t size, uint32_t value)`` through a pointer."""
+    sig = types.void(types.uint64, types.uint64, types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i32, i32, i32])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(fn, [builder.trunc(a, i32) for a in args[1:]])
+        return context.get_dummy_value()
+
+    return sig, codegen

@@ -404,46 +404,59 @@ class Machine:
 
     def _schedule(self, now: int) -> int:
         """Where the running slice must stop next (an instruction count), and whether the clock
-        hook may deliver the next timer interrupt itself (arming).
+        hook may deliver the next timer interrupts itself (arming).
 
         Without arming, the slice stops at the next device event and Python ticks the devices,
         acknowledges and delivers. When that next event is a PIT channel 0 pulse alone, the PIC
-        would answer INTA with IRQ 0 at that moment and nothing pending now, the hook is armed:
-        from that instant, at the first block boundary with IF=1 outside the interrupt shadow,
-        it delivers the vector (compiled, emu/delivery_kernels.py) and goes on without
-        stopping. ``_armed_delivered`` then catches the devices up (the PIT pulse at that time,
-        INTA) before Python looks at anything else, so the result is the one of the stop path:
-        same instruction, same device state, same trace. The slice still ends at the event
-        after the pulse, and every port access reschedules.
+        would answer INTA with IRQ 0 at that moment and nothing is pending now, the hook is
+        armed: from that instant, at the first block boundary with IF=1 outside the interrupt
+        shadow, it delivers the vector (compiled, emu/delivery_kernels.py) and goes on without
+        stopping. If the PICs had nothing else requested or in service, the handler's plain EOI
+        is then taken by the compiled OUT hook, which arms the next edge from ``core.edges``.
+        ``core.settle`` hands all of it to ``_armed_delivered`` before Python looks at anything
+        else, and that brings the devices to the same state the stop path would have: same
+        instructions, same device state, same trace. The slice still ends at every other
+        device's next event, and every port access that reaches Python reschedules.
         """
         ctx = self.core._ctxv
         idle = self.idle_ns
-        ctx[K.CTX_ARMED] = 0
-        first = second = None  # the two earliest events of all devices
-        first_is_pit = False
+        ctx[K.CTX_ARMED] = ctx[K.CTX_EDGE_COUNT] = ctx[K.CTX_FAST_EOI_OK] = 0
+        first = other = None  # the earliest event, and the earliest of the devices but the PIT
         for device in self.timed:
             e = device.next_event(now)
             if e is None:
                 continue
             if first is None or e < first:
-                second, first, first_is_pit = first, e, device is self.pit
-            elif e == first:
-                second, first_is_pit = e, False
-            elif second is None or e < second:
-                second = e
-        deadline = self._slice_end
+                first = e
+            if device is not self.pit and (other is None or e < other):
+                other = e
+        slice_end = self._slice_end
+        ctx[K.CTX_SLICE_END] = slice_end
+        ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if other is None else other - idle
         if first is None:
-            ctx[K.CTX_DEADLINE] = deadline
-            return deadline
-        deadline = min(deadline, max(self.core.icount + 1, first - idle))
-        if first_is_pit and first > now and self._timer_armable():
-            after = self.pit.next_event(first)
-            if after is not None and (second is None or after < second):
-                second = after
+            ctx[K.CTX_DEADLINE] = slice_end
+            return slice_end
+        deadline = min(slice_end, max(self.core.icount + 1, first - idle))
+        pit_first = other is None or first < other
+        if pit_first and first > now and self._timer_armable():
+            # the PIT's next edges, for the hook to re-arm after each EOI (instruction counts)
+            edges = self.core.edges
+            e, n = first, 0
+            while e is not None and n < edges.size and (other is None or e < other):
+                edges[n] = e - idle
+                n += 1
+                e = self.pit.next_event(e)
+            if n < edges.size and e is not None:
+                edges[n] = e - idle  # the edge after the last one armable: a deadline
+                n += 1
+            ctx[K.CTX_EDGE_COUNT] = n
+            ctx[K.CTX_EDGE_INDEX] = 0
             ctx[K.CTX_ARM_TIME] = first - idle
             ctx[K.CTX_ARM_VECTOR] = self.pics.master.vector_base
             ctx[K.CTX_ARMED] = 1
-            deadline = self._slice_end if second is None else min(self._slice_end, second - idle)
+            ctx[K.CTX_FAST_EOI_OK] = int(self._timer_steady())
+            after = edges[1] if n > 1 else NO_LIMIT
+            deadline = min(slice_end, int(after), ctx[K.CTX_OTHER_EVENT])
         ctx[K.CTX_DEADLINE] = deadline
         return deadline
 
@@ -465,19 +478,36 @@ class Machine:
         finally:
             pic.irr = irr
 
-    def _armed_delivered(self, icount: int, raw: core.FastDelivery) -> None:
-        """The clock hook delivered the armed timer interrupt at ``icount``: bring the devices
-        to that instant (the PIT pulse) and acknowledge it, as the stop path would have."""
+    def _timer_steady(self) -> bool:
+        """Nothing requested or in service on the PICs and no mode that makes INTA or EOI do
+        more than set and clear ISR bit 0: a timer interrupt and its plain EOI leave them as
+        they are (the compiled OUT hook may then take the EOI)."""
+        m, sl = self.pics.master, self.pics.slave
+        return not (
+            m.irr | m.isr | m.lines | sl.irr | sl.isr or m.special_mask or m.auto_eoi
+            or m.rotate_on_aeoi
+        )  # fmt: skip
+
+    def _armed_delivered(self, raws: list[tuple[int, core.FastDelivery]], eoi_done: bool) -> None:
+        """The clock hook delivered armed timer interrupts (and the OUT hook took the EOIs of all
+        of them, or of all but the last). Bring the devices to the last delivery (its PIT pulse,
+        INTA; the earlier ones were each acknowledged and ended by their EOI, which from the
+        steady state leaves the PICs as they were), apply the last EOI if it came, and record
+        every delivery with its instruction count."""
+        icount, last = raws[-1]
         now = icount + self.idle_ns
         for device in self.timed:
             device.tick(now)
         vector = self.pics.acknowledge()
-        if vector != raw.vector:
+        if vector != last.vector:
             raise EngineError(
-                f"internal error: the armed interrupt was vector 0x{raw.vector:x}, "
+                f"internal error: the armed interrupt was vector 0x{last.vector:x}, "
                 f"the PICs acknowledged 0x{vector:x}"
             )
-        self._record_fast_delivery(raw, icount)
+        if eoi_done:
+            self.pics.master.write(0, 1, 0x20)
+        for icount, raw in raws:
+            self._record_fast_delivery(raw, icount)
 
     def _after_io(self) -> None:
         """A port access may have changed what the devices do next: reschedule."""

@@ -87,6 +87,7 @@ _RFLAGS_RF = 1 << 16
 _RFLAGS_VM = 1 << 17
 # int (*)(uc_engine*, void*): the RDTSC/RDTSCP/CPUID hook type; returning 1 skips the instruction.
 _INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+_OUT_CB = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint32)
 _TABLE_SLOTS = 1 << 14
 _WARNED: list[bool] = []
 
@@ -185,7 +186,7 @@ class UnicornCore:
     on_fast_delivery: Callable[[FastDelivery], None] | None = None
     # an armed interrupt the clock hook delivered (instruction count, what): the machine catches
     # its devices up (PIC INTA) and records it; called before any other Python sees the guest
-    on_armed_delivery: Callable[[int, FastDelivery], None] | None = None
+    on_armed_delivery: Callable[[list[tuple[int, FastDelivery]], bool], None] | None = None
     after_io: Callable[[], None] | None = None  # after every IN/OUT: the machine reschedules
     # Translates a linear address for supervisor delivery accesses when paging is on:
     # (linear, write) -> physical, raising MemoryFault. Set by the machine (our MMU).
@@ -209,6 +210,7 @@ class UnicornCore:
             raise EngineError(f"unknown TLB mode {self.tlb!r} (virtual or cpu)")
         self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL if self.tlb == "virtual" else UC_TLB_CPU)
         self._stop: SliceEnd | None = None
+        self._hook_error: BaseException | None = None
         self._stepping = False
         self._breakpoints: dict[int, int] = {}  # address -> hook handle
         self.break_vectors: set[int] = set()  # exceptions that stop the run before delivery
@@ -260,6 +262,11 @@ class UnicornCore:
         self.ctx[K.CTX_DELIVERY_OUT] = self._fast_out_ptr
         self.ctx[K.CTX_CPU] = self.internals.env - I.CPU_TO_ENV
         self.ctx[K.CTX_LOOP_EXIT] = I.function_address("cpu_loop_exit_x86_64")
+        self._log = np.zeros((K.LOG_ENTRIES, K.LOG_STRIDE), np.uint64)
+        self.ctx[K.CTX_LOG] = self._log.ctypes.data
+        self.ctx[K.CTX_LOG_CAP] = K.LOG_ENTRIES
+        self.edges = np.zeros(K.EDGE_ENTRIES, np.uint64)  # filled by the machine's scheduler
+        self.ctx[K.CTX_EDGES] = self.edges.ctypes.data
 
     def _alloc_table(self, slots: int) -> None:
         self._keys = np.full(slots, K.EMPTY_KEY, np.uint64)
@@ -316,7 +323,14 @@ class UnicornCore:
             fill = native.load("emu.mmu_kernels", "tlb_fill", "TLB_FILL_SIGNATURE")
             self._add_raw_hook(UC_HOOK_TLB_FILL, fill.address, self.fill_ctx.ctypes.data)
         uc.hook_add(UC_HOOK_INSN, self._hook_in, None, 1, 0, X.UC_X86_INS_IN)
-        uc.hook_add(UC_HOOK_INSN, self._hook_out, None, 1, 0, X.UC_X86_INS_OUT)
+        # OUT goes through a compiled hook that takes the EOI of an armed timer interrupt
+        # itself and hands every other OUT to Python through this C callback.
+        self._out_cb = _OUT_CB(self._hook_out_c)
+        self.ctx[K.CTX_PY_OUT] = ctypes.cast(self._out_cb, ctypes.c_void_p).value
+        out_hook = native.load("emu.clock_kernels", "out_hook", "OUT_HOOK_SIGNATURE")
+        self._add_raw_hook(
+            UC_HOOK_INSN, out_hook.address, self.ctx.ctypes.data, ctypes.c_int(X.UC_X86_INS_OUT)
+        )
         self._cpuid_leaf1 = _native_cpuid_leaf1()
         uc.hook_add(UC_HOOK_INSN, self._hook_cpuid, None, 1, 0, X.UC_X86_INS_CPUID)
         uc.hook_add(UC_HOOK_INSN, self._hook_syscall, None, 1, 0, X.UC_X86_INS_SYSCALL)
@@ -406,6 +420,9 @@ class UnicornCore:
         self.uc.ctl_flush_tb()
         self.blocks.clear()
         self._alloc_table(_TABLE_SLOTS)
+        for slot in (K.CTX_ARMED, K.CTX_IN_SERVICE, K.CTX_EDGE_COUNT, K.CTX_LOG_COUNT,
+                     K.CTX_CYCLES_DONE, K.CTX_DELIVERED):  # fmt: skip
+            self.ctx[slot] = 0  # the machine schedules again before running
         self._stop = None
         self._resume_from = None
         self._stepping = False
@@ -462,18 +479,40 @@ class UnicornCore:
         if self.after_io is not None:
             self.after_io()
 
+    def _hook_out_c(self, port: int, size: int, value: int) -> None:
+        """The OUT the compiled hook passes on. A C callback cannot raise: an error is kept,
+        emulation stopped, and the error raised again when emu_start returns."""
+        try:
+            self._hook_out(self.uc, port, size, value, None)
+        except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
+            if self._hook_error is None:
+                self._hook_error = e
+            self.uc.emu_stop()
+
+    def _raise_hook_error(self) -> None:
+        error, self._hook_error = self._hook_error, None
+        if error is not None:
+            raise error
+
     def settle(self) -> None:
-        """Report an interrupt the clock hook delivered since Python last looked."""
+        """Report the interrupts the clock hook delivered (and the EOIs the OUT hook took)
+        since Python last looked, before Python looks at anything else."""
         ctx = self._ctxv
         if not ctx[K.CTX_DELIVERED]:
             return
-        ctx[K.CTX_DELIVERED] = 0
-        self.fast_deliveries += 1
-        self.armed_deliveries += 1
-        out = self._fast_out.tolist()
-        raw = FastDelivery(ctx[K.CTX_ARM_VECTOR], out[DL.DO_OLD_HFLAGS], *out[1 : DL.DO_WHY])
+        n, done = ctx[K.CTX_LOG_COUNT], ctx[K.CTX_CYCLES_DONE]
+        ctx[K.CTX_DELIVERED] = ctx[K.CTX_LOG_COUNT] = ctx[K.CTX_CYCLES_DONE] = 0
+        ctx[K.CTX_IN_SERVICE] = 0
+        if done not in (n, n - 1):
+            raise EngineError(f"internal error: {n} armed deliveries but {done} EOIs")
+        self.fast_deliveries += n
+        self.armed_deliveries += n
+        raws = [
+            (e[K.LOG_ICOUNT], FastDelivery(*e[K.LOG_VECTOR : K.LOG_STRIDE]))
+            for e in self._log[:n].tolist()
+        ]
         if self.on_armed_delivery is not None:
-            self.on_armed_delivery(ctx[K.CTX_DELIVERED_AT], raw)
+            self.on_armed_delivery(raws, done == n)
 
     def _virtual_tsc(self) -> int:
         """Virtual time at the RDTSC being executed (instructions retired + idle time)."""
@@ -745,6 +784,7 @@ class UnicornCore:
                 self.uc.emu_start(self.internals.u64(I.ENV_EIP), _UNTIL)
             except UcError as e:
                 err = e.errno
+            self._raise_hook_error()
             if self._ctxv[K.CTX_DELIVERED]:
                 self.settle()
             flags = int(ctx[K.CTX_STOP_FLAGS])
@@ -809,6 +849,7 @@ class UnicornCore:
             err = e.errno
         finally:
             self.ctx[K.CTX_ENABLED] = 1
+        self._raise_hook_error()
         stop = self._stop
         if stop is not None and stop.kind in (KIND_EXCEPTION, KIND_UNMAPPED, KIND_UNSUPPORTED):
             exc = stop.exception

@@ -195,9 +195,14 @@ def test_armed_delivery_is_the_stop_path(handler: str) -> None:
     for arm in (True, False):
         m = _timer_guest(2, handler=handler)
         m.arm_timer = arm
-        runs.append((_run(m), m.core.armed_deliveries, m.core.fast_deliveries))
-    (armed, n_armed, fast), (stopped, n_stopped, _) = runs
+        outs = []
+        write = m.core.port_write
+        m.core.port_write = lambda p, s, v, w=write, o=outs: (o.append(p), w(p, s, v))[1]
+        runs.append((_run(m), m.core.armed_deliveries, m.core.fast_deliveries, len(outs)))
+    (armed, n_armed, fast, outs_armed), (stopped, n_stopped, _, outs_stopped) = runs
     assert n_armed > 50 and n_stopped == 0 and fast >= n_armed
+    # the steady state: the EOIs were taken by the compiled OUT hook, not by Python
+    assert outs_stopped > n_armed and outs_armed < 5
     assert armed[0].instructions == stopped[0].instructions
     assert armed[0].stop_reason == stopped[0].stop_reason == "halted"
     assert armed[1] == stopped[1], "guest memory differs"
@@ -228,3 +233,24 @@ def test_armed_delivery_declined_by_the_kernel_goes_to_the_model() -> None:
     assert m.core.armed_deliveries == 0
     assert r.trace.entries and r.trace.entries[0].vector == 0x20
     assert not r.trace.entries[0].delivered  # the model finds the LDT limit 0 and faults
+
+
+class _BrokenDevice:
+    def read(self, offset: int, size: int) -> int:
+        return 0
+
+    def write(self, offset: int, size: int, value: int) -> None:
+        raise RuntimeError(f"device failure, value 0x{value:x}")
+
+
+def test_an_error_in_a_port_handler_reaches_the_caller() -> None:
+    """OUT reaches Python through a C callback, which cannot raise: the error must still
+    surface from the run, not vanish."""
+    T.TRIGGERS["out80"] = "movb $0x5a, %al; outb %al, $0x80"
+    ram = T.image({"mode": "long", "trigger": "out80"})
+    m = _timer_guest(2, loop=100)
+    m.bus.map(0x80, 1, _BrokenDevice(), "broken")
+    m.ram[:] = ram
+    m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
+    with pytest.raises(RuntimeError, match="device failure, value 0x5a"):
+        m.run(max_instructions=100_000)
