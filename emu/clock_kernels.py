@@ -29,6 +29,8 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     CTX_ARM_TIME,
     CTX_ARM_VECTOR,
     CTX_ARMED,
+    CTX_ARMED_FN,
+    CTX_BLOCK_FN,
     CTX_CACHE_COUNT,
     CTX_CACHE_PC,
     CTX_CACHE_WANT,
@@ -46,13 +48,10 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     CTX_ENV,
     CTX_FAST_EOI_OK,
     CTX_ICOUNT,
-    CTX_ICOUNT_BEFORE,
     CTX_IN_SERVICE,
     CTX_IRQ_PENDING,
-    CTX_LAST_BITS,
-    CTX_LAST_COUNT,
+    CTX_LAST_INFO,
     CTX_LAST_PC,
-    CTX_LAST_SIZE,
     CTX_LIMIT,
     CTX_LOG,
     CTX_LOG_CAP,
@@ -71,6 +70,8 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     CTX_TABLE_MASK,
     CTX_TABLE_VALS,
     EMPTY_KEY,
+    INFO_COUNT_SHIFT,
+    INFO_WANT_MASK,
     LOG_ICOUNT,
     LOG_STRIDE,
     STOP_ARMED,
@@ -81,7 +82,16 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     pack_value,
 )
 from .delivery_layout import DA_VECTOR, DELIVERED, DO_OLD_HFLAGS, DO_WHY
-from .hook_intrinsics import call_out, call_ptr, load32, load64, store64, voidptr
+from .hook_intrinsics import (
+    call_block_full,
+    call_out,
+    call_ptr,
+    call_ptr2,
+    load32,
+    load64,
+    store64,
+    voidptr,
+)
 
 _deliver = jit(nopython=True)(delivery_kernels.deliver)
 
@@ -89,6 +99,37 @@ BLOCK_HOOK_SIGNATURE = types.void(types.voidptr, types.uint64, types.uint32, typ
 
 
 def block_hook(uc, address, size, user_data):
+    """Unicorn's block hook: the common case only (the block counted last, no stop, nothing
+    pending, nothing armed due), small enough to cost little at every block; everything else in
+    ``block_hook_full``, called through a pointer so that its size does not slow this path."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    if ctx[CTX_ENABLED] != 0 and ctx[CTX_IRQ_PENDING] == 0:
+        hflags = load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS))
+        if hflags & _HF_CS64:
+            bits = np.uint64(64)
+        elif hflags & _HF_CS32:
+            bits = np.uint64(32)
+        else:
+            bits = np.uint64(16)
+        want = (np.uint64(size) & np.uint64(0xFFFF)) | (bits << np.uint64(16))
+        icount = ctx[CTX_ICOUNT]
+        count = ctx[CTX_CACHE_COUNT]
+        if (
+            address == ctx[CTX_CACHE_PC]
+            and want == ctx[CTX_CACHE_WANT]
+            and icount < ctx[CTX_DEADLINE]
+            and (ctx[CTX_ARMED] == 0 or icount < ctx[CTX_ARM_TIME])
+            and icount + count <= ctx[CTX_LIMIT]
+        ):
+            ctx[CTX_LAST_PC] = address
+            ctx[CTX_LAST_INFO] = want | (count << np.uint64(INFO_COUNT_SHIFT))
+            ctx[CTX_ICOUNT] = icount + count
+            return
+    call_block_full(ctx[CTX_BLOCK_FN], uc, address, np.uint64(size), user_data)
+
+
+def block_hook_full(uc, address, size, user_data):
+    """The whole decision at a block: stops, the block table, the armed interrupt, the count."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if ctx[CTX_ENABLED] == 0:
         return
@@ -98,7 +139,7 @@ def block_hook(uc, address, size, user_data):
         # STI/MOV SS shadow: stop before this block so the machine can deliver it.
         eflags = load64(ctx[CTX_ENV] + np.uint64(_ENV_EFLAGS))
         if (eflags & np.uint64(_EFLAGS_IF)) and not (hflags & np.uint32(_HF_INHIBIT_IRQ)):
-            ctx[CTX_LAST_COUNT] = np.uint64(0)
+            ctx[CTX_LAST_INFO] &= np.uint64(INFO_WANT_MASK)  # the block did not run
             ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_IRQ)
             call_ptr(ctx[CTX_EMU_STOP], uc)
             return
@@ -134,12 +175,9 @@ def block_hook(uc, address, size, user_data):
                     break
             slot = (slot + np.uint64(1)) & mask
     ctx[CTX_LAST_PC] = address
-    ctx[CTX_LAST_SIZE] = np.uint64(size)
-    ctx[CTX_LAST_BITS] = bits
-    ctx[CTX_ICOUNT_BEFORE] = ctx[CTX_ICOUNT]
+    ctx[CTX_LAST_INFO] = want  # not counted (yet)
     if not found:
         # Python decodes the block once and counts this execution after the slice ends.
-        ctx[CTX_LAST_COUNT] = np.uint64(0)
         ctx[CTX_MISS_PC] = address
         ctx[CTX_MISS_SIZE] = np.uint64(size)
         ctx[CTX_MISS_BITS] = bits
@@ -150,46 +188,21 @@ def block_hook(uc, address, size, user_data):
     # A stop requested here takes effect before the block runs (measured), so a block is
     # counted only when it is let through.
     if ctx[CTX_ICOUNT] >= ctx[CTX_DEADLINE]:
-        ctx[CTX_LAST_COUNT] = np.uint64(0)
         ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_DEADLINE)
         call_ptr(ctx[CTX_EMU_STOP], uc)
         return
     if ctx[CTX_ARMED] and ctx[CTX_ICOUNT] >= ctx[CTX_ARM_TIME]:
         eflags = load64(ctx[CTX_ENV] + np.uint64(_ENV_EFLAGS))
         if (eflags & np.uint64(_EFLAGS_IF)) and not (hflags & np.uint32(_HF_INHIBIT_IRQ)):
-            # The armed timer interrupt, here and now: the compiled IDT delivery, then
-            # restart QEMU's CPU loop at the handler (this block does not run).
-            ctx[CTX_ARMED] = np.uint64(0)
-            ctx[CTX_LAST_COUNT] = np.uint64(0)
-            n = ctx[CTX_LOG_COUNT]
-            status = np.uint64(1 - DELIVERED)
-            if n < ctx[CTX_LOG_CAP]:
-                store64(ctx[CTX_DELIVERY_ARGS] + np.uint64(8 * DA_VECTOR), ctx[CTX_ARM_VECTOR])
-                status = _deliver(voidptr(ctx[CTX_DELIVERY_ARGS]), voidptr(ctx[CTX_DELIVERY_OUT]))
-            if status == np.uint64(DELIVERED):
-                # log it for Python (core.settle): count, vector, hflags, then DO_* 1-6
-                entry = ctx[CTX_LOG] + n * np.uint64(8 * LOG_STRIDE)
-                out = ctx[CTX_DELIVERY_OUT]
-                store64(entry + np.uint64(8 * LOG_ICOUNT), ctx[CTX_ICOUNT])
-                store64(entry + np.uint64(8), ctx[CTX_ARM_VECTOR])
-                store64(entry + np.uint64(16), load64(out + np.uint64(8 * DO_OLD_HFLAGS)))
-                for k in range(1, DO_WHY):
-                    store64(entry + np.uint64(8 * (k + 2)), load64(out + np.uint64(8 * k)))
-                ctx[CTX_LOG_COUNT] = n + np.uint64(1)
-                ctx[CTX_DELIVERED] = np.uint64(1)
-                ctx[CTX_IN_SERVICE] = ctx[CTX_FAST_EOI_OK]
-                call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
-                return
-            # a check would fault: the Python model delivers it, from a stop here
-            ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_ARMED)
-            call_ptr(ctx[CTX_EMU_STOP], uc)
+            # The armed timer interrupt, here and now (a separate function: this hook runs at
+            # every block and must stay small).
+            call_ptr2(ctx[CTX_ARMED_FN], uc, user_data)
             return
     if ctx[CTX_ICOUNT] + count > ctx[CTX_LIMIT]:
-        ctx[CTX_LAST_COUNT] = np.uint64(0)
         ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_LIMIT)
         call_ptr(ctx[CTX_EMU_STOP], uc)
         return
-    ctx[CTX_LAST_COUNT] = count
+    ctx[CTX_LAST_INFO] = want | (count << np.uint64(INFO_COUNT_SHIFT))
     ctx[CTX_ICOUNT] += count
 
 
@@ -223,3 +236,37 @@ def out_hook(uc, port, size, value, user_data):
             ctx[CTX_DEADLINE] = ctx[CTX_ICOUNT]  # the table is used up: Python reschedules
         return
     call_out(ctx[CTX_PY_OUT], np.uint64(port), np.uint64(size), np.uint64(value))
+
+
+ARMED_DELIVERY_SIGNATURE = types.uint64(types.voidptr, types.voidptr)
+
+
+def armed_delivery(uc, user_data):
+    """Deliver the armed timer interrupt at this block boundary: the compiled IDT delivery, the
+    log entry for Python, then a restart of QEMU's CPU loop at the handler (the block the hook
+    was called for does not run). If the delivery kernel declines, stop: Python delivers."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    ctx[CTX_ARMED] = np.uint64(0)
+    ctx[CTX_LAST_INFO] &= np.uint64(INFO_WANT_MASK)  # the block does not run
+    n = ctx[CTX_LOG_COUNT]
+    status = np.uint64(1 - DELIVERED)
+    if n < ctx[CTX_LOG_CAP]:
+        store64(ctx[CTX_DELIVERY_ARGS] + np.uint64(8 * DA_VECTOR), ctx[CTX_ARM_VECTOR])
+        status = _deliver(voidptr(ctx[CTX_DELIVERY_ARGS]), voidptr(ctx[CTX_DELIVERY_OUT]))
+    if status == np.uint64(DELIVERED):
+        # log it for Python (core.settle): count, vector, hflags, then DO_* 1-6
+        entry = ctx[CTX_LOG] + n * np.uint64(8 * LOG_STRIDE)
+        out = ctx[CTX_DELIVERY_OUT]
+        store64(entry + np.uint64(8 * LOG_ICOUNT), ctx[CTX_ICOUNT])
+        store64(entry + np.uint64(8), ctx[CTX_ARM_VECTOR])
+        store64(entry + np.uint64(16), load64(out + np.uint64(8 * DO_OLD_HFLAGS)))
+        for k in range(1, DO_WHY):
+            store64(entry + np.uint64(8 * (k + 2)), load64(out + np.uint64(8 * k)))
+        ctx[CTX_LOG_COUNT] = n + np.uint64(1)
+        ctx[CTX_DELIVERED] = np.uint64(1)
+        ctx[CTX_IN_SERVICE] = ctx[CTX_FAST_EOI_OK]
+        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
+        return status
+    ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_ARMED)
+    call_ptr(ctx[CTX_EMU_STOP], uc)
+    return status

@@ -262,6 +262,8 @@ class UnicornCore:
         self.ctx[K.CTX_DELIVERY_OUT] = self._fast_out_ptr
         self.ctx[K.CTX_CPU] = self.internals.env - I.CPU_TO_ENV
         self.ctx[K.CTX_LOOP_EXIT] = I.function_address("cpu_loop_exit_x86_64")
+        armed = native.load("emu.clock_kernels", "armed_delivery", "ARMED_DELIVERY_SIGNATURE")
+        self.ctx[K.CTX_ARMED_FN] = armed.address
         self._log = np.zeros((K.LOG_ENTRIES, K.LOG_STRIDE), np.uint64)
         self.ctx[K.CTX_LOG] = self._log.ctypes.data
         self.ctx[K.CTX_LOG_CAP] = K.LOG_ENTRIES
@@ -302,6 +304,8 @@ class UnicornCore:
     def _install_hooks(self) -> None:
         uc = self.uc
         block_hook = native.load("emu.clock_kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
+        full = native.load("emu.clock_kernels", "block_hook_full", "BLOCK_HOOK_SIGNATURE")
+        self.ctx[K.CTX_BLOCK_FN] = full.address
         self._add_raw_hook(UC_HOOK_BLOCK, block_hook.address, self.ctx.ctypes.data)
         # The Python binding cannot hook RDTSC: register a ctypes callback directly.
         self._rdtsc_cb = _INSN_CB(self._hook_rdtsc)
@@ -403,14 +407,15 @@ class UnicornCore:
     def precise_icount(self) -> int:
         """Instructions retired up to the one executing now (inside a hook), or the count."""
         ctx = self._ctxv
-        if ctx[K.CTX_ENABLED] == 0 or not ctx[K.CTX_LAST_COUNT]:
+        info = ctx[K.CTX_LAST_INFO]
+        count = info >> K.INFO_COUNT_SHIFT
+        if ctx[K.CTX_ENABLED] == 0 or not count:
             return ctx[K.CTX_ICOUNT]
-        info = self.blocks.get((ctx[K.CTX_LAST_PC], ctx[K.CTX_LAST_SIZE], ctx[K.CTX_LAST_BITS]))
-        if info is None:
-            return ctx[K.CTX_ICOUNT_BEFORE]
-        return ctx[K.CTX_ICOUNT_BEFORE] + bisect.bisect_left(
-            info.insns, self.internals.u64(I.ENV_EIP)
-        )
+        before = ctx[K.CTX_ICOUNT] - count
+        block = self.blocks.get((ctx[K.CTX_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF))
+        if block is None:
+            return before
+        return before + bisect.bisect_left(block.insns, self.internals.u64(I.ENV_EIP))
 
     def after_restore(self) -> None:
         """A context restore keeps Unicorn's TLB and translated code: drop both (Q7). The
@@ -912,27 +917,18 @@ class UnicornCore:
 
     def _account_partial_block(self, rip: int) -> None:
         """An exception stopped the current block at ``rip``: count only what retired."""
-        ctx = self.ctx
-        pc, size, bits = (
-            int(ctx[K.CTX_LAST_PC]),
-            int(ctx[K.CTX_LAST_SIZE]),
-            int(ctx[K.CTX_LAST_BITS]),
-        )
+        ctx = self._ctxv
+        pc, info = ctx[K.CTX_LAST_PC], ctx[K.CTX_LAST_INFO]
+        size, bits, count = info & 0xFFFF, (info >> 16) & 0xFF, info >> K.INFO_COUNT_SHIFT
         if not (pc <= rip < pc + size):
             return  # the fault hit the fetch of the next block: the last one completed
-        info = self.blocks.get((pc, size, bits))
-        if info is None:  # the block was a miss, not counted: learn it now
+        block = self.blocks.get((pc, size, bits))
+        if block is None:  # the block was a miss, not counted: learn it now
             self._learn_block(pc, size, bits)
-            info = self.blocks[(pc, size, bits)]
-            before = int(ctx[K.CTX_ICOUNT])
-        else:
-            before = (
-                int(ctx[K.CTX_ICOUNT_BEFORE])
-                if int(ctx[K.CTX_LAST_COUNT])
-                else int(ctx[K.CTX_ICOUNT])
-            )
-        ctx[K.CTX_ICOUNT] = before + bisect.bisect_left(info.insns, rip)
-        ctx[K.CTX_LAST_COUNT] = 0
+            block = self.blocks[(pc, size, bits)]
+            count = 0
+        ctx[K.CTX_ICOUNT] = ctx[K.CTX_ICOUNT] - count + bisect.bisect_left(block.insns, rip)
+        ctx[K.CTX_LAST_INFO] = info & K.INFO_WANT_MASK
 
     # ------------------------------------------------------------ inspection
     def _read_linear(self, address: int, size: int) -> bytes:
