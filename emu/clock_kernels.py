@@ -2,15 +2,20 @@
 
 Virtual time is the number of instructions the guest retired (architecture.md, decision 5).
 Unicorn's own ``count=`` costs about 60 % of the speed and a Python block hook is 10x slower
-(unicorn-2.1.4.md Q6/Q8), so the count is kept by this ``@cfunc``: at every translation-block
-entry it looks the block up in a small open-addressing table (pc -> instruction count, filled
-from Python with capstone) and adds its count. A block seen for the first time is recorded and
-the slice is stopped, so Python can decode it and put it in the table. A stop requested from this hook takes
-effect before the block runs (measured on 2.1.4), so slices end exactly on block boundaries and
-a block is counted only when it is let through: deterministic, and exact at every stop.
+(unicorn-2.1.4.md Q6/Q8), so the count is kept by compiled code: at every translation-block
+entry the block is looked up in a small open-addressing table (pc -> instruction count, filled
+from Python with capstone) and its count added. The common case (the block counted last, no
+stop due) is handled by ``clock_fastpath`` (LLVM IR, the cheapest shape); ``block_hook`` here
+decides everything else. A block seen for the first time is recorded and the slice is stopped,
+so Python can decode it and put it in the table. A stop requested from the hook takes effect
+before the block runs (measured on 2.1.4), so slices end exactly on block boundaries and a block
+is counted only when it is let through: deterministic, and exact at every stop.
 
-Everything the hook needs lives in one numpy ``uint64`` context array (indices below); it holds
-no per-process constants, so numba can cache the compiled code across runs.
+Also here: ``armed_delivery`` (an armed timer interrupt delivered without stopping) and
+``out_hook`` (every OUT; the steady-state EOI of an armed timer is taken without Python).
+
+Everything the hooks need lives in one numpy ``uint64`` context array (``clock_layout``); it
+holds no per-process constants, so the compiled code can be cached across runs.
 """
 
 from __future__ import annotations
@@ -30,7 +35,6 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     CTX_ARM_VECTOR,
     CTX_ARMED,
     CTX_ARMED_FN,
-    CTX_BLOCK_FN,
     CTX_CACHE_COUNT,
     CTX_CACHE_PC,
     CTX_CACHE_WANT,
@@ -83,7 +87,6 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
 )
 from .delivery_layout import DA_VECTOR, DELIVERED, DO_OLD_HFLAGS, DO_WHY
 from .hook_intrinsics import (
-    call_block_full,
     call_out,
     call_ptr,
     call_ptr2,
@@ -99,37 +102,9 @@ BLOCK_HOOK_SIGNATURE = types.void(types.voidptr, types.uint64, types.uint32, typ
 
 
 def block_hook(uc, address, size, user_data):
-    """Unicorn's block hook: the common case only (the block counted last, no stop, nothing
-    pending, nothing armed due), small enough to cost little at every block; everything else in
-    ``block_hook_full``, called through a pointer so that its size does not slow this path."""
-    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
-    if ctx[CTX_ENABLED] != 0 and ctx[CTX_IRQ_PENDING] == 0:
-        hflags = load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS))
-        if hflags & _HF_CS64:
-            bits = np.uint64(64)
-        elif hflags & _HF_CS32:
-            bits = np.uint64(32)
-        else:
-            bits = np.uint64(16)
-        want = (np.uint64(size) & np.uint64(0xFFFF)) | (bits << np.uint64(16))
-        icount = ctx[CTX_ICOUNT]
-        count = ctx[CTX_CACHE_COUNT]
-        if (
-            address == ctx[CTX_CACHE_PC]
-            and want == ctx[CTX_CACHE_WANT]
-            and icount < ctx[CTX_DEADLINE]
-            and (ctx[CTX_ARMED] == 0 or icount < ctx[CTX_ARM_TIME])
-            and icount + count <= ctx[CTX_LIMIT]
-        ):
-            ctx[CTX_LAST_PC] = address
-            ctx[CTX_LAST_INFO] = want | (count << np.uint64(INFO_COUNT_SHIFT))
-            ctx[CTX_ICOUNT] = icount + count
-            return
-    call_block_full(ctx[CTX_BLOCK_FN], uc, address, np.uint64(size), user_data)
-
-
-def block_hook_full(uc, address, size, user_data):
-    """The whole decision at a block: stops, the block table, the armed interrupt, the count."""
+    """The whole decision at a block: stops, the block table, the armed interrupt, the count.
+    Unicorn calls ``clock_fastpath``'s hook, which counts the common case itself and tail-calls
+    this for everything else; this also works alone (the tests register it directly)."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if ctx[CTX_ENABLED] == 0:
         return

@@ -58,7 +58,7 @@ CTX_OTHER_EVENT = 40  # the earliest event of every other device (instruction co
 CTX_SLICE_END = 41  # the slice's own end
 CTX_PY_OUT = 42  # address of the Python OUT handler (a C callback), for every other OUT
 CTX_ARMED_FN = 43  # address of clock_kernels.armed_delivery (kept out of the hot hook)
-CTX_BLOCK_FN = 44  # address of clock_kernels.block_hook_full: everything but the common case
+CTX_BLOCK_FN = 44  # address of clock_kernels.block_hook: everything but the common case
 CTX_SIZE = 48
 
 # One delivery in the log.

@@ -144,3 +144,58 @@ def _compile(module: str, func: str, signature_attr: str, key: str) -> NativeFun
         except OSError:
             continue
     return NativeFunction(func, compiled.address, "numba")
+
+
+def load_ir(name: str, ir_text: str) -> NativeFunction:
+    """Address of function ``name`` defined in LLVM IR ``ir_text``, compiled for this CPU by
+    llvmlite (no numba: for code whose exact shape matters, such as a hook with a tail call)
+    and cached as object code like the numba functions."""
+    cached = _loaded.get(("ir", name))
+    if cached is not None:
+        return cached
+    llvm = _llvm()
+    h = hashlib.sha256(ir_text.encode())
+    h.update(importlib.metadata.version("llvmlite").encode())
+    h.update(llvm.get_host_cpu_name().encode())
+    h.update(llvm.get_host_cpu_features().flatten().encode())
+    key = h.hexdigest()[:24]
+    for directory in _cache_dirs():
+        obj = directory / f"{name}-{key}.o"
+        if obj.is_file():
+            try:
+                fn = NativeFunction(name, _load_object(obj, name), "cache")
+            except (OSError, RuntimeError) as e:
+                log.info("native cache %s unusable (%s): recompiling", obj, e)
+                break
+            _loaded[("ir", name)] = fn
+            return fn
+    module = llvm.parse_assembly(ir_text)
+    module.triple = llvm.get_process_triple()
+    module.verify()
+    machine = llvm.Target.from_triple(module.triple).create_target_machine(
+        cpu=llvm.get_host_cpu_name(),
+        features=llvm.get_host_cpu_features().flatten(),
+        opt=3,
+        reloc="pic",
+    )
+    data = machine.emit_object(module)
+    path = None
+    for directory in _cache_dirs():
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".{name}-{key}.{os.getpid()}.tmp"
+            tmp.write_bytes(data)
+            path = directory / f"{name}-{key}.o"
+            tmp.replace(path)
+            break
+        except OSError:
+            continue
+    if path is None:  # no writable cache: load from a temporary file
+        import tempfile
+
+        with tempfile.NamedTemporaryFile(suffix=".o", delete=False) as f:
+            f.write(data)
+            path = Path(f.name)
+    fn = NativeFunction(name, _load_object(path, name), "llvm")
+    _loaded[("ir", name)] = fn
+    return fn

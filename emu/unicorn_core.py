@@ -41,9 +41,9 @@ from unicorn import (
 )
 from unicorn import x86_const as X
 
+from . import clock_fastpath, mmu, native
 from . import clock_layout as K
 from . import delivery_layout as DL
-from . import mmu, native
 from . import mmu_layout as ML
 from . import uc_internals as I
 from .cpu import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
@@ -303,10 +303,10 @@ class UnicornCore:
 
     def _install_hooks(self) -> None:
         uc = self.uc
-        block_hook = native.load("emu.clock_kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
-        full = native.load("emu.clock_kernels", "block_hook_full", "BLOCK_HOOK_SIGNATURE")
+        # the IR fast path counts the common case and tail-calls the numba hook for the rest
+        full = native.load("emu.clock_kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
         self.ctx[K.CTX_BLOCK_FN] = full.address
-        self._add_raw_hook(UC_HOOK_BLOCK, block_hook.address, self.ctx.ctypes.data)
+        self._add_raw_hook(UC_HOOK_BLOCK, clock_fastpath.load().address, self.ctx.ctypes.data)
         # The Python binding cannot hook RDTSC: register a ctypes callback directly.
         self._rdtsc_cb = _INSN_CB(self._hook_rdtsc)
         self._rdtscp_cb = _INSN_CB(self._hook_rdtscp)
