@@ -254,3 +254,23 @@ def test_an_error_in_a_port_handler_reaches_the_caller() -> None:
     m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
     with pytest.raises(RuntimeError, match="device failure, value 0x5a"):
         m.run(max_instructions=100_000)
+
+
+@pytest.mark.parametrize("user", [False, True])
+def test_clock_fast_path_counts_like_the_full_hook(user: bool, monkeypatch) -> None:
+    """The IR hot path of the clock hook must count exactly as the numba hook alone does."""
+    from emu import clock_fastpath, native
+
+    results = []
+    for fast in (True, False):
+        if not fast:  # Unicorn then calls the numba hook for every block
+            monkeypatch.setattr(
+                clock_fastpath,
+                "load",
+                lambda: native.load("emu.clock_kernels", "block_hook", "BLOCK_HOOK_SIGNATURE"),
+            )
+        m = _timer_guest(3, user=user, handler="rdtsc; movq %rax, 0x30120")
+        r, ram, trace = _run(m)
+        results.append((r.instructions, ram, trace, m.core.armed_deliveries))
+    assert results[0][3] > 50
+    assert results[0] == results[1]
