@@ -14,9 +14,9 @@ package's ``__pycache__/native`` when writable, else in ``$XDG_CACHE_HOME/triple
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import importlib
-import importlib.metadata
 import importlib.util
 import logging
 import os
@@ -48,23 +48,44 @@ def _cache_dirs() -> list[Path]:
     return [Path(override)] if override else [here, xdg]
 
 
-def _key(module: str, func: str) -> str:
+@functools.cache
+def _toolchain() -> bytes:
+    """What the compiled code depends on besides our source: numba's and llvmlite's versions
+    (their ``_version.py``, cheaper to read than importlib.metadata is to import) and this CPU."""
     import llvmlite.binding as llvm
 
+    h = hashlib.sha256()
+    for dist in ("numba", "llvmlite"):
+        spec = importlib.util.find_spec(dist)
+        version = Path(spec.origin).parent / "_version.py" if spec and spec.origin else None
+        if version is not None and version.is_file():
+            h.update(version.read_bytes())
+        else:
+            from importlib import metadata
+
+            h.update(metadata.version(dist).encode())
+    h.update(llvm.get_host_cpu_name().encode())
+    h.update(llvm.get_host_cpu_features().flatten().encode())
+    return h.digest()
+
+
+@functools.cache
+def _sources(module: str) -> bytes:
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise ImportError(f"cannot find module {module}")
-    h = hashlib.sha256()
     source = Path(spec.origin)
-    h.update(source.read_bytes())
+    h = hashlib.sha256(source.read_bytes())
     # the constants the kernels freeze, the intrinsics they inline and the kernels they call
     deps = sorted(source.parent.glob("*_layout.py")) + sorted(source.parent.glob("*_kernels.py"))
     for dep in [*deps, source.parent / "hook_intrinsics.py"]:
         h.update(dep.read_bytes())
-    for dist in ("numba", "llvmlite"):
-        h.update(importlib.metadata.version(dist).encode())
-    h.update(llvm.get_host_cpu_name().encode())
-    h.update(llvm.get_host_cpu_features().flatten().encode())
+    return h.digest()
+
+
+def _key(module: str, func: str) -> str:
+    h = hashlib.sha256(_sources(module))
+    h.update(_toolchain())
     h.update(func.encode())
     return h.hexdigest()[:24]
 
@@ -155,9 +176,7 @@ def load_ir(name: str, ir_text: str) -> NativeFunction:
         return cached
     llvm = _llvm()
     h = hashlib.sha256(ir_text.encode())
-    h.update(importlib.metadata.version("llvmlite").encode())
-    h.update(llvm.get_host_cpu_name().encode())
-    h.update(llvm.get_host_cpu_features().flatten().encode())
+    h.update(_toolchain())
     key = h.hexdigest()[:24]
     for directory in _cache_dirs():
         obj = directory / f"{name}-{key}.o"

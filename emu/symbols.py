@@ -8,6 +8,7 @@ lookup is a binary search. A kernel without symbols or debug info simply gets ba
 from __future__ import annotations
 
 import bisect
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -37,6 +38,11 @@ class Symbolizer:
         self._starts: list[int] = []
         self._lines: list[tuple[int, int, SourceLine | None]] | None = None  # (addr, end, line)
         self._line_addrs: list[int] = []
+        # With .debug_aranges only the compilation unit holding an address is decoded (a
+        # kernel's whole line table costs tens of milliseconds, a report needs one line).
+        self._dwarf = None
+        self._aranges = None
+        self._cu_lines: dict[int, tuple[list[tuple[int, int, SourceLine | None]], list[int]]] = {}
 
     # ------------------------------------------------------------ symbols
     def _load_symbols(self) -> None:
@@ -92,23 +98,51 @@ class Symbolizer:
         return None
 
     # ------------------------------------------------------------ lines
-    def _load_lines(self) -> None:
-        rows: list[tuple[int, int, SourceLine | None]] = []
-        try:
-            with open(self.path, "rb") as f:
-                elf = ELFFile(f)
+    def _open_dwarf(self):
+        if self._dwarf is None:
+            self._dwarf = False
+            try:
+                with open(self.path, "rb") as f:
+                    elf = ELFFile(io.BytesIO(f.read()))
                 if elf.has_dwarf_info():
-                    dwarf = elf.get_dwarf_info()
-                    for cu in dwarf.iter_CUs():
-                        prog = dwarf.line_program_for_CU(cu)
-                        if prog is None:
-                            continue
-                        rows.extend(self._rows(prog))
-        except (OSError, ELFError, ValueError, KeyError, IndexError) as e:
+                    self._dwarf = elf.get_dwarf_info()
+                    self._aranges = self._dwarf.get_aranges()
+            except (OSError, ELFError, ValueError, KeyError, IndexError) as e:
+                log.info("no line table from %s: %s", self.path, e)
+        return self._dwarf or None
+
+    def _load_lines(self) -> None:
+        """Every compilation unit's rows (when .debug_aranges cannot name the unit)."""
+        rows: list[tuple[int, int, SourceLine | None]] = []
+        dwarf = self._open_dwarf()
+        try:
+            for cu in dwarf.iter_CUs() if dwarf else ():
+                prog = dwarf.line_program_for_CU(cu)
+                if prog is not None:
+                    rows.extend(self._rows(prog))
+        except (ELFError, ValueError, KeyError, IndexError) as e:
             log.info("no line table from %s: %s", self.path, e)
         rows.sort(key=lambda r: r[0])
         self._lines = rows
         self._line_addrs = [r[0] for r in rows]
+
+    def _unit_lines(self, address: int):
+        """The rows of the compilation unit .debug_aranges says holds ``address``, or None."""
+        dwarf = self._open_dwarf()
+        if dwarf is None or self._aranges is None:
+            return None
+        try:
+            offset = self._aranges.cu_offset_at_addr(address)
+            if offset is None:
+                return None
+            if offset not in self._cu_lines:
+                prog = dwarf.line_program_for_CU(dwarf.get_CU_at(offset))
+                rows = sorted(self._rows(prog), key=lambda r: r[0]) if prog is not None else []
+                self._cu_lines[offset] = (rows, [r[0] for r in rows])
+            return self._cu_lines[offset]
+        except (ELFError, ValueError, KeyError, IndexError) as e:
+            log.info("no line table for 0x%x in %s: %s", address, self.path, e)
+            return None
 
     @staticmethod
     def _rows(prog) -> list[tuple[int, int, SourceLine | None]]:
@@ -142,13 +176,22 @@ class Symbolizer:
         return out
 
     def source_line(self, address: int) -> SourceLine | None:
+        unit = self._unit_lines(address) if self._lines is None else None
+        if unit is not None:
+            found = self._find(unit[0], unit[1], address)
+            if found is not None:
+                return found
         if self._lines is None:
             self._load_lines()
         assert self._lines is not None
-        i = bisect.bisect_right(self._line_addrs, address) - 1
+        return self._find(self._lines, self._line_addrs, address)
+
+    @staticmethod
+    def _find(lines, addrs: list[int], address: int) -> SourceLine | None:
+        i = bisect.bisect_right(addrs, address) - 1
         # Several rows can start at the same address; take the last that covers it.
         while i >= 0:
-            start, end, line = self._lines[i]
+            start, end, line = lines[i]
             if start <= address < end:
                 return line
             if start < address and end <= address:
