@@ -100,15 +100,23 @@ def _mode_mismatch(
     )
     details: list[str] = []
     if disassemble is not None:
-        bits32 = disassemble(first.rip, 32, 3)
+        # the same bytes both ways: three instructions as compiled, and as many 32-bit ones as
+        # cover them (each with its address, since the two decodes go out of step)
         bits64 = disassemble(first.rip, 64, 3)
+        end = bits64[-1][0] + len(bits64[-1][1]) if bits64 else first.rip + 8
+        bits32 = [i for i in disassemble(first.rip, 32, 12) if i[0] < end]
         if bits32 or bits64:
-            details.append(f"the bytes at 0x{first.rip:x} decode as:")
-            width = max((len(f"{t}") for _, _, t in bits32), default=0)
-            for i in range(max(len(bits32), len(bits64))):
-                a = bits32[i][2] if i < len(bits32) else ""
-                b = bits64[i][2] if i < len(bits64) else ""
-                details.append(f"  32-bit: {a:<{width}}   | 64-bit (as compiled): {b}")
+            details.append(
+                f"the bytes at 0x{first.rip:x} as the CPU decodes them (32-bit) and as they "
+                "were compiled (64-bit):"
+            )
+            rows = [("32-bit", i) for i in bits32] + [("64-bit", i) for i in bits64]
+            width = max(len(raw.hex(" ")) for _, (_, raw, _) in rows)
+            previous = ""
+            for label, (address, raw, text) in rows:
+                shown = label if label != previous else ""
+                previous = label
+                details.append(f"  {shown:<6}  0x{address:x}  {raw.hex(' '):<{width}}  {text}")
     details.append(
         "GRUB hands a Multiboot kernel 32-bit protected mode with paging off, even for an ELF64: "
         "the boot code must build page tables, set CR4.PAE, EFER.LME and CR0.PG, and far-jump "

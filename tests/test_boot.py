@@ -61,6 +61,17 @@ def test_lost_in_32bit_triple_faults_in_malloc_in_protected_mode(image, golden) 
     assert kinds[:2] == ["mode-mismatch", "no-idt"]
     assert "ELFCLASS64 x86-64, but the CPU is in 32-bit protected mode" in r.diagnoses[0].message
     assert "EFER.LME=0, CR0.PG=0" in r.diagnoses[0].message
+    # both decodes of the faulting bytes, each instruction at its own address: the REX.W of
+    # `add rdi` is a `dec eax` of its own, and a RIP-relative store becomes an absolute one
+    details = r.diagnoses[0].details
+    assert any("dec eax" in line for line in details)
+    assert any("[rip + " in line for line in details)
+    rows = [line.split() for line in details[1:] if "  0x" in line]
+    addresses = [int(next(w for w in row if w.startswith("0x")), 16) for row in rows]
+    first64 = next(i for i, row in enumerate(rows) if row[0] == "64-bit")
+    assert rows[0][0] == "32-bit" and addresses[0] == addresses[first64] == 0x1003E8
+    assert addresses[:first64] == sorted(addresses[:first64])
+    assert addresses[first64:] == sorted(addresses[first64:])
     # 64-bit code decoded as 32-bit: every REX.W prefix became `dec eax`, so the first
     # character of each line comes out one lower ('B' -> 'A'), exactly as under QEMU + GRUB.
     assert r.serial == b"AareFlow kernel starting\nrerial: COM1 ready\nlalloc(64)...\n"
