@@ -51,6 +51,18 @@ def test_deferred_and_streamed_trace_entries_are_the_same(image) -> None:
     assert lines[0] == first.line()
 
 
+@pytest.mark.parametrize("keys", ["", "Hello PS2\n"])
+def test_arming_changes_nothing_on_the_timer_image(image, keys: str) -> None:
+    """images/timer with the clock hook delivering timer interrupts itself, and without."""
+    runs = []
+    for arm in (True, False):
+        m = Machine.from_elf(image("timer"), keys=keys, keys_at=0.5)
+        m.arm_timer = arm
+        r = m.run(max_instructions=5_000_000)
+        runs.append((r.stop_reason, r.instructions, r.serial, r.trace.to_list(), bytes(m.ram)))
+    assert runs[0] == runs[1]
+
+
 def test_keyboard_echo_through_irq1(image, golden) -> None:
     m = Machine.from_elf(image("timer"), keys="Hello PS2\n", keys_at=0.5)
     r = m.run(max_instructions=5_000_000)
