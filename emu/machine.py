@@ -195,7 +195,7 @@ class Machine:
         icount = self.core.icount if icount is None else icount
         index = self.trace.next_index()
         insn = ""
-        if not exc.software and event.kind == "exception":
+        if event.kind in ("exception", "software"):
             bits = {"long64": 64, "compat": 32, "prot32": 32}.get(exc.mode, 16)
             dis = self.core.disassemble(exc.rip, bits, 1)
             if dis:

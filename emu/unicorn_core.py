@@ -633,8 +633,26 @@ class UnicornCore:
     def _hook_intr(self, uc: Uc, intno: int, _ud: object) -> None:
         software = bool(self.internals.u32(I.ENV_EXCEPTION_IS_INT))
         rip = self.internals.u64(I.ENV_EIP)
-        exc = self._exception(intno, rip, software)
-        self._raise(exc)
+        if software:
+            # Unicorn reports INT n/INT3/INTO with RIP already after the instruction (where the
+            # handler returns to); the trace and the report name the instruction itself, as
+            # QEMU's -d int does.
+            self._raise(self._exception(intno, self._software_insn(rip), True), next_rip=rip)
+            return
+        self._raise(self._exception(intno, rip, software))
+
+    def _software_insn(self, next_rip: int) -> int:
+        """The address of the INT n/INT3/INTO instruction that ends at ``next_rip``: the last
+        instruction of the current block (QEMU ends a block there), else by its opcode."""
+        ctx = self._ctxv
+        info = ctx[K.CTX_LAST_INFO]
+        pc, size, bits = ctx[K.CTX_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF
+        block = self.blocks.get((pc, size, bits))
+        if ctx[K.CTX_ENABLED] and block is not None and pc + size == next_rip and block.insns:
+            return block.insns[-1]
+        if self._read_linear(next_rip - 2, 1) == b"\xcd":
+            return next_rip - 2
+        return next_rip - 1  # INT3 (0xCC) or INTO (0xCE)
 
     def _hook_invalid(self, uc: Uc, _ud: object) -> bool:
         rip = uc.reg_read(X.UC_X86_REG_RIP)
@@ -642,8 +660,8 @@ class UnicornCore:
             # INT 6 (a software interrupt): Unicorn routes vector 6 here by number. It returns
             # after the instruction, and its gate's DPL is checked, like any INT n.
             nxt = self.internals.u64(I.ENV_EXCEPTION_NEXT_EIP)
-            self._raise(GuestException(6, nxt, None, None, True, cpu_mode(self.internals.hflags),
-                                       self.internals.hflags & I.HF_CPL_MASK))  # fmt: skip
+            self._raise(GuestException(6, rip, None, None, True, cpu_mode(self.internals.hflags),
+                                       self.internals.hflags & I.HF_CPL_MASK), next_rip=nxt)  # fmt: skip
             return self._stop is None
         if self._read_linear(rip, 1) == b"\xf1":
             # INT1 (ICEBP): the core calls it invalid; the architecture raises #DB as a trap
@@ -665,7 +683,8 @@ class UnicornCore:
         if self._stop is not None:
             return
         if account:
-            self._account_partial_block(exc.rip)
+            # a software interrupt has retired its instruction: count up to where it returns
+            self._account_partial_block(next_rip if exc.software and next_rip else exc.rip)
         if exc.vector in self.break_vectors and account:
             # Stop before delivery, with the state as it was at the fault; the next run
             # delivers it first (see run_slice).
@@ -680,7 +699,7 @@ class UnicornCore:
             "software" if exc.software else "exception",
             exc.error_code,
             exc.cr2,
-            exc.rip if exc.software else next_rip,
+            next_rip,
         )
         result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
         if self.on_delivery is not None:

@@ -6,6 +6,7 @@ import struct
 
 import numpy as np
 import pytest
+from unicorn import x86_const as X
 
 from emu import unicorn_core as core
 
@@ -157,12 +158,23 @@ def test_general_protection_carries_its_error_code() -> None:
     assert end.exception.error_code == 0x28
 
 
-def test_int3_is_a_trap_reported_after_the_instruction() -> None:
+def test_int3_is_a_trap_reported_at_the_instruction() -> None:
+    """INT3 retires (a trap: counted, RIP after it), and is reported at its own address, as
+    QEMU's -d int reports it."""
     g = Guest(b"\x90\xcc\x90")
     end = g.run()
     assert end.exception.vector == 3 and end.exception.software
-    assert end.exception.rip == BODY + 2
+    assert end.exception.rip == BODY + 1
+    assert g.core.uc.reg_read(X.UC_X86_REG_RIP) == BODY + 2
     assert g.core.icount == PROLOGUE_INSNS + 2
+
+
+def test_int_n_is_reported_at_the_instruction_with_a_prefix() -> None:
+    g = Guest(b"\x90\x66\xcd\x41\x90")  # a prefixed INT 0x41 (three bytes)
+    end = g.run()
+    assert end.exception.vector == 0x41 and end.exception.software
+    assert end.exception.rip == BODY + 1
+    assert g.core.uc.reg_read(X.UC_X86_REG_RIP) == BODY + 4
 
 
 def test_rdtsc_is_virtual_time() -> None:

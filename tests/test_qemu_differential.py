@@ -1,0 +1,86 @@
+"""Differential tests against QEMU under GRUB: the bundled kernels, run by ../shared/tools/qemu-ref
+and by Triplefault, must print the same serial output and raise the same exceptions (vector,
+error code, RIP, CPL, software or not), in the same order.
+
+They need qemu-system-x86_64, grub-mkrescue and xorriso, take a few seconds each, and run only
+when asked: ``TRIPLEFAULT_QEMU=1 pytest -m qemu``. Lines that only say which loader booted the
+kernel (its name, where it put the boot information, GRUB's extra memory-map entry above 4 GiB)
+are left out of the comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emu import Machine
+
+QEMU_REF = Path(__file__).resolve().parents[2] / "shared" / "tools" / "qemu-ref"
+
+pytestmark = [
+    pytest.mark.images,
+    pytest.mark.qemu,
+    pytest.mark.skipif(
+        os.environ.get("TRIPLEFAULT_QEMU") != "1", reason="set TRIPLEFAULT_QEMU=1 to run"
+    ),
+    pytest.mark.skipif(
+        not (
+            QEMU_REF.exists()
+            and shutil.which("qemu-system-x86_64")
+            and shutil.which("grub-mkrescue")
+            and shutil.which("xorriso")
+        ),
+        reason="needs qemu-ref, qemu-system-x86_64, grub-mkrescue and xorriso",
+    ),  # fmt: skip
+]
+
+# Lines that depend on the loader, not on the CPU or the devices.
+LOADER_LINES = re.compile(
+    r"^(boot loader:|boot information at|memory map: \d+ entries|"
+    r"\s*base 0x000000fd00000000 )"
+)
+
+
+def _serial(text: str) -> list[str]:
+    lines = text.replace("\r\n", "\n").split("\n")
+    return [line for line in lines if not LOADER_LINES.match(line)]
+
+
+def _qemu(elf: Path) -> dict:
+    out = subprocess.run(
+        [sys.executable, str(QEMU_REF), str(elf), "--isa-exit", "--json", "--idle", "1",
+         "--timeout", "60"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["hello", "hello-mb1", "lost-in-32bit", "faults", "faults-df", "faults-triple", "paging"],
+)
+def test_same_as_qemu_under_grub(image, name: str) -> None:
+    elf = image(name)
+    ref = _qemu(elf)
+    r = Machine.from_elf(elf).run(max_instructions=50_000_000)
+    assert _serial(r.serial.decode("latin-1")) == _serial(ref["serial"])
+    theirs = [
+        (e["vector"], e["error"], e["ip"], e["cpl"], e["soft"])
+        for e in ref["exceptions"]
+        if "vector" in e
+    ]
+    ours = [
+        (e.vector, e.error_code or 0, e.rip, e.cpl, e.kind == "software") for e in r.trace.entries
+    ]
+    assert ours == theirs
+    ended = {"isa-debug-exit": "debug-exit", "shutdown:guest-reset": "triple-fault"}
+    assert ended.get(ref["end"], ref["end"]) == r.stop_reason
+    if r.stop_reason == "debug-exit":
+        assert r.exit_code == ref["isa_debug_exit_code"]
