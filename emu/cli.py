@@ -193,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect_args(tr)
     tr.add_argument("vaddr", help="the virtual address (hex or decimal)")
+    dbg = sub.add_parser(
+        "debug",
+        help="open the debugger (registers, code, fault trace, page tables; step and reverse)",
+        description="Boot KERNEL and open the Textual debugger on its first instruction. Keys: "
+        "s step, c continue, u reverse step, b breakpoint, e stop on exceptions, p page tables, "
+        "v screen, : command (break SYMBOL, delete ADDR, run N, goto N), q quit.",
+    )
+    dbg.add_argument("kernel", help="kernel ELF, or the name of a bundled image")
+    dbg.add_argument("--append", "--cmdline", dest="cmdline", default="")
+    dbg.add_argument("--memory", "-m", default="128M")
+    dbg.add_argument("--break", dest="breaks", action="append", default=[], metavar="SYMBOL",
+                     help="a breakpoint at SYMBOL or ADDR before the first instruction")  # fmt: skip
     tr.add_argument("--access", choices=("read", "write", "fetch"), default="read")
     tr.add_argument("--cpl", type=int, choices=(0, 3), default=0)
     return p
@@ -316,6 +328,19 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     return 0 if w.ok else 1
 
 
+def _cmd_debug(args: argparse.Namespace) -> int:
+    from tui.app import DebuggerApp
+
+    from .machine import Machine
+
+    kernel = resolve_kernel(args.kernel)
+    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline, serial_sink=None)
+    for where in args.breaks:
+        machine.add_breakpoint(int(where, 0) if where[:1].isdigit() else where)
+    DebuggerApp(machine, str(kernel)).run()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -333,6 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_pt(args)
         if args.command == "translate":
             return _cmd_translate(args)
+        if args.command == "debug":
+            return _cmd_debug(args)
     except EmuError as e:
         sys.stderr.write(f"triplefault: error: {e}\n")
         return EXIT_USAGE

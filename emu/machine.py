@@ -655,6 +655,24 @@ class Machine:
                 return end
         return None
 
+    @property
+    def pending_exception(self) -> core.GuestException | None:
+        """The exception a run stopped on (``break_on_exceptions``), not delivered yet."""
+        pending = self.core._pending_exception
+        return pending[0] if pending is not None else None
+
+    def deliver_pending(self) -> RunResult | None:
+        """Deliver the exception the run stopped on, executing no instruction (the state is then
+        the handler's first instruction, or the end of the run if delivery failed for good)."""
+        if self.core._pending_exception is None:
+            return None
+        t0 = time.perf_counter()
+        icount = self.core.icount
+        end = self.core.run_slice(icount, icount)
+        if end.kind in (core.KIND_LIMIT, core.KIND_DEADLINE):
+            return None
+        return self._finish(end, t0)
+
     def step(self) -> RunResult | None:
         """Execute one instruction. Returns a result if that ended the run, else None."""
         t0 = time.perf_counter()
