@@ -101,3 +101,17 @@ def test_goto_goes_both_ways(image) -> None:
 def test_cli_debug_rejects_a_bad_breakpoint(image, capsys) -> None:
     assert main(["debug", str(image("hello")), "--break", "no_such_symbol"]) == 2
     assert "no symbol 'no_such_symbol'" in capsys.readouterr().err
+
+
+def test_memory_dump_and_page_walk_commands(image) -> None:
+    app = _drive(
+        image("paging"), ":", *"break paging_ready", "enter", "c",
+        ":", *"walk 0xffffffff80500000", "enter",
+    )  # fmt: skip
+    walk = _plain(app.rendered["info"])
+    assert "4-level paging: read of 0xffffffff80500000" in walk and "[511]" in walk
+    assert "-> physical 0x500000 (2M page" in walk
+    app = _drive(image("hello"), ":", *"x 0x100000 32", "enter")
+    dump = _plain(app.rendered["info"])
+    assert "32 bytes at linear 0x100000" in dump
+    assert "0000000000100000  " in dump and "0000000000100010  " in dump

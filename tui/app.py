@@ -5,7 +5,8 @@ and the VGA screen of one machine, driven a step, a breakpoint or a reverse step
 
 Keys: s step, c continue, u reverse step, b breakpoint at RIP, e stop on exceptions (before
 delivery: then s or c delivers, so a triple fault can be walked through one delivery at a
-time), p page tables, v screen, : command (break SYMBOL|ADDR, delete ADDR, run N, goto N), q quit.
+time), p page tables, v screen, : command (break SYMBOL|ADDR, delete ADDR, run N, goto N,
+x ADDR [N] for memory, walk VADDR for a page walk explained), i hide command output, q quit.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ class DebuggerApp(App):
     #disasm { height: 1fr; border: round $accent; padding: 0 1; }
     #trace { height: 1fr; border: round $warning; padding: 0 1; }
     #serial { height: 1fr; border: round $success; padding: 0 1; }
-    #pages, #screen { height: 2fr; border: round $primary; padding: 0 1; display: none; }
+    #pages, #screen, #info { height: 2fr; border: round $primary; padding: 0 1; display: none; }
     #cmd { dock: bottom; display: none; }
     """
     BINDINGS = [
@@ -88,6 +89,7 @@ class DebuggerApp(App):
         ("e", "exceptions", "Stop on exceptions"),
         ("p", "pages", "Page tables"),
         ("v", "screen", "Screen"),
+        ("i", "hide_info", "Hide output"),
         (":", "command", "Command"),
         ("q", "quit", "Quit"),
     ]
@@ -105,16 +107,21 @@ class DebuggerApp(App):
                 yield Static(id="regs")
                 yield Static(id="disasm")
             with Vertical(id="right"):
+                yield Static(id="info")
                 yield Static(id="pages")
                 yield Static(id="screen")
                 yield Static(id="trace")
                 yield Static(id="serial")
-        yield Input(id="cmd", placeholder="break SYMBOL|ADDR  delete ADDR  run N  goto N")
+        yield Input(
+            id="cmd",
+            placeholder="break SYMBOL|ADDR  delete ADDR  run N  goto N  x ADDR [N]  walk VADDR",
+        )
         yield Footer()
 
     def on_mount(self) -> None:
         for name, title in (("regs", "registers"), ("disasm", "code"), ("trace", "fault trace"),
-                            ("serial", "COM1"), ("pages", "page tables"), ("screen", "VGA")):  # fmt: skip
+                            ("serial", "COM1"), ("pages", "page tables"), ("screen", "VGA"),
+                            ("info", "command output (i hides)")):  # fmt: skip
             self.query_one(f"#{name}", Static).border_title = title
         self.refresh_views()
 
@@ -177,6 +184,39 @@ class DebuggerApp(App):
         maps = mmu.mappings(self.session.machine.ram, c.cr3, cr0=c.cr0, cr4=c.cr4, efer=c.efer)
         table: Table = ptview.ranges_table(maps, f"{mode.value}, CR3={c.cr3:#x}")
         return table
+
+    # ------------------------------------------------------------------ command output
+    def show_info(self, text: Text) -> None:
+        self.rendered["info"] = text
+        w = self.query_one("#info", Static)
+        w.update(text)
+        w.display = True
+
+    def action_hide_info(self) -> None:
+        self.query_one("#info", Static).display = False
+
+    def _dump(self, address: int, size: int) -> Text:
+        """Memory at a linear address, through the MMU without side effects (no A/D bits)."""
+        size = max(1, min(size, 4096))
+        data = self.session.machine.core.read_linear(address, size)
+        t = Text(f"{size} bytes at linear {address:#x}\n", style="bold")
+        if not data:
+            t.append("not mapped (the walk fails: try walk ADDR)", style="red")
+            return t
+        for off in range(0, len(data), 16):
+            chunk = data[off : off + 16]
+            text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+            t.append(f"{address + off:016x}  {chunk.hex(' '):<47}  {text}\n")
+        if len(data) < size:
+            t.append(f"(stops at {address + len(data):#x}: not mapped)", style="red")
+        return t
+
+    def _walk(self, vaddr: int) -> Text:
+        """Every paging level of one translation, explained (no side effects)."""
+        m = self.session.machine
+        c = m.cpu_state()
+        w = mmu.walk(m.ram, c.cr3, vaddr, "r", cr0=c.cr0, cr4=c.cr4, efer=c.efer, cpl=c.cpl)
+        return Text(w.explain(), style="" if w.ok else "red")
 
     # ------------------------------------------------------------------ actions
     def _after(self) -> None:
@@ -244,8 +284,14 @@ class DebuggerApp(App):
                 s.run(number(args[0]))
             elif verb == "goto" and args:
                 s.goto(number(args[0]))
+            elif verb == "x" and args:
+                self.show_info(
+                    self._dump(number(args[0]), number(args[1]) if len(args) > 1 else 128)
+                )
+            elif verb == "walk" and args:
+                self.show_info(self._walk(number(args[0])))
             else:
-                s.message = f"unknown command {line!r}: break, delete, run N, goto N"
+                s.message = f"unknown command {line!r}: break, delete, run N, goto N, x ADDR [N], walk VADDR"
         except ValueError:
             s.message = f"not a number in {line!r}"
         self._after()
