@@ -193,6 +193,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect_args(tr)
     tr.add_argument("vaddr", help="the virtual address (hex or decimal)")
+    gs = sub.add_parser(
+        "gdbserver",
+        help="wait for gdb on 127.0.0.1:PORT, before the first instruction (like qemu -s -S)",
+        description="Boot KERNEL and serve the gdb remote protocol on 127.0.0.1:PORT, stopped "
+        "before the first instruction: gdb KERNEL -ex 'target remote :PORT'. Memory is read at "
+        "linear addresses through the MMU; `monitor trace`, `monitor walk VADDR` and `monitor pt` "
+        "show the fault trace and the page tables.",
+    )
+    gs.add_argument("kernel", help="kernel ELF, or the name of a bundled image")
+    gs.add_argument("--port", type=int, default=1234)
+    gs.add_argument("--append", "--cmdline", dest="cmdline", default="")
+    gs.add_argument("--memory", "-m", default="128M")
+    gs.add_argument("--stop-on-exceptions", action="store_true",
+                    help="stop at every exception before it is delivered")  # fmt: skip
     dbg = sub.add_parser(
         "debug",
         help="open the debugger (registers, code, fault trace, page tables; step and reverse)",
@@ -328,6 +342,23 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     return 0 if w.ok else 1
 
 
+def _cmd_gdbserver(args: argparse.Namespace) -> int:
+    from .gdbstub import GdbStub
+    from .machine import Machine
+
+    kernel = resolve_kernel(args.kernel)
+    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline)
+    if args.stop_on_exceptions:
+        machine.break_on_exceptions(*range(32))
+    stub = GdbStub(machine)
+    port = stub.listen(args.port)
+    sys.stderr.write(f"triplefault: waiting for gdb on 127.0.0.1:{port} "
+                     f"(gdb {kernel} -ex 'target remote :{port}')\n")  # fmt: skip
+    sys.stderr.flush()
+    stub.serve()
+    return 0
+
+
 def _cmd_debug(args: argparse.Namespace) -> int:
     from tui.app import DebuggerApp
 
@@ -360,6 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_translate(args)
         if args.command == "debug":
             return _cmd_debug(args)
+        if args.command == "gdbserver":
+            return _cmd_gdbserver(args)
     except EmuError as e:
         sys.stderr.write(f"triplefault: error: {e}\n")
         return EXIT_USAGE

@@ -323,6 +323,34 @@ class Machine:
             raise ConfigError(f"physical range 0x{address:x}+{size} is outside guest RAM")
         return self.ram[address : address + size].tobytes()
 
+    def read_linear(self, address: int, size: int) -> bytes:
+        """Memory at a linear address, through the page tables without side effects (no A/D
+        bits); shorter than asked where a page is not mapped."""
+        return self.core.read_linear(address, size)
+
+    def write_linear(self, address: int, data: bytes) -> None:
+        """A debugger's write at a linear address: through the page tables, ignoring write
+        protection (as gdb's writes into QEMU do), no A/D bits. Translated code is dropped."""
+        from . import mmu
+
+        c = self.cpu_state()
+        done = 0
+        while done < len(data):
+            lin = address + done
+            chunk = min(len(data) - done, 0x1000 - (lin & 0xFFF))
+            if c.cr0 & 0x80000000:
+                w = mmu.walk(self.ram, c.cr3, lin, "r", cr0=c.cr0, cr4=c.cr4, efer=c.efer)
+                if not w.ok or w.paddr is None:
+                    raise ConfigError(f"linear 0x{lin:x} is not mapped")
+                phys = w.paddr
+            else:
+                phys = lin & 0xFFFFFFFF
+            if phys + chunk > self.ram.size:
+                raise ConfigError(f"linear 0x{lin:x} is outside guest RAM")
+            self.ram[phys : phys + chunk] = np.frombuffer(data[done : done + chunk], np.uint8)
+            done += chunk
+        self.core.uc.ctl_flush_tb()
+
     def add_breakpoint(self, where: int | str) -> int:
         """Stop before the instruction at an address or a symbol; returns the address."""
         if isinstance(where, str):
