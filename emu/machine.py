@@ -97,6 +97,7 @@ class Machine:
     boot: BootPlan | None = field(init=False, default=None)
     kernel_path: str | None = field(init=False, default=None)
     symbolizer: Symbolizer | None = field(init=False, default=None, repr=False)
+    last_result: RunResult | None = field(init=False, default=None, repr=False)  # of run/step
     framebuffer: LinearFramebuffer | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -765,7 +766,7 @@ class Machine:
                 symbol_of=self._symbol_name,
                 rewalk=lambda e: self._rewalk(e, state),
             )
-        return RunResult(
+        self.last_result = RunResult(
             stop_reason=reason,
             exit_code=self._exit_value if reason == "debug-exit" else None,
             exit_status=exit_status_for(reason, self._exit_value),
@@ -785,6 +786,7 @@ class Machine:
             reboots=self.reboots,
             idle_ns=self.idle_ns,
         )
+        return self.last_result
 
     def _rewalk(self, entry: TraceEntry, state: CpuState) -> str | None:
         """Walk a #PF's address through today's page tables: None if now allowed."""
