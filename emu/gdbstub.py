@@ -5,7 +5,8 @@
 It speaks the remote serial protocol over TCP, bound to 127.0.0.1: registers (the amd64 layout
 gdb expects, described by target.xml), memory at linear addresses through our MMU (reads have no
 side effects: no A/D bits), breakpoints (Z0/Z1, kept by the machine, not written into guest
-memory), stepi, continue (Ctrl-C stops it), and ``monitor`` commands for what gdb cannot show:
+memory), watchpoints (Z2-Z4, exact: the guest stops right after the accessing instruction),
+stepi, continue (Ctrl-C stops it), and ``monitor`` commands for what gdb cannot show:
 ``monitor trace`` (the fault trace), ``monitor walk VADDR``, ``monitor pt``.
 
 Exceptions stop the guest before delivery with the signal a Unix debugger would show (#UD
@@ -251,6 +252,15 @@ class GdbStub:
             else:
                 self.m.remove_breakpoint(address)
             return b"OK"
+        if p[:2] in (b"Z2", b"Z3", b"Z4", b"z2", b"z3", b"z4"):
+            _, address_text, length_text = p.split(b",")[:3]
+            kind = {b"2": "w", b"3": "r", b"4": "rw"}[p[1:2]]
+            address, length = int(address_text, 16), int(length_text.split(b";")[0], 16)
+            if p[:1] == b"Z":
+                self.m.add_watchpoint(address, length, kind)
+            else:
+                self.m.remove_watchpoint(address, length, kind)
+            return b"OK"
         if p == b"vCont?":
             return b"vCont;c;C;s;S"
         if p.startswith(b"vCont;"):
@@ -316,6 +326,11 @@ class GdbStub:
             e = result.exception
             self._console(f"{result.headline()}\n")
             return b"S%02x" % EXCEPTION_SIGNALS.get(e.vector, SIGTRAP)
+        if reason == "watchpoint" and self.m.watch_hit is not None:
+            address, _size, _value, what = self.m.watch_hit
+            watched = {kind for (a, n, kind) in self.m.watchpoints if a <= address < a + n}
+            name = b"awatch" if "rw" in watched else (b"watch" if what == "w" else b"rwatch")
+            return b"T%02x%s:%x;" % (SIGTRAP, name, address)
         if reason in ("halted", "reset", "unmapped-memory", "unsupported"):
             self.finished = True
             self._console(f"{result.headline()}\n")

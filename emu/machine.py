@@ -98,6 +98,8 @@ class Machine:
     kernel_path: str | None = field(init=False, default=None)
     symbolizer: Symbolizer | None = field(init=False, default=None, repr=False)
     last_result: RunResult | None = field(init=False, default=None, repr=False)  # of run/step
+    # the access that stopped the last "watchpoint" run: (address, size, value, "r" or "w")
+    watch_hit: tuple[int, int, int, str] | None = field(init=False, default=None, repr=False)
     framebuffer: LinearFramebuffer | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -366,6 +368,63 @@ class Machine:
     def remove_breakpoint(self, address: int) -> None:
         self.core.remove_breakpoint(address)
 
+    def add_watchpoint(self, where: int | str, size: int = 1, kind: str = "w") -> int:
+        """Stop right after an instruction reads (``r``), writes (``w``) or accesses (``rw``)
+        ``size`` bytes at a linear address or symbol; returns the address. While watchpoints
+        exist, each run keeps a checkpoint of its start: a hit is found exactly by going back
+        to it and replaying the block one instruction at a time."""
+        if isinstance(where, str):
+            address = self.symbolizer.address_of(where) if self.symbolizer else None
+            if address is None:
+                raise ConfigError(f"no symbol {where!r} in {self.kernel_path}")
+        else:
+            address = where
+        if kind not in ("r", "w", "rw"):
+            raise ConfigError(f"a watchpoint watches r, w or rw, not {kind!r}")
+        self.core.add_watchpoint(address, size, kind)
+        return address
+
+    def remove_watchpoint(self, address: int, size: int = 1, kind: str = "w") -> None:
+        self.core.remove_watchpoint(address, size, kind)
+
+    @property
+    def watchpoints(self) -> list[tuple[int, int, str]]:
+        return self.core.watchpoints
+
+    def _land_on_watchpoint(self, start: Checkpoint, block_start: int, t0: float) -> RunResult:
+        """A watched address was accessed somewhere in the block that began after
+        ``block_start`` instructions: go back to the run's start, replay to that block without
+        stopping, then step until the access, so the run stops right after that instruction."""
+        core = self.core
+        self.restore(start)
+        breakpoints = core.breakpoints
+        for address in breakpoints:
+            core.remove_breakpoint(address)
+        core.watch_armed = False
+        try:
+            if block_start > self.instructions:
+                replay = self.run(max_instructions=block_start - self.instructions)
+                if replay.stop_reason != "instruction-limit":
+                    return replay
+        finally:
+            core.watch_armed = True
+            for address in breakpoints:
+                core.add_breakpoint(address)
+        for _ in range(10_000):
+            core.watch_hits.clear()
+            ended = self.step()
+            if core.watch_hits:
+                address, size, value, what = core.watch_hits[0]
+                verb = "write of" if what == "w" else "read of"
+                where = self.symbolizer.describe(address) if self.symbolizer else f"0x{address:x}"
+                self.watch_hit = (address, size, value, what)
+                return self._result(
+                    "watchpoint", t0, detail=f"{verb} {size} byte(s) at {where}: 0x{value:x}"
+                )
+            if ended is not None:
+                return ended
+        raise EngineError("internal error: a watchpoint hit was not found again by stepping")
+
     def break_on_exceptions(self, *vectors: int) -> None:
         """Stop (stop_reason "exception") when one of these exceptions is raised, before it is
         delivered: the state is the fault's. Running again delivers it and goes on."""
@@ -383,6 +442,7 @@ class Machine:
         limit = NO_LIMIT if max_instructions is None else start_icount + max_instructions
         t0 = time.perf_counter()
         self._realtime_origin = (t0, self.now_ns())
+        start = self.checkpoint() if self.core.watchpoints and self.core.watch_armed else None
         while True:
             if self._exit_value is not None:
                 return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
@@ -415,6 +475,10 @@ class Machine:
             end = self.core.run_slice(self._schedule(now), limit)
             if end.kind in (core.KIND_DEADLINE, core.KIND_IRQ):
                 continue
+            if end.kind == core.KIND_WATCHPOINT:
+                if start is None:  # watchpoints added from a hook during this run
+                    continue
+                return self._land_on_watchpoint(start, end.address or 0, t0)
             if end.kind == core.KIND_TRIPLE_FAULT and self.reboot:
                 self._reset_like_a_pc()
                 continue

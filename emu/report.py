@@ -42,7 +42,7 @@ def exit_status_for(reason: str, exit_value: int | None) -> int:
         return ((exit_value << 1) | 1) & 0xFF
     if reason in ("halted", "reset"):
         return EXIT_HALTED
-    if reason in ("instruction-limit", "timeout", "breakpoint"):
+    if reason in ("instruction-limit", "timeout", "breakpoint", "watchpoint"):
         return EXIT_LIMIT
     return EXIT_GUEST_CRASHED
 
@@ -56,7 +56,7 @@ def vector_name(vector: int) -> str:
 class RunResult:
     """How a run ended, with everything needed to explain it."""
 
-    stop_reason: str  # halted | debug-exit | exception | triple-fault | instruction-limit | timeout | unmapped-memory | unsupported
+    stop_reason: str  # halted | debug-exit | exception | triple-fault | instruction-limit | timeout | breakpoint | watchpoint | reset | unmapped-memory | unsupported
     exit_code: int | None  # the value written to isa-debug-exit
     exit_status: int  # what `triplefault run` exits with
     instructions: int  # instructions retired since power-on (the virtual clock)

@@ -31,7 +31,10 @@ from unicorn import (
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
+    UC_HOOK_MEM_READ,
+    UC_HOOK_MEM_WRITE,
     UC_HOOK_TLB_FILL,
+    UC_MEM_WRITE,
     UC_MODE_64,
     UC_PROT_ALL,
     UC_TLB_CPU,
@@ -163,6 +166,7 @@ KIND_UNSUPPORTED = "unsupported"  # an instruction the core cannot run faithfull
 KIND_TRIPLE_FAULT = "triple-fault"  # a fault while delivering #DF: the CPU shut down
 KIND_BREAKPOINT = "breakpoint"  # execution reached a breakpoint address (not yet executed)
 KIND_IRQ = "irq"  # an external interrupt can be taken now (IF=1, no shadow)
+KIND_WATCHPOINT = "watchpoint"  # a watched linear address was accessed (in the current block)
 
 
 @dataclass
@@ -213,6 +217,9 @@ class UnicornCore:
         self._hook_error: BaseException | None = None
         self._stepping = False
         self._breakpoints: dict[int, int] = {}  # address -> hook handle
+        self._watchpoints: dict[tuple[int, int, str], int] = {}  # (address, size, kind) -> hook
+        self.watch_armed = True  # False while the machine replays up to a watchpoint hit
+        self.watch_hits: list[tuple[int, int, int, str]] = []  # (address, size, value, kind)
         self.break_vectors: set[int] = set()  # exceptions that stop the run before delivery
         self._pending_exception: tuple[GuestException, int | None] | None = None
         self._device_buffers: list[np.ndarray] = []
@@ -461,6 +468,42 @@ class UnicornCore:
     @property
     def breakpoints(self) -> list[int]:
         return sorted(self._breakpoints)
+
+    def add_watchpoint(self, address: int, size: int, kind: str) -> None:
+        """Watch ``size`` bytes at a linear address for reads (r), writes (w) or both (rw).
+        Memory hooks slow every access (unicorn-2.1.4.md Q8): they exist only while watched."""
+        key = (address, size, kind)
+        if key in self._watchpoints:
+            return
+        types = (UC_HOOK_MEM_READ if "r" in kind else 0) | (UC_HOOK_MEM_WRITE if "w" in kind else 0)
+        if not types or size < 1:
+            raise EngineError(f"a watchpoint needs a size and r, w or rw, not {size} and {kind!r}")
+        self._watchpoints[key] = self.uc.hook_add(
+            types, self._hook_watch, kind, address, address + size - 1
+        )
+        self.uc.ctl_flush_tb()  # memory accesses are translated with or without the hook
+
+    def remove_watchpoint(self, address: int, size: int, kind: str) -> None:
+        handle = self._watchpoints.pop((address, size, kind), None)
+        if handle is not None:
+            self.uc.hook_del(handle)
+            self.uc.ctl_flush_tb()
+
+    @property
+    def watchpoints(self) -> list[tuple[int, int, str]]:
+        return sorted(self._watchpoints)
+
+    def _hook_watch(self, uc: Uc, access: int, address: int, size: int, value: int, kind) -> None:
+        if not self.watch_armed:
+            return
+        what = "w" if access == UC_MEM_WRITE else "r"
+        self.watch_hits.append((address, size, value & ((1 << (8 * size)) - 1), what))
+        if self._stop is None and self.ctx[K.CTX_ENABLED]:
+            # Where in the block the access happened is not known here (RIP is not kept exact
+            # during a block): stop, and the machine replays the block one instruction at a time.
+            info = self._ctxv[K.CTX_LAST_INFO]
+            before = self._ctxv[K.CTX_ICOUNT] - (info >> K.INFO_COUNT_SHIFT)
+            self._request(SliceEnd(KIND_WATCHPOINT, "", None, before))
 
     def _hook_breakpoint(self, uc: Uc, address: int, size: int, _ud: object) -> None:
         if self._resume_from == address:

@@ -108,3 +108,22 @@ def test_real_gdb_breaks_steps_and_sees_a_triple_fault(image) -> None:
     assert "triple fault: #UD -> #GP(0x32) -> #DF -> triple fault" in text
     assert "0x1003e8" in text
     thread.join(10)
+
+
+@pytest.mark.skipif(shutil.which("gdb") is None, reason="needs gdb")
+def test_real_gdb_watchpoint_stops_right_after_the_write(image) -> None:
+    m = Machine.from_elf(image("hello"))
+    port, thread = _serve(m)
+    script = ["set pagination off", f"target remote :{port}", "watch *(short*)0xb8000",
+              "continue", "continue", "kill"]  # fmt: skip
+    out = subprocess.run(
+        ["gdb", "-batch", "-nx", *sum((["-ex", line] for line in script), []),
+         str(image("hello"))],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    text = out.stdout + out.stderr
+    assert "Hardware watchpoint 1: *(short*)0xb8000" in text
+    assert "Old value = 0\nNew value = 1824" in text  # 0x0720: a blank, grey on black
+    assert "vga_clear" in text
+    assert "New value = 8020" in text  # 0x1f54: 'T' of the banner
+    thread.join(10)

@@ -115,3 +115,12 @@ def test_memory_dump_and_page_walk_commands(image) -> None:
     dump = _plain(app.rendered["info"])
     assert "32 bytes at linear 0x100000" in dump
     assert "0000000000100000  " in dump and "0000000000100010  " in dump
+
+
+def test_watch_command(image) -> None:
+    app = _drive(image("hello"), ":", *"watch 0xb8000 2", "enter", "c")
+    s = app.session
+    assert s.last.stop_reason == "watchpoint" and "0xb8000" in app.sub_title
+    assert "vga_clear" in _plain(app.rendered["regs"])
+    app = _drive(image("hello"), ":", *"watch free_list 4 rw", "enter")
+    assert "no symbol 'free_list'" in app.sub_title  # hello has no free_list

@@ -5,8 +5,9 @@ and the VGA screen of one machine, driven a step, a breakpoint or a reverse step
 
 Keys: s step, c continue, u reverse step, b breakpoint at RIP, e stop on exceptions (before
 delivery: then s or c delivers, so a triple fault can be walked through one delivery at a
-time), p page tables, v screen, : command (break SYMBOL|ADDR, delete ADDR, run N, goto N,
-x ADDR [N] for memory, walk VADDR for a page walk explained), i hide command output, q quit.
+time), p page tables, v screen, : command (break SYMBOL|ADDR, delete ADDR, watch SYMBOL|ADDR
+[LEN] [r|w|rw] to stop right after an access, run N, goto N, x ADDR [N] for memory, walk VADDR
+for a page walk explained), i hide command output, q quit.
 """
 
 from __future__ import annotations
@@ -284,6 +285,12 @@ class DebuggerApp(App):
                 s.run(number(args[0]))
             elif verb == "goto" and args:
                 s.goto(number(args[0]))
+            elif verb in ("watch", "w") and args:
+                target = args[0]
+                where = number(target) if target[0].isdigit() else target
+                size = number(args[1]) if len(args) > 1 else 1
+                kind = args[2] if len(args) > 2 else "w"
+                s.toggle_watchpoint(where, size, kind)
             elif verb == "x" and args:
                 self.show_info(
                     self._dump(number(args[0]), number(args[1]) if len(args) > 1 else 128)

@@ -102,6 +102,7 @@ class DebugSession:
         for address in breakpoints:
             m.remove_breakpoint(address)
         m.break_on_exceptions()
+        m.core.watch_armed = False
         try:
             if target > cp.instructions:
                 result = m.run(max_instructions=target - cp.instructions)
@@ -109,6 +110,7 @@ class DebugSession:
                     self._keep(result)
                     return
         finally:
+            m.core.watch_armed = True
             for address in breakpoints:
                 m.add_breakpoint(address)
             m.break_on_exceptions(*vectors)
@@ -132,6 +134,22 @@ class DebugSession:
         if isinstance(where, int):
             m.add_breakpoint(address)
         self.message = f"breakpoint at 0x{address:x}"
+
+    def toggle_watchpoint(self, where: int | str, size: int = 1, kind: str = "w") -> None:
+        """Watch (or stop watching) ``size`` bytes at an address or symbol for r, w or rw."""
+        m = self.machine
+        try:
+            address = where if isinstance(where, int) else m.add_watchpoint(where, size, kind)
+            if isinstance(where, int):
+                if (address, size, kind) in m.watchpoints:
+                    m.remove_watchpoint(address, size, kind)
+                    self.message = f"watchpoint at 0x{address:x} removed"
+                    return
+                m.add_watchpoint(address, size, kind)
+        except ConfigError as e:
+            self.message = str(e)
+            return
+        self.message = f"watching {size} byte(s) at 0x{address:x} for {kind}"
 
     def set_stop_on_exceptions(self, on: bool) -> None:
         self.stop_on_exceptions = on
