@@ -1,12 +1,14 @@
-"""Compiled delivery of external interrupts in long mode: the fast path of the IDT model.
+"""Compiled delivery of interrupts and exceptions in long mode: the fast path of the IDT model.
 
 ``emu/interrupts.py`` (``IdtDelivery``) is the model: every gate type, every check, faults during
 delivery and their escalation to #DF and triple fault. It is also this kernel's reference twin
 (tests/test_delivery_fast.py compares both on the same states). Delivering a timer interrupt
 through it costs about 100 us of Python, so the common case runs here instead: an external
-interrupt in IA-32e mode through a present 64-bit interrupt or trap gate whose selector names a
-present 64-bit code segment in the GDT, with or without a stack switch (RSP0-2 or IST from the
-64-bit TSS), every access through our page walker as an implicit supervisor access.
+interrupt, a software interrupt or an exception in IA-32e mode through a present 64-bit
+interrupt or trap gate whose selector names a present 64-bit code segment in the GDT (and, for
+INT n, whose DPL allows the CPL), with or without a stack switch (RSP0-2 or IST from the 64-bit
+TSS), the error code pushed and CR2 written for a #PF, every access through our page walker as
+an implicit supervisor access.
 
 Anything else (legacy or compatibility... protected mode, an LDT selector, a check that would
 fault, an access crossing a page or leaving RAM) returns FALLBACK before anything is written but
@@ -27,9 +29,14 @@ from numba import carray, jit, types
 
 from .delivery_layout import (
     DA_CC_COMPUTE_ALL,
+    DA_CR2,
     DA_ENV,
+    DA_ERROR,
+    DA_FLAGS,
+    DA_KIND,
     DA_RAM,
     DA_RAM_SIZE,
+    DA_RETURN_RIP,
     DA_SIZE,
     DA_UPDATE_HFLAGS,
     DA_VECTOR,
@@ -48,12 +55,17 @@ from .delivery_layout import (
     FALLBACK,
     FB_CODE_SEGMENT,
     FB_GATE,
+    FB_GATE_DPL,
     FB_IDT_LIMIT,
     FB_MEMORY,
     FB_NOT_LONG_MODE,
     FB_SELECTOR,
     FB_TSS,
     FB_VM86,
+    HAS_CR2,
+    HAS_ERROR,
+    HAS_RETURN_RIP,
+    KIND_SOFTWARE,
 )
 from .hook_intrinsics import call_cc_compute, call_ptr, load32, load64, store32, store64, voidptr
 from .mmu_kernels import TRACE_SIZE, _translate
@@ -76,6 +88,7 @@ _ENV_TR = 352
 _ENV_GDT = 376
 _ENV_IDT = 400
 _ENV_CR0 = 424
+_ENV_CR2 = 440
 _ENV_CR3 = 448
 _ENV_CR4 = 456
 _ENV_EFER = 592
@@ -155,6 +168,9 @@ def deliver(args_ptr, out_ptr):
     gtype = (e2 >> _U(8)) & _U(0x1F)
     if (gtype != _U(14) and gtype != _U(15)) or not (e2 & _U(_DESC_P)):
         return _fallback(out, FB_GATE)
+    if a[DA_KIND] == _U(KIND_SOFTWARE) and ((e2 >> _U(13)) & _U(3)) < cpl:
+        return _fallback(out, FB_GATE_DPL)
+    flags = a[DA_FLAGS]
     offset = (e2 & _U(0xFFFF0000)) | (e1 & _U(0xFFFF)) | ((g_high & _U(0xFFFFFFFF)) << _U(32))
     ist = e2 & _U(7)
     sel = e1 >> _U(16)
@@ -213,10 +229,10 @@ def deliver(args_ptr, out_ptr):
         rsp = old_rsp
     rsp &= ~_U(0xF)
 
-    # the frame: SS, RSP, RFLAGS, CS, RIP (no error code: an external interrupt)
+    # the frame: SS, RSP, RFLAGS, CS, RIP, then the error code if there is one
     cs = env + _U(_ENV_SEGS + _SEG_CS * _SEG_SIZE)
     ss = env + _U(_ENV_SEGS + _SEG_SS * _SEG_SIZE)
-    old_rip = load64(env + _U(_ENV_EIP))
+    old_rip = a[DA_RETURN_RIP] if flags & _U(HAS_RETURN_RIP) else load64(env + _U(_ENV_EIP))
     frame = (
         _U(load32(ss)),
         old_rsp,
@@ -230,6 +246,12 @@ def deliver(args_ptr, out_ptr):
         if p < 0:
             return _fallback(out, FB_MEMORY)
         store64(ram + _U(p), value)
+    if flags & _U(HAS_ERROR):
+        rsp = (rsp - _U(8)) & _U(_MASK64)
+        p = _phys(ram64, env, rsp, 8, True, scratch)
+        if p < 0:
+            return _fallback(out, FB_MEMORY)
+        store64(ram + _U(p), a[DA_ERROR])
 
     # the new state
     new_rflags = env_eflags & ~_U(_RFLAGS_CLEARED)
@@ -251,6 +273,8 @@ def deliver(args_ptr, out_ptr):
     store64(env + _U(_ENV_RSP), rsp)
     store64(env + _U(_ENV_EIP), offset)
     store64(env + _U(_ENV_EFLAGS), new_rflags)
+    if flags & _U(HAS_CR2):
+        store64(env + _U(_ENV_CR2), a[DA_CR2])
     store32(env + _U(_ENV_OLD_EXCEPTION), _U(0xFFFFFFFF))  # -1: QEMU's #DF tracker reset
     call_ptr(a[DA_UPDATE_HFLAGS], voidptr(env))
 

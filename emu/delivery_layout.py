@@ -10,7 +10,20 @@ DA_RAM_SIZE = 2
 DA_VECTOR = 3
 DA_UPDATE_HFLAGS = 4  # address of x86_update_hflags (recomputes CPL, CS64... from the caches)
 DA_CC_COMPUTE_ALL = 5  # address of cpu_cc_compute_all (the lazily kept arithmetic flags)
-DA_SIZE = 8
+DA_KIND = 6  # KIND_EXTERNAL, KIND_SOFTWARE (INT n/INT3/INTO: the gate's DPL is checked) or
+#              KIND_EXCEPTION
+DA_FLAGS = 7  # HAS_ERROR | HAS_CR2 | HAS_RETURN_RIP
+DA_ERROR = 8  # the error code to push
+DA_CR2 = 9  # the faulting address of a #PF, written to CR2 once delivered
+DA_RETURN_RIP = 10  # where the handler returns (traps); else RIP, the interrupted instruction
+DA_SIZE = 16
+
+KIND_EXTERNAL = 0
+KIND_SOFTWARE = 1
+KIND_EXCEPTION = 2
+HAS_ERROR = 1
+HAS_CR2 = 2
+HAS_RETURN_RIP = 4
 
 # Results (uint64 slots).
 DO_STATUS = 0  # DELIVERED, or FALLBACK: nothing was changed but A/D bits; use the Python model
@@ -37,3 +50,4 @@ FB_SELECTOR = 5  # null, LDT or beyond the GDT limit
 FB_CODE_SEGMENT = 6  # not a present 64-bit code segment reachable from this CPL
 FB_TSS = 7  # no TSS, or the stack field is beyond its limit
 FB_VM86 = 8
+FB_GATE_DPL = 9  # a software interrupt through a gate whose DPL is below the CPL: #GP

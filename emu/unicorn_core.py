@@ -12,7 +12,7 @@ import bisect
 import ctypes
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import capstone
@@ -52,6 +52,7 @@ from . import uc_internals as I
 from .cpu import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
 from .errors import EngineError
 from .interrupts import (
+    PAGE_FAULT,
     DeliveryCpu,
     DeliveryResult,
     DeliveryStep,
@@ -122,10 +123,10 @@ class FastDelivery(NamedTuple):
     old_rsp: int
     new_rsp: int
 
-    def describe(self) -> tuple[DeliveryResult, GuestException]:
+    def gate(self) -> Gate:
         low, high = self.gate_low, self.gate_high
         e1, e2 = low & 0xFFFFFFFF, low >> 32
-        gate = Gate(
+        return Gate(
             vector=self.vector,
             address=self.gate_address,
             raw=low.to_bytes(8, "little") + high.to_bytes(8, "little"),
@@ -136,6 +137,9 @@ class FastDelivery(NamedTuple):
             offset=(e2 & 0xFFFF0000) | (e1 & 0xFFFF) | ((high & 0xFFFFFFFF) << 32),
             ist=e2 & 7,
         )
+
+    def describe(self) -> tuple[DeliveryResult, GuestException]:
+        gate = self.gate()
         event = Event(self.vector, "external")
         result = DeliveryResult()
         result.steps.append(
@@ -263,6 +267,9 @@ class UnicornCore:
         self._fast_args[DL.DA_CC_COMPUTE_ALL] = I.function_address("cpu_cc_compute_all_x86_64")
         self._fast_out = np.zeros(DL.DO_SIZE, np.uint64)
         self._fast_args_ptr = self._fast_args.ctypes.data
+        # exceptions use their own copy: the clock hook's armed deliveries use _fast_args
+        self._exc_args = self._fast_args.copy()
+        self._exc_args_ptr = self._exc_args.ctypes.data
         self._fast_out_ptr = self._fast_out.ctypes.data
         # what the clock hook needs to deliver an armed timer interrupt itself
         self.ctx[K.CTX_DELIVERY_ARGS] = self._fast_args_ptr
@@ -744,6 +751,8 @@ class UnicornCore:
             exc.cr2,
             next_rip,
         )
+        if self._deliver_fast(event, exc):
+            return
         result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
         if self.on_delivery is not None:
             self.on_delivery(event, exc, result)
@@ -754,6 +763,42 @@ class UnicornCore:
             self._request(SliceEnd(KIND_TRIPLE_FAULT, "triple fault", exc, exc.rip))
             return
         self.apply_delivery(result.cpu)
+
+    def _deliver_fast(self, event: Event, exc: GuestException) -> bool:
+        """An exception or software interrupt through the compiled path (long mode, the common
+        gates): True if it was delivered; False sends it to the Python model, which then finds
+        the same fault the compiled path declined on."""
+        if not (self.fast_delivery and self.translate is None and self.tlb == "virtual"):
+            return False
+        if not self.internals.hflags & I.HF_LMA:
+            return False
+        a = self._exc_args
+        a[DL.DA_VECTOR] = event.vector
+        a[DL.DA_KIND] = DL.KIND_SOFTWARE if event.kind == "software" else DL.KIND_EXCEPTION
+        flags = 0
+        if event.has_error_code:
+            flags |= DL.HAS_ERROR
+            a[DL.DA_ERROR] = (event.error_code or 0) & 0xFFFF_FFFF_FFFF_FFFF
+        if event.vector == PAGE_FAULT and event.kind == "exception" and event.cr2 is not None:
+            flags |= DL.HAS_CR2
+            a[DL.DA_CR2] = event.cr2 & 0xFFFF_FFFF_FFFF_FFFF
+        if event.next_rip is not None:
+            flags |= DL.HAS_RETURN_RIP
+            a[DL.DA_RETURN_RIP] = event.next_rip & 0xFFFF_FFFF_FFFF_FFFF
+        a[DL.DA_FLAGS] = flags
+        if self._fast_deliver(self._exc_args_ptr, self._fast_out_ptr) != DL.DELIVERED:
+            return False
+        self.fast_deliveries += 1
+        out = self._fast_out.tolist()
+        gate = FastDelivery(event.vector, 0, *out[1 : DL.DO_WHY]).gate()
+        result = DeliveryResult()
+        result.steps.append(
+            DeliveryStep(event, gate, True, f"delivered to {gate.kind}", "", out[DL.DO_NEW_RSP])
+        )
+        if self.on_delivery is not None:
+            # the state it happened in (the CPU already holds the handler's)
+            self.on_delivery(event, replace(exc, rsp=out[DL.DO_OLD_RSP]), result)
+        return True
 
     def delivery_cpu(self) -> DeliveryCpu:
         uc = self.uc

@@ -274,3 +274,31 @@ def test_clock_fast_path_counts_like_the_full_hook(user: bool, monkeypatch) -> N
         results.append((r.instructions, ram, trace, m.core.armed_deliveries))
     assert results[0][3] > 50
     assert results[0] == results[1]
+
+
+# ------------------------------------------------------------------ exceptions, INT n
+
+
+def _run_scenario(sc: dict, fast: bool):
+    ram = T.image(sc)
+    core = UnicornCore(ram, lambda p, s: 0xFF, lambda p, s, v: None)
+    core.fast_delivery = fast
+    core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
+    end = core.run_slice(1 << 40, 1 << 40)
+    return end.kind, _state(core), bytes(ram), core.fast_deliveries
+
+
+@pytest.mark.parametrize(
+    "sc", [s for s in T.SCENARIOS if s["mode"] == "long"], ids=lambda s: str(s)
+)
+def test_exceptions_compiled_and_modelled_agree(sc: dict) -> None:
+    """Every long-mode scenario of the QEMU oracle corpus, compiled path on and off."""
+    fast = _run_scenario(sc, True)
+    model = _run_scenario(sc, False)
+    assert fast[:3] == model[:3]
+    assert model[3] == 0
+
+
+def test_the_corpus_takes_the_compiled_path() -> None:
+    taken = [_run_scenario(s, True)[3] for s in T.SCENARIOS if s["mode"] == "long"]
+    assert sum(1 for n in taken if n) > len(taken) // 2
