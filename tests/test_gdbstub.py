@@ -127,3 +127,21 @@ def test_real_gdb_watchpoint_stops_right_after_the_write(image) -> None:
     assert "vga_clear" in text
     assert "New value = 8020" in text  # 0x1f54: 'T' of the banner
     thread.join(10)
+
+
+def test_ctrl_c_interrupts_a_continue() -> None:
+    import time
+
+    import timer_guest
+
+    m = timer_guest.machine(0, loop=100_000_000)  # PIT divisor 0: 65536, a slow timer
+    port, thread = _serve(m)
+    c = Client(port)
+    c.s.sendall(b"$c#63")
+    time.sleep(0.2)
+    c.s.sendall(b"\x03")
+    assert c.ask(b"?") in (b"S02",)  # the reply to c was consumed as the stop; ? repeats it
+    assert 0 < m.instructions < 400_000_000
+    c.s.sendall(b"$k#6b")
+    thread.join(10)
+    c.s.close()
