@@ -147,7 +147,11 @@ class GdbStub:
                 packet = self._read_packet()
                 if packet is None:
                     return
-                reply = self.handle(packet)
+                try:
+                    reply = self.handle(packet)
+                except (ValueError, IndexError, KeyError, ConfigError) as e:
+                    log.info("gdb packet %r refused: %s", packet[:40], e)
+                    reply = b"E01"  # a malformed or impossible request: gdb says so, we go on
                 if reply is None:  # k, D: done
                     return
                 self._send(reply)

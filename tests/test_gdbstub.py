@@ -67,6 +67,8 @@ def test_protocol_by_hand(image) -> None:
     assert c.ask(b"s") == b"S05" and m.cpu_state().rip != kmain
     assert c.ask(b"m%x,4" % 0x7FFF_FFFF_F000) == b"E14"  # not mapped
     assert c.ask(b"P0=efbeadde00000000") == b"OK" and m.cpu_state().gpr["rax"] == 0xDEADBEEF
+    assert c.ask(b"mzz,4") == b"E01" and c.ask(b"Z0,notanumber,1") == b"E01"  # and it goes on
+    assert c.ask(b"qXfer:features:read:nosuch.xml:0,10") == b""  # unknown: gdb falls back
     text = bytes.fromhex(c.ask(b"qRcmd," + b"walk 0x100000".hex().encode()).decode()).decode()
     assert "-> physical 0x100000 (4K page" in text
     assert c.ask(b"z0,%x,1" % kmain) == b"OK"
