@@ -45,24 +45,37 @@ def registers_text(c: CpuState, instructions: int, where: str) -> Text:
     return t
 
 
-def disassembly_text(machine: Machine, c: CpuState, count: int = 40) -> Text:
+def disassembly_text(machine: Machine, c: CpuState, count: int = 40, before: int = 8) -> Text:
+    """The code around RIP: up to ``before`` instructions of the function that leads to it
+    (decoded from the function's start, so they are the real instruction boundaries), then RIP
+    and what follows."""
     t = Text()
     breakpoints = set(machine.core.breakpoints)
     sym = machine.symbolizer
+    start = c.rip
+    named = sym.symbol(c.rip) if sym is not None else None
+    if named is not None and 0 < named[1] <= 0x2000:
+        start = c.rip - named[1]
     try:
-        rows = machine.core.disassemble(c.rip, c.code_bits, count)
+        rows = machine.core.disassemble(start, c.code_bits, 2048 if start != c.rip else count)
+        if start != c.rip:
+            at = next((i for i, r in enumerate(rows) if r[0] == c.rip), None)
+            if at is None:  # RIP is not on an instruction boundary from the symbol: from RIP
+                rows = machine.core.disassemble(c.rip, c.code_bits, count)
+            else:
+                rows = rows[max(0, at - before) : at + count - min(at, before)]
     except Exception as e:  # noqa: BLE001 - unreadable memory is shown, not raised
         return Text(f"cannot read code at {c.rip:#x}: {e}", style="red")
     if not rows:
         return Text(f"no instruction decodes at {c.rip:#x}", style="red")
     for address, raw, text in rows:
         if sym is not None:
-            named = sym.symbol(address)
-            if named is not None and named[1] == 0:
-                t.append(f"<{named[0]}>:\n", style="bold cyan")
+            label = sym.symbol(address)
+            if label is not None and label[1] == 0:
+                t.append(f"<{label[0]}>:\n", style="bold cyan")
         mark = "●" if address in breakpoints else " "
         arrow = "▶" if address == c.rip else " "
-        style = "bold yellow" if address == c.rip else ""
+        style = "bold yellow" if address == c.rip else ("dim" if address < c.rip else "")
         t.append(f"{mark}{arrow} {address:#x}  {raw.hex(' '):<33} {text}\n", style=style)
     return t
 
