@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import x86_layout as X86
+
 # Context array layout (uint64 slots).
 CTX_ENV = 0  # address of CPUX86State env (reads hflags for the code size)
 CTX_ICOUNT = 1  # instructions retired, counted at block entry
@@ -81,13 +83,13 @@ STOP_ARMED = 16  # the armed interrupt could not take the compiled path: Python 
 
 EMPTY_KEY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 
-# hflags bits used to tell the code size (see emu/uc_internals.py).
-_HF_CS32 = 1 << 4
-_HF_CS64 = 1 << 15
-_ENV_HFLAGS = 176
-_ENV_EFLAGS = 136
-_EFLAGS_IF = 1 << 9
-_HF_INHIBIT_IRQ = 1 << 3
+# what the hooks read of the CPU state
+_HF_CS32 = X86.HF_CS32
+_HF_CS64 = X86.HF_CS64
+_ENV_HFLAGS = X86.ENV_HFLAGS
+_ENV_EFLAGS = X86.ENV_EFLAGS
+_EFLAGS_IF = X86.RFLAGS_IF
+_HF_INHIBIT_IRQ = X86.HF_INHIBIT_IRQ
 
 
 def pack_value(icount: int, size: int, bits: int) -> int:

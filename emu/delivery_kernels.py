@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, jit, types
 
+from . import x86_layout as X86
 from .delivery_layout import (
     DA_CC_COMPUTE_ALL,
     DA_CR2,
@@ -73,42 +74,42 @@ from .mmu_layout import ACC_READ, ACC_WRITE, ST_OK
 
 DELIVER_SIGNATURE = types.uint64(types.voidptr, types.voidptr)
 
-# CPUX86State offsets (emu/uc_internals.py, verified at start-up).
-_ENV_RSP = 4 * 8
-_ENV_EIP = 128
-_ENV_EFLAGS = 136
-_ENV_CC_OP = 168
-_ENV_DF = 172
-_ENV_HFLAGS = 176
-_ENV_SEGS = 184
-_SEG_SIZE = 24
-_SEG_CS = 1
-_SEG_SS = 2
-_ENV_TR = 352
-_ENV_GDT = 376
-_ENV_IDT = 400
-_ENV_CR0 = 424
-_ENV_CR2 = 440
-_ENV_CR3 = 448
-_ENV_CR4 = 456
-_ENV_EFER = 592
-_ENV_OLD_EXCEPTION = 5496
+# The CPU state and architectural bits (emu/x86_layout.py; the offsets verified at start-up).
+_ENV_RSP = X86.ENV_RSP
+_ENV_EIP = X86.ENV_EIP
+_ENV_EFLAGS = X86.ENV_EFLAGS
+_ENV_CC_OP = X86.ENV_CC_OP
+_ENV_DF = X86.ENV_DF
+_ENV_HFLAGS = X86.ENV_HFLAGS
+_ENV_SEGS = X86.ENV_SEGS
+_SEG_SIZE = X86.SEG_SIZE
+_SEG_CS = X86.SEG_CS
+_SEG_SS = X86.SEG_SS
+_ENV_TR = X86.ENV_TR
+_ENV_GDT = X86.ENV_GDT
+_ENV_IDT = X86.ENV_IDT
+_ENV_CR0 = X86.ENV_CR0
+_ENV_CR2 = X86.ENV_CR2
+_ENV_CR3 = X86.ENV_CR3
+_ENV_CR4 = X86.ENV_CR4
+_ENV_EFER = X86.ENV_EFER
+_ENV_OLD_EXCEPTION = X86.ENV_OLD_EXCEPTION
 
-_HF_LMA = 1 << 14
-_HF_CPL = 3
+_HF_LMA = X86.HF_LMA
+_HF_CPL = X86.HF_CPL_MASK
 
-_DESC_S = 1 << 12
-_DESC_CS = 1 << 11
-_DESC_C = 1 << 10
-_DESC_P = 1 << 15
-_DESC_L = 1 << 21
-_DESC_B = 1 << 22
-_DESC_G = 1 << 23
+_DESC_S = X86.DESC_S
+_DESC_CS = X86.DESC_CS
+_DESC_C = X86.DESC_C
+_DESC_P = X86.DESC_P
+_DESC_L = X86.DESC_L
+_DESC_B = X86.DESC_B
+_DESC_G = X86.DESC_G
 
-_RFLAGS_CLEARED = (1 << 8) | (1 << 14) | (1 << 16) | (1 << 17)  # TF NT RF VM
-_RFLAGS_IF = 1 << 9
-_RFLAGS_VM = 1 << 17
-_DF_MASK = 1 << 10
+_RFLAGS_CLEARED = X86.RFLAGS_TF | X86.RFLAGS_NT | X86.RFLAGS_RF | X86.RFLAGS_VM
+_RFLAGS_IF = X86.RFLAGS_IF
+_RFLAGS_VM = X86.RFLAGS_VM
+_DF_MASK = X86.RFLAGS_DF
 
 _U = np.uint64
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF

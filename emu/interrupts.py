@@ -20,29 +20,30 @@ import struct
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from .x86_layout import (  # noqa: F401 - the architectural bits, defined once
+    DESC_B,
+    DESC_C,
+    DESC_CS,
+    DESC_DPL_SHIFT,
+    DESC_G,
+    DESC_L,
+    DESC_P,
+    DESC_S,
+    DESC_TYPE_SHIFT,
+    DESC_W,
+    RFLAGS_IF,
+    RFLAGS_NT,
+    RFLAGS_RF,
+    RFLAGS_TF,
+    RFLAGS_VM,
+)
+
 # Exception classes (SDM Table 6-4).
 CONTRIBUTORY = frozenset({0, 10, 11, 12, 13})
 PAGE_FAULT = 14
 DOUBLE_FAULT = 8
 ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17})
 
-# Descriptor bits (high dword of a descriptor, as QEMU's segment caches keep it).
-DESC_TYPE_SHIFT = 8
-DESC_S = 1 << 12
-DESC_DPL_SHIFT = 13
-DESC_P = 1 << 15
-DESC_L = 1 << 21
-DESC_B = 1 << 22
-DESC_G = 1 << 23
-DESC_CS = 1 << 11  # code segment (with S=1)
-DESC_C = 1 << 10  # conforming (code) / expand-down (data)
-DESC_W = 1 << 9  # writable (data)
-
-RFLAGS_TF = 1 << 8
-RFLAGS_IF = 1 << 9
-RFLAGS_NT = 1 << 14
-RFLAGS_RF = 1 << 16
-RFLAGS_VM = 1 << 17
 
 GATE_TYPES = {
     5: "task gate",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# CPUX86State offsets the hook reads (emu/uc_internals.py verifies them)
+from .x86_layout import ENV_CR0, ENV_CR3, ENV_CR4, ENV_EFER, ENV_EFLAGS, ENV_HFLAGS  # noqa: F401
+
 MAXPHYADDR = 40  # Unicorn's CPUID 0x80000008 reports 40 physical address bits
 
 # access kinds
@@ -48,11 +51,3 @@ FILL_LEVEL = 8  # ... walk status
 FILL_OUT = 9  # address of a scratch walk-output array (the hook must not allocate)
 FILL_PROBE_PAGE = 10  # the page emu_start probes at its end (see unicorn_core._UNTIL)
 FILL_SIZE = 16
-
-# CPUX86State offsets the hook reads (emu/uc_internals.py verifies them)
-ENV_EFLAGS = 136
-ENV_HFLAGS = 176
-ENV_CR0 = 424
-ENV_CR3 = 448
-ENV_CR4 = 456
-ENV_EFER = 592

@@ -18,44 +18,45 @@ import unicorn
 from unicorn import x86_const as X
 
 from .errors import EngineError
+from .x86_layout import (  # noqa: F401 - re-exported: callers use I.ENV_*, I.HF_*, I.SEG_*
+    ENV_CR0,
+    ENV_CR2,
+    ENV_CR3,
+    ENV_CR4,
+    ENV_EFER,
+    ENV_EFLAGS,
+    ENV_EIP,
+    ENV_ERROR_CODE,
+    ENV_EXCEPTION_IS_INT,
+    ENV_EXCEPTION_NEXT_EIP,
+    ENV_GDT,
+    ENV_HFLAGS,
+    ENV_IDT,
+    ENV_LDT,
+    ENV_OLD_EXCEPTION,
+    ENV_REGS,
+    ENV_SEGS,
+    ENV_TR,
+    HF_CPL_MASK,
+    HF_CS32,
+    HF_CS64,
+    HF_INHIBIT_IRQ,
+    HF_LMA,
+    HF_PE,
+    HF_SS32,
+    SEG_CS,
+    SEG_DS,
+    SEG_ES,
+    SEG_FS,
+    SEG_GS,
+    SEG_SIZE,
+    SEG_SS,
+)
 
 SUPPORTED_VERSION = 0x020104FF  # uc_version() of the 2.1.4 final release
 
-# CPUX86State field offsets, relative to env (QEMU 5.0 layout inside Unicorn 2.1.4).
-ENV_REGS = 0  # regs[16]: RAX RCX RDX RBX RSP RBP RSI RDI R8..R15
-ENV_EIP = 128
-ENV_EFLAGS = 136
-ENV_HFLAGS = 176
-ENV_SEGS = (
-    184  # segs[6] (ES CS SS DS FS GS), 24 bytes each: u32 sel, u64 base, u32 limit, u32 flags
-)
-SEG_SIZE = 24
-ENV_LDT = 328  # then ldt, tr, gdt, idt: SegmentCache each (gdt/idt use base and limit only)
-ENV_TR = 352
-ENV_GDT = 376
-ENV_IDT = 400
-ENV_CR0 = 424
-ENV_CR2 = 440
-ENV_CR3 = 448
-ENV_CR4 = 456
-ENV_EFER = 592
-ENV_ERROR_CODE = 5384
-ENV_EXCEPTION_IS_INT = 5388
-ENV_EXCEPTION_NEXT_EIP = 5392  # target_ulong, right after exception_is_int
-ENV_OLD_EXCEPTION = 5496
 
 MSR_EFER = 0xC0000080
-
-SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS = range(6)
-
-# hflags bits (target/i386/cpu.h)
-HF_CPL_MASK = 0x3
-HF_INHIBIT_IRQ = 1 << 3  # STI / MOV SS interrupt shadow
-HF_CS32 = 1 << 4
-HF_SS32 = 1 << 5
-HF_PE = 1 << 7
-HF_LMA = 1 << 14
-HF_CS64 = 1 << 15
 
 # uc_struct.invalid_addr (include/uc_priv.h): the full address of the last refused TLB fill.
 # Found in 2.1.4 by searching the struct for a known faulting address; every use is checked
