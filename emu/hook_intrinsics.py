@@ -129,19 +129,3 @@ def call_ptr2(typingctx, fnptr, a, b):
         return builder.call(fn, [args[1], args[2]])
 
     return sig, codegen
-
-
-@intrinsic
-def call_block_full(typingctx, fnptr, uc, address, size, user_data):
-    """Call a block hook ``void f(void *uc, uint64_t address, uint32_t size, void *data)``."""
-    sig = types.void(types.uint64, types.voidptr, types.uint64, types.uint64, types.voidptr)
-
-    def codegen(context, builder, signature, args):
-        ptr = ir.IntType(8).as_pointer()
-        i64 = ir.IntType(64)
-        fnty = ir.FunctionType(ir.VoidType(), [ptr, i64, ir.IntType(32), ptr])
-        fn = builder.inttoptr(args[0], fnty.as_pointer())
-        builder.call(fn, [args[1], args[2], builder.trunc(args[3], ir.IntType(32)), args[4]])
-        return context.get_dummy_value()
-
-    return sig, codegen

@@ -418,15 +418,21 @@ class UnicornCore:
             self.apply_delivery(result.cpu)
         return result
 
+    def _last_block(self) -> tuple[tuple[int, int, int], int]:
+        """The block the clock hook saw last: its (pc, size, code size) key, and its instruction
+        count if it was counted (0: it did not run)."""
+        ctx = self._ctxv
+        info = ctx[K.CTX_LAST_INFO]
+        return (ctx[K.CTX_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF), info >> K.INFO_COUNT_SHIFT
+
     def precise_icount(self) -> int:
         """Instructions retired up to the one executing now (inside a hook), or the count."""
         ctx = self._ctxv
-        info = ctx[K.CTX_LAST_INFO]
-        count = info >> K.INFO_COUNT_SHIFT
+        key, count = self._last_block()
         if ctx[K.CTX_ENABLED] == 0 or not count:
             return ctx[K.CTX_ICOUNT]
         before = ctx[K.CTX_ICOUNT] - count
-        block = self.blocks.get((ctx[K.CTX_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF))
+        block = self.blocks.get(key)
         if block is None:
             return before
         return before + bisect.bisect_left(block.insns, self.internals.u64(I.ENV_EIP))
@@ -508,8 +514,8 @@ class UnicornCore:
         if self._stop is None and self.ctx[K.CTX_ENABLED]:
             # Where in the block the access happened is not known here (RIP is not kept exact
             # during a block): stop, and the machine replays the block one instruction at a time.
-            info = self._ctxv[K.CTX_LAST_INFO]
-            before = self._ctxv[K.CTX_ICOUNT] - (info >> K.INFO_COUNT_SHIFT)
+            _key, count = self._last_block()
+            before = self._ctxv[K.CTX_ICOUNT] - count
             self._request(SliceEnd(KIND_WATCHPOINT, "", None, before))
 
     def _hook_breakpoint(self, uc: Uc, address: int, size: int, _ud: object) -> None:
@@ -694,11 +700,14 @@ class UnicornCore:
     def _software_insn(self, next_rip: int) -> int:
         """The address of the INT n/INT3/INTO instruction that ends at ``next_rip``: the last
         instruction of the current block (QEMU ends a block there), else by its opcode."""
-        ctx = self._ctxv
-        info = ctx[K.CTX_LAST_INFO]
-        pc, size, bits = ctx[K.CTX_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF
+        (pc, size, bits), _count = self._last_block()
         block = self.blocks.get((pc, size, bits))
-        if ctx[K.CTX_ENABLED] and block is not None and pc + size == next_rip and block.insns:
+        if (
+            self._ctxv[K.CTX_ENABLED]
+            and block is not None
+            and pc + size == next_rip
+            and block.insns
+        ):
             return block.insns[-1]
         if self._read_linear(next_rip - 2, 1) == b"\xcd":
             return next_rip - 2
@@ -1025,8 +1034,7 @@ class UnicornCore:
     def _account_partial_block(self, rip: int) -> None:
         """An exception stopped the current block at ``rip``: count only what retired."""
         ctx = self._ctxv
-        pc, info = ctx[K.CTX_LAST_PC], ctx[K.CTX_LAST_INFO]
-        size, bits, count = info & 0xFFFF, (info >> 16) & 0xFF, info >> K.INFO_COUNT_SHIFT
+        (pc, size, bits), count = self._last_block()
         if not (pc <= rip < pc + size):
             return  # the fault hit the fetch of the next block: the last one completed
         block = self.blocks.get((pc, size, bits))
@@ -1035,7 +1043,7 @@ class UnicornCore:
             block = self.blocks[(pc, size, bits)]
             count = 0
         ctx[K.CTX_ICOUNT] = ctx[K.CTX_ICOUNT] - count + bisect.bisect_left(block.insns, rip)
-        ctx[K.CTX_LAST_INFO] = info & K.INFO_WANT_MASK
+        ctx[K.CTX_LAST_INFO] &= K.INFO_WANT_MASK  # now counted up to rip, not as a whole
 
     # ------------------------------------------------------------ inspection
     def _read_linear(self, address: int, size: int) -> bytes:
