@@ -396,20 +396,9 @@ class Machine:
         ``block_start`` instructions: go back to the run's start, replay to that block without
         stopping, then step until the access, so the run stops right after that instruction."""
         core = self.core
-        self.restore(start)
-        breakpoints = core.breakpoints
-        for address in breakpoints:
-            core.remove_breakpoint(address)
-        core.watch_armed = False
-        try:
-            if block_start > self.instructions:
-                replay = self.run(max_instructions=block_start - self.instructions)
-                if replay.stop_reason != "instruction-limit":
-                    return replay
-        finally:
-            core.watch_armed = True
-            for address in breakpoints:
-                core.add_breakpoint(address)
+        ended = self.replay(start, block_start)
+        if ended is not None:
+            return ended
         for _ in range(10_000):
             core.watch_hits.clear()
             ended = self.step()
@@ -424,6 +413,29 @@ class Machine:
             if ended is not None:
                 return ended
         raise EngineError("internal error: a watchpoint hit was not found again by stepping")
+
+    def replay(self, checkpoint: Checkpoint, instructions: int) -> RunResult | None:
+        """Go back to ``checkpoint`` and run forward to exactly ``instructions`` with every stop
+        set aside (breakpoints, watchpoints, exception stops): runs are deterministic, so this
+        is the same instant again. Returns the result if the run ended before that count."""
+        core = self.core
+        self.restore(checkpoint)
+        breakpoints, vectors = core.breakpoints, set(core.break_vectors)
+        for address in breakpoints:
+            core.remove_breakpoint(address)
+        core.break_vectors = set()
+        core.watch_armed = False
+        try:
+            if instructions > self.instructions:
+                result = self.run(max_instructions=instructions - self.instructions)
+                if result.stop_reason != "instruction-limit":
+                    return result
+        finally:
+            core.watch_armed = True
+            core.break_vectors = vectors
+            for address in breakpoints:
+                core.add_breakpoint(address)
+        return None
 
     def break_on_exceptions(self, *vectors: int) -> None:
         """Stop (stop_reason "exception") when one of these exceptions is raised, before it is

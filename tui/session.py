@@ -94,26 +94,11 @@ class DebugSession:
         cp = max(
             (c for c in self.checkpoints if c.instructions <= target), key=lambda c: c.instructions
         )
-        m.restore(cp)
         self.last = None
-        # replay without stopping: breakpoints and exception stops are for the user's runs
-        breakpoints = m.core.breakpoints
-        vectors = set(m.core.break_vectors)
-        for address in breakpoints:
-            m.remove_breakpoint(address)
-        m.break_on_exceptions()
-        m.core.watch_armed = False
-        try:
-            if target > cp.instructions:
-                result = m.run(max_instructions=target - cp.instructions)
-                if result.stop_reason != "instruction-limit":
-                    self._keep(result)
-                    return
-        finally:
-            m.core.watch_armed = True
-            for address in breakpoints:
-                m.add_breakpoint(address)
-            m.break_on_exceptions(*vectors)
+        result = m.replay(cp, target)  # without stopping: the stops are for the user's runs
+        if result is not None:
+            self._keep(result)
+            return
         self.message = f"at instruction {m.instructions:,}"
 
     def reverse_step(self) -> None:
