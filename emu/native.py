@@ -122,23 +122,41 @@ def _load_object(path: Path, symbol: str) -> int:
     return address
 
 
+def _from_cache(name: str, stem: str) -> NativeFunction | None:
+    """Function ``name``, cached as ``stem``.o (its symbol in ``stem``.sym), or None."""
+    for directory in _cache_dirs():
+        obj, sym = directory / f"{stem}.o", directory / f"{stem}.sym"
+        if obj.is_file() and sym.is_file():
+            try:
+                return NativeFunction(name, _load_object(obj, sym.read_text().strip()), "cache")
+            except (OSError, RuntimeError) as e:
+                log.info("native cache %s unusable (%s): recompiling", obj, e)
+                return None
+    return None
+
+
+def _store(stem: str, data: bytes, symbol: str) -> Path | None:
+    """Keep object code in the first writable cache directory; where it went, or None."""
+    for directory in _cache_dirs():
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tmp = directory / f".{stem}.{os.getpid()}.tmp"
+            tmp.write_bytes(data)
+            tmp.replace(directory / f"{stem}.o")
+            (directory / f"{stem}.sym").write_text(symbol)
+            return directory / f"{stem}.o"
+        except OSError:
+            continue
+    return None
+
+
 def load(module: str, func: str, signature_attr: str) -> NativeFunction:
     """Address of the C-callable compiled ``module.func`` (numba ``cfunc`` semantics)."""
     cached = _loaded.get((module, func))
     if cached is not None:
         return cached
     key = _key(module, func)
-    for directory in _cache_dirs():
-        obj, sym = directory / f"{func}-{key}.o", directory / f"{func}-{key}.sym"
-        if obj.is_file() and sym.is_file():
-            try:
-                fn = NativeFunction(func, _load_object(obj, sym.read_text().strip()), "cache")
-            except (OSError, RuntimeError) as e:
-                log.info("native cache %s unusable (%s): recompiling", obj, e)
-                break
-            _loaded[(module, func)] = fn
-            return fn
-    fn = _compile(module, func, signature_attr, key)
+    fn = _from_cache(func, f"{func}-{key}") or _compile(module, func, signature_attr, key)
     _loaded[(module, func)] = fn
     return fn
 
@@ -154,16 +172,7 @@ def _compile(module: str, func: str, signature_attr: str, key: str) -> NativeFun
     except (AttributeError, RuntimeError, ValueError) as e:
         log.info("cannot serialize %s.%s (%s): not cached", module, func, e)
         return NativeFunction(func, compiled.address, "numba")
-    for directory in _cache_dirs():
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            tmp = directory / f".{func}-{key}.{os.getpid()}.tmp"
-            tmp.write_bytes(obj)
-            tmp.replace(directory / f"{func}-{key}.o")
-            (directory / f"{func}-{key}.sym").write_text(compiled.native_name)
-            break
-        except OSError:
-            continue
+    _store(f"{func}-{key}", obj, compiled.native_name)
     return NativeFunction(func, compiled.address, "numba")
 
 
@@ -177,44 +186,26 @@ def load_ir(name: str, ir_text: str) -> NativeFunction:
     llvm = _llvm()
     h = hashlib.sha256(ir_text.encode())
     h.update(_toolchain())
-    key = h.hexdigest()[:24]
-    for directory in _cache_dirs():
-        obj = directory / f"{name}-{key}.o"
-        if obj.is_file():
-            try:
-                fn = NativeFunction(name, _load_object(obj, name), "cache")
-            except (OSError, RuntimeError) as e:
-                log.info("native cache %s unusable (%s): recompiling", obj, e)
-                break
-            _loaded[("ir", name)] = fn
-            return fn
-    module = llvm.parse_assembly(ir_text)
-    module.triple = llvm.get_process_triple()
-    module.verify()
-    machine = llvm.Target.from_triple(module.triple).create_target_machine(
-        cpu=llvm.get_host_cpu_name(),
-        features=llvm.get_host_cpu_features().flatten(),
-        opt=3,
-        reloc="pic",
-    )
-    data = machine.emit_object(module)
-    path = None
-    for directory in _cache_dirs():
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            tmp = directory / f".{name}-{key}.{os.getpid()}.tmp"
-            tmp.write_bytes(data)
-            path = directory / f"{name}-{key}.o"
-            tmp.replace(path)
-            break
-        except OSError:
-            continue
-    if path is None:  # no writable cache: load from a temporary file
-        import tempfile
+    stem = f"{name}-{h.hexdigest()[:24]}"
+    fn = _from_cache(name, stem)
+    if fn is None:
+        module = llvm.parse_assembly(ir_text)
+        module.triple = llvm.get_process_triple()
+        module.verify()
+        machine = llvm.Target.from_triple(module.triple).create_target_machine(
+            cpu=llvm.get_host_cpu_name(),
+            features=llvm.get_host_cpu_features().flatten(),
+            opt=3,
+            reloc="pic",
+        )
+        data = machine.emit_object(module)
+        path = _store(stem, data, name)
+        if path is None:  # no writable cache: load from a temporary file
+            import tempfile
 
-        with tempfile.NamedTemporaryFile(suffix=".o", delete=False) as f:
-            f.write(data)
-            path = Path(f.name)
-    fn = NativeFunction(name, _load_object(path, name), "llvm")
+            with tempfile.NamedTemporaryFile(suffix=".o", delete=False) as f:
+                f.write(data)
+                path = Path(f.name)
+        fn = NativeFunction(name, _load_object(path, name), "llvm")
     _loaded[("ir", name)] = fn
     return fn
