@@ -45,6 +45,7 @@ from .memmap import (
     MemoryRegion,
 )
 from .multiboot2 import Framebuffer
+from .notes import log_once
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +178,11 @@ def boot_kernel(
         used_protocol, memory, cmdline, loader_name, loaded_modules, section_table, image
     )
     _write_firmware(memory, image.magic, info_addr, image.entry)
-    _log_once(
+    log_once(
+        log,
+        logging.INFO,
         "not modelled: the BIOS boot device, APM table and ACPI RSDP that GRUB adds to the boot "
-        "information under QEMU (no disk, no APM BIOS, no ACPI tables here)"
+        "information under QEMU (no disk, no APM BIOS, no ACPI tables here)",
     )
 
     elf = image.elf
@@ -282,15 +285,6 @@ def _place_boot_info(
         info = mb1_info(addr)
     memory.write(addr, info)
     return addr, info
-
-
-_logged: set[str] = set()
-
-
-def _log_once(message: str) -> None:
-    if message not in _logged:
-        _logged.add(message)
-        log.info("%s", message)
 
 
 # --------------------------------------------------------------------------- protocols

@@ -15,6 +15,7 @@ from emu.errors import LoaderError
 from .elf import SectionTable
 from .memmap import MemoryRegion, align_up, basic_meminfo
 from .multiboot2 import EGA_TEXT, FB_TYPE_EGA_TEXT
+from .notes import log_once
 
 if TYPE_CHECKING:
     from .boot import LoadedModule
@@ -45,14 +46,6 @@ INFO_MEM_MAP = 1 << 6
 INFO_BOOT_LOADER_NAME = 1 << 9
 INFO_FRAMEBUFFER = 1 << 12
 INFO_AREA = (0x10000, 0xA0000)  # GRUB places the structure in low memory, from 0x10000 up
-
-_warned: set[str] = set()
-
-
-def _log_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning("%s", message)
 
 
 @dataclass(frozen=True)
@@ -117,7 +110,9 @@ def check_flags(header: Header, name: str, notes: list[str]) -> None:
         )
     if header.flags & VIDEO_MODE:
         notes.append("video mode requested (flag 2): EGA text mode 80x25 provided")
-        _log_once("not modelled: Multiboot video mode requests get EGA text mode")
+        log_once(
+            log, logging.WARNING, "not modelled: Multiboot video mode requests get EGA text mode"
+        )
 
 
 def build_info(

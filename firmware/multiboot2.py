@@ -16,6 +16,7 @@ from emu.errors import LoaderError
 
 from .elf import SectionTable
 from .memmap import MemoryRegion, align_up, basic_meminfo
+from .notes import log_once
 
 if TYPE_CHECKING:
     from .boot import LoadedModule
@@ -95,14 +96,6 @@ FB_DEPTHS = (24, 32)
 EGA_TEXT = (0xB8000, 160, 80, 25, 16)
 FB_TYPE_RGB = 1
 FB_TYPE_EGA_TEXT = 2
-
-_warned: set[str] = set()
-
-
-def _log_once(message: str) -> None:
-    if message not in _warned:
-        _warned.add(message)
-        log.warning("%s", message)
 
 
 # --------------------------------------------------------------------------- header
@@ -300,7 +293,11 @@ def _check_information_request(tag: HeaderTag, name: str, notes: list[str]) -> N
         what = f"boot information tag {request} ({INFO_NAMES.get(request, 'unknown')})"
         if tag.optional:
             notes.append(f"optional request for {what} not provided")
-            _log_once(f"not modelled: {what} (a kernel asked for it; none is provided)")
+            log_once(
+                log,
+                logging.WARNING,
+                f"not modelled: {what} (a kernel asked for it; none is provided)",
+            )
         elif request not in INFO_NAMES:
             raise LoaderError(
                 f"{name}: the Multiboot2 information request asks for unknown {what} "
