@@ -45,7 +45,7 @@ class KernelRunner:
 
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
-        self.runs: list[tuple[str, Machine, RunResult | None]] = []
+        self.runs: list[tuple[str, Machine]] = []  # each kernel loaded, and its machine
 
     def _kernel(self, kernel: str | os.PathLike | None) -> Path:
         chosen = (
@@ -68,7 +68,7 @@ class KernelRunner:
 
         path = self._kernel(kernel)
         m = Machine.from_elf(path, **options)
-        self.runs.append((str(path), m, None))
+        self.runs.append((str(path), m))
         return m
 
     def boot(
@@ -80,21 +80,14 @@ class KernelRunner:
         **options,
     ) -> RunResult:
         """Boot the kernel and run it until it stops; the result is kept for the report."""
-        from .machine import Machine
-
-        path = self._kernel(kernel)
-        m = Machine.from_elf(path, **options)
         budget = (max_instructions or self.config.getoption("triplefault_max_instructions")
                   or DEFAULT_MAX_INSTRUCTIONS)  # fmt: skip
-        result = m.run(max_instructions=budget, timeout=timeout)
-        self.runs.append((str(path), m, result))
-        return result
+        return self.machine(kernel, **options).run(max_instructions=budget, timeout=timeout)
 
     def report(self) -> str:
         parts = []
-        for path, m, result in self.runs:
-            if result is None:
-                result = m.last_result
+        for path, m in self.runs:
+            result = m.last_result
             head = f"kernel: {path}"
             if result is None:
                 parts.append(f"{head}\n(the machine was not run to an end: "
