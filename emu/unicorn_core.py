@@ -138,13 +138,17 @@ class FastDelivery(NamedTuple):
             ist=e2 & 7,
         )
 
-    def describe(self) -> tuple[DeliveryResult, GuestException]:
+    def result(self, event: Event) -> DeliveryResult:
+        """``event`` delivered through this gate, as the Python model reports a delivery."""
         gate = self.gate()
-        event = Event(self.vector, "external")
         result = DeliveryResult()
         result.steps.append(
             DeliveryStep(event, gate, True, f"delivered to {gate.kind}", "", self.new_rsp)
         )
+        return result
+
+    def describe(self) -> tuple[DeliveryResult, GuestException]:
+        result = self.result(Event(self.vector, "external"))
         exc = GuestException(self.vector, self.old_rip, None, None, False, cpu_mode(self.hflags),
                              self.hflags & I.HF_CPL_MASK, self.old_rsp)  # fmt: skip
         return result, exc
@@ -798,15 +802,10 @@ class UnicornCore:
         if self._fast_deliver(self._exc_args_ptr, self._fast_out_ptr) != DL.DELIVERED:
             return False
         self.fast_deliveries += 1
-        out = self._fast_out.tolist()
-        gate = FastDelivery(event.vector, 0, *out[1 : DL.DO_WHY]).gate()
-        result = DeliveryResult()
-        result.steps.append(
-            DeliveryStep(event, gate, True, f"delivered to {gate.kind}", "", out[DL.DO_NEW_RSP])
-        )
+        raw = FastDelivery(event.vector, 0, *self._fast_out[: DL.DO_WHY].tolist()[1:])
         if self.on_delivery is not None:
             # the state it happened in (the CPU already holds the handler's)
-            self.on_delivery(event, replace(exc, rsp=out[DL.DO_OLD_RSP]), result)
+            self.on_delivery(event, replace(exc, rsp=raw.old_rsp), raw.result(event))
         return True
 
     def delivery_cpu(self) -> DeliveryCpu:
