@@ -57,6 +57,9 @@ EXPECTED: dict[str, Expected] = {
     "paging": Expected(64, "EM_X86_64", 2, "paging/paging.c", ("kmain", "paging_ready")),
     "fb": Expected(32, "EM_386", 2, "fb/fb.c", ("kmain",)),
     "timer": Expected(64, "EM_X86_64", 2, "timer/timer.c", ("kmain",)),
+    "probe-cpuid": Expected(
+        64, "EM_X86_64", 2, "probe-cpuid/probe.c", ("kmain", "probe_entry", "isr_handler")
+    ),
 }
 
 
