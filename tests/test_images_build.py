@@ -60,6 +60,12 @@ EXPECTED: dict[str, Expected] = {
     "probe-cpuid": Expected(
         64, "EM_X86_64", 2, "probe-cpuid/probe.c", ("kmain", "probe_entry", "isr_handler")
     ),
+    "probe-bios": Expected(
+        32, "EM_386", 2, "probe-bios/probe.c", ("kmain", "compare", "scan_tables")
+    ),
+    "probe-openbus": Expected(
+        64, "EM_X86_64", 2, "probe-openbus/probe.c", ("kmain", "probe", "isr_handler")
+    ),
 }
 
 
