@@ -38,8 +38,8 @@ import devices.uart16550, firmware
 t1 = time.perf_counter()
 import llvmlite.binding
 t2 = time.perf_counter()
-from emu import native
-hook = native.load("emu.clock_kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
+from emu.core import native
+hook = native.load("emu.clock.kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
 t3 = time.perf_counter()
 from emu.machine import Machine
 from emu.images import resolve_kernel

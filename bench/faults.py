@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 import test_delivery_oracle as T  # noqa: E402
 import unicorn  # noqa: E402
 
-from emu import uc_internals as I  # noqa: E402
-from emu.unicorn_core import UnicornCore, leave_reset_state  # noqa: E402
+from emu.core import internals as I  # noqa: E402
+from emu.core.engine import UnicornCore, leave_reset_state  # noqa: E402
 
 N = 20_000
 

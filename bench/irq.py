@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import test_delivery_oracle as T  # noqa: E402
 
+from emu.core.engine import leave_reset_state  # noqa: E402
 from emu.machine import Machine  # noqa: E402
-from emu.unicorn_core import leave_reset_state  # noqa: E402
 
 COUNTER = 0x30000
 LOOP = 20_000_000
@@ -103,7 +103,7 @@ def raw_unicorn(
     import unicorn
     from numba import cfunc, types
 
-    from emu import uc_internals as I
+    from emu.core import internals as I
 
     m = machine_for(divisor, 0xFE, body)  # builds the same RAM image
     ram = m.ram.copy()

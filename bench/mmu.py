@@ -5,11 +5,11 @@
    QEMU's TLB. Net cost per fill = (time of that loop - time of the same loop on one page) /
    fills  [<= 1.1x, <= 1 us per fill].
 2. mappings() over a 4 GiB identity map of 4K pages (1,048,576 PTEs) against the pure-Python
-   twin (tests/naive.py)  [<= 50 ms, >= 100x].
+   twin (emu/mmu/reference.py)  [<= 50 ms, >= 100x].
 3. Guest MIPS of a compute loop with paging on: UC_TLB_VIRTUAL with our walker against
    UC_TLB_CPU with no hooks  [>= 0.9x].
 4. Compile cost of the kernels: numba compiling the native entry points and the @jit kernels
-   from nothing, against loading them from the caches (emu/native.py's object code, numba's
+   from nothing, against loading them from the caches (emu/core/native.py's object code, numba's
    own cache).
 
 The guest runs on a bare engine set up here (no machine, no other hook): 64-bit code from
@@ -72,7 +72,7 @@ def run_guest(code: bytes, tlb: str) -> tuple[float, int]:
     import unicorn
     from unicorn import x86_const as X
 
-    from emu import uc_internals as I
+    from emu.core import internals as I
     from emu.mmu import install_tlb_fill
 
     ram = guest_ram(code)
@@ -124,9 +124,8 @@ def bench_fills(iterations: int, runs: int) -> None:
 
 
 def bench_mappings() -> None:
-    from naive import naive_mappings
-
     from emu.mmu import mappings
+    from emu.mmu.reference import naive_mappings
 
     ram = np.zeros(24 << 20, np.uint8)
     q = ram.view(np.uint64)
@@ -185,11 +184,11 @@ def bench_compile() -> None:
         "import time; t = time.perf_counter(); from emu import native\n"
         "for f, s in (('tlb_fill', 'TLB_FILL_SIGNATURE'), ('translate', 'TRANSLATE_SIGNATURE'),"
         " ('mappings_c', 'MAPPINGS_SIGNATURE')):\n"
-        "    native.load('emu.mmu_kernels', f, s)\n"
+        "    native.load('emu.mmu.kernels', f, s)\n"
         "print(time.perf_counter() - t)"
     )
     kernels = (
-        "import time; t = time.perf_counter(); import emu.mmu_kernels\n"
+        "import time; t = time.perf_counter(); import emu.mmu.kernels\n"
         "print(time.perf_counter() - t)"
     )
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from devices.cmos_rtc import parse_rtc_base
 from devices.uart16550 import serial_input_from, serial_sink_for
 
-from . import ptview
 from .errors import ConfigError, EmuError
 from .images import resolve_kernel
+from .mmu import view as ptview
 from .version import __version__
 
 EXIT_USAGE = 2

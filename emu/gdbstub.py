@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from unicorn import x86_const as X
 
-from .cpu import GPR_NAMES
+from .core.cpu_state import GPR_NAMES
 from .errors import ConfigError
 from .machine import Machine
 
@@ -385,7 +385,8 @@ class GdbStub:
 
     # ------------------------------------------------------------------ monitor
     def _monitor(self, command: str) -> bytes:
-        from . import mmu, ptview
+        from . import mmu
+        from .mmu import view as ptview
 
         words = command.split()
         c = self.m.cpu_state()

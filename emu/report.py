@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .cpu import CpuState
+from .core.cpu_state import CpuState
 
 EXCEPTION_NAMES = {
     0: ("#DE", "divide error"),
@@ -63,14 +63,14 @@ class RunResult:
     serial: bytes  # everything the guest wrote to COM1
     console: bytes  # everything written to the 0xE9 console
     cpu: CpuState
-    exception: Any  # unicorn_core.GuestException | None
+    exception: Any  # faults.raising.GuestException | None
     detail: str
     wall_seconds: float
     kernel: str | None = None
     boot: Any = None  # firmware.BootPlan
     faulting_instruction: tuple[int, bytes, str] | None = None
     location: str | None = None  # RIP (or the faulting RIP) with symbol and source line
-    trace: Any = None  # fault_trace.FaultTrace: every exception and delivery of the run
+    trace: Any = None  # faults.trace.FaultTrace: every exception and delivery of the run
     diagnoses: tuple = ()  # diagnosis.Diagnosis: the likely cause, in words
     reboots: int = 0  # triple faults that reset the machine (Machine(reboot=True), --reboot)
     idle_ns: int = 0  # virtual time the CPU spent halted (skipped to the next device event)

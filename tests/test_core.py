@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from unicorn import x86_const as X
 
-from emu import unicorn_core as core
+from emu.core import engine as core
 
 GDT = 0x10B0
 CODE = 0x2000

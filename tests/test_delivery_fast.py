@@ -1,5 +1,5 @@
-"""The compiled delivery of external interrupts (emu/delivery_kernels.py) against its reference
-twin, the Python IDT model (emu/interrupts.py).
+"""The compiled delivery of external interrupts (emu/faults/kernels.py) against its reference
+twin, the Python IDT model (emu/faults/delivery.py).
 
 Two cores are brought to the same state (a long-mode guest spinning at CPL 0 or 3, images of
 test_delivery_oracle), then one delivers an external interrupt through the compiled path and
@@ -19,9 +19,9 @@ import pytest
 import test_delivery_oracle as T
 from unicorn import x86_const as X
 
-from emu import delivery_layout as DL
-from emu import uc_internals as I
-from emu.unicorn_core import KIND_DEADLINE, UnicornCore
+from emu.core import internals as I
+from emu.core.engine import KIND_DEADLINE, UnicornCore
+from emu.faults import layout as DL
 
 T.TRIGGERS["spin"] = "1: jmp 1b"
 VECTOR = 0x20
@@ -259,7 +259,8 @@ def test_an_error_in_a_port_handler_reaches_the_caller() -> None:
 @pytest.mark.parametrize("user", [False, True])
 def test_clock_fast_path_counts_like_the_full_hook(user: bool, monkeypatch) -> None:
     """The IR hot path of the clock hook must count exactly as the numba hook alone does."""
-    from emu import clock_fastpath, native
+    from emu.clock import fastpath as clock_fastpath
+    from emu.core import native
 
     results = []
     for fast in (True, False):
@@ -267,7 +268,7 @@ def test_clock_fast_path_counts_like_the_full_hook(user: bool, monkeypatch) -> N
             monkeypatch.setattr(
                 clock_fastpath,
                 "load",
-                lambda: native.load("emu.clock_kernels", "block_hook", "BLOCK_HOOK_SIGNATURE"),
+                lambda: native.load("emu.clock.kernels", "block_hook", "BLOCK_HOOK_SIGNATURE"),
             )
         m = _timer_guest(3, user=user, handler="rdtsc; movq %rax, 0x30120")
         r, ram, trace = _run(m)

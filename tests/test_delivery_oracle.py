@@ -24,8 +24,8 @@ from numba import carray, cfunc, types
 from numba.extending import intrinsic
 from unicorn import x86_const as X
 
-from emu import uc_internals as I
-from emu.unicorn_core import KIND_HALT, KIND_TRIPLE_FAULT, UnicornCore, leave_reset_state
+from emu.core import internals as I
+from emu.core.engine import KIND_HALT, KIND_TRIPLE_FAULT, UnicornCore, leave_reset_state
 
 RAM = 4 << 20
 GDT, IDT, TSS, PML4 = 0x1000, 0x2000, 0x3000, 0x4000

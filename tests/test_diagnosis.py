@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from emu.cpu import CpuState, Segment
-from emu.diagnosis import diagnose
-from emu.fault_trace import FaultTrace, TraceEntry
+from emu.core.cpu_state import CpuState, Segment
+from emu.faults.diagnosis import diagnose
+from emu.faults.trace import FaultTrace, TraceEntry
 
 
 def cpu(mode: str = "long64", cr0: int = 0x80000011, efer: int = 0x500) -> CpuState:

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from emu.interrupts import (
+from emu.faults.delivery import (
     DESC_B,
     DESC_L,
     DeliveryCpu,

@@ -14,7 +14,7 @@ from unicorn import UcError
 from unicorn import x86_const as X
 
 from emu import mmu
-from emu import uc_internals as I
+from emu.core import internals as I
 from emu.mmu import (
     Mapping,
     PagingMode,
@@ -237,7 +237,7 @@ def test_five_level_paging() -> None:
 
 
 def test_five_level_tree_view() -> None:
-    from emu.ptview import tree_text
+    from emu.mmu.view import tree_text
 
     t = Tables(la57=True)
     t.map(0x00FF_8000_0040_0000, 0x12000, P | RW)
@@ -300,7 +300,7 @@ def test_paging_off_is_identity() -> None:
 
 
 def test_translate_raw_is_the_walk_for_hot_callers(t: Tables) -> None:
-    from emu import mmu_layout as ML
+    from emu.mmu import layout as ML
 
     out = translate_raw(t.ram, CR0, t.cr3, CR4, EFER, 0x401000, ML.ACC_WRITE, False)
     assert int(out[ML.OUT_STATUS]) == ML.ST_PROTECTION and int(out[ML.OUT_ERR]) == 3
@@ -404,28 +404,29 @@ def test_diff_cuts_runs_where_they_differ() -> None:
 def test_mappings_list_is_truncated_not_endless(t: Tables, monkeypatch, caplog) -> None:
     for i in range(5000):  # 5,000 pages that cannot merge (the physical pages descend)
         t.map(0x10000000 + i * 0x1000, 0x2000000 - i * 0x1000, P)
-    monkeypatch.setattr(mmu, "_MAX_ROWS", 4096)
+    monkeypatch.setattr(mmu.tree, "_MAX_ROWS", 4096)
     with caplog.at_level(logging.WARNING, logger="emu.mmu"):
         maps = t.mappings()
     assert len(maps) == 4096 and "truncated" in caplog.text
 
 
 def test_python_mirrors_of_the_kernel_layouts_agree() -> None:
-    from emu import mmu_kernels as K
+    from emu.mmu import kernels as K
+    from emu.mmu import pagewalk as mirrors  # the Python side's copies of the layouts
 
     for name in ("TRACE_STRIDE", "TRACE_SIZE", "TR_ARGS", "MAP_COLUMNS"):
-        assert getattr(mmu, f"_{name}") == getattr(K, name), name
+        assert getattr(mirrors, f"_{name}") == getattr(K, name), name
     for name in ("WRITE", "USER", "EXEC", "GLOBAL"):
-        assert getattr(mmu, f"_MAPF_{name}") == getattr(K, f"MAPF_{name}"), name
+        assert getattr(mirrors, f"_MAPF_{name}") == getattr(K, f"MAPF_{name}"), name
     ctx = [n for n in dir(K) if n.startswith("CTX_")]
-    assert len(ctx) == 14 and all(getattr(mmu, f"_{n}") == getattr(K, n) for n in ctx)
+    assert len(ctx) == 14 and all(getattr(mirrors, f"_{n}") == getattr(K, n) for n in ctx)
     slots = [getattr(K, n) for n in ctx if n != "CTX_SIZE"]
     assert len(set(slots)) == len(slots) and max(slots) < K.CTX_SIZE
 
 
 def test_docstring_examples() -> None:
-    result = doctest.testmod(mmu)
-    assert result.attempted >= 8 and result.failed == 0
+    results = [doctest.testmod(module) for module in (mmu.pagewalk, mmu.tree)]
+    assert sum(r.attempted for r in results) >= 8 and sum(r.failed for r in results) == 0
 
 
 # ----------------------------------------------------------------------- the TLB fill in Unicorn

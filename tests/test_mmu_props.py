@@ -1,6 +1,6 @@
 """Property tests of the page walker on random page tables, against two independent oracles.
 
-(a) The compiled kernels of emu/mmu_kernels.py against the pure-Python twin (tests/naive.py):
+(a) The compiled kernels of emu/mmu/kernels.py against the pure-Python twin (emu/mmu/reference.py):
     status, physical address, #PF error code, deciding level, page size, effective rights,
     reserved bits, the trace, the A/D bits written to RAM, the TLB-fill answer (granted page,
     uc_prot bits, the recorded refusal) and the merged ranges of the whole tree.
@@ -38,12 +38,12 @@ import numpy as np
 import unicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from naive import NaiveMmu, naive_mappings
 from unicorn import x86_const as X
 
 from emu import mmu
-from emu import mmu_layout as ML
-from emu import uc_internals as I
+from emu.core import internals as I
+from emu.mmu import layout as ML
+from emu.mmu.reference import NaiveMmu, naive_mappings
 
 ROOT = Path(__file__).resolve().parent.parent
 RAM_SIZE = 1 << 20
@@ -252,7 +252,7 @@ def perm_set(perms: int) -> frozenset[str]:
 
 def compare_with_twin(sc: Scenario, check_mappings: bool = True) -> int:
     """Every walk of one scenario through the kernels and the twin; returns walks compared."""
-    from emu import mmu_kernels as K
+    from emu.mmu import kernels as K
 
     twin = NaiveMmu(bytearray(sc.ram))
     twin_ram = np.frombuffer(twin.ram, np.uint8)  # a view: follows the twin's A/D writes

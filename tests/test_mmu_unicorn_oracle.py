@@ -24,8 +24,8 @@ import unicorn
 from test_mmu_props import Scenario
 from unicorn import x86_const as X
 
-from emu import mmu_layout as ML
-from emu import uc_internals as I
+from emu.core import internals as I
+from emu.mmu import layout as ML
 from emu.mmu import translate_raw
 
 LONG = os.environ.get("TRIPLEFAULT_LONG_PROPS") == "1"

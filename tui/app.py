@@ -18,8 +18,9 @@ from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Input, Static
 
-from emu import Machine, mmu, ptview
-from emu.cpu import CpuState
+from emu import Machine, mmu
+from emu.core.cpu_state import CpuState
+from emu.mmu import view as ptview
 from emu.report import vector_name
 
 from .session import DebugSession

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-# CPUX86State offsets the hook reads (emu/uc_internals.py verifies them)
-from .x86_layout import ENV_CR0, ENV_CR3, ENV_CR4, ENV_EFER, ENV_EFLAGS, ENV_HFLAGS  # noqa: F401
+# CPUX86State offsets the hook reads (emu/core/internals.py verifies them)
+from ..core.x86_layout import ENV_CR0, ENV_CR3, ENV_CR4, ENV_EFER, ENV_EFLAGS, ENV_HFLAGS  # noqa: F401
 
 MAXPHYADDR = 40  # Unicorn's CPUID 0x80000008 reports 40 physical address bits
 
@@ -49,5 +49,5 @@ FILL_ACCESS = 6  # ... access kind ...
 FILL_ERR = 7  # ... #PF error code ...
 FILL_LEVEL = 8  # ... walk status
 FILL_OUT = 9  # address of a scratch walk-output array (the hook must not allocate)
-FILL_PROBE_PAGE = 10  # the page emu_start probes at its end (see unicorn_core._UNTIL)
+FILL_PROBE_PAGE = 10  # the page emu_start probes at its end (see core/engine.py _UNTIL)
 FILL_SIZE = 16

@@ -10,7 +10,7 @@ Guest RAM is a ``uint64`` view of the guest's physical memory (entry at physical
 is word ``p >> 3``; 32-bit entries are the low or high half). Physical memory beyond RAM reads
 as zero, as QEMU's unassigned memory does, so a paging structure there is "not present".
 
-Entry points for native code (compiled as C callbacks by ``emu/native.py``, which caches their
+Entry points for native code (compiled as C callbacks by ``emu/core/native.py``, which caches their
 object code so a run does not pay numba's start-up; the ``*_SIGNATURE`` constants are their C
 types):
 
@@ -20,7 +20,7 @@ types):
 
 Every ``@jit`` kernel has an explicit signature and takes its options from ``OPTIONS`` (``INLINE``
 adds numba's IR inlining for the small helpers and the fill). Nothing here allocates: callers
-pass every array. ``tests/naive.py`` is the independent oracle.
+pass every array. ``emu/mmu/reference.py`` is the independent oracle.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, jit, types
 
-from .hook_intrinsics import load64, voidptr
-from .mmu_layout import (
+from ..core.intrinsics import load64, voidptr
+from .layout import (
     ACC_FETCH,
     ACC_READ,
     ACC_WRITE,
@@ -90,7 +90,7 @@ MAX_LEVELS = 5
 TRACE_SIZE = TRACE_STRIDE * MAX_LEVELS
 
 # The TLB-fill hook's context array (uint64, ``user_data``). The indices are shared with
-# emu/unicorn_core.py through mmu_layout's FILL_* names; 11 and 12 are ours alone.
+# emu/core/engine.py through mmu/layout.py's FILL_* names; 11 and 12 are ours alone.
 CTX_ENV = FILL_ENV  # address of QEMU's CPUX86State env (CR0/CR3/CR4/EFER/EFLAGS/hflags)
 CTX_RAM = FILL_RAM  # address of guest RAM (the numpy buffer given to mem_map_ptr)
 CTX_RAM_SIZE = FILL_RAM_SIZE  # bytes, a multiple of 8
@@ -99,9 +99,9 @@ CTX_REFUSED = FILL_FAULTS  # fills refused (a #PF or #GP for Python to raise)
 CTX_FAULT_PAGE = FILL_VADDR  # last refused fill: the page (the hook never sees bits 11:0)
 CTX_FAULT_ACCESS = FILL_ACCESS  # ... ACC_READ / ACC_WRITE / ACC_FETCH
 CTX_FAULT_ERR = FILL_ERR  # ... the #PF error code
-CTX_FAULT_STATUS = FILL_LEVEL  # ... the walk status (ST_*); mmu_layout calls the slot FILL_LEVEL
+CTX_FAULT_STATUS = FILL_LEVEL  # ... the walk status (ST_*); mmu/layout.py calls the slot FILL_LEVEL
 CTX_SCRATCH = FILL_OUT  # address of a uint64 array of >= TRACE_SIZE words (the walk's trace)
-CTX_PROBE_PAGE = FILL_PROBE_PAGE  # a page answered without a walk (unicorn_core's end probe)
+CTX_PROBE_PAGE = FILL_PROBE_PAGE  # a page answered without a walk (the core's end probe)
 CTX_FAULT_LEVEL = 11  # ... the level (0 = top) of the entry that decided the fault
 CTX_FAULT_ENTRY = 12  # ... that entry, raw
 CTX_SIZE = FILL_SIZE
@@ -460,7 +460,7 @@ def tlb_fill(uc, vaddr, mem_type, entry, user_data):
     """Unicorn's TLB-fill hook. ``user_data`` is the context array (CTX_*)."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if vaddr == ctx[CTX_PROBE_PAGE]:
-        # The page emu_start probes at its end (unicorn_core): no guest uses it; no RAM.
+        # The page emu_start probes at its end (core/engine.py): no guest uses it; no RAM.
         entry[0] = np.uint64(0xFFFFFFFFFF000)
         entry[1] = np.uint64(UC_PROT_EXEC)
         return True
@@ -492,7 +492,7 @@ TRANSLATE_SIGNATURE = types.uint64(types.voidptr, types.voidptr)
 
 
 def translate(args_ptr, out_ptr):
-    """One walk: ``args`` holds TR_* values, ``out`` receives the OUT_* layout of mmu_layout
+    """One walk: ``args`` holds TR_* values, ``out`` receives the OUT_* layout of layout.py
     (status, physical address, error code, level, page size, rights, lowest reserved bit,
     levels of the mode, then the trace)."""
     a = carray(args_ptr, (TR_ARGS,), np.uint64)

@@ -1,4 +1,4 @@
-"""Layout of the arrays shared by the compiled interrupt delivery (``delivery_kernels.py``) and
+"""Layout of the arrays shared by the compiled interrupt delivery (``faults/kernels.py``) and
 Python. Kept apart so the machine can use it without importing numba."""
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ DO_OLD_RIP = 4
 DO_OLD_RSP = 5
 DO_NEW_RSP = 6  # where the frame ends (the handler's RSP)
 DO_WHY = 7  # which check sent it to the Python model (FB_*), for the tests
-DO_SCRATCH = 8  # room for a walk's per-level trace (mmu_kernels.TRACE_SIZE slots)
+DO_SCRATCH = 8  # room for a walk's per-level trace (mmu/kernels.py TRACE_SIZE slots)
 DO_OLD_HFLAGS = 23  # hflags before delivery (mode and CPL for the trace)
 DO_SIZE = 24
 

@@ -1,6 +1,6 @@
 """Layout of the context array shared by the compiled clock hook and Python.
 
-Kept apart from ``clock_kernels.py`` so that the machine can use it without importing numba
+Kept apart from ``clock/kernels.py`` so that the machine can use it without importing numba
 (the compiled hook itself is usually loaded from the native cache, see ``native.py``).
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import x86_layout as X86
+from ..core import x86_layout as X86
 
 # Context array layout (uint64 slots).
 CTX_ENV = 0  # address of CPUX86State env (reads hflags for the code size)
@@ -34,14 +34,14 @@ CTX_LIMIT = 19  # hard limit: a block that would cross it is not entered
 CTX_IRQ_PENDING = 20  # the interrupt controller signals INTR: stop where IF=1 and no shadow
 CTX_CACHE_WANT = 21  # ... size and code size (as in the table's value) ...
 CTX_CACHE_COUNT = 22  # ... and instruction count
-# An armed timer interrupt (see Machine._schedule): delivered by the hook itself, compiled, at
+# An armed timer interrupt (see Scheduler.schedule): delivered by the hook itself, compiled, at
 # the first block boundary at or after ARM_TIME (and before DEADLINE) where IF=1 and no shadow.
 CTX_ARMED = 23  # 1: deliver ARM_VECTOR from ARM_TIME on
 CTX_ARM_TIME = 24
 CTX_ARM_VECTOR = 25
 CTX_DELIVERED = 26  # 1: the hook delivered some, Python has not caught up yet (core.settle)
 CTX_LOG_COUNT = 27  # deliveries in the log since Python last looked
-CTX_DELIVERY_ARGS = 28  # address of the delivery kernel's argument array (delivery_layout DA_*)
+CTX_DELIVERY_ARGS = 28  # address of the delivery kernel's argument array (faults/layout.py DA_*)
 CTX_DELIVERY_OUT = 29  # ... and of its result array (DO_*)
 CTX_CPU = 30  # address of QEMU's CPUState, for cpu_loop_exit
 CTX_LOOP_EXIT = 31  # address of cpu_loop_exit: restart the CPU loop at the handler
@@ -59,8 +59,8 @@ CTX_EDGE_INDEX = 39  # the edge armed now
 CTX_OTHER_EVENT = 40  # the earliest event of every other device (instruction count)
 CTX_SLICE_END = 41  # the slice's own end
 CTX_PY_OUT = 42  # address of the Python OUT handler (a C callback), for every other OUT
-CTX_ARMED_FN = 43  # address of clock_kernels.armed_delivery (kept out of the hot hook)
-CTX_BLOCK_FN = 44  # address of clock_kernels.block_hook: everything but the common case
+CTX_ARMED_FN = 43  # address of clock/kernels.py armed_delivery (kept out of the hot hook)
+CTX_BLOCK_FN = 44  # address of clock/kernels.py block_hook: everything but the common case
 CTX_SIZE = 48
 
 # One delivery in the log.

@@ -3,7 +3,9 @@
 The machine talks to ``UnicornCore`` only: load RAM, drop to GRUB's 32-bit protected mode,
 run a slice up to a virtual-time deadline, single-step, read state without side effects.
 Everything specific to Unicorn 2.1.4 (hook signatures, the boot recipe, where its sticky
-fault state lives) stays in this file and ``uc_internals.py`` (unicorn-2.1.4.md, Q3-Q6, Q9).
+fault state lives) stays in ``core/`` (unicorn-2.1.4.md, Q3-Q6, Q9). This file holds the
+engine, its slices and its exact instruction count; the instruction hooks are in
+``instructions.py`` and exception delivery in ``faults/raising.py``, both inherited.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import bisect
 import ctypes
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+from dataclasses import dataclass, field
 
 import capstone
 import numpy as np
@@ -44,23 +45,35 @@ from unicorn import (
 )
 from unicorn import x86_const as X
 
-from . import clock_fastpath, mmu, native
-from . import clock_layout as K
-from . import delivery_layout as DL
-from . import mmu_layout as ML
-from . import uc_internals as I
-from .cpu import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
-from .errors import EngineError
-from .interrupts import (
-    PAGE_FAULT,
-    DeliveryCpu,
-    DeliveryResult,
-    DeliveryStep,
-    Event,
-    Gate,
-    IdtDelivery,
-    MemoryFault,
-    SegmentCache,
+from .. import mmu
+from ..clock import fastpath as clock_fastpath
+from ..clock import layout as K
+from ..errors import EngineError
+from ..faults.delivery import DeliveryResult, Event
+from ..faults.raising import (  # noqa: F401 - re-exported: the machine's and the tests' names
+    ERROR_CODE_VECTORS,
+    ExceptionRaising,
+    FastDelivery,
+    GuestException,
+)
+from ..mmu import layout as ML
+from . import internals as I
+from . import native
+from .cpu_state import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
+from .instructions import CpuInstructions, _native_cpuid_leaf1
+from .stops import (  # noqa: F401 - re-exported with the core
+    KIND_BREAKPOINT,
+    KIND_DEADLINE,
+    KIND_EXCEPTION,
+    KIND_HALT,
+    KIND_IRQ,
+    KIND_LIMIT,
+    KIND_REQUESTED,
+    KIND_TRIPLE_FAULT,
+    KIND_UNMAPPED,
+    KIND_UNSUPPORTED,
+    KIND_WATCHPOINT,
+    SliceEnd,
 )
 
 log = logging.getLogger(__name__)
@@ -73,108 +86,11 @@ _UNTIL = 0x8000_0000_0000_0001
 
 _GPR_IDS = {name: getattr(X, f"UC_X86_REG_{name.upper()}") for name in GPR_NAMES}
 
-# Vectors that push an error code (Intel SDM Vol. 3, Table 6-1).
-ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
-
 MSR_EFER = 0xC0000080
-CPUID1_EDX_APIC = 1 << 9
-_DESC_A = 1 << 8
-_DESC_R = _DESC_W = 1 << 9
-_DESC_CS = 1 << 11
-_DESC_S = 1 << 12
-_DESC_P = 1 << 15
-_DESC_L = 1 << 21
-_DESC_B = 1 << 22
-_DESC_G = 1 << 23
-_RFLAGS_IF = 1 << 9
-_RFLAGS_RF = 1 << 16
-_RFLAGS_VM = 1 << 17
 # int (*)(uc_engine*, void*): the RDTSC/RDTSCP/CPUID hook type; returning 1 skips the instruction.
 _INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _OUT_CB = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint32)
 _TABLE_SLOTS = 1 << 14
-_WARNED: list[bool] = []
-
-
-@dataclass(frozen=True)
-class GuestException:
-    """An exception or software interrupt the CPU raised, exactly as the core reported it."""
-
-    vector: int
-    rip: int  # faults: the faulting instruction; traps/INT n: the next one
-    error_code: int | None
-    cr2: int | None
-    software: bool  # INT n / INT3 / INTO
-    mode: str
-    cpl: int
-    rsp: int | None = None  # RSP when it happened (None: still in the CPU)
-
-
-class FastDelivery(NamedTuple):
-    """An external interrupt delivered by the compiled path (emu/delivery_kernels.py), as raw
-    values: cheap to keep, described on demand exactly as the Python model would describe it."""
-
-    vector: int
-    hflags: int  # before delivery
-    gate_address: int
-    gate_low: int
-    gate_high: int
-    old_rip: int
-    old_rsp: int
-    new_rsp: int
-
-    def gate(self) -> Gate:
-        low, high = self.gate_low, self.gate_high
-        e1, e2 = low & 0xFFFFFFFF, low >> 32
-        return Gate(
-            vector=self.vector,
-            address=self.gate_address,
-            raw=low.to_bytes(8, "little") + high.to_bytes(8, "little"),
-            type=(e2 >> 8) & 0x1F,
-            dpl=(e2 >> 13) & 3,
-            present=True,
-            selector=e1 >> 16,
-            offset=(e2 & 0xFFFF0000) | (e1 & 0xFFFF) | ((high & 0xFFFFFFFF) << 32),
-            ist=e2 & 7,
-        )
-
-    def result(self, event: Event) -> DeliveryResult:
-        """``event`` delivered through this gate, as the Python model reports a delivery."""
-        gate = self.gate()
-        result = DeliveryResult()
-        result.steps.append(
-            DeliveryStep(event, gate, True, f"delivered to {gate.kind}", "", self.new_rsp)
-        )
-        return result
-
-    def describe(self) -> tuple[DeliveryResult, GuestException]:
-        result = self.result(Event(self.vector, "external"))
-        exc = GuestException(self.vector, self.old_rip, None, None, False, cpu_mode(self.hflags),
-                             self.hflags & I.HF_CPL_MASK, self.old_rsp)  # fmt: skip
-        return result, exc
-
-
-@dataclass(frozen=True)
-class SliceEnd:
-    """Why ``run_slice`` returned. ``kind`` is one of the KIND_* strings below."""
-
-    kind: str
-    detail: str = ""
-    exception: GuestException | None = None
-    address: int | None = None
-
-
-KIND_DEADLINE = "deadline"  # virtual time reached the slice deadline
-KIND_LIMIT = "limit"  # the next block would cross the hard instruction limit
-KIND_HALT = "halt"  # HLT executed
-KIND_EXCEPTION = "exception"
-KIND_REQUESTED = "requested"  # a device asked to stop (e.g. debug-exit)
-KIND_UNMAPPED = "unmapped"  # physical access outside RAM
-KIND_UNSUPPORTED = "unsupported"  # an instruction the core cannot run faithfully yet
-KIND_TRIPLE_FAULT = "triple-fault"  # a fault while delivering #DF: the CPU shut down
-KIND_BREAKPOINT = "breakpoint"  # execution reached a breakpoint address (not yet executed)
-KIND_IRQ = "irq"  # an external interrupt can be taken now (IF=1, no shadow)
-KIND_WATCHPOINT = "watchpoint"  # a watched linear address was accessed (in the current block)
 
 
 @dataclass
@@ -183,7 +99,7 @@ class _BlockInfo:
 
 
 @dataclass
-class UnicornCore:
+class UnicornCore(CpuInstructions, ExceptionRaising):
     """Owns the engine, guest RAM mapping and the compiled clock hook."""
 
     ram: np.ndarray
@@ -255,39 +171,6 @@ class UnicornCore:
         self.ctx[K.CTX_DEADLINE] = np.uint64(2**63)
         self.ctx[K.CTX_LIMIT] = np.uint64(2**63)
 
-    def _init_fast_delivery(self) -> None:
-        self.fast_delivery = True  # False: every delivery through the Python model
-        self.fast_deliveries = 0  # compiled deliveries (between slices or by the clock hook)
-        self.armed_deliveries = 0  # ... of them by the clock hook, without a stop
-        fn = native.load("emu.delivery_kernels", "deliver", "DELIVER_SIGNATURE")
-        self._fast_deliver = ctypes.CFUNCTYPE(ctypes.c_uint64, ctypes.c_void_p, ctypes.c_void_p)(
-            fn.address
-        )
-        self._fast_args = np.zeros(DL.DA_SIZE, np.uint64)
-        self._fast_args[DL.DA_ENV] = self.internals.env
-        self._fast_args[DL.DA_RAM] = self.ram.ctypes.data
-        self._fast_args[DL.DA_RAM_SIZE] = self.ram.size & ~7
-        self._fast_args[DL.DA_UPDATE_HFLAGS] = I.function_address("x86_update_hflags_x86_64")
-        self._fast_args[DL.DA_CC_COMPUTE_ALL] = I.function_address("cpu_cc_compute_all_x86_64")
-        self._fast_out = np.zeros(DL.DO_SIZE, np.uint64)
-        self._fast_args_ptr = self._fast_args.ctypes.data
-        # exceptions use their own copy: the clock hook's armed deliveries use _fast_args
-        self._exc_args = self._fast_args.copy()
-        self._exc_args_ptr = self._exc_args.ctypes.data
-        self._fast_out_ptr = self._fast_out.ctypes.data
-        # what the clock hook needs to deliver an armed timer interrupt itself
-        self.ctx[K.CTX_DELIVERY_ARGS] = self._fast_args_ptr
-        self.ctx[K.CTX_DELIVERY_OUT] = self._fast_out_ptr
-        self.ctx[K.CTX_CPU] = self.internals.env - I.CPU_TO_ENV
-        self.ctx[K.CTX_LOOP_EXIT] = I.function_address("cpu_loop_exit_x86_64")
-        armed = native.load("emu.clock_kernels", "armed_delivery", "ARMED_DELIVERY_SIGNATURE")
-        self.ctx[K.CTX_ARMED_FN] = armed.address
-        self._log = np.zeros((K.LOG_ENTRIES, K.LOG_STRIDE), np.uint64)
-        self.ctx[K.CTX_LOG] = self._log.ctypes.data
-        self.ctx[K.CTX_LOG_CAP] = K.LOG_ENTRIES
-        self.edges = np.zeros(K.EDGE_ENTRIES, np.uint64)  # filled by the machine's scheduler
-        self.ctx[K.CTX_EDGES] = self.edges.ctypes.data
-
     def _alloc_table(self, slots: int) -> None:
         self._keys = np.full(slots, K.EMPTY_KEY, np.uint64)
         self._vals = np.zeros(slots, np.uint64)
@@ -322,7 +205,7 @@ class UnicornCore:
     def _install_hooks(self) -> None:
         uc = self.uc
         # the IR fast path counts the common case and tail-calls the numba hook for the rest
-        full = native.load("emu.clock_kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
+        full = native.load("emu.clock.kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
         self.ctx[K.CTX_BLOCK_FN] = full.address
         self._add_raw_hook(UC_HOOK_BLOCK, clock_fastpath.load().address, self.ctx.ctypes.data)
         # The Python binding cannot hook RDTSC: register a ctypes callback directly.
@@ -342,14 +225,14 @@ class UnicornCore:
             self._fill_out = np.zeros(ML.OUT_SIZE, np.uint64)  # the hook's scratch space
             self.fill_ctx[ML.FILL_OUT] = self._fill_out.ctypes.data
             self.fill_ctx[ML.FILL_PROBE_PAGE] = (_UNTIL - 1) & ~0xFFF
-            fill = native.load("emu.mmu_kernels", "tlb_fill", "TLB_FILL_SIGNATURE")
+            fill = native.load("emu.mmu.kernels", "tlb_fill", "TLB_FILL_SIGNATURE")
             self._add_raw_hook(UC_HOOK_TLB_FILL, fill.address, self.fill_ctx.ctypes.data)
         uc.hook_add(UC_HOOK_INSN, self._hook_in, None, 1, 0, X.UC_X86_INS_IN)
         # OUT goes through a compiled hook that takes the EOI of an armed timer interrupt
         # itself and hands every other OUT to Python through this C callback.
         self._out_cb = _OUT_CB(self._hook_out_c)
         self.ctx[K.CTX_PY_OUT] = ctypes.cast(self._out_cb, ctypes.c_void_p).value
-        out_hook = native.load("emu.clock_kernels", "out_hook", "OUT_HOOK_SIGNATURE")
+        out_hook = native.load("emu.clock.kernels", "out_hook", "OUT_HOOK_SIGNATURE")
         self._add_raw_hook(
             UC_HOOK_INSN, out_hook.address, self.ctx.ctypes.data, ctypes.c_int(X.UC_X86_INS_OUT)
         )
@@ -387,40 +270,6 @@ class UnicornCore:
     def can_take_interrupt(self) -> bool:
         env = self.internals
         return bool(env.u64(I.ENV_EFLAGS) & 0x200) and not env.hflags & I.HF_INHIBIT_IRQ
-
-    def deliver_external(self, vector: int) -> DeliveryResult | None:
-        """Deliver a hardware interrupt through the IDT now (between slices).
-
-        The common long-mode case runs compiled (emu/delivery_kernels.py); everything else, and
-        every case where that path sees a check that would fault, goes through the Python model.
-        A compiled delivery is reported to ``on_fast_delivery`` with its raw values and returns
-        None when that callback is set (describing it is left to whoever reads the trace);
-        otherwise it is described as the model would describe it, through ``on_delivery``.
-        """
-        env = self.internals
-        hflags = env.hflags
-        if self.fast_delivery and self.translate is None and self.tlb == "virtual":
-            self._fast_args[DL.DA_VECTOR] = vector
-            if self._fast_deliver(self._fast_args_ptr, self._fast_out_ptr) == DL.DELIVERED:
-                self.fast_deliveries += 1
-                raw = FastDelivery(vector, hflags, *self._fast_out[: DL.DO_WHY].tolist()[1:])
-                if self.on_fast_delivery is not None:
-                    self.on_fast_delivery(raw)
-                    return None
-                result, exc = raw.describe()
-                if self.on_delivery is not None:
-                    self.on_delivery(result.steps[0].event, exc, result)
-                return result
-        event = Event(vector, "external")
-        exc = GuestException(vector, env.u64(I.ENV_EIP), None, None, False, cpu_mode(hflags),
-                             hflags & I.HF_CPL_MASK)  # fmt: skip
-        result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
-        if self.on_delivery is not None:
-            self.on_delivery(event, exc, result)
-        env.clear_old_exception()
-        if result.cpu is not None and not result.unsupported:
-            self.apply_delivery(result.cpu)
-        return result
 
     def _last_block(self) -> tuple[tuple[int, int, int], int]:
         """The block the clock hook saw last: its (pc, size, code size) key, and its instruction
@@ -529,31 +378,6 @@ class UnicornCore:
         if self._stop is None and self.ctx[K.CTX_ENABLED]:
             self._request(SliceEnd(KIND_BREAKPOINT, f"breakpoint at 0x{address:x}", None, address))
 
-    def _hook_in(self, uc: Uc, port: int, size: int, _ud: object) -> int:
-        if self._ctxv[K.CTX_DELIVERED]:
-            self.settle()
-        value = self.port_read(port, size)
-        if self.after_io is not None:
-            self.after_io()
-        return value
-
-    def _hook_out(self, uc: Uc, port: int, size: int, value: int, _ud: object) -> None:
-        if self._ctxv[K.CTX_DELIVERED]:
-            self.settle()
-        self.port_write(port, size, value)
-        if self.after_io is not None:
-            self.after_io()
-
-    def _hook_out_c(self, port: int, size: int, value: int) -> None:
-        """The OUT the compiled hook passes on. A C callback cannot raise: an error is kept,
-        emulation stopped, and the error raised again when emu_start returns."""
-        try:
-            self._hook_out(self.uc, port, size, value, None)
-        except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
-            if self._hook_error is None:
-                self._hook_error = e
-            self.uc.emu_stop()
-
     def _raise_hook_error(self) -> None:
         error, self._hook_error = self._hook_error, None
         if error is not None:
@@ -579,22 +403,6 @@ class UnicornCore:
         if self.on_armed_delivery is not None:
             self.on_armed_delivery(raws, done == n)
 
-    def _virtual_tsc(self) -> int:
-        """Virtual time at the RDTSC being executed (instructions retired + idle time)."""
-        return (self.precise_icount() + self.time_offset) * self.tsc_per_instruction
-
-    def _hook_rdtsc(self, _uc: int, _ud: int) -> int:
-        uc = self.uc
-        tsc = self._virtual_tsc()
-        uc.reg_write(X.UC_X86_REG_RAX, tsc & 0xFFFFFFFF)
-        uc.reg_write(X.UC_X86_REG_RDX, (tsc >> 32) & 0xFFFFFFFF)
-        return 1  # skip Unicorn's host-time RDTSC
-
-    def _hook_rdtscp(self, _uc: int, _ud: int) -> int:
-        self._hook_rdtsc(_uc, _ud)
-        self.uc.reg_write(X.UC_X86_REG_RCX, 0)  # IA32_TSC_AUX is 0 on our single CPU
-        return 1
-
     def _request(self, end: SliceEnd) -> None:
         if self._stop is None:
             self._stop = end
@@ -603,248 +411,6 @@ class UnicornCore:
     def request_stop(self, detail: str) -> None:
         """Ask the core to stop at the end of the current block (used by devices)."""
         self._request(SliceEnd(KIND_REQUESTED, detail))
-
-    def _hook_cpuid(self, uc: Uc, _ud: object) -> int:
-        """CPUID leaf 1 without the APIC bit: Unicorn's CPU advertises a local APIC it does not
-        have, and kernels that see it program registers that are not there. Hiding it sends
-        them down their 8259 path, as on a pre-APIC PC. Other leaves run unchanged."""
-        if uc.reg_read(X.UC_X86_REG_EAX) & 0xFFFFFFFF != 1:
-            return 0
-        eax, ebx, ecx, edx = self._cpuid_leaf1
-        uc.reg_write(X.UC_X86_REG_RAX, eax)
-        uc.reg_write(X.UC_X86_REG_RBX, ebx)
-        uc.reg_write(X.UC_X86_REG_RCX, ecx)
-        uc.reg_write(X.UC_X86_REG_RDX, edx & ~CPUID1_EDX_APIC)
-        return 1  # skip the instruction itself: Unicorn still advances RIP
-
-    # SYSCALL/SYSENTER: Unicorn calls the hook and then only adds the instruction length to
-    # RIP (unicorn-2.1.4.md Q9), so the architectural transfer is done here, with RIP written
-    # as target - 2 to absorb that addition.
-    def _hook_syscall(self, uc: Uc, _ud: object) -> None:
-        rip = uc.reg_read(X.UC_X86_REG_RIP)
-        env = self.internals
-        efer = env.u64(I.ENV_EFER)
-        if not efer & 1:  # EFER.SCE
-            self._raise_from_insn_hook(GuestException(6, rip, None, None, False,
-                                       cpu_mode(env.hflags), env.hflags & I.HF_CPL_MASK))  # fmt: skip
-            return
-        star = uc.msr_read(0xC0000081)
-        rflags = uc.reg_read(X.UC_X86_REG_RFLAGS)
-        sel = (star >> 32) & 0xFFFC
-        flat = _DESC_G | _DESC_P | _DESC_S | _DESC_A
-        if env.hflags & I.HF_LMA:
-            uc.reg_write(X.UC_X86_REG_RCX, rip + 2)
-            uc.reg_write(X.UC_X86_REG_R11, rflags & ~_RFLAGS_RF)
-            fmask = uc.msr_read(0xC0000084)
-            uc.reg_write(X.UC_X86_REG_RFLAGS, rflags & ~fmask & ~_RFLAGS_RF)
-            code_flags = (
-                flat | _DESC_CS | _DESC_R | (_DESC_L if env.hflags & I.HF_CS64 else _DESC_B)
-            )
-            target = uc.msr_read(0xC0000082 if env.hflags & I.HF_CS64 else 0xC0000083)
-        else:
-            uc.reg_write(X.UC_X86_REG_RCX, (rip + 2) & 0xFFFFFFFF)
-            uc.reg_write(X.UC_X86_REG_RFLAGS, rflags & ~(_RFLAGS_IF | _RFLAGS_RF | _RFLAGS_VM))
-            code_flags = flat | _DESC_CS | _DESC_R | _DESC_B
-            target = star & 0xFFFFFFFF
-        env.write_segment(I.SEG_CS, sel, 0, 0xFFFFFFFF, code_flags)
-        env.write_segment(I.SEG_SS, (sel + 8) & 0xFFFC, 0, 0xFFFFFFFF, flat | _DESC_B | _DESC_W)
-        env.update_hflags()
-        env.write_u64(I.ENV_EIP, target - 2)
-
-    def _hook_sysenter(self, uc: Uc, _ud: object) -> None:
-        rip = uc.reg_read(X.UC_X86_REG_RIP)
-        env = self.internals
-        cs = uc.msr_read(0x174) & 0xFFFC
-        if cs == 0 or not env.hflags & I.HF_PE:
-            self._raise_from_insn_hook(GuestException(13, rip, 0, None, False,
-                                       cpu_mode(env.hflags), env.hflags & I.HF_CPL_MASK))  # fmt: skip
-            return
-        rflags = uc.reg_read(X.UC_X86_REG_RFLAGS)
-        uc.reg_write(X.UC_X86_REG_RFLAGS, rflags & ~(_RFLAGS_IF | _RFLAGS_RF | _RFLAGS_VM))
-        flat = _DESC_G | _DESC_P | _DESC_S | _DESC_A
-        long_mode = bool(env.hflags & I.HF_LMA)
-        code_flags = flat | _DESC_CS | _DESC_R | (_DESC_L if long_mode else _DESC_B)
-        env.write_segment(I.SEG_CS, cs, 0, 0xFFFFFFFF, code_flags)
-        env.write_segment(I.SEG_SS, cs + 8, 0, 0xFFFFFFFF, flat | _DESC_B | _DESC_W)
-        env.update_hflags()
-        mask = 0xFFFF_FFFF_FFFF_FFFF if long_mode else 0xFFFFFFFF
-        uc.reg_write(X.UC_X86_REG_RSP, uc.msr_read(0x175) & mask)
-        env.write_u64(I.ENV_EIP, (uc.msr_read(0x176) & mask) - 2)
-
-    def _raise_from_insn_hook(self, exc: GuestException) -> None:
-        """An exception raised by SYSCALL/SYSENTER: deliver it, then undo Unicorn's RIP += 2."""
-        self._raise(exc)
-        if self._stop is None:
-            self.internals.write_u64(I.ENV_EIP, self.internals.u64(I.ENV_EIP) - 2)
-
-    def _exception(self, vector: int, rip: int, software: bool) -> GuestException:
-        hflags = self.internals.hflags
-        has_code = vector in ERROR_CODE_VECTORS and not software
-        return GuestException(
-            vector=vector,
-            rip=rip,
-            error_code=self.internals.error_code if has_code else None,
-            cr2=self.internals.u64(I.ENV_CR2) if vector == 14 else None,
-            software=software,
-            mode=cpu_mode(hflags),
-            cpl=hflags & I.HF_CPL_MASK,
-        )
-
-    def _hook_intr(self, uc: Uc, intno: int, _ud: object) -> None:
-        software = bool(self.internals.u32(I.ENV_EXCEPTION_IS_INT))
-        rip = self.internals.u64(I.ENV_EIP)
-        if software:
-            # Unicorn reports INT n/INT3/INTO with RIP already after the instruction (where the
-            # handler returns to); the trace and the report name the instruction itself, as
-            # QEMU's -d int does.
-            self._raise(self._exception(intno, self._software_insn(rip), True), next_rip=rip)
-            return
-        self._raise(self._exception(intno, rip, software))
-
-    def _software_insn(self, next_rip: int) -> int:
-        """The address of the INT n/INT3/INTO instruction that ends at ``next_rip``: the last
-        instruction of the current block (QEMU ends a block there), else by its opcode."""
-        (pc, size, bits), _count = self._last_block()
-        block = self.blocks.get((pc, size, bits))
-        if (
-            self._ctxv[K.CTX_ENABLED]
-            and block is not None
-            and pc + size == next_rip
-            and block.insns
-        ):
-            return block.insns[-1]
-        if self._read_linear(next_rip - 2, 1) == b"\xcd":
-            return next_rip - 2
-        return next_rip - 1  # INT3 (0xCC) or INTO (0xCE)
-
-    def _hook_invalid(self, uc: Uc, _ud: object) -> bool:
-        rip = uc.reg_read(X.UC_X86_REG_RIP)
-        if self.internals.u32(I.ENV_EXCEPTION_IS_INT):
-            # INT 6 (a software interrupt): Unicorn routes vector 6 here by number. It returns
-            # after the instruction, and its gate's DPL is checked, like any INT n.
-            nxt = self.internals.u64(I.ENV_EXCEPTION_NEXT_EIP)
-            self._raise(GuestException(6, rip, None, None, True, cpu_mode(self.internals.hflags),
-                                       self.internals.hflags & I.HF_CPL_MASK), next_rip=nxt)  # fmt: skip
-            return self._stop is None
-        if self._read_linear(rip, 1) == b"\xf1":
-            # INT1 (ICEBP): the core calls it invalid; the architecture raises #DB as a trap
-            # without the gate DPL check of INT n.
-            self._raise(self._exception(1, rip, False), next_rip=rip + 1)
-            return self._stop is None
-        self._raise(self._exception(6, rip, False))
-        # True: continue at the handler; False: emu_start returns with RIP on the instruction.
-        return self._stop is None
-
-    def _raise(
-        self, exc: GuestException, next_rip: int | None = None, account: bool = True
-    ) -> None:
-        """An exception was raised at exc.rip: deliver it through the IDT, or stop."""
-        if self._ctxv[K.CTX_DELIVERED]:
-            self.settle()  # an interrupt delivered before it comes first in the trace
-        # Unicorn never clears its double-fault tracker: delivery and escalation are ours.
-        self.internals.clear_old_exception()
-        if self._stop is not None:
-            return
-        if account:
-            # a software interrupt has retired its instruction: count up to where it returns
-            self._account_partial_block(next_rip if exc.software and next_rip else exc.rip)
-        if exc.vector in self.break_vectors and account:
-            # Stop before delivery, with the state as it was at the fault; the next run
-            # delivers it first (see run_slice).
-            self._pending_exception = (exc, next_rip)
-            self._request(SliceEnd(KIND_EXCEPTION, "stopped on an exception", exc, exc.rip))
-            return
-        if not self.deliver_exceptions:
-            self._request(SliceEnd(KIND_EXCEPTION, "", exc, exc.rip))
-            return
-        event = Event(
-            exc.vector,
-            "software" if exc.software else "exception",
-            exc.error_code,
-            exc.cr2,
-            next_rip,
-        )
-        if self._deliver_fast(event, exc):
-            return
-        result = IdtDelivery(_CoreMemory(self)).deliver(self.delivery_cpu(), event)
-        if self.on_delivery is not None:
-            self.on_delivery(event, exc, result)
-        if result.unsupported:
-            self._request(SliceEnd(KIND_UNSUPPORTED, result.unsupported, exc, exc.rip))
-            return
-        if result.triple_fault or result.cpu is None:
-            self._request(SliceEnd(KIND_TRIPLE_FAULT, "triple fault", exc, exc.rip))
-            return
-        self.apply_delivery(result.cpu)
-
-    def _deliver_fast(self, event: Event, exc: GuestException) -> bool:
-        """An exception or software interrupt through the compiled path (long mode, the common
-        gates): True if it was delivered; False sends it to the Python model, which then finds
-        the same fault the compiled path declined on."""
-        if not (self.fast_delivery and self.translate is None and self.tlb == "virtual"):
-            return False
-        if not self.internals.hflags & I.HF_LMA:
-            return False
-        a = self._exc_args
-        a[DL.DA_VECTOR] = event.vector
-        a[DL.DA_KIND] = DL.KIND_SOFTWARE if event.kind == "software" else DL.KIND_EXCEPTION
-        flags = 0
-        if event.has_error_code:
-            flags |= DL.HAS_ERROR
-            a[DL.DA_ERROR] = (event.error_code or 0) & 0xFFFF_FFFF_FFFF_FFFF
-        if event.vector == PAGE_FAULT and event.kind == "exception" and event.cr2 is not None:
-            flags |= DL.HAS_CR2
-            a[DL.DA_CR2] = event.cr2 & 0xFFFF_FFFF_FFFF_FFFF
-        if event.next_rip is not None:
-            flags |= DL.HAS_RETURN_RIP
-            a[DL.DA_RETURN_RIP] = event.next_rip & 0xFFFF_FFFF_FFFF_FFFF
-        a[DL.DA_FLAGS] = flags
-        if self._fast_deliver(self._exc_args_ptr, self._fast_out_ptr) != DL.DELIVERED:
-            return False
-        self.fast_deliveries += 1
-        raw = FastDelivery(event.vector, 0, *self._fast_out[: DL.DO_WHY].tolist()[1:])
-        if self.on_delivery is not None:
-            # the state it happened in (the CPU already holds the handler's)
-            self.on_delivery(event, replace(exc, rsp=raw.old_rsp), raw.result(event))
-        return True
-
-    def delivery_cpu(self) -> DeliveryCpu:
-        uc = self.uc
-        env = self.internals
-        hflags = env.hflags
-        gdtr = uc.reg_read(X.UC_X86_REG_GDTR)
-        idtr = uc.reg_read(X.UC_X86_REG_IDTR)
-        ldtr = uc.reg_read(X.UC_X86_REG_LDTR)
-        tr = uc.reg_read(X.UC_X86_REG_TR)
-        # RIP, RSP and CR2 straight from env (a binding reg_read costs microseconds); RFLAGS
-        # through the API, which computes the lazily kept arithmetic flags.
-        return DeliveryCpu(
-            long_mode=bool(hflags & I.HF_LMA),
-            cpl=hflags & I.HF_CPL_MASK,
-            rip=env.u64(I.ENV_EIP),
-            rsp=env.u64(I.ENV_REGS + 4 * 8),
-            rflags=uc.reg_read(X.UC_X86_REG_RFLAGS),
-            cs=SegmentCache(*env.segment(I.SEG_CS)),
-            ss=SegmentCache(*env.segment(I.SEG_SS)),
-            gdtr=(gdtr[1], gdtr[2]),
-            ldtr=SegmentCache(ldtr[0], ldtr[1], ldtr[2], ldtr[3]),
-            idtr=(idtr[1], idtr[2]),
-            tr=SegmentCache(tr[0], tr[1], tr[2], tr[3]),
-            cr2=env.u64(I.ENV_CR2),
-        )
-
-    def apply_delivery(self, new: DeliveryCpu) -> None:
-        """Load the post-delivery state. RIP is written into env: a reg_write of RIP from a
-        hook would end the emulation loop (uc.c sets quit_request)."""
-        uc = self.uc
-        env = self.internals
-        env.write_segment(I.SEG_CS, new.cs.selector, new.cs.base, new.cs.limit, new.cs.flags)
-        env.write_segment(I.SEG_SS, new.ss.selector, new.ss.base, new.ss.limit, new.ss.flags)
-        env.write_u64(I.ENV_REGS + 4 * 8, new.rsp)
-        uc.reg_write(X.UC_X86_REG_RFLAGS, new.rflags)
-        env.write_u64(I.ENV_CR2, new.cr2)
-        env.write_u64(I.ENV_EIP, new.rip)
-        env.update_hflags()
 
     # ------------------------------------------------------------- boot state
     def enter_grub_protected_mode(
@@ -987,36 +553,6 @@ class UnicornCore:
             return SliceEnd(KIND_HALT, "", None, rip)
         return None
 
-    def _refused_fill(self) -> SliceEnd | None:
-        """Our walker refused a TLB fill: raise #PF (or #GP for a non-canonical address)
-        through the IDT model, outside the engine. RIP is on the faulting instruction."""
-        fc = self.fill_ctx
-        page = int(fc[ML.FILL_VADDR])
-        status = int(fc[ML.FILL_LEVEL])
-        rip = self.uc.reg_read(X.UC_X86_REG_RIP)
-        self._stop = None
-        if status == ML.ST_NON_CANONICAL:
-            exc = GuestException(13, rip, 0, None, False, cpu_mode(self.internals.hflags),
-                                 self.internals.hflags & I.HF_CPL_MASK)  # fmt: skip
-        else:
-            exc = GuestException(14, rip, int(fc[ML.FILL_ERR]), self._fault_address(page), False,
-                                 cpu_mode(self.internals.hflags),
-                                 self.internals.hflags & I.HF_CPL_MASK)  # fmt: skip
-            self.last_page_fault_access = int(fc[ML.FILL_ACCESS])
-        self._raise(exc)
-        return self._stop
-
-    def _fault_address(self, page: int) -> int:
-        """The full faulting linear address, which the TLB-fill hook does not see: Unicorn
-        keeps it in uc->invalid_addr (unicorn-2.1.4.md Q1). Checked against the page."""
-        value = ctypes.c_uint64.from_address(I.uc_handle(self.uc) + I.UC_INVALID_ADDR).value
-        if value & ~0xFFF == page & ~0xFFF:
-            return value
-        if not _WARNED:
-            _WARNED.append(True)
-            log.warning("uc->invalid_addr does not match the faulting page: CR2 holds the page")
-        return page
-
     def _learn_block(self, pc: int, size: int, bits: int) -> None:
         code = self._read_linear(pc, size)
         insns: list[int] = []
@@ -1102,85 +638,6 @@ class UnicornCore:
             if len(out) == count:
                 break
         return out
-
-
-class _CoreMemory:
-    """Supervisor linear accesses for delivery: identity with paging off, else ``translate``."""
-
-    def __init__(self, core: UnicornCore) -> None:
-        self.core = core
-        self.ram = core.ram
-        env = core.internals
-        # One delivery never changes the control registers: read them once, straight from env.
-        self.cr0, self.cr3, self.cr4 = env.u64(I.ENV_CR0), env.u64(I.ENV_CR3), env.u64(I.ENV_CR4)
-        self.efer = env.u64(I.ENV_EFER)
-        self.paging = bool(self.cr0 & 0x80000000)
-        self._pages: dict[tuple[int, bool], int] = {}  # (linear page, write) -> physical page
-
-    def _phys(self, address: int, write: bool) -> int:
-        if not self.paging:
-            return address & 0xFFFFFFFF
-        if self.core.translate is not None:
-            return self.core.translate(address, write)
-        page = self._pages.get((address >> 12, write))
-        if page is not None:
-            return page | (address & 0xFFF)
-        cr0, cr3, cr4, efer = self.cr0, self.cr3, self.cr4, self.efer
-        # Delivery's IDT/GDT/TSS reads and stack pushes are implicit supervisor accesses.
-        acc = ML.ACC_WRITE if write else ML.ACC_READ
-        w = mmu.translate_raw(self.ram, cr0, cr3, cr4, efer, address, acc, False, False, True)
-        status = int(w[ML.OUT_STATUS])
-        if status == ML.ST_OK:
-            phys = int(w[ML.OUT_PADDR])
-            self._pages[(address >> 12, write)] = phys & ~0xFFF
-            return phys
-        if status == ML.ST_NON_CANONICAL:
-            raise MemoryFault(13, 0, None, f"0x{address:x} is not canonical")
-        if status == ML.ST_OUTSIDE_RAM:
-            raise MemoryFault(13, 0, None, f"0x{address:x} translates outside guest RAM")
-        walk = mmu.walk(self.ram, cr3, address, "w" if write else "r", cr0=cr0, cr4=cr4, efer=efer)
-        raise MemoryFault(14, int(w[ML.OUT_ERR]), address, f"0x{address:x}: {walk.reason}")
-
-    def _access(self, address: int, size: int, write: bool, data: bytes = b"") -> bytes:
-        out = bytearray()
-        done = 0
-        while done < size:
-            lin = address + done
-            chunk = min(size - done, 0x1000 - (lin & 0xFFF))
-            phys = self._phys(lin, write)
-            if phys + chunk > self.ram.size:
-                raise MemoryFault(
-                    13, 0, None, f"physical 0x{phys:x} (linear 0x{lin:x}) is outside guest RAM"
-                )
-            if write:
-                self.ram[phys : phys + chunk] = np.frombuffer(data[done : done + chunk], np.uint8)
-            else:
-                out += self.ram[phys : phys + chunk].tobytes()
-            done += chunk
-        return bytes(out)
-
-    def read(self, address: int, size: int) -> bytes:
-        return self._access(address, size, False)
-
-    def write(self, address: int, data: bytes) -> None:
-        self._access(address, len(data), True, data)
-
-
-_CPUID_LEAF1: list[tuple[int, int, int, int]] = []
-
-
-def _native_cpuid_leaf1() -> tuple[int, int, int, int]:
-    """What Unicorn's CPU answers to CPUID leaf 1, from a scratch engine (once per process)."""
-    if not _CPUID_LEAF1:
-        scratch = Uc(UC_ARCH_X86, UC_MODE_64)
-        scratch.mem_map(0x1000, 0x1000)
-        scratch.mem_write(0x1000, b"\x0f\xa2")  # cpuid
-        scratch.reg_write(X.UC_X86_REG_RAX, 1)
-        scratch.reg_write(X.UC_X86_REG_RCX, 0)
-        scratch.emu_start(0x1000, 0x1002)
-        regs = (X.UC_X86_REG_RAX, X.UC_X86_REG_RBX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX)
-        _CPUID_LEAF1.append(tuple(scratch.reg_read(r) & 0xFFFFFFFF for r in regs))
-    return _CPUID_LEAF1[0]
 
 
 def leave_reset_state(uc: Uc, gdt_base: int, gdt_limit: int) -> None:

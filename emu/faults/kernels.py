@@ -1,6 +1,6 @@
 """Compiled delivery of interrupts and exceptions in long mode: the fast path of the IDT model.
 
-``emu/interrupts.py`` (``IdtDelivery``) is the model: every gate type, every check, faults during
+``emu/faults/delivery.py`` (``IdtDelivery``) is the model: every gate type, every check, faults during
 delivery and their escalation to #DF and triple fault. It is also this kernel's reference twin
 (tests/test_delivery_fast.py compares both on the same states). Delivering a timer interrupt
 through it costs about 100 us of Python, so the common case runs here instead: an external
@@ -27,8 +27,11 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, jit, types
 
-from . import x86_layout as X86
-from .delivery_layout import (
+from ..core import x86_layout as X86
+from ..core.intrinsics import call_cc_compute, call_ptr, load32, load64, store32, store64, voidptr
+from ..mmu.kernels import TRACE_SIZE, _translate
+from ..mmu.layout import ACC_READ, ACC_WRITE, ST_OK
+from .layout import (
     DA_CC_COMPUTE_ALL,
     DA_CR2,
     DA_ENV,
@@ -68,13 +71,10 @@ from .delivery_layout import (
     HAS_RETURN_RIP,
     KIND_SOFTWARE,
 )
-from .hook_intrinsics import call_cc_compute, call_ptr, load32, load64, store32, store64, voidptr
-from .mmu_kernels import TRACE_SIZE, _translate
-from .mmu_layout import ACC_READ, ACC_WRITE, ST_OK
 
 DELIVER_SIGNATURE = types.uint64(types.voidptr, types.voidptr)
 
-# The CPU state and architectural bits (emu/x86_layout.py; the offsets verified at start-up).
+# The CPU state and architectural bits (emu/core/x86_layout.py; the offsets verified at start-up).
 _ENV_RSP = X86.ENV_RSP
 _ENV_EIP = X86.ENV_EIP
 _ENV_EFLAGS = X86.ENV_EFLAGS

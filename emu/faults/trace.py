@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from .report import vector_name
+from ..report import vector_name
 
 
 def decode_error_code(vector: int, code: int | None, long_mode: bool = False) -> str:

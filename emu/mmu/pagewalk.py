@@ -3,7 +3,7 @@
 Pure functions over guest RAM (a ``uint8`` numpy array, physical address = index) and register
 values: nothing here touches a CPU, and no accessed/dirty bit is written unless a caller asks
 (``set_ad=True``, as the IDT model does for its stack pushes, like a real walker). The walking
-is done by the compiled kernels of ``mmu_kernels.py`` (loaded through ``native.py``, so no numba
+is done by the compiled kernels of ``mmu/kernels.py`` (loaded through ``native.py``, so no numba
 import is paid here); this module names and explains what they found.
 
 >>> import numpy as np
@@ -23,15 +23,15 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
 import numpy as np
 
-from . import native
-from .mmu_layout import (
+from ..core import native
+from .layout import (
     ACC_FETCH,
     ACC_READ,
     ACC_WRITE,
@@ -74,7 +74,7 @@ _EFER_LMA = 1 << 10
 _EFER_NXE = 1 << 11
 _U64 = (1 << 64) - 1
 
-# Mirrors of mmu_kernels' layouts (that module imports numba; this one must not). The tests
+# Mirrors of kernels.py's layouts (that module imports numba; this one must not). The tests
 # check that both agree.
 _TRACE_STRIDE = 3
 _TRACE_SIZE = 15
@@ -84,7 +84,6 @@ _MAPF_WRITE, _MAPF_USER, _MAPF_EXEC, _MAPF_GLOBAL = 1, 2, 4, 8
 _CTX_ENV, _CTX_RAM, _CTX_RAM_SIZE, _CTX_FILLS, _CTX_REFUSED = 0, 1, 2, 3, 4
 _CTX_FAULT_PAGE, _CTX_FAULT_ACCESS, _CTX_FAULT_ERR, _CTX_FAULT_STATUS = 5, 6, 7, 8
 _CTX_SCRATCH, _CTX_PROBE_PAGE, _CTX_FAULT_LEVEL, _CTX_FAULT_ENTRY, _CTX_SIZE = 9, 10, 11, 12, 16
-_MAX_ROWS = 1 << 21  # a tree with more merged ranges than this is reported truncated
 
 
 class PagingMode(Enum):
@@ -399,7 +398,7 @@ def translate_raw(
     ram: np.ndarray, cr0: int, cr3: int, cr4: int, efer: int, vaddr: int, access: int,
     user: bool, ac: bool = False, set_ad: bool = False, *, implicit: bool = False,
 ) -> np.ndarray:  # fmt: skip
-    """One walk as the raw ``mmu_layout`` OUT_* array (for hot callers such as the IDT model).
+    """One walk as the raw ``mmu/layout.py`` OUT_* array (for hot callers such as the IDT model).
 
     ``user`` means CPL 3; a supervisor access with ``ac=False`` behaves exactly as an
     implicit supervisor access."""
@@ -423,7 +422,7 @@ _native_fns: dict[str, Any] = {}
 def _native(name: str, signature: str, proto: Any) -> Any:
     fn = _native_fns.get(name)
     if fn is None:
-        fn = _native_fns[name] = proto(native.load("emu.mmu_kernels", name, signature).address)
+        fn = _native_fns[name] = proto(native.load("emu.mmu.kernels", name, signature).address)
     return fn
 
 
@@ -440,7 +439,7 @@ def _translate(
     out = np.zeros(OUT_SIZE, np.uint64)
     regs = [x & _U64 for x in (cr0, cr3, cr4, efer, vaddr)]
     if _jit_disabled():
-        from . import mmu_kernels as K
+        from . import kernels as K
 
         u = np.uint64
         K._translate_into(ram.view(np.uint64), *(u(x) for x in regs), access, cpl, bool(ac),
@@ -451,356 +450,3 @@ def _translate(
     assert args.size == _TR_ARGS
     _native("translate", "TRANSLATE_SIGNATURE", _CFUNC_TRANSLATE)(args.ctypes.data, out.ctypes.data)
     return out
-
-
-# ----------------------------------------------------------------------- the whole tree
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """A run of pages, contiguous in virtual and physical memory, with equal rights, global
-    bit and page size (like a line of QEMU's ``info mem``).
-
-    Rights are those of the entries (RW, US and XD of every level), not of one access: a
-    supervisor may write a read-only page while CR0.WP=0. ``accessed_pages``/``dirty_pages``
-    count the pages whose leaf entry has A/D set; they are None for a piece cut out of a run
-    (``diff_mappings``), whose per-page state is not known.
-    """
-
-    virt: int
-    phys: int
-    size: int
-    page_size: int
-    writable: bool
-    user: bool
-    executable: bool
-    global_: bool
-    accessed_pages: int | None = 0
-    dirty_pages: int | None = 0
-
-    @property
-    def virt_end(self) -> int:
-        return self.virt + self.size
-
-    @property
-    def phys_end(self) -> int:
-        return self.phys + self.size
-
-    @property
-    def pages(self) -> int:
-        return self.size // self.page_size
-
-    @property
-    def accessed(self) -> bool:
-        """Some page of the run has been accessed."""
-        return bool(self.accessed_pages)
-
-    @property
-    def dirty(self) -> bool:
-        """Some page of the run has been written."""
-        return bool(self.dirty_pages)
-
-    def rights(self) -> str:
-        """'wux' style: writable/read-only, user/supervisor, executable/not."""
-        return (
-            ("w" if self.writable else "r")
-            + ("u" if self.user else "s")
-            + ("x" if self.executable else "-")
-        )
-
-
-def mappings(
-    ram: np.ndarray, cr3: int, *, cr0: int, cr4: int, efer: int, split_ad: bool = True
-) -> list[Mapping]:
-    """Every mapped range of the tree at ``cr3``, in virtual-address order (no side effects).
-
-    Runs merge while contiguous with equal rights, global bit and page size. ``split_ad`` (the
-    default, what ``triplefault pt`` shows) also ends a run where the accessed or dirty bit
-    changes, so each row is all-or-nothing; ``split_ad=False`` merges like QEMU's ``info mem``
-    and the rows count their accessed and dirty pages. Entries a walk would reject (reserved
-    bits) are left out with everything below them. Paging off gives an empty list.
-
-    >>> import numpy as np
-    >>> ram = np.zeros(1 << 20, np.uint8)
-    >>> d = ram.view(np.uint32)
-    >>> d[0x1000 // 4 + 1] = 0x00400000 | 0x83  # 32-bit PDE 1: a 4M page, RW
-    >>> [(hex(m.virt), m.size >> 20, m.rights()) for m in
-    ...  mappings(ram, 0x1000, cr0=0x80000011, cr4=0x10, efer=0)]
-    [('0x400000', 4, 'wsx')]
-    """
-    _check_ram(ram)
-    _warn_unmodelled(cr4)
-    regs = [x & _U64 for x in (cr0, cr3, cr4, efer)]
-    capacity = 4096
-    while True:
-        out = np.zeros((capacity, _MAP_COLUMNS), np.uint64)
-        if _jit_disabled():
-            from . import mmu_kernels as K
-
-            n = K._mappings(ram.view(np.uint64), *(np.uint64(x) for x in regs), split_ad, out)
-        else:
-            args = np.array([ram.ctypes.data, ram.size, *regs, split_ad], dtype=np.uint64)
-            fn = _native("mappings_c", "MAPPINGS_SIGNATURE", _CFUNC_MAPPINGS)
-            n = fn(args.ctypes.data, out.ctypes.data, capacity)
-        if n >= 0:
-            break
-        if capacity >= _MAX_ROWS:
-            log.warning("more than %d mapped ranges: the list is truncated", capacity)
-            n = capacity
-            break
-        capacity *= 4
-    return [_row_mapping(*row) for row in out[:n].tolist()]
-
-
-def _row_mapping(
-    va: int, pa: int, size: int, page_size: int, f: int, accessed: int, dirty: int
-) -> Mapping:
-    writable, user = bool(f & _MAPF_WRITE), bool(f & _MAPF_USER)
-    executable, global_ = bool(f & _MAPF_EXEC), bool(f & _MAPF_GLOBAL)
-    return Mapping(va, pa, size, page_size, writable, user, executable, global_, accessed, dirty)
-
-
-# ----------------------------------------------------------------------- reports
-
-
-def find_wx(maps: Iterable[Mapping]) -> list[Mapping]:
-    """Ranges both writable and executable: what a W^X kernel forbids.
-
-    >>> find_wx([Mapping(0x1000, 0x1000, 0x1000, 0x1000, True, False, True, False)])[0].virt
-    4096
-    """
-    return [m for m in maps if m.writable and m.executable]
-
-
-def find_user(maps: Iterable[Mapping]) -> list[Mapping]:
-    """Every user-accessible range."""
-    return [m for m in maps if m.user]
-
-
-def find_user_kernel(
-    maps: Iterable[Mapping], kernel_ranges: Iterable[tuple[int, int]]
-) -> list[Mapping]:
-    """User-accessible pieces of kernel memory: the parts of user ranges that overlap the
-    given ``(start, end)`` virtual ranges (for example the kernel image's sections).
-
-    >>> m = Mapping(0x0, 0x0, 0x4000, 0x1000, True, True, False, False, 4, 0)
-    >>> [(p.virt, p.size) for p in find_user_kernel([m], [(0x1000, 0x2000)])]
-    [(4096, 4096)]
-    """
-    ranges = sorted(kernel_ranges)
-    found = []
-    for m in maps:
-        if not m.user:
-            continue
-        for lo, hi in ranges:
-            start, end = max(lo, m.virt), min(hi, m.virt_end)
-            if start < end:
-                found.append(_cut(m, start, end))
-    return found
-
-
-def reverse_lookup(maps: Iterable[Mapping], phys: int) -> list[int]:
-    """Every virtual address that maps physical address ``phys``.
-
-    >>> reverse_lookup([Mapping(0x4000, 0x1000, 0x2000, 0x1000, True, False, True, False)],
-    ...                0x1234)
-    [16948]
-    """
-    return [m.virt + (phys - m.phys) for m in maps if m.phys <= phys < m.phys_end]
-
-
-@dataclass
-class MappingDiff:
-    """What changed between two trees, as ranges of the ``after`` side (``removed``: of the
-    ``before`` side). ``changed`` pairs (before, after) pieces of equal virtual extent whose
-    physical address or rights differ. Page size and A/D alone are not a change."""
-
-    added: list[Mapping] = field(default_factory=list)
-    removed: list[Mapping] = field(default_factory=list)
-    changed: list[tuple[Mapping, Mapping]] = field(default_factory=list)
-
-    def __bool__(self) -> bool:
-        return bool(self.added or self.removed or self.changed)
-
-
-def diff_mappings(before: Sequence[Mapping], after: Sequence[Mapping]) -> MappingDiff:
-    """Compare two lists from ``mappings()`` (say, before and after a MOV CR3 or a page-table
-    edit) by sweeping their boundaries: linear in the number of ranges.
-
-    >>> a = [Mapping(0x1000, 0x1000, 0x2000, 0x1000, False, False, True, False)]
-    >>> b = [Mapping(0x1000, 0x1000, 0x2000, 0x1000, True, False, True, False)]
-    >>> [(x.virt, y.writable) for x, y in diff_mappings(a, b).changed]
-    [(4096, True)]
-    """
-    points = sorted({p for m in (*before, *after) for p in (m.virt, m.virt_end)})
-    diff = MappingDiff()
-    i = j = 0
-    for lo, hi in zip(points, points[1:], strict=False):
-        while i < len(before) and before[i].virt_end <= lo:
-            i += 1
-        while j < len(after) and after[j].virt_end <= lo:
-            j += 1
-        old = before[i] if i < len(before) and before[i].virt <= lo else None
-        new = after[j] if j < len(after) and after[j].virt <= lo else None
-        if old is None and new is None:
-            continue
-        if old is None:
-            _append_merged(diff.added, _cut(new, lo, hi))
-        elif new is None:
-            _append_merged(diff.removed, _cut(old, lo, hi))
-        else:
-            a, b = _cut(old, lo, hi), _cut(new, lo, hi)
-            if _identity(a) != _identity(b):
-                prev = diff.changed[-1] if diff.changed else None
-                if prev and _mergeable(prev[0], a) and _mergeable(prev[1], b):
-                    diff.changed[-1] = (_join(prev[0], a), _join(prev[1], b))
-                else:
-                    diff.changed.append((a, b))
-    return diff
-
-
-def _identity(m: Mapping) -> tuple[int, bool, bool, bool, bool]:
-    return (m.phys, m.writable, m.user, m.executable, m.global_)
-
-
-def _cut(m: Mapping, start: int, end: int) -> Mapping:
-    if start == m.virt and end == m.virt_end:
-        return m
-    return replace(m, virt=start, phys=m.phys + (start - m.virt), size=end - start,
-                   accessed_pages=None, dirty_pages=None)  # fmt: skip
-
-
-def _mergeable(a: Mapping, b: Mapping) -> bool:
-    return (
-        a.virt_end == b.virt
-        and a.phys_end == b.phys
-        and (a.writable, a.user, a.executable, a.global_)
-        == (b.writable, b.user, b.executable, b.global_)
-    )
-
-
-def _join(a: Mapping, b: Mapping) -> Mapping:
-    def total(x: int | None, y: int | None) -> int | None:
-        return None if x is None or y is None else x + y
-
-    return replace(a, size=a.size + b.size, page_size=min(a.page_size, b.page_size),
-                   accessed_pages=total(a.accessed_pages, b.accessed_pages),
-                   dirty_pages=total(a.dirty_pages, b.dirty_pages))  # fmt: skip
-
-
-def _append_merged(rows: list[Mapping], m: Mapping) -> None:
-    if rows and _mergeable(rows[-1], m):
-        rows[-1] = _join(rows[-1], m)
-    else:
-        rows.append(m)
-
-
-# ----------------------------------------------------------------------- the TLB-fill hook
-
-
-@dataclass(frozen=True)
-class RefusedFill:
-    """The last TLB fill our walker refused: the fault Python raises through the IDT model."""
-
-    page: int  # the faulting page, as the hook saw it
-    address: int  # the full linear address for CR2 (Unicorn's uc->invalid_addr; see below)
-    access: str  # "read", "write", "instruction fetch"
-    kind: str  # "page-fault" or "non-canonical" (#GP)
-    error_code: int  # the #PF error code (0 for non-canonical)
-    level: int  # level of the deciding entry, 0 = top
-    entry: int  # that entry, raw (0 for non-canonical)
-
-
-class TlbFillHook:
-    """Our page walker as Unicorn's TLB-fill hook on one engine (``UC_TLB_VIRTUAL``).
-
-    Keep this object alive as long as the engine runs: Unicorn holds raw pointers to its
-    context and scratch arrays (and to the RAM, which the caller keeps too).
-    """
-
-    def __init__(self, uc: Any, ram: np.ndarray, env: int, probe_page: int | None = None) -> None:
-        import unicorn
-
-        from . import uc_internals as I
-
-        _check_ram(ram)
-        self.uc = uc
-        self.ram = ram
-        self.ctx = np.zeros(_CTX_SIZE, np.uint64)
-        self.scratch = np.zeros(_TRACE_SIZE, np.uint64)
-        self.ctx[_CTX_ENV] = env
-        self.ctx[_CTX_RAM] = ram.ctypes.data
-        self.ctx[_CTX_RAM_SIZE] = ram.size
-        self.ctx[_CTX_SCRATCH] = self.scratch.ctypes.data
-        # A page-aligned vaddr never equals 1: no probe page unless one is asked for.
-        self.ctx[_CTX_PROBE_PAGE] = 1 if probe_page is None else probe_page & ~0xFFF
-        uc.ctl_set_tlb_mode(unicorn.UC_TLB_VIRTUAL)
-        if _jit_disabled():
-            log.info("NUMBA_DISABLE_JIT is set: the TLB-fill hook still runs compiled code")
-        address = native.load("emu.mmu_kernels", "tlb_fill", "TLB_FILL_SIGNATURE").address
-        self._handle = ctypes.c_size_t()
-        err = I._lib().uc_hook_add(
-            uc._uch,
-            ctypes.byref(self._handle),
-            unicorn.UC_HOOK_TLB_FILL,
-            ctypes.c_void_p(address),
-            ctypes.c_void_p(self.ctx.ctypes.data),
-            ctypes.c_uint64(1),
-            ctypes.c_uint64(0),
-        )
-        if err != unicorn.UC_ERR_OK:
-            raise RuntimeError(f"cannot install the TLB-fill hook (unicorn error {err})")
-
-    @property
-    def fills(self) -> int:
-        """Fills answered so far (granted or refused)."""
-        return int(self.ctx[_CTX_FILLS])
-
-    @property
-    def refused(self) -> int:
-        return int(self.ctx[_CTX_REFUSED])
-
-    def last_refusal(self) -> RefusedFill | None:
-        """The most recent refused fill, or None if none was refused."""
-        if not self.refused:
-            return None
-        from . import uc_internals as I
-
-        status = int(self.ctx[_CTX_FAULT_STATUS])
-        page = int(self.ctx[_CTX_FAULT_PAGE])
-        # The hook is given the page only; Unicorn keeps the whole address of the refused
-        # access in its engine struct (unicorn-2.1.4.md Q1). Trust it only if it agrees.
-        address = ctypes.c_uint64.from_address(I.uc_handle(self.uc) + I.UC_INVALID_ADDR).value
-        if address & ~0xFFF != page:
-            if "invalid_addr" not in _warned:
-                _warned.add("invalid_addr")
-                log.warning("uc->invalid_addr disagrees with the refused page: CR2 gets the page")
-            address = page
-        return RefusedFill(
-            page=page,
-            address=address,
-            access=ACCESS_WORDS[int(self.ctx[_CTX_FAULT_ACCESS])],
-            kind="non-canonical" if status == ST_NON_CANONICAL else "page-fault",
-            error_code=int(self.ctx[_CTX_FAULT_ERR]),
-            level=int(self.ctx[_CTX_FAULT_LEVEL]),
-            entry=int(self.ctx[_CTX_FAULT_ENTRY]),
-        )
-
-    def remove(self) -> None:
-        """Unhook (the engine then translates identity with exactly the requested right)."""
-        from . import uc_internals as I
-
-        I._lib().uc_hook_del(self.uc._uch, self._handle)
-
-
-def install_tlb_fill(uc: Any, ram: np.ndarray, *, env: int | None = None) -> TlbFillHook:
-    """Switch ``uc`` to ``UC_TLB_VIRTUAL`` and translate every TLB miss with our walker.
-
-    ``ram`` must be the buffer mapped at physical 0 with ``mem_map_ptr``. ``env`` is the address
-    of QEMU's ``CPUX86State`` (found with ``emu.uc_internals.locate`` when not given).
-    """
-    if env is None:
-        from . import uc_internals as I
-
-        env = I.locate(uc).env
-    return TlbFillHook(uc, ram, env)

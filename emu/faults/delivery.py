@@ -20,7 +20,7 @@ import struct
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from .x86_layout import (  # noqa: F401 - the architectural bits, defined once
+from ..core.x86_layout import (  # noqa: F401 - the architectural bits, defined once
     DESC_B,
     DESC_C,
     DESC_CS,
@@ -213,7 +213,7 @@ def _escalate(first: Event, second: Event) -> tuple[Event | None, str]:
 
 
 def _name(vector: int) -> str:
-    from .report import EXCEPTION_NAMES
+    from ..report import EXCEPTION_NAMES
 
     return EXCEPTION_NAMES.get(vector, (f"vector {vector}", ""))[0]
 

@@ -5,7 +5,7 @@ Unicorn's own ``count=`` costs about 60 % of the speed and a Python block hook i
 (unicorn-2.1.4.md Q6/Q8), so the count is kept by compiled code: at every translation-block
 entry the block is looked up in a small open-addressing table (pc -> instruction count, filled
 from Python with capstone) and its count added. The common case (the block counted last, no
-stop due) is handled by ``clock_fastpath`` (LLVM IR, the cheapest shape); ``block_hook`` here
+stop due) is handled by ``clock/fastpath.py`` (LLVM IR, the cheapest shape); ``block_hook`` here
 decides everything else. A block seen for the first time is recorded and the slice is stopped,
 so Python can decode it and put it in the table. A stop requested from the hook takes effect
 before the block runs (measured on 2.1.4), so slices end exactly on block boundaries and a block
@@ -14,7 +14,7 @@ is counted only when it is let through: deterministic, and exact at every stop.
 Also here: ``armed_delivery`` (an armed timer interrupt delivered without stopping) and
 ``out_hook`` (every OUT; the steady-state EOI of an armed timer is taken without Python).
 
-Everything the hooks need lives in one numpy ``uint64`` context array (``clock_layout``); it
+Everything the hooks need lives in one numpy ``uint64`` context array (``clock/layout.py``); it
 holds no per-process constants, so the compiled code can be cached across runs.
 """
 
@@ -23,8 +23,18 @@ from __future__ import annotations
 import numpy as np
 from numba import carray, jit, types
 
-from . import delivery_kernels
-from .clock_layout import (  # noqa: F401 - re-exported for the tests and the core
+from ..core.intrinsics import (
+    call_out,
+    call_ptr,
+    call_ptr2,
+    load32,
+    load64,
+    store64,
+    voidptr,
+)
+from ..faults import kernels as delivery_kernels
+from ..faults.layout import DA_VECTOR, DELIVERED, DO_OLD_HFLAGS, DO_WHY
+from .layout import (  # noqa: F401 - re-exported for the tests and the core
     _EFLAGS_IF,
     _ENV_EFLAGS,
     _ENV_HFLAGS,
@@ -85,16 +95,6 @@ from .clock_layout import (  # noqa: F401 - re-exported for the tests and the co
     STOP_MISS,
     pack_value,
 )
-from .delivery_layout import DA_VECTOR, DELIVERED, DO_OLD_HFLAGS, DO_WHY
-from .hook_intrinsics import (
-    call_out,
-    call_ptr,
-    call_ptr2,
-    load32,
-    load64,
-    store64,
-    voidptr,
-)
 
 _deliver = jit(nopython=True)(delivery_kernels.deliver)
 
@@ -103,7 +103,7 @@ BLOCK_HOOK_SIGNATURE = types.void(types.voidptr, types.uint64, types.uint32, typ
 
 def block_hook(uc, address, size, user_data):
     """The whole decision at a block: stops, the block table, the armed interrupt, the count.
-    Unicorn calls ``clock_fastpath``'s hook, which counts the common case itself and tail-calls
+    Unicorn calls ``clock/fastpath.py``'s hook, which counts the common case itself and tail-calls
     this for everything else; this also works alone (the tests register it directly)."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if ctx[CTX_ENABLED] == 0:

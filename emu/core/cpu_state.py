@@ -1,7 +1,7 @@
 """CPU state as plain data, and how to name the mode the CPU is in.
 
 ``CpuState`` is an immutable snapshot read without side effects; the run report, the JSON
-output, the TUI and tests all show it. The engine behind it is in ``unicorn_core.py``.
+output, the TUI and tests all show it. The engine behind it is in ``core/engine.py``.
 """
 
 from __future__ import annotations

@@ -69,17 +69,31 @@ def _toolchain() -> bytes:
     return h.digest()
 
 
+# Every source the compiled hooks are built from: the kernels, the layouts whose constants they
+# freeze and the intrinsics they inline (a test checks that nothing they import is missing).
+COMPILED_SOURCES = (
+    "core/x86_layout.py",
+    "core/intrinsics.py",
+    "mmu/layout.py",
+    "mmu/kernels.py",
+    "faults/layout.py",
+    "faults/kernels.py",
+    "clock/layout.py",
+    "clock/kernels.py",
+)
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
 @functools.cache
 def _sources(module: str) -> bytes:
+    """A digest of ``module`` (a compiled module such as ``emu.mmu.kernels``) and of everything
+    any compiled hook is built from."""
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise ImportError(f"cannot find module {module}")
-    source = Path(spec.origin)
-    h = hashlib.sha256(source.read_bytes())
-    # the constants the kernels freeze, the intrinsics they inline and the kernels they call
-    deps = sorted(source.parent.glob("*_layout.py")) + sorted(source.parent.glob("*_kernels.py"))
-    for dep in [*deps, source.parent / "hook_intrinsics.py"]:
-        h.update(dep.read_bytes())
+    h = hashlib.sha256(Path(spec.origin).read_bytes())
+    for name in COMPILED_SOURCES:
+        h.update((_PACKAGE / name).read_bytes())
     return h.digest()
 
 

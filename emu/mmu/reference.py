@@ -1,4 +1,4 @@
-"""A slow, obviously-written page walker: the oracle for emu/mmu_kernels.py.
+"""A slow, obviously-written page walker: the oracle for emu/mmu/kernels.py.
 
 Written from the Intel SDM (Vol. 3, sections 4.1-4.8) without looking at the kernels, for
 readability first: the paging modes are tables of levels, the reserved bits are sets of bit

@@ -1,5 +1,5 @@
 """The CPU's layout, written once: QEMU's ``CPUX86State`` offsets inside Unicorn 2.1.4 (verified
-at start-up by ``uc_internals``), its hidden-flag bits, and the architectural bits the compiled
+at start-up by ``core/internals.py``), its hidden-flag bits, and the architectural bits the compiled
 kernels test. Python code and the numba/IR kernels import these names (a ``*_layout.py`` file, so
 a change recompiles the cached kernels, see ``native.py``); no numba needed to use them."""
 

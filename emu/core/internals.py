@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import unicorn
 from unicorn import x86_const as X
 
-from .errors import EngineError
+from ..errors import EngineError
 from .x86_layout import (  # noqa: F401 - re-exported: callers use I.ENV_*, I.HF_*, I.SEG_*
     ENV_CR0,
     ENV_CR2,

@@ -2,20 +2,20 @@
 
 In the common case (the same block as last time, no stop due, no interrupt pending, nothing
 armed due) it counts the block with three stores and returns; everything else it hands to the
-full hook (``clock_kernels.block_hook``) with a tail call. Written in IR rather than numba
+full hook (``kernels.block_hook``) with a tail call. Written in IR rather than numba
 because the shape matters at this rate: numba's C callbacks call their body as a separate
 function and any call in it makes the body save registers on every block, which cost about 15 %
 on code with long blocks (measured), and a fourth store costs as much again. The tail call
 keeps this function free of both.
 
-The layout constants come from ``clock_layout``; the IR is regenerated from them, and the
+The layout constants come from ``clock/layout.py``; the IR is regenerated from them, and the
 compiled object code is cached by ``native.load_ir`` under a hash of the text.
 """
 
 from __future__ import annotations
 
-from . import clock_layout as K
-from . import native
+from ..core import native
+from . import layout as K
 
 NAME = "triplefault_clock_fast_hook"
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from .mmu import Mapping, PageWalk, PagingMode, WalkLevel, paging_mode
+from . import Mapping, PageWalk, PagingMode, WalkLevel, paging_mode
 
 SIZE_NAMES = {4096: "4K", 2 << 20: "2M", 4 << 20: "4M", 1 << 30: "1G"}
 FILTERS = {

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .cpu import CR0_PG, EFER_LME, CpuState
-from .fault_trace import FaultTrace, TraceEntry
+from ..core.cpu_state import CR0_PG, EFER_LME, CpuState
+from .trace import FaultTrace, TraceEntry
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,9 @@
+"""Virtual time: one retired instruction is one nanosecond, counted per translation block.
+
+- ``kernels.py``: the compiled block hook that counts instructions and stops a slice at the
+  next device deadline, the OUT hook that takes a timer's plain EOI, and the armed timer
+  delivery; ``fastpath.py``: the block hook's hot path in LLVM IR, in front of it.
+- ``layout.py``: the context array those hooks and Python share.
+- ``scheduler.py``: the ``Scheduler``: device deadlines, HLT skipping to the next event, and
+  arming the clock hook to deliver timer interrupts without stopping.
+"""

@@ -1,0 +1,219 @@
+"""The scheduler: virtual time, device deadlines, HLT, and arming the clock hook.
+
+Time inside the guest is one nanosecond per retired instruction plus the time skipped while the
+CPU was halted (``idle_ns``). Each timed device says when its next event is (``next_event``) and
+catches up when ticked (``tick``). The machine runs the CPU up to the earliest event, ticks, and
+delivers what is pending; HLT with IF=1 skips the clock straight to the next event. When the next
+event is a PIT pulse alone, the clock hook is armed to deliver that timer interrupt itself, so a
+periodic timer costs no stop at all (see ``schedule``).
+
+The LAPIC timer, the HPET and the polling fast-forward plug in here: a new timed device is one
+more entry in ``timed``; a new way of skipping time is one more rule in ``wait_for_interrupt``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from ..core.internals import HF_LMA
+from ..errors import EngineError
+from . import layout as K
+
+NO_LIMIT = 1 << 62
+
+
+class TimedDevice(Protocol):
+    def next_event(self, now: int) -> int | None: ...
+
+    def tick(self, now: int) -> None: ...
+
+
+class Scheduler:
+    """Virtual time for one machine: its timed devices, the PIT that may be armed, the PICs.
+
+    Args:
+        core: the CPU core (its clock context is where deadlines and arming are written).
+        record_fast_delivery: records one compiled delivery in the fault trace
+            ``(raw delivery, instruction count)``.
+        realtime: pace virtual time to the wall clock (a HLT sleeps until its event).
+
+    The devices are attached once they exist (they read the clock while being wired).
+    """
+
+    def __init__(
+        self, core, record_fast_delivery: Callable[..., None], *, realtime: bool = False
+    ) -> None:
+        self.core = core
+        self.record_fast_delivery = record_fast_delivery
+        self.realtime = realtime
+        self.pics = None
+        self.pit = None
+        self.timed: tuple[TimedDevice, ...] = ()
+        self.arm_timer = True  # False: every interrupt through a stop between slices
+        self.slice_end = 0  # where the running slice ends at the latest (no device event)
+        self.realtime_origin = (0.0, 0)  # (wall seconds, virtual ns) when the run started
+        self._idle_ns = 0
+
+    def attach(self, pics, pit, timed: Sequence[TimedDevice]) -> None:
+        """The 8259 pair (INTA, and whether a timer interrupt would be the only one pending),
+        the 8254 whose channel 0 pulses the armed clock hook may deliver, and every device with
+        events in virtual time (the PIT included)."""
+        self.pics = pics
+        self.pit = pit
+        self.timed = tuple(timed)
+
+    @property
+    def idle_ns(self) -> int:
+        """Virtual time skipped while halted, waiting for an interrupt."""
+        return self._idle_ns
+
+    @idle_ns.setter
+    def idle_ns(self, value: int) -> None:
+        self._idle_ns = value
+        self.core.time_offset = value  # RDTSC reads the same clock
+
+    def now_ns(self) -> int:
+        """Virtual time: one nanosecond per retired instruction, plus the time spent halted."""
+        return self.core.precise_icount() + self._idle_ns
+
+    def start_run(self, wall: float) -> None:
+        self.realtime_origin = (wall, self.now_ns())
+
+    def tick(self, now: int) -> None:
+        for device in self.timed:
+            device.tick(now)
+
+    def next_event(self, now: int) -> int | None:
+        events = [e for e in (d.next_event(now) for d in self.timed) if e is not None]
+        return min(events) if events else None
+
+    def schedule(self, now: int) -> int:
+        """Where the running slice must stop next (an instruction count), and whether the clock
+        hook may deliver the next timer interrupts itself (arming).
+
+        Without arming, the slice stops at the next device event and Python ticks the devices,
+        acknowledges and delivers. When that next event is a PIT channel 0 pulse alone, the PIC
+        would answer INTA with IRQ 0 at that moment and nothing is pending now, the hook is
+        armed: from that instant, at the first block boundary with IF=1 outside the interrupt
+        shadow, it delivers the vector (compiled, emu/faults/kernels.py) and goes on without
+        stopping. If the PICs had nothing else requested or in service, the handler's plain EOI
+        is then taken by the compiled OUT hook, which arms the next edge from ``core.edges``.
+        ``core.settle`` hands all of it to ``armed_delivered`` before Python looks at anything
+        else, and that brings the devices to the same state the stop path would have: same
+        instructions, same device state, same trace. The slice still ends at every other
+        device's next event, and every port access that reaches Python reschedules.
+        """
+        ctx = self.core._ctxv
+        idle = self._idle_ns
+        ctx[K.CTX_ARMED] = ctx[K.CTX_EDGE_COUNT] = ctx[K.CTX_FAST_EOI_OK] = 0
+        first = other = None  # the earliest event, and the earliest of the devices but the PIT
+        for device in self.timed:
+            e = device.next_event(now)
+            if e is None:
+                continue
+            if first is None or e < first:
+                first = e
+            if device is not self.pit and (other is None or e < other):
+                other = e
+        slice_end = self.slice_end
+        ctx[K.CTX_SLICE_END] = slice_end
+        ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if other is None else other - idle
+        if first is None:
+            ctx[K.CTX_DEADLINE] = slice_end
+            return slice_end
+        deadline = min(slice_end, max(self.core.icount + 1, first - idle))
+        pit_first = other is None or first < other
+        if pit_first and first > now and self._timer_armable():
+            # the PIT's next edges, for the hook to re-arm after each EOI (instruction counts)
+            edges = self.core.edges
+            e, n = first, 0
+            while e is not None and n < edges.size and (other is None or e < other):
+                edges[n] = e - idle
+                n += 1
+                e = self.pit.next_event(e)
+            if n < edges.size and e is not None:
+                edges[n] = e - idle  # the edge after the last one armable: a deadline
+                n += 1
+            ctx[K.CTX_EDGE_COUNT] = n
+            ctx[K.CTX_EDGE_INDEX] = 0
+            ctx[K.CTX_ARM_TIME] = first - idle
+            ctx[K.CTX_ARM_VECTOR] = self.pics.master.vector_base
+            ctx[K.CTX_ARMED] = 1
+            ctx[K.CTX_FAST_EOI_OK] = int(self._timer_steady())
+            after = edges[1] if n > 1 else NO_LIMIT
+            deadline = min(slice_end, int(after), ctx[K.CTX_OTHER_EVENT])
+        ctx[K.CTX_DEADLINE] = deadline
+        return deadline
+
+    def _timer_armable(self) -> bool:
+        """Would a PIT pulse now make the PICs signal IRQ 0 and nothing else (long mode, the
+        compiled delivery available)?"""
+        c = self.core
+        if not (self.arm_timer and c.fast_delivery and c.translate is None and c.tlb == "virtual"):
+            return False
+        if self.pics.cpu_line.level or not c.internals.hflags & HF_LMA:
+            return False
+        pic = self.pics.master
+        if pic.init_step or pic.poll or pic.ltim or pic.elcr & 1:
+            return False
+        irr = pic.irr
+        pic.irr = irr | 1
+        try:
+            return pic.pending() == 0
+        finally:
+            pic.irr = irr
+
+    def _timer_steady(self) -> bool:
+        """Nothing requested or in service on the PICs and no mode that makes INTA or EOI do
+        more than set and clear ISR bit 0: a timer interrupt and its plain EOI leave them as
+        they are (the compiled OUT hook may then take the EOI)."""
+        m, sl = self.pics.master, self.pics.slave
+        return not (
+            m.irr | m.isr | m.lines | sl.irr | sl.isr or m.special_mask or m.auto_eoi
+            or m.rotate_on_aeoi
+        )  # fmt: skip
+
+    def armed_delivered(self, raws: list, eoi_done: bool) -> None:
+        """The clock hook delivered armed timer interrupts (and the OUT hook took the EOIs of all
+        of them, or of all but the last). Bring the devices to the last delivery (its PIT pulse,
+        INTA; the earlier ones were each acknowledged and ended by their EOI, which from the
+        steady state leaves the PICs as they were), apply the last EOI if it came, and record
+        every delivery with its instruction count."""
+        icount, last = raws[-1]
+        self.tick(icount + self._idle_ns)
+        vector = self.pics.acknowledge()
+        if vector != last.vector:
+            raise EngineError(
+                f"internal error: the armed interrupt was vector 0x{last.vector:x}, "
+                f"the PICs acknowledged 0x{vector:x}"
+            )
+        if eoi_done:
+            self.pics.master.write(0, 1, 0x20)
+        for icount, raw in raws:
+            self.record_fast_delivery(raw, icount)
+
+    def after_io(self) -> None:
+        """A port access may have changed what the devices do next: reschedule."""
+        if self.timed:
+            self.schedule(self.now_ns())
+
+    def wait_for_interrupt(self) -> bool:
+        """HLT with IF=1: skip virtual time to the next device event. False: nothing can wake
+        the CPU (IF=0, or no device will ever interrupt)."""
+        if not self.core.can_take_interrupt():
+            return False
+        if self.pics.interrupt_pending:
+            return True
+        now = self.now_ns()
+        event = self.next_event(now)
+        if event is None:
+            return False
+        self.idle_ns = self._idle_ns + max(0, event - now)
+        if self.realtime:
+            wall0, virtual0 = self.realtime_origin
+            ahead = (self.now_ns() - virtual0) / 1e9 - (time.perf_counter() - wall0)
+            if ahead > 0:
+                time.sleep(ahead)
+        return True
