@@ -3,31 +3,16 @@ reach into the machine or the front ends, and the emulator's core never imports 
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from source_imports import imported_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 FRONT_ENDS = ("emu.cli", "emu.gdbstub", "emu.pytest_plugin", "tui")
 
 
 def _imports(path: Path, *, top_level_only: bool = False) -> set[str]:
-    """Absolute names of the modules ``path`` imports (relative imports resolved)."""
-    package = list(path.relative_to(ROOT).parent.parts)
-    tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
-    names: set[str] = set()
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1]
-                module = ".".join([*base, *([node.module] if node.module else [])])
-            else:
-                module = node.module or ""
-            names.add(module)
-            names |= {f"{module}.{a.name}" for a in node.names}
-        elif isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-    return names
+    return imported_modules(path, ROOT, top_level_only=top_level_only)
 
 
 def _files(folder: str) -> list[Path]:

@@ -3,9 +3,10 @@ them must recompile, or a stale hook would run against new layouts."""
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
+
+from source_imports import imported_modules
 
 from emu.core import native
 
@@ -21,25 +22,12 @@ def _module_file(module: str) -> Path:
 
 def _emu_imports(path: Path) -> set[Path]:
     """The files of the emu modules ``path`` imports (absolute or relative)."""
-    package = ["emu", *path.relative_to(EMU).parent.parts]
     found: set[Path] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - node.level + 1]
-                module = ".".join([*base, *([node.module] if node.module else [])])
-            else:
-                module = node.module or ""
-            if not module.startswith("emu"):
-                continue
+    for module in imported_modules(path, EMU.parent):
+        if module == "emu" or module.startswith("emu."):
             target = _module_file(module)
-            for alias in node.names:  # ``from . import layout`` names a module
-                sub = _module_file(f"{module}.{alias.name}")
-                if sub.exists():
-                    target = sub
-            found.add(target)
-        elif isinstance(node, ast.Import):
-            found |= {_module_file(a.name) for a in node.names if a.name.startswith("emu")}
+            if target.exists():
+                found.add(target)
     return found
 
 
