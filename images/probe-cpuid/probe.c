@@ -198,10 +198,13 @@ static const uint32_t msrs[] = {
     0x8B,                                           /* IA32_BIOS_SIGN_ID */
     0x1D9,                                          /* IA32_DEBUGCTL */
     0x6E0,                                          /* IA32_TSC_DEADLINE */
+    0x802, 0x808, 0x830,                            /* x2APIC ID, TPR, ICR (x2APIC is off) */
+    0x186, 0x38F,                                   /* IA32_PERFEVTSEL0, IA32_PERF_GLOBAL_CTRL */
     0xC0000080,                                     /* IA32_EFER (as common/boot64.S set it) */
     0xC0000081, 0xC0000082, 0xC0000083, 0xC0000084, /* STAR, LSTAR, CSTAR, SFMASK */
     0xC0000100, 0xC0000101, 0xC0000102,             /* FS_BASE, GS_BASE, KERNEL_GS_BASE */
     0xC0000103,                                     /* TSC_AUX */
+    0xC0010015,                                     /* AMD HWCR */
     0xC0010114,                                     /* AMD VM_CR */
     0xC0010117,                                     /* AMD VM_HSAVE_PA */
     0x12345, 0xC0011000, 0x40000000, 0x4B564D00, 0xFFFFFFFF, /* nothing should be here */
