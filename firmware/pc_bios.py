@@ -57,6 +57,10 @@ VGA_WINDOW_BASE = 0xA0000  # the legacy VGA window, 128 KiB of MMIO
 VGA_WINDOW_END = 0xC0000
 VGA_TEXT_BASE = 0xB8000  # in text mode only 0xB8000-0xBFFFF is mapped
 VGA_WINDOW_UNMAPPED_READ = 0xFF  # the rest of the window reads 0xFF, writes are dropped
+VGA_TEXT_SIZE = 0x8000
+# What the 32 KiB of text memory holds at the hand-over: every cell a blank, grey on black
+# (SeaVGABIOS's mode set, then GRUB's clear screen); measured with pmemsave under qemu-ref.
+VGA_TEXT_CELL_AT_HANDOVER = b"\x20\x07"
 
 VIDEO_BIOS_BASE = 0xC0000
 VIDEO_BIOS_SIZE = 0x4E * 512  # 39936 bytes: size byte 0x4E
@@ -614,6 +618,11 @@ def firmware_ram_areas(ram_size: int, ticks: int = 0) -> list[tuple[int, bytes, 
         (BDA_BASE, build_bda(ram_size, ticks), "BIOS data area"),
         (EBDA_BASE, build_ebda(), "extended BIOS data area"),
     ]
+
+
+def vga_text_at_handover() -> bytes:
+    """The 32 KiB at 0xB8000 as the kernel finds them: 16384 blank cells, attribute 07h."""
+    return VGA_TEXT_CELL_AT_HANDOVER * (VGA_TEXT_SIZE // 2)
 
 
 @dataclass(frozen=True)

@@ -457,7 +457,10 @@ def test_the_vga_window_outside_text_mode_memory_reads_ff() -> None:
             f"vga {base}: {ff} {ff} {ff} {ff}, write a5 a6 a7 a8 reads {ff} {ff} {ff} {ff} (ignored)"
             in lines
         )
-    assert any(x.startswith("vga 0b8000") and x.endswith("(sticks)") for x in lines)
+    text = bios.vga_text_at_handover()
+    assert len(text) == bios.VGA_TEXT_SIZE
+    first = " ".join(f"{b:02x}" for b in text[:4])
+    assert f"vga 0b8000: {first}, write a5 a6 a7 a8 reads a5 a6 a7 a8 (sticks)" in lines
 
 
 def test_page_walks_through_unassigned_memory_read_not_present_entries() -> None:
