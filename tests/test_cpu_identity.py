@@ -1,4 +1,5 @@
-"""The CPU identity model (emu/cpu_identity.py) against what QEMU 7.2 printed for the probe kernel.
+"""The CPU identity model (emu/core/cpu_identity.py) against what QEMU 7.2 printed for the
+probe kernel.
 
 The golden files are the serial output of images/probe-cpuid under qemu-ref: -cpu qemu64, and
 the QEMU configurations our identity is made of (-svm; -svm,-apic) or that show the rule for
@@ -16,7 +17,7 @@ import pytest
 from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
 from unicorn import x86_const as X
 
-from emu import cpu_identity as ci
+from emu.core import cpu_identity as ci
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "qemu"
 
