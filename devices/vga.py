@@ -188,6 +188,23 @@ class VgaText:
             self._logged.add(what)
             log.info("VGA: %s is not modelled", what)
 
+    # ------------------------------------------------------- memory window
+    # 0xA0000-0xB7FFF, the part of the VGA window that is not the text cells (those are RAM at
+    # 0xB8000). In text mode the graphics controller's memory map (GC 6, bits 3:2 = 3) decodes
+    # only 0xB8000-0xBFFFF, so the rest reads all-ones and ignores writes (measured under QEMU,
+    # images/probe-openbus). The planes a graphics mode maps here are not modelled.
+    def mem_read(self, offset: int, size: int) -> int:
+        self._note_window()
+        return (1 << (8 * size)) - 1
+
+    def mem_write(self, offset: int, size: int, value: int) -> None:
+        self._note_window()
+
+    def _note_window(self) -> None:
+        if (self.gc[GC_MISC] >> 2) & 3 != 3:
+            self._note("VGA memory at 0xA0000-0xB7FFF (graphics controller memory map "
+                       f"{(self.gc[GC_MISC] >> 2) & 3}: the planes of a graphics mode)")  # fmt: skip
+
     def _input_status(self) -> int:
         self.attr_flipflop = False  # reading input status 1 resets the flip-flop
         t = self.now_ns()

@@ -154,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on a triple fault, reset like a PC and boot again (default: stop and explain)",
     )
+    run.add_argument(
+        "--strict-memory",
+        action="store_true",
+        help="stop at an access to physical memory where nothing is (default: it reads 0 and "
+        "writes are dropped, as on a PC; the report lists the accesses)",
+    )
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="print no run report")
 
@@ -251,6 +257,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         keys=args.keys.encode().decode("unicode_escape") if args.keys else "",
         keys_at=args.keys_at,
         realtime=args.realtime,
+        strict_memory=args.strict_memory,
     )
     if args.screenshot:
         machine.on_triple_fault.append(lambda m: m.screenshot(args.screenshot))

@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from . import mmu
 from .core import engine as core
 from .errors import ConfigError, EngineError
@@ -55,9 +53,8 @@ class DebugFeatures:
                 phys = w.paddr
             else:
                 phys = lin & 0xFFFFFFFF
-            if phys + chunk > self.ram.size:
-                raise ConfigError(f"linear 0x{lin:x} is outside guest RAM")
-            self.ram[phys : phys + chunk] = np.frombuffer(data[done : done + chunk], np.uint8)
+            # as gdb's writes into QEMU: RAM, ROM and device memory take it, nothing else does
+            self.memory.write(phys, data[done : done + chunk], rom=True)
             done += chunk
         self.core.uc.ctl_flush_tb()
 

@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .faults.diagnosis import diagnose
 from .faults.recorder import TraceRecorder
 from .faults.trace import FaultTrace, TraceEntry
+from .memory import PHYS_END, VGA_TEXT, VGA_WINDOW, PhysicalMemory
 from .report import RunResult, exit_status_for
 from .symbols import Symbolizer
 from .version import LOADER_NAME
@@ -93,6 +94,9 @@ class Machine(DebugFeatures):
     keys_at: float = 1.0
     # Pace virtual time to the wall clock (interactive use): a HLT sleeps until its event.
     realtime: bool = False
+    # Stop at an access to physical memory where nothing is, instead of reading 0 and dropping
+    # writes as a PC (and QEMU) does.
+    strict_memory: bool = False
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -108,8 +112,9 @@ class Machine(DebugFeatures):
         self.memory = size
         self.ram = np.zeros(size, np.uint8)
         self.bus = PortBus()
+        self.memory = PhysicalMemory.pc(self.ram, strict=self.strict_memory)
         self.trace = FaultTrace()
-        self.core = core.UnicornCore(self.ram, self.bus.read, self.bus.write)
+        self.core = core.UnicornCore(self.ram, self.bus.read, self.bus.write, memory=self.memory)
         self.recorder = TraceRecorder(self.core, self.trace, self._describe, self.trace_sink)
         self.core.on_delivery = self.recorder.record_delivery
         self.core.on_fast_delivery = self.recorder.record_fast_delivery
@@ -161,6 +166,7 @@ class Machine(DebugFeatures):
         # VGA text: the cells are plain RAM at 0xB8000; the registers decode 0x3B0-0x3DF.
         self.vga = VgaText(self.ram, now_ns=self.now_ns)
         self.bus.map(0x3B0, 0x30, self.vga, "VGA")
+        self.memory.add_mmio(VGA_WINDOW, VGA_TEXT - VGA_WINDOW, self.vga, "VGA window")
         self.console = DebugConsole(self._console_out)
         self.bus.map(0xE9, 1, self.console, "debugcon (port 0xE9)")
         if self.debug_exit:
@@ -229,7 +235,9 @@ class Machine(DebugFeatures):
         self.kernel_path = os.fspath(path)
         if plan.framebuffer is not None and self.framebuffer is None:
             self.framebuffer = LinearFramebuffer(plan.framebuffer)
-            self.core.map_device_memory(plan.framebuffer.address, self.framebuffer.memory)
+            self.core.map_device_memory(
+                plan.framebuffer.address, self.framebuffer.memory, "linear framebuffer"
+            )
         self.symbolizer = Symbolizer(self.kernel_path) if plan.elf_class else None
         self.core.enter_grub_protected_mode(
             gdt_base=plan.gdt_base, gdt_limit=plan.gdt_limit, entry=plan.stub_addr, registers={}
@@ -251,9 +259,11 @@ class Machine(DebugFeatures):
         return self.core.state()
 
     def read_physical(self, address: int, size: int) -> bytes:
-        if address < 0 or address + size > self.ram.size:
-            raise ConfigError(f"physical range 0x{address:x}+{size} is outside guest RAM")
-        return self.ram[address : address + size].tobytes()
+        """What the guest reads at a physical address (RAM, ROM, device memory; 0 where nothing
+        is, all-ones for device registers, which are not read: no side effects)."""
+        if address < 0 or size < 0 or address + size > PHYS_END:
+            raise ConfigError(f"physical range 0x{address:x}+{size} is outside the address space")
+        return self.memory.read(address, size)
 
     def run(self, max_instructions: int | None = None, timeout: float | None = None) -> RunResult:
         """Run until the guest stops, ``max_instructions`` retire, or ``timeout`` wall seconds.
@@ -287,8 +297,9 @@ class Machine(DebugFeatures):
             self.scheduler.tick(now)
             if self.pics.interrupt_pending and self.core.can_take_interrupt():
                 reboots = self.reboots
-                if self._take_interrupt():
-                    return self._finish(core.SliceEnd(core.KIND_TRIPLE_FAULT, "triple fault"), t0)
+                ended = self._take_interrupt()
+                if ended is not None:
+                    return self._finish(ended, t0)
                 if self.reboots != reboots or (
                     self.pics.interrupt_pending and self.core.can_take_interrupt()
                 ):
@@ -319,16 +330,18 @@ class Machine(DebugFeatures):
                 continue
             return self._finish(end, t0)
 
-    def _take_interrupt(self) -> bool:
-        """INTA and delivery of the pending external interrupt. True on a triple fault."""
+    def _take_interrupt(self) -> core.SliceEnd | None:
+        """INTA and delivery of the pending external interrupt; why the run ends, if it does."""
         vector = self.pics.acknowledge()
         result = self.core.deliver_external(vector)
+        if result is not None and result.unsupported:
+            return core.SliceEnd(core.KIND_UNSUPPORTED, result.unsupported)
         if result is not None and result.triple_fault:
             if self.reboot:
                 self._reset_like_a_pc()
-                return False
-            return True
-        return False
+                return None
+            return core.SliceEnd(core.KIND_TRIPLE_FAULT, "triple fault")
+        return None
 
     # ------------------------------------------------------------ checkpoints
     def _stateful_devices(self) -> dict[str, object]:
@@ -360,6 +373,7 @@ class Machine(DebugFeatures):
                 "console": len(self._console),
                 "trace": (list(self.trace.entries), self.trace.triple_fault, self.trace.dropped),
                 "reboots": self.reboots,
+                "unassigned": self.memory.unassigned.copy(),
             },
             devices={name: save_device(d) for name, d in self._stateful_devices().items()},
         )
@@ -381,6 +395,7 @@ class Machine(DebugFeatures):
         self.trace.entries = list(entries)
         self.trace.triple_fault, self.trace.dropped = triple, dropped
         self.reboots = m["reboots"]
+        self.memory.unassigned = m["unassigned"].copy()
         for name, device in self._stateful_devices().items():
             restore_device(device, cp.devices[name])
         self.pics.cpu_line.level = cp.devices["pic1"].lines.get("output", False)
@@ -480,6 +495,7 @@ class Machine(DebugFeatures):
             fault_insn = self.core.disassemble(exception.rip, state.code_bits, 1)
         where = exception.rip if exception is not None else state.rip
         location = self._describe(where)
+        unassigned = self._unassigned_report()
         diagnoses = []
         if reason in ("triple-fault", "exception") and self.boot is not None:
             diagnoses = diagnose(
@@ -490,6 +506,7 @@ class Machine(DebugFeatures):
                 disassemble=self.core.disassemble,
                 symbol_of=self._symbol_name,
                 rewalk=lambda e: self._rewalk(e, state),
+                unassigned=unassigned["first"],
             )
         self.last_result = RunResult(
             stop_reason=reason,
@@ -510,8 +527,15 @@ class Machine(DebugFeatures):
             diagnoses=tuple(diagnoses),
             reboots=self.reboots,
             idle_ns=self.idle_ns,
+            unassigned=unassigned,
         )
         return self.last_result
+
+    def _unassigned_report(self) -> dict:
+        """The accesses to unassigned physical memory so far, with where they came from."""
+        u = self.memory.unassigned
+        first = [dict(a.to_dict(), location=self._describe(a.rip)) for a in u.first]
+        return {"reads": u.reads, "writes": u.writes, "pages": u.page_count(), "first": first}
 
     def _rewalk(self, entry: TraceEntry, state: CpuState) -> str | None:
         """Walk a #PF's address through today's page tables: None if now allowed."""

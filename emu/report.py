@@ -74,6 +74,8 @@ class RunResult:
     diagnoses: tuple = ()  # diagnosis.Diagnosis: the likely cause, in words
     reboots: int = 0  # triple faults that reset the machine (Machine(reboot=True), --reboot)
     idle_ns: int = 0  # virtual time the CPU spent halted (skipped to the next device event)
+    # accesses to physical memory where nothing is: {"reads", "writes", "pages", "first": [...]}
+    unassigned: dict | None = None
 
     @property
     def virtual_time_ns(self) -> int:
@@ -116,6 +118,7 @@ class RunResult:
         for d in self.diagnoses:
             lines.append(f"diagnosis ({d.kind}): {d.message}")
             lines += ["  " + x for x in d.details]
+        lines += unassigned_lines(self.unassigned)
         lines += [
             f"instructions: {self.instructions:,} (virtual time {self.virtual_time_ns / 1e6:.3f} ms)",
             f"cpu: {c.mode} CPL{c.cpl} RIP=0x{c.rip:x} RFLAGS=0x{c.rflags:x} "
@@ -166,6 +169,28 @@ class RunResult:
                 {"kind": d.kind, "message": d.message, "details": list(d.details)}
                 for d in self.diagnoses
             ],
+            "unassigned_memory": self.unassigned,
             "cpu": self.cpu.to_dict(),
             "wall_seconds": self.wall_seconds,
         }
+
+
+def access_text(a: dict) -> str:
+    """One access to unassigned memory, as the report prints it."""
+    what = "write" if a["write"] else "read"
+    value = f" of 0x{a['value']:x}" if a["write"] else ""
+    return (
+        f"{what} of {a['size']} byte(s){value} at 0x{a['address']:x} by the instruction at "
+        f"{a['location']} [instruction {a['instructions']:,}]"
+    )
+
+
+def unassigned_lines(u: dict | None) -> list[str]:
+    if not u or not (u["reads"] or u["writes"]):
+        return []
+    lines = [
+        f"unassigned memory: {u['reads']:,} read(s) and {u['writes']:,} write(s) in "
+        f"{u['pages']:,} page(s) where no memory is (reads give 0, writes are lost); the first:"
+    ]
+    lines += ["  " + access_text(a) for a in u["first"]]
+    return lines

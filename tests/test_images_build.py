@@ -51,6 +51,9 @@ EXPECTED: dict[str, Expected] = {
         "lost-in-32bit/kernel.c",
         ("kernel_main", "malloc", "free", "free_list", "heap", "malloc_get_heap_size"),
     ),
+    "lost-through-eax": Expected(
+        64, "EM_X86_64", 2, "lost-in-32bit/kernel.c", ("kernel_main", "_start", "free_list")
+    ),
     "faults": Expected(64, "EM_X86_64", 2, "faults/faults.c", ("kmain", "isr_handler")),
     "faults-df": Expected(64, "EM_X86_64", 2, "faults/faults.c", ("kmain", "isr_handler")),
     "faults-triple": Expected(64, "EM_X86_64", 2, "faults/faults.c", ("kmain", "isr_handler")),

@@ -22,6 +22,7 @@ from unicorn import (
     UC_ARCH_X86,
     UC_CTL_TLB_FLUSH,
     UC_ERR_EXCEPTION,
+    UC_ERR_FETCH_PROT,
     UC_ERR_FETCH_UNMAPPED,
     UC_ERR_INSN_INVALID,
     UC_ERR_OK,
@@ -56,6 +57,7 @@ from ..faults.raising import (  # noqa: F401 - re-exported: the machine's and th
     FastDelivery,
     GuestException,
 )
+from ..memory import SINK_PAGE, PhysicalMemory
 from ..mmu import layout as ML
 from . import internals as I
 from . import native
@@ -122,6 +124,11 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     # "virtual": our page walker answers every TLB miss (the design); "cpu": Unicorn's own
     # walker (the differential oracle of the MMU tests).
     tlb: str = "virtual"
+    # The physical address space (RAM, ROM, device memory, MMIO, unassigned space); None: RAM
+    # alone at 0, and an access anywhere else stops the run.
+    memory: PhysicalMemory | None = None
+    # Which BIOS vector the ROM stub at a linear address traps to (firmware/pc_bios.py), if any.
+    bios_stub_at: Callable[[int], int | None] | None = None
     uc: Uc = field(init=False)
     internals: I.EngineInternals = field(init=False)
     ctx: np.ndarray = field(init=False)
@@ -132,11 +139,14 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             raise EngineError("guest RAM must be one contiguous uint8 buffer")
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         # Unicorn does not own this buffer: self.ram keeps it alive (unicorn-2.1.4.md Q9).
-        self.uc.mem_map_ptr(0, self.ram.size, UC_PROT_ALL, self.ram.ctypes.data)
+        if self.memory is None:
+            self.uc.mem_map_ptr(0, self.ram.size, UC_PROT_ALL, self.ram.ctypes.data)
         self.internals = I.locate(self.uc)
         if self.tlb not in ("virtual", "cpu"):
             raise EngineError(f"unknown TLB mode {self.tlb!r} (virtual or cpu)")
         self.uc.ctl_set_tlb_mode(UC_TLB_VIRTUAL if self.tlb == "virtual" else UC_TLB_CPU)
+        if self.memory is not None:
+            self.memory.install(self.uc, self._access_point)
         self._stop: SliceEnd | None = None
         self._hook_error: BaseException | None = None
         self._stepping = False
@@ -225,6 +235,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self._fill_out = np.zeros(ML.OUT_SIZE, np.uint64)  # the hook's scratch space
             self.fill_ctx[ML.FILL_OUT] = self._fill_out.ctypes.data
             self.fill_ctx[ML.FILL_PROBE_PAGE] = (_UNTIL - 1) & ~0xFFF
+            self._set_rom_ranges()
             fill = native.load("emu.mmu.kernels", "tlb_fill", "TLB_FILL_SIGNATURE")
             self._add_raw_hook(UC_HOOK_TLB_FILL, fill.address, self.fill_ctx.ctypes.data)
         uc.hook_add(UC_HOOK_INSN, self._hook_in, None, 1, 0, X.UC_X86_INS_IN)
@@ -306,15 +317,36 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._stepping = False
         self._pending_exception = None
 
-    def map_device_memory(self, address: int, buffer: np.ndarray) -> None:
-        """Map a host buffer (e.g. a framebuffer) at a physical address above RAM."""
-        if address < self.ram.size:
-            raise EngineError(f"device memory at 0x{address:x} overlaps guest RAM")
+    def map_device_memory(
+        self, address: int, buffer: np.ndarray, name: str = "device memory"
+    ) -> None:
+        """Map a host buffer (e.g. a framebuffer) at a physical address outside RAM."""
         size = (buffer.size + 0xFFF) & ~0xFFF
         if buffer.size != size:
             raise EngineError("device memory must be a whole number of pages")
+        if self.memory is not None:
+            self.memory.add_device_memory(address, buffer, name)
+            return
+        if address < self.ram.size:
+            raise EngineError(f"device memory at 0x{address:x} overlaps guest RAM")
         self._device_buffers.append(buffer)  # Unicorn does not own it: keep it alive
         self.uc.mem_map_ptr(address, size, UC_PROT_ALL, buffer.ctypes.data)
+
+    def _set_rom_ranges(self) -> None:
+        """Tell the TLB-fill hook which physical pages are ROM (never written, emu/memory.py)."""
+        ranges = self.memory.rom_ranges() if self.memory is not None else []
+        if len(ranges) > ML.ROM_RANGES_MAX:
+            raise EngineError(f"the TLB-fill hook knows {ML.ROM_RANGES_MAX} ROM ranges at most")
+        self._rom_table = np.array([x for r in ranges for x in r] or [0, 0], np.uint64)
+        self.fill_ctx[ML.FILL_ROM_TABLE] = self._rom_table.ctypes.data
+        self.fill_ctx[ML.FILL_ROM_COUNT] = len(ranges)
+        self.fill_ctx[ML.FILL_SINK_PAGE] = SINK_PAGE
+
+    def _access_point(self) -> tuple[int, int]:
+        """(RIP, instruction count) of the memory access being made, from an MMIO handler."""
+        if self.internals.restore_io_rip():
+            return self.internals.u64(I.ENV_EIP), self.precise_icount()
+        return self.internals.u64(I.ENV_EIP), self._ctxv[K.CTX_ICOUNT]
 
     # ------------------------------------------------------------ breakpoints
     def add_breakpoint(self, address: int) -> None:
@@ -489,6 +521,16 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 if end is not None:
                     return end
                 continue
+            if err == UC_ERR_FETCH_PROT and self.memory is not None:
+                rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+                self._account_partial_block(rip)
+                return SliceEnd(
+                    KIND_UNSUPPORTED,
+                    f"instruction fetch at 0x{rip:x}: no RAM or ROM is at its physical address "
+                    "(QEMU would execute the zeros unassigned memory reads as; not modelled)",
+                    None,
+                    rip,
+                )
             if err in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED):
                 what = {UC_ERR_READ_UNMAPPED: "read", UC_ERR_WRITE_UNMAPPED: "write",
                         UC_ERR_FETCH_UNMAPPED: "instruction fetch"}[err]  # fmt: skip
@@ -593,9 +635,15 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         while len(out) < size:
             lin = (address + len(out)) & 0xFFFF_FFFF_FFFF_FFFF
             w = mmu.translate_raw(self.ram, cr0, cr3, cr4, efer, lin, ML.ACC_READ, False)
-            if int(w[ML.OUT_STATUS]) not in (ML.ST_OK, ML.ST_PROTECTION):
+            status = int(w[ML.OUT_STATUS])
+            outside = status == ML.ST_OUTSIDE_RAM and self.memory is not None
+            if status not in (ML.ST_OK, ML.ST_PROTECTION) and not outside:
                 break
             phys = int(w[ML.OUT_PADDR])
+            if self.memory is not None:
+                # what the guest would read there (ROM, device memory, unassigned zeros)
+                out += self.memory.read(phys, min(size - len(out), 0x1000 - (lin & 0xFFF)))
+                continue
             chunk = min(size - len(out), 0x1000 - (lin & 0xFFF), self.ram.size - phys)
             if chunk <= 0:
                 break

@@ -12,6 +12,7 @@ Offsets and the discovery method are from unicorn-2.1.4.md, Appendix A.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass
 
 import unicorn
@@ -68,6 +69,11 @@ _UC_REG_READ_SLOT = 136
 _UC_CPU_POINTERS_AFTER_REG_READ = 38
 _CPU_TO_ENV = 35408
 CPU_TO_ENV = _CPU_TO_ENV  # env - CPU_TO_ENV is QEMU's CPUState (cpu_loop_exit takes it)
+# CPUState.mem_io_pc: the host return address of the MMIO access being made (io_readx and
+# io_writex set it before calling the region's handler). Found in 2.1.4 as the one CPUState
+# word that differs between two MMIO callbacks from two instructions of one block; every use
+# is checked (cpu_restore_state must find the block, and the RIP it gives must lie in it).
+CPU_MEM_IO_PC = 0x8178
 
 
 def _lib() -> ctypes.CDLL:
@@ -124,6 +130,18 @@ class EngineInternals:
         """
         _update_hflags_fn()(ctypes.c_void_p(self.env))
 
+    def restore_io_rip(self) -> bool:
+        """Inside an MMIO handler: make env->eip the instruction making the access (QEMU keeps
+        RIP at the block's start until something needs it). ``cpu_restore_state`` only reads
+        the translated block's tables and writes EIP and the lazy condition-code operation of
+        that instruction; it does not leave the CPU loop, so the access and the block go on
+        (Unicorn's own TLB-fill path calls it the same way). False: not in an MMIO access."""
+        cpu = self.env - CPU_TO_ENV
+        host_pc = ctypes.c_uint64.from_address(cpu + CPU_MEM_IO_PC).value
+        if host_pc == 0:
+            return False
+        return bool(_restore_state_fn()(ctypes.c_void_p(cpu), ctypes.c_void_p(host_pc), False))
+
     @property
     def hflags(self) -> int:
         return self.u32(ENV_HFLAGS)
@@ -148,6 +166,14 @@ class EngineInternals:
     def clear_old_exception(self) -> None:
         """Reset QEMU's sticky double-fault tracker (unicorn-2.1.4.md Q3)."""
         self.write_i32(ENV_OLD_EXCEPTION, -1)
+
+
+@functools.cache
+def _restore_state_fn():
+    fn = _lib().cpu_restore_state_x86_64
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_bool]
+    fn.restype = ctypes.c_bool
+    return fn
 
 
 def _update_hflags_fn():

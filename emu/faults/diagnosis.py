@@ -7,7 +7,7 @@ the most fundamental cause to the most specific symptom.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..core.cpu_state import CR0_PG, EFER_LME, CpuState
@@ -17,7 +17,8 @@ from .trace import FaultTrace, TraceEntry
 @dataclass(frozen=True)
 class Diagnosis:
     kind: (
-        str  # "mode-mismatch", "no-idt", "bad-gate-selector", "stack-overflow", "pf-in-pf-handler"
+        str  # "mode-mismatch", "unassigned-memory", "no-idt", "bad-gate-selector",
+        # "stack-overflow", "pf-in-pf-handler", "stale-tlb"
     )
     message: str
     details: tuple[str, ...] = ()
@@ -35,17 +36,22 @@ def diagnose(
     disassemble: Disassembler | None = None,
     symbol_of: Callable[[int], str | None] | None = None,
     rewalk: Callable[[TraceEntry], str | None] | None = None,
+    unassigned: Sequence[dict] = (),
 ) -> list[Diagnosis]:
     """``rewalk(entry)`` walks a #PF's address through the page tables as they are now and
-    returns None when the access would now be allowed, else the reason it still faults."""
+    returns None when the access would now be allowed, else the reason it still faults.
+    ``unassigned`` lists the first accesses to physical memory where nothing is (as the report
+    has them: address, write, size, value, rip, location, instructions)."""
     chain = trace.last_chain()
     if not chain:
         return []
     out: list[Diagnosis] = []
     first = chain[0]
-    mm = _mode_mismatch(cpu, first, elf_class, elf_machine, disassemble)
+    mm = _mode_mismatch(cpu, first, elf_class, elf_machine, disassemble, unassigned)
     if mm:
         out.append(mm)
+    elif unassigned:
+        out.append(_stray_accesses(unassigned))
     for check in (_no_idt, _bad_gate_selector, _stack_overflow):
         d = check(chain)
         if d:
@@ -79,6 +85,7 @@ def _mode_mismatch(
     elf_class: int | None,
     elf_machine: str | None,
     disassemble: Disassembler | None,
+    unassigned: Sequence[dict] = (),
 ) -> Diagnosis | None:
     if elf_class != 64 or elf_machine not in ("EM_X86_64", None) or first.mode == "long64":
         return None
@@ -117,12 +124,48 @@ def _mode_mismatch(
                 shown = label if label != previous else ""
                 previous = label
                 details.append(f"  {shown:<6}  0x{address:x}  {raw.hex(' '):<{width}}  {text}")
+    for access in unassigned:
+        details.append(
+            f"a 32-bit decode of 64-bit code made a {_stray(access)}: no memory is there "
+            "(a PC reads 0 and drops the write, so the kernel went on)"
+        )
     details.append(
         "GRUB hands a Multiboot kernel 32-bit protected mode with paging off, even for an ELF64: "
         "the boot code must build page tables, set CR4.PAE, EFER.LME and CR0.PG, and far-jump "
         "to a 64-bit code segment before calling 64-bit code."
     )
     return Diagnosis("mode-mismatch", message, tuple(details))
+
+
+# Values a kernel finds in EAX at entry: an address next to one is EAX used as a pointer.
+_ENTRY_MAGICS = {
+    0x36D76289: "the Multiboot2 magic GRUB leaves in EAX",
+    0x2BADB002: "the Multiboot magic GRUB leaves in EAX",
+}
+
+
+def _stray(access: dict) -> str:
+    """'write of 4 bytes at 0x36d76287 (just below the Multiboot2 magic ...) at <where>'"""
+    what = "write" if access["write"] else "read"
+    address = access["address"]
+    near = ""
+    for magic, name in _ENTRY_MAGICS.items():
+        if abs(address - magic) <= 16:
+            side = "just below" if address < magic else "just above" if address > magic else "at"
+            near = f" ({side} {name}, 0x{magic:x})"
+    return (
+        f"{what} of {access['size']} byte(s) at 0x{address:x}{near} by the instruction at "
+        f"{access['location']}"
+    )
+
+
+def _stray_accesses(unassigned: Sequence[dict]) -> Diagnosis:
+    return Diagnosis(
+        "unassigned-memory",
+        f"before this fault the kernel accessed physical memory where nothing is "
+        f"({len(unassigned)} access(es) listed): a wild pointer, or code running in the wrong mode",
+        tuple(_stray(a) for a in unassigned),
+    )
 
 
 def _no_idt(chain: list[TraceEntry]) -> Diagnosis | None:

@@ -167,6 +167,8 @@ class ExceptionRaising:
                 if self.on_delivery is not None:
                     self.on_delivery(result.steps[0].event, exc, result)
                 return result
+        if not hflags & I.HF_PE:
+            return DeliveryResult(unsupported=self._real_mode_interrupt(vector, "external"))
         event = Event(vector, "external")
         exc = GuestException(vector, env.u64(I.ENV_EIP), None, None, False, cpu_mode(hflags),
                              hflags & I.HF_CPL_MASK)  # fmt: skip
@@ -232,9 +234,58 @@ class ExceptionRaising:
             # without the gate DPL check of INT n.
             self._raise(self._exception(1, rip, False), next_rip=rip + 1)
             return self._stop is None
+        bios = self._bios_trap(rip)
+        if bios is not None:
+            self._account_partial_block(rip)
+            self._request(SliceEnd(KIND_UNSUPPORTED, bios, None, rip))
+            return False
         self._raise(self._exception(6, rip, False))
         # True: continue at the handler; False: emu_start returns with RIP on the instruction.
         return self._stop is None
+
+    # ------------------------------------------------------------ real mode
+    # Real-mode delivery through the IVT and the BIOS services behind it are not modelled yet:
+    # a real-mode interrupt, and code that reaches a BIOS entry point, stop the run and say what
+    # was asked. The IVT, the BDA and the ROM stubs themselves are in place (firmware/pc_bios.py).
+    def _cs_ip(self) -> tuple[int, int, int]:
+        """(CS selector, IP, linear address of CS:IP)."""
+        selector, base, _limit, _flags = self.internals.segment(I.SEG_CS)
+        ip = self.internals.u64(I.ENV_EIP) & 0xFFFF_FFFF
+        return selector, ip, base + ip
+
+    def _bios_call(self, vector: int, mode: str) -> str:
+        ax = self.internals.u64(I.ENV_REGS) & 0xFFFF
+        return f"BIOS call INT 0x{vector:x} AX=0x{ax:x} from {mode} (no BIOS services yet)"
+
+    def _bios_trap(self, rip: int) -> str | None:
+        """A BIOS entry point's trap (UD2 and its vector byte in the ROM) reached directly."""
+        if self.bios_stub_at is None:
+            return None
+        _sel, _ip, lin = self._cs_ip() if not self.internals.hflags & I.HF_LMA else (0, 0, rip)
+        vector = self.bios_stub_at(lin)
+        if vector is None:
+            return None
+        mode = "real mode" if not self.internals.hflags & I.HF_PE else "protected mode"
+        if vector == 0xFF:
+            return f"the BIOS reset entry point was reached from {mode} (no BIOS POST is modelled)"
+        return self._bios_call(vector, mode)
+
+    def _real_mode_interrupt(self, vector: int, kind: str) -> str:
+        """Why a real-mode interrupt stops the run: the BIOS call it is, or what it needed."""
+        selector, ip, _lin = self._cs_ip()
+        idt_base = self.uc.reg_read(X.UC_X86_REG_IDTR)[1]
+        entry = DeliveryMemory(self).read(idt_base + 4 * vector, 4)
+        offset, segment = int.from_bytes(entry[:2], "little"), int.from_bytes(entry[2:], "little")
+        target = (segment << 4) + offset
+        stub = self.bios_stub_at(target) if self.bios_stub_at is not None else None
+        if kind == "software" and stub is not None and stub != 0xFF:
+            return self._bios_call(stub, "real mode")
+        what = {"software": f"INT 0x{vector:x}", "exception": f"exception {vector}",
+                "external": f"the external interrupt of vector 0x{vector:x}"}[kind]  # fmt: skip
+        return (
+            f"{what} in real mode at {selector:04x}:{ip:04x}, for the handler at "
+            f"{segment:04x}:{offset:04x}: delivery through the real-mode IVT is not modelled yet"
+        )
 
     def _raise(
         self, exc: GuestException, next_rip: int | None = None, account: bool = True
@@ -257,6 +308,10 @@ class ExceptionRaising:
             return
         if not self.deliver_exceptions:
             self._request(SliceEnd(KIND_EXCEPTION, "", exc, exc.rip))
+            return
+        if not self.internals.hflags & I.HF_PE:
+            why = self._real_mode_interrupt(exc.vector, "software" if exc.software else "exception")
+            self._request(SliceEnd(KIND_UNSUPPORTED, why, exc, exc.rip))
             return
         event = Event(
             exc.vector,
@@ -404,7 +459,8 @@ class DeliveryMemory:
         acc = ML.ACC_WRITE if write else ML.ACC_READ
         w = mmu.translate_raw(self.ram, cr0, cr3, cr4, efer, address, acc, False, False, True)
         status = int(w[ML.OUT_STATUS])
-        if status == ML.ST_OK:
+        if status == ML.ST_OK or (status == ML.ST_OUTSIDE_RAM and self.core.memory is not None):
+            # (a page outside RAM is still a translation: the physical address space answers)
             phys = int(w[ML.OUT_PADDR])
             self._pages[(address >> 12, write)] = phys & ~0xFFF
             return phys
@@ -418,15 +474,23 @@ class DeliveryMemory:
     def _access(self, address: int, size: int, write: bool, data: bytes = b"") -> bytes:
         out = bytearray()
         done = 0
+        memory = self.core.memory
         while done < size:
             lin = address + done
             chunk = min(size - done, 0x1000 - (lin & 0xFFF))
             phys = self._phys(lin, write)
-            if phys + chunk > self.ram.size:
+            region = memory.find(phys) if memory is not None else None
+            if memory is not None and (region is None or region.kind != "ram"):
+                # outside RAM as the PC has it: ROM drops writes, unassigned space reads 0
+                if write:
+                    memory.write(phys, data[done : done + chunk])
+                else:
+                    out += memory.read(phys, chunk)
+            elif phys + chunk > self.ram.size:
                 raise MemoryFault(
                     13, 0, None, f"physical 0x{phys:x} (linear 0x{lin:x}) is outside guest RAM"
                 )
-            if write:
+            elif write:
                 self.ram[phys : phys + chunk] = np.frombuffer(data[done : done + chunk], np.uint8)
             else:
                 out += self.ram[phys : phys + chunk].tobytes()

@@ -49,6 +49,9 @@ from .layout import (
     FILL_PROBE_PAGE,
     FILL_RAM,
     FILL_RAM_SIZE,
+    FILL_ROM_COUNT,
+    FILL_ROM_TABLE,
+    FILL_SINK_PAGE,
     FILL_SIZE,
     FILL_VADDR,
     MAXPHYADDR,
@@ -104,6 +107,9 @@ CTX_SCRATCH = FILL_OUT  # address of a uint64 array of >= TRACE_SIZE words (the 
 CTX_PROBE_PAGE = FILL_PROBE_PAGE  # a page answered without a walk (the core's end probe)
 CTX_FAULT_LEVEL = 11  # ... the level (0 = top) of the entry that decided the fault
 CTX_FAULT_ENTRY = 12  # ... that entry, raw
+CTX_ROM_TABLE = FILL_ROM_TABLE  # ROM ranges (physical (base, end) pairs): never written
+CTX_ROM_COUNT = FILL_ROM_COUNT
+CTX_SINK_PAGE = FILL_SINK_PAGE  # where a write to ROM goes (write only, never read)
 CTX_SIZE = FILL_SIZE
 
 # Rows of _mappings' output (uint64 columns).
@@ -449,6 +455,16 @@ def _fill(ram64, cr0, cr3, cr4, efer, hflags, eflags, vaddr, mem_type, trace, ct
     return (False, _ZERO, _ZERO)
 
 
+@jit(types.boolean(_VEC, _u64), **INLINE)
+def _in_rom(ctx, page):
+    n = np.int64(ctx[CTX_ROM_COUNT])
+    table = carray(voidptr(ctx[CTX_ROM_TABLE]), (2 * n,), np.uint64)
+    for i in range(n):  # noqa: SIM110 - numba compiles a loop, not a generator
+        if table[2 * i] <= page < table[2 * i + 1]:
+            return True
+    return False
+
+
 # uc_cb_tlbevent_t: bool (uc_engine*, uint64 vaddr, uc_mem_type, uc_tlb_entry*, void*), where
 # uc_tlb_entry is {uint64_t paddr; uc_prot perms;} (16 bytes: perms and padding are word 1).
 TLB_FILL_SIGNATURE = types.boolean(
@@ -481,6 +497,14 @@ def tlb_fill(uc, vaddr, mem_type, entry, user_data):
         ctx,
     )
     if granted:
+        if ctx[CTX_ROM_COUNT] and _in_rom(ctx, page):
+            # ROM: reads and fetches see it, a write lands in the sink page and is lost. The
+            # entry for a read never carries write access, so every write comes back here.
+            if mem_type == UC_MEM_WRITE:
+                page = ctx[CTX_SINK_PAGE]
+                prot = np.uint64(UC_PROT_WRITE)
+            else:
+                prot &= ~np.uint64(UC_PROT_WRITE)
         entry[0] = page
         entry[1] = prot
     return granted

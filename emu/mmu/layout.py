@@ -50,4 +50,10 @@ FILL_ERR = 7  # ... #PF error code ...
 FILL_LEVEL = 8  # ... walk status
 FILL_OUT = 9  # address of a scratch walk-output array (the hook must not allocate)
 FILL_PROBE_PAGE = 10  # the page emu_start probes at its end (see core/engine.py _UNTIL)
+# ROM: physical ranges [base, end) the guest may read and execute but never write; a write fill
+# there is answered with the sink page (write only), so the write is dropped (emu/memory.py)
+FILL_ROM_TABLE = 13  # address of a uint64 array of (base, end) pairs
+FILL_ROM_COUNT = 14  # pairs in it
+FILL_SINK_PAGE = 15
+ROM_RANGES_MAX = 16
 FILL_SIZE = 16

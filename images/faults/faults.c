@@ -154,6 +154,10 @@ __attribute__((unused)) static void triple_fault(void) {
 
 void kmain(uint32_t magic, uint32_t info) {
     (void)info;
+    /* The BIOS leaves the 8259s at vectors 0x08/0x70 with the timer running: mask them before
+     * anything runs with IF=1 (ring 3 below), or a timer tick arrives as vector 8, the #DF gate. */
+    outb(0x21, 0xFF);
+    outb(0xA1, 0xFF);
     serial_init();
     kprintf("faults: " FAMILY " (magic 0x%x)\n", magic);
     idt_install();
