@@ -27,7 +27,7 @@ from devices.pic8259 import PicPair
 from devices.pit8254 import Pit8254, Port61
 from devices.uart16550 import COM_PORTS, Uart16550
 from devices.vga import VgaText
-from firmware import BootPlan, ModuleSpec, boot_kernel
+from firmware import BootPlan, ModuleSpec, boot_kernel, pc_bios
 
 from . import mmu
 from .bus import PortBus
@@ -114,7 +114,10 @@ class Machine(DebugFeatures):
         self.bus = PortBus()
         self.memory = PhysicalMemory.pc(self.ram, strict=self.strict_memory)
         self.trace = FaultTrace()
-        self.core = core.UnicornCore(self.ram, self.bus.read, self.bus.write, memory=self.memory)
+        self.core = core.UnicornCore(
+            self.ram, self.bus.read, self.bus.write, memory=self.memory,
+            bios_stub_at=pc_bios.stub_vector_at,
+        )  # fmt: skip
         self.recorder = TraceRecorder(self.core, self.trace, self._describe, self.trace_sink)
         self.core.on_delivery = self.recorder.record_delivery
         self.core.on_fast_delivery = self.recorder.record_fast_delivery
@@ -223,6 +226,7 @@ class Machine(DebugFeatures):
     ) -> BootPlan:
         specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
         self._boot_args = (path, cmdline, tuple(specs), protocol)
+        self._install_firmware()
         plan = boot_kernel(
             path,
             self.ram,
@@ -245,6 +249,18 @@ class Machine(DebugFeatures):
         # The loader wrote code into RAM behind the engine's back: drop stale translations.
         self.core.uc.ctl_flush_tb()
         return plan
+
+    def _install_firmware(self) -> None:
+        """What SeaBIOS leaves before GRUB runs (firmware/pc_bios.py, measured under QEMU): the
+        ROMs, the IVT, the BIOS data areas, the upper-memory RAM it fills, the blank screen."""
+        for base, data, _name in pc_bios.ROM_REGIONS:
+            self.memory.write(base, data, rom=True)
+        midnight = self.rtc_base.replace(hour=0, minute=0, second=0, microsecond=0)
+        ticks = pc_bios.bda_ticks((self.rtc_base - midnight).total_seconds())
+        areas = pc_bios.UPPER_RAM_REGIONS + pc_bios.firmware_ram_areas(self.ram.size, ticks)
+        for base, data, _name in areas:
+            self.memory.write(base, data)
+        self.memory.write(VGA_TEXT, pc_bios.vga_text_at_handover())
 
     # ------------------------------------------------------------------ run
     @property

@@ -7,8 +7,9 @@ images/probe-openbus and images/probe-bios, docs/platform.md):
 - RAM from 0 to 640 KiB and from 1 MiB to the end of memory;
 - the VGA window 0xA0000-0xBFFFF: in text mode only 0xB8000-0xBFFFF (the cells) is decoded, the
   rest reads all-ones and ignores writes;
-- ROM 0xC0000-0xFFFFF (the video BIOS and the system BIOS; SeaBIOS leaves it read-only: writes
-  are dropped), and the 256 KiB BIOS flash at 0xFFFC0000-0xFFFFFFFF;
+- ROM in 0xC0000-0xFFFFF (the video BIOS and the system BIOS, which SeaBIOS leaves read-only:
+  writes are dropped; between them two stretches of RAM SeaBIOS and QEMU use), and the 256 KiB
+  BIOS flash at 0xFFFC0000-0xFFFFFFFF;
 - device memory (a linear framebuffer) and MMIO registers owned by devices;
 - everything else is unassigned: reads return 0, writes are dropped, and nothing stops. Page
   walks through unassigned memory read zeros (not present).
@@ -41,13 +42,8 @@ PHYS_END = 1 << MAXPHYADDR
 # A page outside the physical address space that absorbs writes to ROM (never read).
 SINK_PAGE = PHYS_END
 
-CONVENTIONAL_END = 0xA0000  # 640 KiB
 VGA_WINDOW = 0xA0000
 VGA_TEXT = 0xB8000
-LEGACY_ROM = 0xC0000  # video BIOS, option ROMs, system BIOS (0xE0000-0xFFFFF)
-HIGH_MEMORY = 0x100000
-BIOS_FLASH = 0xFFFC0000  # QEMU maps its 256 KiB BIOS image at the top of the 4 GiB space
-BIOS_FLASH_SIZE = 0x40000
 
 # How many accesses to unassigned memory the report keeps, and how many distinct pages are
 # remembered (for "noted once"): a guest that sweeps the whole space is counted, not stored.
@@ -118,9 +114,8 @@ class PhysicalMemory:
 
     >>> ram = np.zeros(2 << 20, np.uint8)
     >>> pm = PhysicalMemory.pc(ram)
-    >>> [(hex(r.base), r.kind, r.name) for r in pm.regions][:3]
-    [('0x0', 'ram', 'conventional memory'), ('0xb8000', 'ram', 'VGA text memory'), \
-('0xc0000', 'rom', 'legacy ROM (video and system BIOS)')]
+    >>> [(hex(r.base), r.kind) for r in pm.regions][:4]
+    [('0x0', 'ram'), ('0xb8000', 'ram'), ('0xc0000', 'rom'), ('0xca000', 'ram')]
     """
 
     def __init__(self, ram: np.ndarray, *, strict: bool = False) -> None:
@@ -136,15 +131,23 @@ class PhysicalMemory:
 
     # ---------------------------------------------------------------- the map
     @classmethod
-    def pc(cls, ram: np.ndarray, *, strict: bool = False, vga: MmioDevice | None = None):
-        """The map of QEMU's pc machine for this much RAM (ROM contents are added later)."""
+    def pc(cls, ram: np.ndarray, *, strict: bool = False) -> PhysicalMemory:
+        """QEMU's pc machine for this RAM (firmware/pc_bios.py, measured): RAM, the ROMs, the
+        upper-memory RAM SeaBIOS uses, the VGA text cells; the VGA device adds the rest of its
+        window when it is wired. The MMIO ranges of devices not modelled yet (the VGA BARs
+        without a framebuffer, the I/O APIC, the HPET, the local APIC) are unassigned for now."""
+        from firmware import pc_bios
+
         pm = cls(ram, strict=strict)
-        pm.add_ram(0, CONVENTIONAL_END, "conventional memory")
-        if vga is not None:  # else the VGA device adds its window when it is wired
-            pm.add_mmio(VGA_WINDOW, VGA_TEXT - VGA_WINDOW, vga, "VGA window")
-        pm.add_ram(VGA_TEXT, LEGACY_ROM - VGA_TEXT, "VGA text memory")
-        pm.add_rom(LEGACY_ROM, ram[LEGACY_ROM:HIGH_MEMORY], "legacy ROM (video and system BIOS)")
-        pm.add_ram(HIGH_MEMORY, ram.size - HIGH_MEMORY, "RAM")
+        for r in pc_bios.physical_address_map(ram.size):
+            if r.kind == "ram":
+                pm.add_ram(r.base, r.end - r.base, r.name)
+            elif r.kind == "rom":
+                inside = r.end <= ram.size
+                buffer = ram[r.base : r.end] if inside else np.zeros(r.end - r.base, np.uint8)
+                pm.add_rom(r.base, buffer, r.name)
+            elif r.kind == "mmio" and r.base == VGA_WINDOW:
+                pm.add_ram(VGA_TEXT, r.end - VGA_TEXT, "VGA text memory")
         return pm
 
     def _add(self, region: Region) -> Region:
@@ -320,6 +323,17 @@ class PhysicalMemory:
 
     def _note(self, address: int, write: bool, size: int, value: int) -> None:
         u = self.unassigned
+        rip, icount = self._rip_of()
+        last = u.first[-1] if u.first else None
+        if (
+            last is not None and last.write == write and last.rip == rip
+            and last.icount == icount and last.address + last.size == address
+            and last.size + size <= 8
+        ):  # fmt: skip
+            # Unicorn split one access into aligned pieces: the next piece of the same one
+            u.first[-1] = UnassignedAccess(last.address, write, last.size + size,
+                                           last.value | value << (8 * last.size), rip, icount)  # fmt: skip
+            return
         if write:
             u.writes += 1
         else:
@@ -333,7 +347,6 @@ class PhysicalMemory:
                 u.more_pages += 1
                 new_page = False  # not remembered: not logged again either
         if new_page or len(u.first) < KEEP_ACCESSES:
-            rip, icount = self._rip_of()
             access = UnassignedAccess(address, write, size, value, rip, icount)
             if len(u.first) < KEEP_ACCESSES:
                 u.first.append(access)

@@ -552,11 +552,13 @@ def build_system_bios() -> bytes:
 
 
 def build_bios_flash() -> bytes:
-    """The 256 KiB BIOS flash at 0xFFFC0000: 0xFF (erased) below its top 128 KiB, whose
-    E-segment is 0xFF too and whose F-segment is the shadow's before POST: 0xFF in the POST area
+    """The 256 KiB BIOS flash at 0xFFFC0000: zeros below its top 128 KiB (QEMU's image starts
+    with padding: an 8-byte load across 0xFFFC0000 reads 0 on both sides, probe-openbus), an
+    E-segment of 0xFF, and the F-segment as the shadow's before POST: 0xFF in the POST area
     (FSEG_POST_AREA) and 0 in the checksum byte. So, as in QEMU, 0xE0000 and 0xFFFE0000 differ
     from their first byte on, and 0xF0000 and 0xFFFF0000 from +0x5140."""
-    flash = bytearray(b"\xff" * BIOS_FLASH_SIZE)
+    flash = bytearray(BIOS_FLASH_SIZE)
+    flash[-0x20000:-0x10000] = b"\xff" * 0x10000
     fseg = _fseg()
     start, end = FSEG_POST_AREA
     fseg[start - FSEG_BASE : end - FSEG_BASE] = b"\xff" * (end - start)

@@ -89,3 +89,35 @@ def test_stale_tlb_when_the_tables_now_allow_the_access() -> None:
 
 def test_nothing_to_say_without_a_chain() -> None:
     assert diagnose(cpu(), FaultTrace(), elf_class=64, elf_machine="EM_X86_64") == []
+
+
+def test_stray_accesses_join_the_mode_mismatch_or_stand_alone() -> None:
+    stray = {"address": 0x36D76287, "write": True, "size": 4, "value": 0x1467C8,
+             "rip": 0x10001E, "location": "0x10001e <_start+0x6>", "instructions": 15}  # fmt: skip
+    t = trace(entry(6, False, "IDTR.limit is 0: no IDT loaded", mode="prot32"), triple=True)
+    ds = diagnose(cpu("prot32", cr0=0x11, efer=0), t, elf_class=64, elf_machine="EM_X86_64",
+                  unassigned=[stray])  # fmt: skip
+    assert kinds(ds) == ["mode-mismatch", "no-idt"]
+    line = next(d for d in ds[0].details if "0x36d76287" in d)
+    assert "just below the Multiboot2 magic" in line and "<_start+0x6>" in line
+    ds = diagnose(cpu("prot32", cr0=0x11, efer=0), t, elf_class=32, elf_machine="EM_386",
+                  unassigned=[stray])  # fmt: skip
+    assert kinds(ds) == ["unassigned-memory", "no-idt"]
+    assert kinds(diagnose(cpu("prot32"), t, elf_class=32, elf_machine="EM_386")) == ["no-idt"]
+
+
+def test_lost_through_eax_names_its_stray_write(image) -> None:
+    """The seed's other builds: a 64-bit entry decoded as 32-bit writes through EAX (the
+    Multiboot2 magic minus two) before anything else; a PC drops the write and goes on to the
+    same triple fault as lost-in-32bit (QEMU: test_qemu_differential)."""
+    from emu import Machine
+
+    r = Machine.from_elf(image("lost-through-eax")).run(max_instructions=5_000_000)
+    assert r.stop_reason == "triple-fault"
+    assert [(a["address"], a["write"], a["size"]) for a in r.unassigned["first"]] == [
+        (0x36D76287, True, 4)
+    ]
+    assert "<_start+0x6>" in r.unassigned["first"][0]["location"]
+    mismatch = next(d for d in r.diagnoses if d.kind == "mode-mismatch")
+    assert any("0x36d76287" in x and "Multiboot2 magic" in x for x in mismatch.details)
+    assert "write of 4 byte(s) of 0x" in r.describe()

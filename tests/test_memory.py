@@ -22,14 +22,17 @@ def test_pc_map_has_the_holes_a_pc_has() -> None:
     kinds = {(hex(a), hex(b)): k for a, b, k, _ in pm.describe()}
     assert kinds[("0x0", "0xa0000")] == "ram"
     assert kinds[("0xa0000", "0xb8000")] == "unassigned"  # the VGA device adds its window
-    assert kinds[("0xc0000", "0x100000")] == "rom"
+    assert kinds[("0xc0000", "0xca000")] == "rom"  # the video BIOS
+    assert kinds[("0xca000", "0xcd000")] == "ram"  # QEMU's kvmvapic ROM, in RAM
+    assert kinds[("0xf0000", "0x100000")] == "rom"  # the system BIOS
     assert kinds[("0x100000", "0x8000000")] == "ram"
+    assert kinds[("0xfffc0000", "0x100000000")] == "rom"  # the BIOS flash
     assert pm.holes()[-1][1] == PHYS_END
 
 
 def test_overlapping_regions_are_a_configuration_error() -> None:
     pm = PhysicalMemory.pc(np.zeros(4 << 20, np.uint8))
-    with pytest.raises(ConfigError, match="overlaps RAM"):
+    with pytest.raises(ConfigError, match="overlaps extended memory"):
         pm.add_rom(0x200000, np.zeros(0x1000, np.uint8), "a ROM over RAM")
     with pytest.raises(ConfigError, match="not page aligned"):
         pm.add_device_memory(0xE0000001, np.zeros(0x1000, np.uint8), "odd")
