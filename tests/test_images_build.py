@@ -69,6 +69,9 @@ EXPECTED: dict[str, Expected] = {
     "probe-openbus": Expected(
         64, "EM_X86_64", 2, "probe-openbus/probe.c", ("kmain", "probe", "isr_handler")
     ),
+    "probe-devices": Expected(
+        32, "EM_386", 2, "probe-devices/probe.c", ("kmain", "wait_irq", "isr_stubs")
+    ),
 }
 
 
