@@ -181,7 +181,7 @@ def bench_mips(iterations: int, runs: int) -> None:
 
 def bench_compile() -> None:
     native = (
-        "import time; t = time.perf_counter(); from emu import native\n"
+        "import time; t = time.perf_counter(); from emu.core import native\n"
         "for f, s in (('tlb_fill', 'TLB_FILL_SIGNATURE'), ('translate', 'TRANSLATE_SIGNATURE'),"
         " ('mappings_c', 'MAPPINGS_SIGNATURE')):\n"
         "    native.load('emu.mmu.kernels', f, s)\n"
