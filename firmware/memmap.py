@@ -1,15 +1,16 @@
-"""The guest's physical memory as the firmware sees it: the memory map, and placement in RAM.
+"""The guest's physical memory as the firmware sees it: the memory map, and writes into RAM.
 
-The map is the BIOS E820 map GRUB 2.06 passes on, measured under QEMU with 128 MiB:
-available 0-0x9FC00, reserved 0x9FC00-0xA0000 (the EBDA), reserved 0xF0000-0x100000 (the BIOS
-ROM), available from 1 MiB up to 128 KiB below the top of RAM, reserved for the last 128 KiB
-(where QEMU keeps its ACPI tables), and reserved 0xFFFC0000-4 GiB (the flash the BIOS runs
-from). The same shape is used for every RAM size. 0xA0000-0xF0000 (VGA memory and option ROMs)
-is in no entry at all, as on a real PC.
+The map is the BIOS E820 map GRUB 2.06 passes on, measured under QEMU 7.2 at 32 MiB, 128 MiB,
+1 GiB, 2 GiB and 3 GiB: the same shape at every size. Available 0-0x9FC00, reserved
+0x9FC00-0xA0000 (the EBDA), reserved 0xF0000-0x100000 (the BIOS ROM), available from 1 MiB up to
+128 KiB below the top of RAM, reserved for the last 128 KiB (where QEMU keeps its ACPI tables),
+reserved 0xFFFC0000-4 GiB (the flash the BIOS runs from), and reserved 0xFD00000000-0x10000000000
+(12 GiB above 1012 GiB: the HyperTransport range QEMU reserves for an AMD CPU, as its qemu64 CPU
+is). 0xA0000-0xF0000 (VGA memory and option ROMs) is in no entry at all, as on a real PC.
 
-``GuestMemory`` is how the loader writes into guest RAM: every range is checked against RAM, the
-map, the firmware's own area and everything already loaded before a byte is written, and the
-boot information, modules and ELF sections are placed the way GRUB's allocator places them.
+``GuestMemory`` is how the loader writes into guest RAM: only where a write reaches RAM under
+QEMU (the VGA window but its text pages, the ROMs and anything past the end of RAM drop it).
+Where things go is GRUB's relocator's business (``firmware/relocator.py``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
-from emu.errors import LoaderError
 
 AVAILABLE = 1  # Multiboot memory map types
 RESERVED = 2
@@ -32,15 +31,17 @@ BIOS_ROM_BASE = 0xF0000
 HIGH_MEMORY = 0x100000
 TOP_RESERVED = 0x20000  # the last 128 KiB of RAM (QEMU's ACPI tables)
 BIOS_FLASH_BASE = 0xFFFC0000
+HT_HOLE_BASE = 0xFD00000000  # reserved by QEMU for AMD CPUs: 0xFD00000000-0xFFFFFFFFFF
+HT_HOLE_SIZE = 0x300000000
+VGA_TEXT_BASE, VGA_TEXT_END = 0xB8000, 0xC0000  # the part of the VGA window text mode maps
 
-# The firmware's own area: the stub at 0x1000 and GRUB's GDT at 0x10B0 (limit 0x20), and the
-# page GRUB's stack (ESP = 0x7FF00) grows into. Nothing the kernel brings may land there.
+# Where GRUB's trampoline (our stub) and its GDT go when nothing else is there: the stub at
+# 0x1000, the GDT at 0x10B0 (limit 0x20). A kernel loaded over them moves them up, as GRUB's
+# relocator moves its trampoline. ESP is 0x7FF00 whatever is there (GRUB does not reserve it).
 STUB_ADDR = 0x1000
 GDT_BASE = 0x10B0
 GDT_LIMIT = 0x20
-FIRMWARE_END = GDT_BASE + GDT_LIMIT  # 0x10D0
 STACK_POINTER = 0x7FF00
-STACK_PAGE = STACK_POINTER - 0x1000
 
 PAGE = 0x1000
 
@@ -82,6 +83,7 @@ def memory_map(ram_size: int) -> list[MemoryRegion]:
         MemoryRegion(HIGH_MEMORY, top - HIGH_MEMORY, AVAILABLE, "extended memory"),
         MemoryRegion(top, TOP_RESERVED, RESERVED, "ACPI tables (QEMU)"),
         MemoryRegion(BIOS_FLASH_BASE, (1 << 32) - BIOS_FLASH_BASE, RESERVED, "BIOS flash"),
+        MemoryRegion(HT_HOLE_BASE, HT_HOLE_SIZE, RESERVED, "HyperTransport (AMD CPU)"),
     ]
 
 
@@ -96,29 +98,14 @@ def align_up(value: int, to: int) -> int:
     return (value + to - 1) // to * to
 
 
-def _hex_range(start: int, length: int) -> str:
-    return f"0x{start:x}-0x{start + max(length, 1) - 1:x}"
-
-
-@dataclass(frozen=True)
-class _Claim:
-    start: int
-    end: int
-    what: str
+def ram_windows(ram_size: int) -> list[tuple[int, int]]:
+    """The ranges below ``ram_size`` where a write reaches RAM under QEMU: conventional memory,
+    the VGA text pages, and everything from 1 MiB up."""
+    return [(0, 0xA0000), (VGA_TEXT_BASE, VGA_TEXT_END), (HIGH_MEMORY, ram_size)]
 
 
 class GuestMemory:
-    """Checked writes into guest RAM, and GRUB-like placement of what the loader adds.
-
-    Every range is claimed before it is written: it must be RAM that the map calls available,
-    clear of the firmware area and the boot stack, and clear of everything claimed before. The
-    checks use only integers, so an absurd size from a file fails before anything is allocated.
-    """
-
-    FIRMWARE_CLAIMS = (
-        _Claim(STUB_ADDR, FIRMWARE_END, "the boot firmware area (stub and GDT)"),
-        _Claim(STACK_PAGE, STACK_POINTER, "the boot stack page below 0x7ff00"),
-    )
+    """Writes into guest RAM, dropped (and counted) where QEMU has no RAM."""
 
     def __init__(self, ram: np.ndarray) -> None:
         if not isinstance(ram, np.ndarray) or ram.dtype != np.uint8 or ram.ndim != 1:
@@ -128,93 +115,26 @@ class GuestMemory:
         self.size = int(ram.size)
         self.regions = memory_map(self.size)
         self.available = [(r.base, r.end) for r in self.regions if r.type == AVAILABLE]
-        self.claims: list[_Claim] = []
+        self.windows = ram_windows(self.size)
+        self.dropped: list[tuple[int, int]] = []  # (start, end) of bytes that reached no RAM
 
-    # ----------------------------------------------------------------- checks
-    def problem(self, start: int, length: int) -> str | None:
-        """Why [start, start+length) cannot be loaded, or None if it can."""
-        end = start + length
-        if start < 0 or end > self.size:
-            return f"is outside guest RAM (0x0-0x{self.size - 1:x}, {self.size // MIB} MiB)"
-        for lo, hi in self.available:
-            if lo <= start and end <= hi:
-                break
-        else:
-            return f"is not in available memory ({self._hole_near(start, end)})"
-        for claim in (*self.FIRMWARE_CLAIMS, *self.claims):
-            if start < claim.end and claim.start < end:
-                return (
-                    f"overlaps {claim.what} at {_hex_range(claim.start, claim.end - claim.start)}"
-                )
-        return None
+    def _pieces(self, addr: int, length: int) -> list[tuple[int, int]]:
+        end = addr + length
+        pieces = []
+        for lo, hi in self.windows:
+            a, b = max(lo, addr), min(hi, end)
+            if a < b:
+                pieces.append((a, b))
+        covered = sum(b - a for a, b in pieces)
+        if covered < length:
+            self.dropped.append((addr, end))
+        return pieces
 
-    def _hole_near(self, start: int, end: int) -> str:
-        for r in self.regions:
-            if r.type != AVAILABLE and start < r.end and r.base < end:
-                return f"{r.type_name} {_hex_range(r.base, r.length)}, {r.purpose}"
-        return "0xa0000-0xeffff is VGA memory and option ROMs, not RAM"
-
-    def claim(self, start: int, length: int, what: str) -> None:
-        """Reserve a range for ``what``, or raise a LoaderError naming the conflict."""
-        if length <= 0:
-            return
-        why = self.problem(start, length)
-        if why is not None:
-            raise LoaderError(f"{what} at {_hex_range(start, length)} {why}")
-        self.claims.append(_Claim(start, start + length, what))
-
-    # ----------------------------------------------------------------- placement
-    def find_free(self, length: int, align: int, *, low: int = HIGH_MEMORY,
-                  high: int | None = None, highest: bool = False) -> int | None:  # fmt: skip
-        """The lowest (or highest) ``align``-aligned free start for ``length`` bytes that end
-        by ``high``, in available RAM at or above ``low``; None if there is none."""
-        limit = self.size if high is None else min(high, self.size)
-        length = max(length, 1)
-        busy = sorted((*self.FIRMWARE_CLAIMS, *self.claims), key=lambda c: c.start)
-        regions = reversed(self.available) if highest else self.available
-        for lo, hi in regions:
-            lo, hi = max(lo, low), min(hi, limit)
-            if hi - lo < length:
-                continue
-            if highest:
-                candidate = (hi - length) // align * align
-                for c in reversed(busy):
-                    if c.end <= candidate:
-                        break  # fits above this claim (claims are sorted)
-                    if c.start < candidate + length:
-                        candidate = (c.start - length) // align * align
-            else:
-                candidate = align_up(lo, align)
-                for c in busy:
-                    if candidate + length <= c.start:
-                        break  # fits below this claim
-                    if c.end > candidate:
-                        candidate = align_up(c.end, align)
-            if lo <= candidate and candidate + length <= hi:
-                return candidate
-        return None
-
-    def allocate(self, length: int, align: int, what: str, *, low: int = HIGH_MEMORY,
-                 high: int | None = None) -> int:  # fmt: skip
-        """Claim the lowest ``align``-aligned free range of ``length`` bytes in [low, high).
-
-        GRUB 2.06's relocator, measured under QEMU, puts ELF sections, modules and the
-        Multiboot2 information at the lowest free addresses from 1 MiB up (below the kernel if
-        it is linked higher), and the Multiboot (1) information from 0x10000 up.
-        """
-        start = self.find_free(length, align, low=low, high=high)
-        if start is None:
-            limit = self.size if high is None else min(high, self.size)
-            raise LoaderError(
-                f"no room for {what} ({length} bytes) in free guest RAM at "
-                f"0x{low:x}-0x{limit - 1:x} ({self.size // MIB} MiB of RAM)"
-            )
-        self.claims.append(_Claim(start, start + max(length, 1), what))
-        return start
-
-    # ----------------------------------------------------------------- writes
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
-        self.ram[addr : addr + len(data)] = np.frombuffer(data, np.uint8)
+        view = np.frombuffer(data, np.uint8)
+        for a, b in self._pieces(addr, len(view)):
+            self.ram[a:b] = view[a - addr : b - addr]
 
     def zero(self, addr: int, length: int) -> None:
-        self.ram[addr : addr + length] = 0
+        for a, b in self._pieces(addr, length):
+            self.ram[a:b] = 0

@@ -1,5 +1,6 @@
 """Multiboot (specification 0.6.96): the header a kernel carries, and the boot information
-structure the loader hands it, laid out as GRUB 2.06 does on a BIOS PC.
+structure the loader hands it, laid out as GRUB 2.06 does on a BIOS PC (measured under QEMU 7.2
+with images/probe-mbi1).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from emu.errors import LoaderError
 
+from . import grub
 from .elf import SectionTable
 from .memmap import MemoryRegion, align_up, basic_meminfo
 from .multiboot2 import EGA_TEXT, FB_TYPE_EGA_TEXT
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 
 HEADER_MAGIC = 0x1BADB002
 BOOT_MAGIC = 0x2BADB002  # EAX at the kernel's entry
-SEARCH_LIMIT = 8 * 1024  # the header lies in the first 8 KiB of the file (3.1.1) ...
+SEARCH_LIMIT = 8 * 1024  # GRUB reads the first 8 KiB of the file: the header lies there ...
 HEADER_ALIGN = 4  # ... 32-bit aligned
 
 # Header flags (3.1.2)
@@ -43,9 +45,15 @@ INFO_CMDLINE = 1 << 2
 INFO_MODS = 1 << 3
 INFO_ELF_SHDR = 1 << 5
 INFO_MEM_MAP = 1 << 6
+INFO_CONFIG_TABLE = 1 << 8  # never set by GRUB 2.06: config_table stays 0
 INFO_BOOT_LOADER_NAME = 1 << 9
+INFO_APM_TABLE = 1 << 10  # never set by GRUB 2.06, though it copies the APM table (below)
+INFO_VBE = 1 << 11
 INFO_FRAMEBUFFER = 1 << 12
-INFO_AREA = (0x10000, 0xA0000)  # GRUB places the structure in low memory, from 0x10000 up
+INFO_AREA = (grub.MB1_INFO_LOW, grub.MB1_INFO_HIGH)  # GRUB places it in low memory
+APM_SIZE = 20
+VBE_CONTROL_SIZE = 512
+VBE_MODE_SIZE = 256
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,10 @@ class Header:
     offset: int  # in the file
     flags: int
     aout: AoutKludge | None
+    mode_type: int = 0  # the video mode fields (flag 2): 0 linear graphics, 1 EGA text
+    width: int = 0
+    height: int = 0
+    depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,18 +101,27 @@ def find_header(data: bytes, name: str) -> HeaderSearch:
             continue
         aout = None
         if flags & AOUT_KLUDGE:
-            if offset + 32 > len(data):
+            if offset + 32 > window:
                 raise LoaderError(
                     f"{name}: the Multiboot header at file offset 0x{offset:x} sets flag 16 "
                     "but its address fields run past the end of the file"
                 )
             aout = AoutKludge(*struct.unpack_from("<IIIII", data, offset + 12))
-        return HeaderSearch(Header(offset, flags, aout), None)
+        video = (0, 0, 0, 0)
+        if flags & VIDEO_MODE:
+            if offset + 48 > window:
+                raise LoaderError(
+                    f"{name}: the Multiboot header at file offset 0x{offset:x} sets flag 2 "
+                    "but its video mode fields run past the end of the file"
+                )
+            video = struct.unpack_from("<IIII", data, offset + 32)
+        return HeaderSearch(Header(offset, flags, aout, *video), None)
     return HeaderSearch(None, problem)
 
 
 def check_flags(header: Header, name: str, notes: list[str]) -> None:
-    """GRUB 2.06 refuses a kernel that requires a feature (flag bits 3-15) it does not know."""
+    """GRUB 2.06 refuses a kernel that requires a feature (flag bits 3-15) it does not know, and
+    a video mode request of a type other than 0 (graphics) and 1 (EGA text)."""
     unknown = header.flags & UNSUPPORTED_FLAGS
     if unknown:
         bits = ", ".join(str(b) for b in range(3, 16) if unknown >> b & 1)
@@ -108,11 +129,48 @@ def check_flags(header: Header, name: str, notes: list[str]) -> None:
             f"{name}: the Multiboot header requires unsupported features "
             f"(flags 0x{unknown:x}: bit {bits}); GRUB 2.06 refuses it too"
         )
-    if header.flags & VIDEO_MODE:
-        notes.append("video mode requested (flag 2): EGA text mode 80x25 provided")
-        log_once(
-            log, logging.WARNING, "not modelled: Multiboot video mode requests get EGA text mode"
+    if not header.flags & VIDEO_MODE:
+        return
+    if header.mode_type == 1:
+        notes.append("video mode request: EGA text, as asked")
+    elif header.mode_type == 0:
+        notes.append(
+            f"video mode request {header.width}x{header.height}x{header.depth}: EGA text mode "
+            "provided (GRUB would set a VBE graphics mode)"
         )
+        log_once(
+            log,
+            logging.WARNING,
+            "not modelled: Multiboot graphics mode requests get EGA text mode",
+        )
+    else:
+        raise LoaderError(
+            f"{name}: the Multiboot header asks for video mode type {header.mode_type} "
+            "(0 is graphics, 1 EGA text); GRUB 2.06 refuses it ('unsupported graphical mode "
+            "type')"
+        )
+
+
+def reserved_size(
+    *,
+    cmdline: str,
+    loader_name: str,
+    modules: Sequence[LoadedModule],
+    mmap_entries: int,
+    sections: SectionTable | None,
+) -> int:
+    """How much memory GRUB reserves for the information structure and its tables
+    (grub_multiboot_get_mbi_size): it decides where the structure can go. Measured: 1952 bytes
+    for a kernel with two sections and no command line or modules."""
+    size = INFO_SIZE + align_up(len(cmdline.encode()) + 1, 4)
+    size += sum(16 + align_up(len(m.args.encode()) + 1, 4) for m in modules)
+    size += align_up(len(loader_name.encode()) + 1, 4)
+    size += 24 * mmap_entries
+    if sections is not None:
+        size += sections.entsize * sections.num
+    size += 256 * 3  # a palette of 256 colours
+    size += VBE_CONTROL_SIZE + VBE_MODE_SIZE + APM_SIZE
+    return size
 
 
 def build_info(
@@ -126,24 +184,29 @@ def build_info(
     sections: SectionTable | None,
 ) -> bytes:
     """The info structure for physical address ``addr``, followed by what it points to, in
-    GRUB 2.06's order (multiboot_mbi.c, measured): command line, loader name, module list,
-    module strings, memory map, section headers; each 4-byte aligned.
+    GRUB 2.06's order (measured): command line, loader name, the APM table (copied, though no
+    flag or field points to it), module list, module strings, memory map, section headers, the
+    VBE controller information and the VBE mode information; each string 4-byte aligned.
 
-    Flags set: 0 memory, 2 command line, 3 modules (when there are any), 5 ELF section headers,
-    6 memory map, 9 loader name, 12 framebuffer (EGA text). Not set: 1 boot device (we boot
-    from no disk), 10 APM and 11 VBE (no such BIOS services here).
+    Flags set: 0 memory, 1 boot device (0xE0FFFFFF, the CD-ROM), 2 command line, 3 modules
+    (when there are any), 5 ELF section headers (for an ELF with a section table), 6 memory
+    map, 9 loader name, 11 VBE (mode 3, text), 12 framebuffer (EGA text). Not set: 4 (a.out
+    symbols), 7 drives, 8 config table, 10 APM. Padding and the module entries' reserved words
+    are zero (GRUB leaves what its heap held there).
     """
     tail = bytearray()
 
-    def put(blob: bytes) -> int:
-        tail.extend(bytes(align_up(len(tail), 4) - len(tail)))
+    def put(blob: bytes, align: int = 4) -> int:
+        tail.extend(bytes(align_up(len(tail), align) - len(tail)))
         where = addr + INFO_SIZE + len(tail)
         tail.extend(blob)
         return where
 
-    flags = INFO_MEMORY | INFO_CMDLINE | INFO_MEM_MAP | INFO_BOOT_LOADER_NAME | INFO_FRAMEBUFFER
+    flags = (INFO_MEMORY | INFO_BOOTDEV | INFO_CMDLINE | INFO_MEM_MAP | INFO_BOOT_LOADER_NAME
+             | INFO_VBE | INFO_FRAMEBUFFER)  # fmt: skip
     cmdline_addr = put(cmdline.encode() + b"\0")
     name_addr = put(loader_name.encode() + b"\0")
+    put(grub.apm_table())
     mods_addr = 0
     if modules:
         flags |= INFO_MODS
@@ -155,20 +218,24 @@ def build_info(
         offset = list_addr - addr - INFO_SIZE
         tail[offset : offset + 16 * len(modules)] = b"".join(entries)
         mods_addr = list_addr
+    tail.extend(bytes(align_up(len(tail), 4) - len(tail)))
     # each entry: size (20, not counting itself), base_addr, length, type
     mmap = b"".join(struct.pack("<IQQI", 20, r.base, r.length, r.type) for r in regions)
-    mmap_addr = put(mmap)
+    mmap_addr = put(mmap, 1)
     syms = (0, 0, 0, 0)
     if sections is not None:
         flags |= INFO_ELF_SHDR
-        syms = (sections.num, sections.entsize, put(sections.table), sections.shndx)
+        syms = (sections.num, sections.entsize, put(sections.table, 1), sections.shndx)
+    vbe_control = put(grub.vbe_control_info(), 1)
+    vbe_mode = put(grub.vbe_text_mode_info(), 1)
     lower, upper = basic_meminfo(ram_size)
     fb_addr, pitch, width, height, bpp = EGA_TEXT
     info = struct.pack(
         "<IIIIIII4IIIIIIIIIIHHHHQIIIBB",
-        flags, lower, upper, 0, cmdline_addr, len(modules), mods_addr, *syms,
-        len(mmap), mmap_addr, 0, 0, 0, name_addr, 0, 0, 0, 0, 0, 0, 0,
-        fb_addr, pitch, width, height, bpp, FB_TYPE_EGA_TEXT,
+        flags, lower, upper, grub.MB1_BOOT_DEVICE, cmdline_addr, len(modules), mods_addr, *syms,
+        len(mmap), mmap_addr, 0, 0, 0, name_addr, 0, vbe_control, vbe_mode,
+        grub.VBE_TEXT_MODE, *grub.VBE_INTERFACE, fb_addr, pitch, width, height, bpp,
+        FB_TYPE_EGA_TEXT,
     )  # fmt: skip
     info += bytes(INFO_SIZE - len(info))  # no colour information for EGA text
     return info + bytes(tail)

@@ -7,6 +7,8 @@ addresses marked "GRUB" were measured by booting the same layouts under GRUB 2.0
 
 from __future__ import annotations
 
+import gzip
+import lzma
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,8 +35,8 @@ EM_386, EM_X86_64 = 3, 62
 SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_NOBITS = 1, 2, 3, 8
 SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 1, 2, 4
 
-# The E820 map GRUB 2.06 passes under QEMU with 128 MiB (base, length, type), minus the
-# 0xFD00000000 entry QEMU adds for an AMD CPU model.
+# The E820 map GRUB 2.06 passes under QEMU with 128 MiB (base, length, type), with the
+# 0xFD00000000 entry QEMU adds for its AMD CPU model (measured with images/probe-mbi).
 GRUB_MAP_128M = [
     (0x0, 0x9FC00, 1),
     (0x9FC00, 0x400, 2),
@@ -42,6 +44,7 @@ GRUB_MAP_128M = [
     (0x100000, 0x7EE0000, 1),
     (0x7FE0000, 0x20000, 2),
     (0xFFFC0000, 0x40000, 2),
+    (0xFD00000000, 0x300000000, 2),
 ]
 
 
@@ -293,8 +296,11 @@ def test_mb2_boot_information_round_trip(tmp_path: Path, ram: np.ndarray) -> Non
     )
     tags = mb2_info(ram, plan.info_addr)
     assert plan.info_addr % 8 == 0 and plan.info_size == u32(ram, plan.info_addr)
-    # GRUB 2.06's order, less the APM, boot device and ACPI tags it adds under QEMU
-    assert [t.type for t in tags] == [21, 1, 2, 3, 3, 6, 9, 4, 8, 0]
+    # GRUB 2.06's order (measured), less the ACPI RSDP tag: no ACPI tables here
+    assert [t.type for t in tags] == [21, 1, 2, 10, 3, 3, 6, 9, 4, 5, 8, 0]
+    assert one(tags, 10) == struct.pack("<HHIHHHHHH", 0x102, 0xF000, 0xD198, 0xF000, 0xF000, 3,
+                                        0xFFF0, 0xFFF0, 0xFFF0)  # fmt: skip
+    assert one(tags, 5) == struct.pack("<III", 0xE0, 0xFFFFFFFF, 0xFFFFFFFF)  # the CD-ROM
     assert one(tags, 1) == b"console=com1 root=/dev/x\0"
     assert one(tags, 2) == b"Triplefault test\0"
     mods = [t.body for t in tags if t.type == 3]
@@ -426,7 +432,7 @@ def test_grub_gdt_and_firmware_stub(tmp_path: Path, ram: np.ndarray) -> None:
     )
     md = capstone.Cs(capstone.CS_ARCH_X86, capstone.CS_MODE_32)
     code = ram[STUB_ADDR:GDT_BASE].tobytes()
-    insns = list(md.disasm(code, STUB_ADDR))[:11]
+    insns = list(md.disasm(code, STUB_ADDR))[:12]
     assert [f"{i.mnemonic} {i.op_str}" for i in insns] == [
         "ljmp 0x10:0x1007",
         "mov eax, 0x18",
@@ -436,6 +442,7 @@ def test_grub_gdt_and_firmware_stub(tmp_path: Path, ram: np.ndarray) -> None:
         "mov gs, eax",
         "mov ss, eax",
         "mov esp, 0x7ff00",
+        "xor eax, eax",  # EFLAGS 0x46, as GRUB's trampoline leaves it
         "mov eax, 0x36d76289",
         f"mov ebx, {plan.info_addr:#x}",
         "ljmp 0x10:0x100018",
@@ -466,7 +473,7 @@ def test_entry_address_tag_overrides_e_entry(tmp_path: Path, ram: np.ndarray) ->
     header = mb2_header(mb2_tag(3, struct.pack("<I", 0x100030)))
     plan = boot_kernel(write(tmp_path, "k.elf", simple_kernel(header, code=b"\x90" * 64)), ram)
     assert plan.entry == 0x100030
-    assert u32(ram, STUB_ADDR + 38) == 0x100030  # the stub's final ljmp target
+    assert u32(ram, STUB_ADDR + 40) == 0x100030  # the stub's final ljmp target
 
 
 def test_mb2_address_tag_loads_a_flat_binary(tmp_path: Path, ram: np.ndarray) -> None:
@@ -483,7 +490,7 @@ def test_mb2_address_tag_loads_a_flat_binary(tmp_path: Path, ram: np.ndarray) ->
     assert not ram[0x200100:0x200400].any() and ram[0x200400] == 0xAA
     tags_out = mb2_info(ram, plan.info_addr)
     assert one(tags_out, 21) == struct.pack("<I", 0x200000)
-    assert 9 not in [t.type for t in tags_out]  # no ELF, no sections
+    assert one(tags_out, 9) == bytes(12)  # not loaded as an ELF: GRUB's tag says 0 sections
     assert plan.info_addr >= 0x100000 and plan.info_addr % 8 == 0
 
 
@@ -529,20 +536,40 @@ def test_efi_tags_are_ignored_as_grub_does_on_bios(tmp_path: Path, ram: np.ndarr
 
 
 def test_optional_tags_and_requests_are_noted(tmp_path: Path, ram: np.ndarray) -> None:
+    """As GRUB 2.06: an optional request is not even read (13 is fine there), a required one
+    may name any type GRUB knows, provided or not (measured: 14 and 21 boot)."""
     header = mb2_header(
         mb2_tag(42, b"xxxx", optional=True),
-        mb2_tag(1, struct.pack("<4I", 1, 6, 9, 14), optional=True),  # ACPI old RSDP: none here
-        mb2_tag(1, struct.pack("<5I", 1, 2, 3, 4, 21)),  # required, all provided
-        mb2_tag(4, struct.pack("<I", 1)),  # console required, no EGA text support claimed
+        mb2_tag(1, struct.pack("<4I", 13, 99, 9, 14), optional=True),
+        mb2_tag(1, struct.pack("<7I", 0, 1, 2, 3, 4, 14, 21)),  # required, GRUB knows them all
+        mb2_tag(1, struct.pack("<I", 11)),  # required: the EFI system table, GRUB has none
+        mb2_tag(4, struct.pack("<I", 0)),  # no EGA text support claimed (and none required)
         mb2_tag(6),
     )
     plan = boot_kernel(write(tmp_path, "k.elf", simple_kernel(header)), ram)
     assert "optional header tag 42 (unknown) skipped" in plan.notes
-    assert "optional request for boot information tag 14 (ACPI old RSDP) not provided" in (
-        plan.notes
+    assert (
+        "requested boot information tag 11 (EFI 32-bit system table): GRUB on a BIOS PC gives "
+        "none either" in plan.notes
     )
-    assert any("console flags 0x1" in n for n in plan.notes)
-    assert 14 not in [t.type for t in mb2_info(ram, plan.info_addr)]
+    assert not any("tag 13" in n or "tag 99" in n for n in plan.notes)
+    assert any("console flags 0x0" in n for n in plan.notes)
+    assert 14 not in [t.type for t in mb2_info(ram, plan.info_addr)]  # no ACPI tables yet
+
+
+def test_acpi_rsdp_hook_gives_grubs_acpi_tag(tmp_path: Path, ram: np.ndarray) -> None:
+    """GRUB copies the RSDP it finds: revision 0 as tag 14 (20 bytes), a later one as tag 15
+    (its length). The tag goes after the framebuffer tag, and GRUB reserves room for it."""
+    rsdp1 = b"RSD PTR " + bytes([0x5B]) + b"BOCHS " + bytes([0]) + struct.pack("<I", 0x7FE1AD8)
+    kernel = write(tmp_path, "k.elf", simple_kernel(mb2_header()))
+    plan = boot_kernel(kernel, ram, acpi_rsdp=rsdp1)
+    tags = mb2_info(ram, plan.info_addr)
+    assert [t.type for t in tags][-3:] == [8, 14, 0]
+    assert one(tags, 14) == rsdp1
+    rsdp2 = rsdp1[:15] + bytes([2]) + rsdp1[16:20] + struct.pack("<IQB3x", 36, 0x7FE1B00, 0)
+    plan = boot_kernel(kernel, ram, acpi_rsdp=rsdp2)
+    tags = mb2_info(ram, plan.info_addr)
+    assert one(tags, 15) == rsdp2 and 14 not in [t.type for t in tags]
 
 
 def test_framebuffer_tag_gets_a_linear_framebuffer(tmp_path: Path, ram: np.ndarray) -> None:
@@ -586,9 +613,10 @@ def test_mb1_information_structure(tmp_path: Path, ram: np.ndarray) -> None:
     )
     assert (plan.protocol, plan.magic, plan.info_addr) == ("multiboot1", 0x2BADB002, 0x10000)
     info = mb1_info(ram, plan.info_addr)
-    # memory, cmdline, mods, ELF sections, memory map, loader name, framebuffer
-    assert info.flags == 0x126D
-    assert not info.flags & 0x2  # no boot device: we boot from no disk
+    # memory, boot device, cmdline, mods, ELF sections, memory map, loader name, VBE,
+    # framebuffer: GRUB 2.06's flags under QEMU (measured)
+    assert info.flags == 0x1A6F
+    assert u32(ram, plan.info_addr + 12) == 0xE0FFFFFF  # boot device: the CD-ROM
     assert (info.mem_lower, info.mem_upper) == (639, (RAM - 0x20000 - 0x100000) // 1024)
     assert (info.cmdline, cstr(ram, info.cmdline)) == (0x10078, "mb1 line")
     assert (info.boot_loader_name, cstr(ram, info.boot_loader_name)) == (
@@ -646,8 +674,217 @@ def test_mb1_kludge_wins_over_the_elf_headers(tmp_path: Path, ram: np.ndarray) -
 
 
 def test_mb1_video_mode_request_is_noted(tmp_path: Path, ram: np.ndarray) -> None:
-    plan = boot_kernel(write(tmp_path, "k.elf", simple_kernel(mb1_header(0x7))), ram)
-    assert any("video mode" in n for n in plan.notes)
+    video = struct.pack("<5I", 0, 0, 0, 0, 0) + struct.pack("<4I", 1, 80, 25, 0)  # EGA text
+    plan = boot_kernel(write(tmp_path, "k.elf", simple_kernel(mb1_header(0x7) + video)), ram)
+    assert "video mode request: EGA text, as asked" in plan.notes
+    graphics = video[:20] + struct.pack("<4I", 0, 1024, 768, 32)
+    plan = boot_kernel(write(tmp_path, "g.elf", simple_kernel(mb1_header(0x7) + graphics)), ram)
+    assert any("video mode request 1024x768x32: EGA text mode provided" in n for n in plan.notes)
+
+
+# ------------------------------------------------------------ what GRUB 2.06 accepts (measured)
+#
+# Each layout below was booted under qemu-ref (GRUB 2.06, QEMU 7.2, 128 MiB) with a small
+# position-independent reporter as the kernel; the addresses asserted are what GRUB gave it.
+
+REPORTER = b"\xf4" * 235  # the size of the reporter's code: placements depend on it
+
+
+def mb1_aout(load_addr: int, entry: int | None = None, **fields: int) -> bytes:
+    """A flat Multiboot a.out-kludge image: the header at its first byte, then the code."""
+    entry = load_addr + 32 if entry is None else entry
+    header = mb1_header(
+        0x10003,
+        (
+            fields.get("header_addr", load_addr),
+            load_addr,
+            fields.get("load_end", 0),
+            fields.get("bss_end", 0),
+            entry,
+        ),
+    )
+    return header + REPORTER  # fmt: skip
+
+
+def mb2_aout(load_addr: int, entry: int, *tags: bytes) -> bytes:
+    address = mb2_tag(2, struct.pack("<IIII", load_addr, load_addr, 0, 0))
+    return mb2_header(address, mb2_tag(3, struct.pack("<I", entry)), *tags) + REPORTER
+
+
+def test_aout_kludge_at_address_0(tmp_path: Path, ram: np.ndarray) -> None:
+    plan = boot_kernel(write(tmp_path, "mb1.bin", mb1_aout(0)), ram)
+    assert (plan.entry, plan.info_addr, plan.gdt_base) == (0x20, 0x10000, 0x10B0)
+    assert ram[0:32].tobytes() == mb1_aout(0)[:32]
+    image = mb2_aout(0, 0x40)
+    plan = boot_kernel(write(tmp_path, "mb2.bin", image), ram)
+    assert (plan.entry, plan.info_addr, plan.gdt_base) == (0x40, 0x100000, 0x10B0)
+    assert one(mb2_info(ram, plan.info_addr), 21) == bytes(4)  # load base 0
+
+
+def test_trampoline_and_gdt_move_past_the_kernel(tmp_path: Path, ram: np.ndarray) -> None:
+    """GRUB's trampoline takes the lowest 16-byte aligned free place from 0x1000 up: a kernel at
+    0x1000-0x110A moves the GDT to 0x11C0 (measured)."""
+    plan = boot_kernel(write(tmp_path, "k.bin", mb1_aout(0x1000)), ram)
+    assert (plan.stub_addr, plan.gdt_base) == (0x1110, 0x11C0)
+    assert ram[0x1110] == 0xEA  # the stub's far jump
+    gdt = struct.unpack_from("<4Q", ram[0x11C0:0x11E0].tobytes())
+    assert gdt == (0, 0, 0x00CF9A000000FFFF, 0x00CF93000000FFFF)
+    assert ram[0x1000:0x1020].tobytes() == mb1_aout(0x1000)[:32]
+
+
+def test_mb1_information_moves_past_the_kernel(tmp_path: Path, ram: np.ndarray) -> None:
+    segs = [Segment(0x100000, mb1_header(0x3) + REPORTER), Segment(0x10000, b"S" * 0x200)]
+    plan = boot_kernel(write(tmp_path, "k.elf", Elf(segs, bits=32, entry=0x10000C).build()), ram)
+    assert plan.info_addr == 0x10200
+    image = mb1_aout(0x10000) + bytes(0x100)  # 0x10000-0x1020A
+    plan = boot_kernel(write(tmp_path, "k.bin", image), ram)
+    assert plan.info_addr == 0x1020C
+
+
+def test_segments_anywhere_below_1mib(tmp_path: Path, ram: np.ndarray) -> None:
+    """GRUB copies a segment wherever it says below 1 MiB: page 8, the boot stack's page, the
+    EBDA, the VGA window, the BIOS ROM. Bytes that reach no RAM are lost, as on QEMU."""
+    pieces = [(0x8000, b"L"), (0x7F000, b"K"), (0x9FC00, b"E"), (0xA0000, b"V"), (0xB8000, b"T"),
+              (0xF0000, b"R")]  # fmt: skip
+    segs = [Segment(0x100000, mb2_header() + REPORTER)]
+    segs += [Segment(addr, fill * 0x100) for addr, fill in pieces]
+    plan = boot_kernel(write(tmp_path, "k.elf", Elf(segs, bits=32, entry=0x100018).build()), ram)
+    for addr, fill in pieces:
+        expected = b"\xaa" * 0x100 if addr in (0xA0000, 0xF0000) else fill * 0x100
+        assert ram[addr : addr + 0x100].tobytes() == expected, hex(addr)
+    assert sum("partly not RAM" in n for n in plan.notes) == 2
+    assert (plan.info_addr, plan.gdt_base) == (0x100110, 0x10B0)
+
+
+def test_what_grub_takes_as_it_is(tmp_path: Path, ram: np.ndarray) -> None:
+    """Measured: GRUB boots all of these (the kernel then runs, or runs off)."""
+    # an entry address tag outside every segment: used as it is
+    header = mb2_header(mb2_tag(3, struct.pack("<I", 0x300000)))
+    assert boot_kernel(write(tmp_path, "a", simple_kernel(header)), ram).entry == 0x300000
+    # an a.out entry point outside the image
+    plan = boot_kernel(write(tmp_path, "b", mb1_aout(0x200000, entry=0x300000)), ram)
+    assert plan.entry == 0x300000 and any("outside the loaded image" in n for n in plan.notes)
+    # an a.out asking for more bytes than the file has: the rest is zero
+    plan = boot_kernel(write(tmp_path, "c", mb1_aout(0x200000, load_end=0x204000)), ram)
+    assert plan.segments[0].memsz == 0x4000 and not ram[0x200000 + 267 : 0x204000].any()
+    # load_addr above header_addr: the image starts that much further into the file
+    image = mb1_header(0x10003, (0x200000, 0x200010, 0, 0, 0x200010)) + REPORTER
+    plan = boot_kernel(write(tmp_path, "d", image), ram)
+    assert ram[0x200010 : 0x200010 + len(image) - 0x10].tobytes() == image[0x10:]
+    # tags past header_length, and header_length past the end of the file: GRUB ignores it
+    for name, length in (("e", 16 + 8), ("f", 1 << 20)):
+        h = bytearray(mb2_header(mb2_tag(6)))
+        struct.pack_into("<II", h, 8, length, -(0xE85250D6 + length) & 0xFFFFFFFF)
+        assert boot_kernel(write(tmp_path, name, simple_kernel(bytes(h))), ram).entry
+    # an entry point inside a PT_NOTE program header, not in a PT_LOAD
+    segs = [Segment(0x100000, mb2_header() + REPORTER), Segment(0x300000, bytes(32), type=4)]
+    kernel = Elf(segs, bits=32, entry=0x300008).build()
+    assert boot_kernel(write(tmp_path, "g", kernel), ram).entry == 0x300008
+    # a segment in the 16 bytes GRUB's heap loses after the one before it
+    segs = [Segment(0x100000, mb2_header() + REPORTER), Segment(0x102000, b"A" * 0x1004),
+            Segment(0x103004, b"B" * 0x100)]  # fmt: skip
+    plan = boot_kernel(write(tmp_path, "h", Elf(segs, bits=32, entry=0x100018).build()), ram)
+    assert ram[0x103004:0x103104].tobytes() == b"B" * 0x100 and plan.info_addr == 0x100110
+
+
+def test_section_tables_as_grub_reads_them(tmp_path: Path, ram: np.ndarray) -> None:
+    # e_shnum 0: no sections at all (GRUB does not follow extended numbering)
+    elf = bytearray(simple_kernel(mb2_header(), bits=32))
+    struct.pack_into("<H", elf, 48, 0)
+    plan = boot_kernel(write(tmp_path, "a", bytes(elf)), ram)
+    assert one(mb2_info(ram, plan.info_addr), 9) == bytes(12) and plan.sections == ()
+    mb1 = bytearray(simple_kernel(mb1_header(), bits=32))
+    struct.pack_into("<H", mb1, 48, 0)
+    plan = boot_kernel(write(tmp_path, "b", bytes(mb1)), ram)
+    assert not mb1_info(ram, plan.info_addr).flags & 0x20
+    # a non-allocated SHT_NOBITS section with sh_addr 0: GRUB loads the file bytes it names
+    sections = [Section(".nb", SHT_NOBITS, size=0x40, in_file=False)]
+    elf = Elf([Segment(0x100000, mb2_header() + REPORTER)], bits=32, entry=0x100018,
+              sections=sections).build()  # fmt: skip
+    plan = boot_kernel(write(tmp_path, "c", elf), ram)
+    (nb,) = [s for s in plan.sections if s.name == ".nb"]
+    assert ram[nb.addr : nb.addr + 0x40].tobytes() == elf[:0x40]  # sh_offset 0: the ELF header
+
+
+def test_relocatable_images_go_where_grubs_relocator_puts_them(tmp_path, ram) -> None:
+    """Measured: the lowest place in the range (not the link address), or the highest for
+    preference 2; an a.out image with a relocatable tag moves too."""
+
+    def rel(lo: int, hi: int, align: int, pref: int) -> bytes:
+        return mb2_tag(10, struct.pack("<IIII", lo, hi, align, pref))
+
+    kernel = simple_kernel(mb2_header(rel(0x100000, 0xFFFFFFFF, 0x1000, 0)), paddr=0x200000)
+    plan = boot_kernel(write(tmp_path, "a", kernel), ram)
+    assert plan.load_base == 0x100000 and plan.entry == 0x100000 + 48
+    header = mb2_header(rel(0x100000, 0x1000000, 0x1000, 2))
+    plan = boot_kernel(write(tmp_path, "b", simple_kernel(header, code=REPORTER)), ram)
+    assert plan.load_base == 0xFFF000  # ends at 0xFFF11B, below max_addr 0x1000000
+    image = mb2_aout(0x200000, 0x200058, rel(0x400000, 0xFFFFFFFF, 0x1000, 1))
+    plan = boot_kernel(write(tmp_path, "c", image), ram)
+    assert (plan.load_base, plan.entry) == (0x400000, 0x400058)
+    assert ram[0x400000 : 0x400000 + len(image)].tobytes() == image
+
+
+def test_grub_reserves_room_for_every_tag(tmp_path: Path, ram: np.ndarray) -> None:
+    """The boot information goes where GRUB's upper bound of its size fits, not its size:
+    1352 bytes of hole are too few for this kernel (1354 reserved), 1360 are enough. Multiboot:
+    1952 bytes reserved from 0x10000, moved past a segment at 0x107AC but not one at 0x107B0."""
+    addrs = {}
+    for fill in (374, 382):
+        segs = [Segment(0x100000, mb2_header() + REPORTER), Segment(0x100800, bytes(16))]
+        elf = Elf(segs, bits=32, entry=0x100018, sections=[Section(".fill", data=b"f" * fill)])
+        plan = boot_kernel(write(tmp_path, f"mb2-{fill}", elf.build()), ram)
+        addrs[fill] = (plan.info_addr, plan.info_reserved)
+    assert addrs == {374: (0x100290, 1354), 382: (0x100810, 1354)}
+    for at, info in ((1948, 0x107AC), (1952, 0x10000)):
+        segs = [Segment(0x100000, mb1_header(0x3) + REPORTER), Segment(0x10000 + at, bytes(16))]
+        plan = boot_kernel(write(tmp_path, f"mb1-{at}", Elf(segs, bits=32, entry=0x10000C)
+                                .build()), ram)  # fmt: skip
+        assert (plan.info_addr, plan.info_reserved) == (info, 1952)
+
+
+def test_sections_land_where_grubs_heap_cells_leave_room(tmp_path: Path, ram) -> None:
+    """images/hello's layout under GRUB (three segments with holes, twelve sections): a chunk
+    cut from the start of GRUB's heap region lets the next start at the very next byte, one
+    cut from the middle of a free block only at the next 16-byte boundary."""
+    names = [(".debug_line", 0x1602, 1), (".debug_line_str", 0xE0, 1), (".debug_info", 0x2F54, 1),
+             (".debug_abbrev", 0xC40, 1), (".debug_aranges", 0x150, 16), (".debug_str", 0x50D, 1),
+             (".debug_loclists", 0x128C, 1), (".debug_rnglists", 0x2EB, 1),
+             (".debug_frame", 0x448, 8), (".symtab", 0x5A0, 8), (".strtab", 0x276, 1)]  # fmt: skip
+    sections = [Section(n, data=bytes([i + 1]) * size, align=a) for i, (n, size, a) in
+                enumerate(names)]  # fmt: skip
+    sections.append(Section(".empty-but-named-x"))  # makes .shstrtab hello's 171 bytes
+    segs = [
+        Segment(0x100000, mb2_header() + b"\xf4" * (0x1812 - 24), flags=5),
+        Segment(0x102000, b"r" * 0x5CC, flags=4),
+        Segment(0x103000, b"", memsz=0x840C),
+    ]
+    elf = Elf(segs, bits=64, entry=0x100018, sections=sections).build()
+    plan = boot_kernel(write(tmp_path, "k.elf", elf), ram, cmdline="console=com1 loglevel=7")
+    got = {s.name: s.addr for s in plan.sections}
+    assert got == {
+        ".debug_line": 0x10B410, ".debug_line_str": 0x101812, ".debug_info": 0x10CA20,
+        ".debug_abbrev": 0x10F980, ".debug_aranges": 0x101900, ".debug_str": 0x101A50,
+        ".debug_loclists": 0x1105C0, ".debug_rnglists": 0x1025D0, ".debug_frame": 0x1028C0,
+        ".symtab": 0x111850, ".strtab": 0x102D10, ".shstrtab": 0x111DF0,
+    }  # fmt: skip
+    assert plan.info_addr == 0x111EA0  # GRUB's EBX for hello
+
+
+def test_modules_as_grub_loads_them(tmp_path: Path, ram: np.ndarray) -> None:
+    """Measured: a gzip module is loaded unpacked, an xz one as it is, an empty one gets
+    start = end = 0."""
+    packed = write(tmp_path, "m.gz", gzip.compress(b"compressed module payload\n" * 10, mtime=0))
+    xz = write(tmp_path, "m.xz", lzma.compress(b"xz module payload\n" * 4))
+    empty = write(tmp_path, "empty", b"")
+    kernel = write(tmp_path, "k.elf", simple_kernel(mb2_header()))
+    plan = boot_kernel(kernel, ram, modules=[ModuleSpec(str(packed), "gz"),
+                                            ModuleSpec(str(xz)), ModuleSpec(str(empty), "e")])  # fmt: skip
+    gz, raw, none = plan.modules
+    assert gz.end - gz.start == 260
+    assert ram[gz.start : gz.end].tobytes() == b"compressed module payload\n" * 10
+    assert ram[raw.start : raw.end].tobytes() == xz.read_bytes()
+    assert (none.start, none.end, none.args) == (0, 0, "e")
 
 
 # ------------------------------------------------------------------------ choices
@@ -682,6 +919,7 @@ def test_memory_map_for_any_ram_size(mib: int) -> None:
         (0x100000, size - 0x20000, 1),
         (size - 0x20000, size, 2),
         (0xFFFC0000, 1 << 32, 2),
+        (0xFD00000000, 1 << 40, 2),
     ]
     assert basic_meminfo(size) == (639, (size - 0x20000 - 0x100000) >> 10)
     assert all(r.purpose for r in regions) and regions[1].type_name == "reserved"

@@ -63,6 +63,8 @@ EXPECTED: dict[str, Expected] = {
     "probe-cpuid": Expected(
         64, "EM_X86_64", 2, "probe-cpuid/probe.c", ("kmain", "probe_entry", "isr_handler")
     ),
+    "probe-mbi": Expected(32, "EM_386", 2, "probe-mbi/probe.c", ("kmain", "_start")),
+    "probe-mbi1": Expected(32, "EM_386", 1, "probe-mbi1/probe.c", ("kmain", "_start")),
     "probe-bios": Expected(
         32, "EM_386", 2, "probe-bios/probe.c", ("kmain", "compare", "scan_tables")
     ),

@@ -66,7 +66,7 @@ def test_walk_through_a_triple_fault(image) -> None:
         assert text in trace, text
     # and back: one reverse step is the instruction before the fault, alive again
     app = _drive(image("lost-in-32bit"), "e", "c", "c", "u")
-    assert not app.session.ended and app.session.machine.instructions == 279_568
+    assert not app.session.ended and app.session.machine.instructions == 279_569
 
 
 def test_breakpoint_from_the_command_line(image) -> None:
