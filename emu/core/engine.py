@@ -129,6 +129,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     memory: PhysicalMemory | None = None
     # Which BIOS vector the ROM stub at a linear address traps to (firmware/pc_bios.py), if any.
     bios_stub_at: Callable[[int], int | None] | None = None
+    # The CPU: "qemu64" (QEMU 7.2's -cpu qemu64 without SVM and APIC, docs/platform.md) or
+    # "unicorn" (Unicorn's own Haswell model, its MSRs and reset flags; CPUID hides the APIC).
+    cpu_model: str = "qemu64"
     uc: Uc = field(init=False)
     internals: I.EngineInternals = field(init=False)
     ctx: np.ndarray = field(init=False)
@@ -169,6 +172,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._init_clock()
         self._install_hooks()
         self._init_fast_delivery()
+        self._init_cpu_identity()  # before any code is translated
 
     # ----------------------------------------------------------------- setup
     def _init_clock(self) -> None:
@@ -462,6 +466,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         for name, reg in _GPR_IDS.items():
             uc.reg_write(reg, registers.get(name, 0))
         uc.reg_write(X.UC_X86_REG_RIP, entry)
+        self._set_firmware_state()
         self.internals.clear_old_exception()
         if cpu_mode(self.internals.hflags) != "prot32":
             raise EngineError("the engine did not reach 32-bit protected mode at boot")
@@ -571,6 +576,8 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             # Blocks translated without Unicorn's per-instruction count hook would run whole.
             self.uc.ctl_flush_tb()
             self._stepping = True
+        if self._intercept_ids:
+            self._intercept_at(rip)  # an instruction no block has shown yet
         try:
             self.uc.emu_start(rip, _UNTIL, 0, 1)
         except UcError as e:
@@ -599,12 +606,20 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         code = self._read_linear(pc, size)
         insns: list[int] = []
         end = pc
+        intercepted = False
         for insn in self._disasm[bits].disasm(code, pc):
             insns.append(insn.address)
             end = insn.address + insn.size
+            if insn.id in self._intercept_ids:
+                intercepted |= self._intercept(insn)
         if end < pc + size:
             # Capstone stopped early (bytes it cannot decode): the CPU still saw one more.
             insns.append(end)
+            if self._intercept_ids:
+                intercepted |= self._intercept_code_at(end, bits)
+        if intercepted:
+            # translated before its instruction hooks existed: translate it again before it runs
+            self.uc.ctl_remove_cache(pc, pc + size)
         self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
         self._table_insert(pc, size, bits, len(insns))
 

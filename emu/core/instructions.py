@@ -1,4 +1,4 @@
-"""What this CPU does on the instructions Unicorn hands to us.
+"""What this CPU does on the instructions Unicorn hands to us, and which CPU it is.
 
 Unicorn 2.1.4 runs most instructions itself; a few it calls a hook for, and there the
 architecture is ours (unicorn-2.1.4.md Q5, Q9):
@@ -9,20 +9,46 @@ architecture is ours (unicorn-2.1.4.md Q5, Q9):
 - CPUID answers as the machine's CPU model says;
 - SYSCALL/SYSENTER, which Unicorn treats as no-ops, do their architectural transfer here.
 
+The CPU model (``cpu_model``): "qemu64", the default, is QEMU 7.2's ``-cpu qemu64`` without SVM
+and the local APIC (``cpu_identity.py``, docs/platform.md "CPU identity"): CPUID answers from
+that table, and Unicorn's translator is given qemu64's feature words and vendor, so the
+instructions qemu64 lacks raise #UD (or run as their older encodings: LZCNT is BSR). What the
+translator and Unicorn's MSR helpers cannot be told is intercepted: a code hook bounded to
+exactly one instruction, installed when the block holding it is first learned (``_intercept``)
+and before that block runs, emulates RDMSR of the MSRs Unicorn hard-wires (IA32_APIC_BASE reads
+0 there) and raises #UD for the SSE4A instructions, which Unicorn's translator never checks.
+"unicorn" is Unicorn's own CPU (an Intel Haswell), with only the APIC bit hidden in CPUID.
+
 ``UnicornCore`` inherits these hooks and installs them.
 """
 
 from __future__ import annotations
 
-from unicorn import UC_ARCH_X86, UC_MODE_64, Uc
+import struct
+
+from capstone import CsInsn
+from capstone import x86_const as CS
+from unicorn import UC_ARCH_X86, UC_HOOK_CODE, UC_MODE_64, Uc
 from unicorn import x86_const as X
 
 from ..clock import layout as K
+from ..errors import EngineError
 from ..faults.raising import GuestException
+from . import cpu_identity as ci
 from . import internals as I
 from .cpu_state import cpu_mode
 
+CPU_MODELS = ("qemu64", "unicorn")
 CPUID1_EDX_APIC = 1 << 9
+MSR_BIOS_SIGN_ID = 0x8B
+# RDMSR answers Unicorn 2.1.4's helper hard-wires differently from QEMU 7.2's (misc_helper.c:
+# IA32_APIC_BASE reads 0 there; QEMU without an APIC gives the BSP bit). Every other MSR a
+# kernel reads or writes is Unicorn's own helper, which follows the feature words as QEMU does.
+_RDMSR_ANSWERS = {ci.IA32_APIC_BASE: ci.APIC_BASE_WITHOUT_APIC}
+# The instructions the qemu64 model intercepts: RDMSR, and SSE4A (qemu64 has no SSE4A, and
+# Unicorn's translator runs EXTRQ, INSERTQ, MOVNTSS and MOVNTSD whatever the feature words say).
+_SSE4A = frozenset({CS.X86_INS_EXTRQ, CS.X86_INS_INSERTQ, CS.X86_INS_MOVNTSS, CS.X86_INS_MOVNTSD})
+_QEMU64_INTERCEPTS = frozenset({CS.X86_INS_RDMSR}) | _SSE4A
 _DESC_A = 1 << 8
 _DESC_R = _DESC_W = 1 << 9
 _DESC_CS = 1 << 11
@@ -81,9 +107,16 @@ class CpuInstructions:
         return 1
 
     def _hook_cpuid(self, uc: Uc, _ud: object) -> int:
-        """CPUID leaf 1 without the APIC bit: Unicorn's CPU advertises a local APIC it does not
-        have, and kernels that see it program registers that are not there. Hiding it sends
-        them down their 8259 path, as on a pre-APIC PC. Other leaves run unchanged."""
+        """qemu64: every leaf from the model's table. unicorn: leaf 1 without the APIC bit
+        (Unicorn's CPU advertises a local APIC it does not have, and kernels that see it program
+        registers that are not there; hidden, they take their 8259 path), other leaves
+        unchanged."""
+        if self.cpu_model == "qemu64":
+            env = self.internals
+            leaf, subleaf = env.u64(I.ENV_REGS) & 0xFFFFFFFF, env.u64(I.ENV_REGS + 8) & 0xFFFFFFFF
+            for reg, value in zip(_CPUID_OUT, ci.cpuid(leaf, subleaf), strict=True):
+                uc.reg_write(reg, value)
+            return 1  # skip Unicorn's own CPUID: Unicorn still advances RIP
         if uc.reg_read(X.UC_X86_REG_EAX) & 0xFFFFFFFF != 1:
             return 0
         eax, ebx, ecx, edx = self._cpuid_leaf1
@@ -152,6 +185,135 @@ class CpuInstructions:
         self._raise(exc)
         if self._stop is None:
             self.internals.write_u64(I.ENV_EIP, self.internals.u64(I.ENV_EIP) - 2)
+
+    # ------------------------------------------------------------ the CPU model
+    def _init_cpu_identity(self) -> None:
+        """Make the engine the CPU ``cpu_model`` names, before any code is translated: the
+        translator's feature words and vendor, and the microcode revision RDMSR reports. These
+        live outside the context blob, so checkpoints neither save nor change them."""
+        if self.cpu_model not in CPU_MODELS:
+            raise EngineError(f"unknown CPU model {self.cpu_model!r} ({' or '.join(CPU_MODELS)})")
+        I.verify_cpu_model(self.uc, self.internals)  # a fresh engine: Unicorn's own model
+        self._intercepts: dict[int, int] = {}  # address -> handle of its code hook
+        self._intercept_ids = _QEMU64_INTERCEPTS if self.cpu_model == "qemu64" else frozenset()
+        if self.cpu_model != "qemu64":
+            return
+        env = self.internals
+        words = ci.translator_feature_words()
+        for i, name in enumerate(I.FEATURE_WORDS):
+            env.write_u64(I.ENV_FEATURES + 8 * i, words[name])
+        # cpuid_vendor1..3 are leaf 0's EBX, EDX, ECX: "Auth", "enti", "cAMD"
+        for i, word in enumerate(struct.unpack("<3I", ci.VENDOR.encode("ascii"))):
+            env.write_u32(I.ENV_CPUID_VENDOR + 4 * i, word)
+        env.write_u64(I.ENV_TO_UCODE_REV, ci.QEMU64_MSRS_AT_ENTRY[MSR_BIOS_SIGN_ID])
+
+    def _set_firmware_state(self) -> None:
+        """What SeaBIOS and GRUB leave in the CPU besides the registers the stub loads, for the
+        qemu64 model: the MSRs at entry (MISC_ENABLE's fast strings, SeaBIOS's MTRRs; the rest
+        already match) and EFLAGS 0x46. The firmware stub changes neither, so the kernel's
+        first instruction finds them as GRUB's does. (unicorn: left as Unicorn resets them.)"""
+        if self.cpu_model != "qemu64":
+            return
+        uc = self.uc
+        for msr, value in ci.QEMU64_MSRS_AT_ENTRY.items():
+            if msr in _RDMSR_ANSWERS or msr == MSR_BIOS_SIGN_ID or uc.msr_read(msr) == value:
+                continue
+            uc.msr_write(msr, value)
+            if uc.msr_read(msr) != value:
+                raise EngineError(f"the CPU core does not keep MSR 0x{msr:x} = 0x{value:x}")
+        uc.reg_write(X.UC_X86_REG_EFLAGS, ci.ENTRY_EFLAGS)
+
+    def read_msr(self, msr: int) -> int:
+        """What RDMSR ``msr`` would return now at CPL 0 (no side effects)."""
+        if self.cpu_model == "qemu64" and msr in _RDMSR_ANSWERS:
+            return _RDMSR_ANSWERS[msr]
+        return self.uc.msr_read(msr)
+
+    # ------------------------------------------------------- intercepted instructions
+    def _intercept(self, insn: CsInsn) -> bool:
+        """Give an instruction the model intercepts its code hook (once per address). True if
+        one was added: code translated before has none, and must be translated again."""
+        address = insn.address
+        if insn.id not in self._intercept_ids or address in self._intercepts:
+            return False
+        self._intercepts[address] = self.uc.hook_add(
+            UC_HOOK_CODE, self._hook_intercepted, None, address, address
+        )
+        if address in self._breakpoints:
+            # Hooks run in the order they were added: a breakpoint's goes after this one, so
+            # this one knows it will stop the run (see _hook_intercepted).
+            self.remove_breakpoint(address)
+            self.add_breakpoint(address)
+        return True
+
+    def _intercept_code_at(self, rip: int, bits: int) -> bool:
+        """``_intercept`` for the instruction at ``rip``, decoded from memory: a block can end
+        inside its last instruction (the translator stops at a fault it finds while decoding,
+        such as #NM for an SSE instruction with CR0.TS set), so its bytes are not all there."""
+        insn = next(self._disasm[bits].disasm(self._read_linear(rip, 15), rip, 1), None)
+        return insn is not None and insn.id in self._intercept_ids and self._intercept(insn)
+
+    def _intercept_at(self, rip: int) -> None:
+        """Before a single step: the instruction at ``rip`` may never have been learned in a
+        block. Any cached translation of it lacks a new hook, and is dropped."""
+        if self._intercept_code_at(rip, _code_bits(self.internals.hflags)):
+            self.uc.ctl_flush_tb()
+
+    def _hook_intercepted(self, uc: Uc, address: int, size: int, _ud: object) -> None:
+        """Before an intercepted instruction. The code at ``address`` is decoded again (it may
+        have changed, or belong to another address space): only what is there now counts."""
+        if (
+            address in self._breakpoints
+            and self._resume_from != address
+            and self._stop is None
+            and self._ctxv[K.CTX_ENABLED]
+        ):
+            return  # the breakpoint's hook, after this one, stops the run before it
+        env = self.internals
+        hflags = env.hflags
+        # (15 bytes: ``size`` is what the translator decoded, which can stop inside it)
+        insn = next(self._disasm[_code_bits(hflags)].disasm(self._read_linear(address, 15),
+                                                           address, 1), None)  # fmt: skip
+        if insn is None or insn.id not in self._intercept_ids:
+            return  # not one of ours (any more)
+        if insn.id == CS.X86_INS_RDMSR:
+            value = _RDMSR_ANSWERS.get(env.u64(I.ENV_REGS + 8) & 0xFFFFFFFF)
+            if value is not None and not hflags & I.HF_CPL_MASK:  # CPL > 0: Unicorn's #GP
+                self._emulate_rdmsr(insn.size, value)
+            return
+        # no SSE4A: #UD, before any #NM for CR0.TS (QEMU 7.2's order, measured)
+        self._raise(self._exception(6, env.u64(I.ENV_EIP), False))
+        if self._stop is None:
+            self._leave_block(env.u64(I.ENV_EIP))
+
+    def _emulate_rdmsr(self, size: int, value: int) -> None:
+        """RDMSR with EDX:EAX = ``value``: the instruction retires here and Unicorn skips it.
+        The clock hook counted the whole block at its entry; what retired is what comes before
+        this instruction, and the instruction itself. (Single-stepping counts in step().)"""
+        env = self.internals
+        eip = env.u64(I.ENV_EIP)  # synced to this instruction before a code hook
+        env.write_u64(I.ENV_REGS, value & 0xFFFFFFFF)
+        env.write_u64(I.ENV_REGS + 2 * 8, value >> 32)
+        if self._ctxv[K.CTX_ENABLED]:
+            self._account_partial_block(eip)
+            self._ctxv[K.CTX_ICOUNT] += 1
+        hflags = env.hflags
+        if hflags & I.HF_INHIBIT_IRQ:  # a retired instruction ends the STI / MOV SS shadow
+            env.write_u32(I.ENV_HFLAGS, hflags & ~I.HF_INHIBIT_IRQ)
+        self._leave_block((eip + size) & ((1 << _code_bits(hflags)) - 1))
+
+    def _leave_block(self, rip: int) -> None:
+        """Go on at ``rip`` instead of the rest of the translated block. A RIP write through the
+        API ends the block after this hook and restarts the CPU loop there (uc.c sets
+        quit_request, which cpus.c resumes from); the emulation goes on."""
+        self.uc.reg_write(X.UC_X86_REG_RIP, rip)
+
+
+_CPUID_OUT = (X.UC_X86_REG_RAX, X.UC_X86_REG_RBX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX)
+
+
+def _code_bits(hflags: int) -> int:
+    return 64 if hflags & I.HF_CS64 else 32 if hflags & I.HF_CS32 else 16
 
 
 _CPUID_LEAF1: list[tuple[int, int, int, int]] = []

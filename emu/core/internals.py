@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import struct
 from dataclasses import dataclass
 
 import unicorn
@@ -20,6 +21,7 @@ from unicorn import x86_const as X
 
 from ..errors import EngineError
 from .x86_layout import (  # noqa: F401 - re-exported: callers use I.ENV_*, I.HF_*, I.SEG_*
+    ENV_CPUID_VENDOR,
     ENV_CR0,
     ENV_CR2,
     ENV_CR3,
@@ -30,6 +32,7 @@ from .x86_layout import (  # noqa: F401 - re-exported: callers use I.ENV_*, I.HF
     ENV_ERROR_CODE,
     ENV_EXCEPTION_IS_INT,
     ENV_EXCEPTION_NEXT_EIP,
+    ENV_FEATURES,
     ENV_GDT,
     ENV_HFLAGS,
     ENV_IDT,
@@ -37,7 +40,9 @@ from .x86_layout import (  # noqa: F401 - re-exported: callers use I.ENV_*, I.HF
     ENV_OLD_EXCEPTION,
     ENV_REGS,
     ENV_SEGS,
+    ENV_TO_UCODE_REV,
     ENV_TR,
+    FEATURE_WORDS,
     HF_CPL_MASK,
     HF_CS32,
     HF_CS64,
@@ -111,6 +116,9 @@ class EngineInternals:
 
     def write_i32(self, offset: int, value: int) -> None:
         ctypes.c_int32.from_address(self.env + offset).value = value
+
+    def write_u32(self, offset: int, value: int) -> None:
+        ctypes.c_uint32.from_address(self.env + offset).value = value & 0xFFFFFFFF
 
     def write_u64(self, offset: int, value: int) -> None:
         ctypes.c_uint64.from_address(self.env + offset).value = value & 0xFFFF_FFFF_FFFF_FFFF
@@ -248,4 +256,74 @@ def _verify(uc: unicorn.Uc, env: EngineInternals) -> None:
         if env.u64(ENV_EFLAGS) & 0xFFFFFFFF != uc.reg_read(X.UC_X86_REG_EFLAGS) & 0xFFFFFFFF:
             raise EngineError("Unicorn internals differ from the verified 2.1.4 layout (EFLAGS)")
     finally:
+        uc.context_restore(saved)
+
+
+_MSR_MTRRCAP = 0xFE
+_MSR_BIOS_SIGN_ID = 0x8B
+_CPUID1_EDX_MTRR = 1 << 12
+_CPUID1_ECX_OSXSAVE = 1 << 27  # computed from CR4 by CPUID, not a feature word bit
+# (feature word, its bit, the EFER bit WRMSR may change only with it)
+_EFER_GATES = ((6, 1 << 20, 1 << 11), (7, 1 << 2, 1 << 12))  # NX -> NXE, SVM -> SVME
+
+
+@functools.cache
+def _own_feature_words() -> tuple[int, ...]:
+    """Unicorn's own CPU model's feature words, as its CPUID reports them (a scratch engine)."""
+    scratch = unicorn.Uc(unicorn.UC_ARCH_X86, unicorn.UC_MODE_64)
+    scratch.mem_map(0x1000, 0x1000)
+    scratch.mem_write(0x1000, b"\x0f\xa2")  # cpuid
+
+    def cpuid(leaf: int, subleaf: int = 0) -> tuple[int, ...]:
+        scratch.reg_write(X.UC_X86_REG_RAX, leaf)
+        scratch.reg_write(X.UC_X86_REG_RCX, subleaf)
+        scratch.emu_start(0x1000, 0x1002)
+        regs = (X.UC_X86_REG_RAX, X.UC_X86_REG_RBX, X.UC_X86_REG_RCX, X.UC_X86_REG_RDX)
+        return tuple(scratch.reg_read(r) & 0xFFFFFFFF for r in regs)
+
+    leaf1, leaf7, ext1 = cpuid(1), cpuid(7, 0), cpuid(0x80000001)
+    return (leaf1[3], leaf1[2] & ~_CPUID1_ECX_OSXSAVE, leaf7[1], leaf7[2], leaf7[3],
+            cpuid(7, 1)[0], ext1[3], ext1[2])  # fmt: skip
+
+
+def verify_cpu_model(uc: unicorn.Uc, env: EngineInternals) -> None:
+    """Check the CPU model's fields, which the context blob does not cover, on a fresh engine
+    (before anything changes them): they hold Unicorn's own model (vendor, every feature word as
+    its CPUID reports it), and writes to them reach the helpers that read them (MTRRcap follows
+    FEAT_1_EDX, what WRMSR EFER keeps follows the two 0x8000_0001 words, RDMSR
+    IA32_BIOS_SIGN_ID reads ucode_rev). Everything is restored."""
+
+    def differs(what: str) -> EngineError:
+        return EngineError(f"Unicorn internals differ from the verified 2.1.4 layout ({what})")
+
+    vendor = struct.pack("<3I", *(env.u32(ENV_CPUID_VENDOR + 4 * i) for i in range(3)))
+    if vendor != b"GenuineIntel":
+        raise differs("cpuid_vendor")
+    words = [env.u64(ENV_FEATURES + 8 * i) for i in range(len(FEATURE_WORDS))]
+    if tuple(words) != _own_feature_words():
+        raise differs("features")
+    ucode_rev = env.u64(ENV_TO_UCODE_REV)
+    saved = uc.context_save()
+    try:
+        env.write_u64(ENV_TO_UCODE_REV, 0x1122334455667788)
+        if uc.msr_read(_MSR_BIOS_SIGN_ID) != 0x1122334455667788:
+            raise differs("ucode_rev")
+        caps = []
+        for edx in (words[0] & ~_CPUID1_EDX_MTRR, words[0] | _CPUID1_EDX_MTRR):
+            env.write_u64(ENV_FEATURES, edx)
+            caps.append(uc.msr_read(_MSR_MTRRCAP))
+        if caps[0] != 0 or caps[1] == 0:
+            raise differs("FEAT_1_EDX")
+        for index, bit, efer_bit in _EFER_GATES:
+            for present in (False, True):
+                word = words[index] | bit if present else words[index] & ~bit
+                env.write_u64(ENV_FEATURES + 8 * index, word)
+                uc.msr_write(MSR_EFER, uc.msr_read(MSR_EFER) | efer_bit)
+                if bool(uc.msr_read(MSR_EFER) & efer_bit) != present:
+                    raise differs(FEATURE_WORDS[index])
+                env.write_u64(ENV_FEATURES + 8 * index, words[index])
+    finally:
+        for i, word in enumerate(words):
+            env.write_u64(ENV_FEATURES + 8 * i, word)
+        env.write_u64(ENV_TO_UCODE_REV, ucode_rev)
         uc.context_restore(saved)

@@ -28,6 +28,21 @@ ENV_ERROR_CODE = 5384
 ENV_EXCEPTION_IS_INT = 5388
 ENV_EXCEPTION_NEXT_EIP = 5392  # target_ulong, right after exception_is_int
 ENV_OLD_EXCEPTION = 5496
+# What the CPU model is, as the translator and the MSR helpers read it (not part of a context):
+ENV_CPUID_VENDOR = 5616  # cpuid_vendor1..3: u32 each, leaf 0's EBX, EDX, ECX ("GenuineIntel")
+ENV_FEATURES = 5632  # features[]: u64 each, in QEMU's FeatureWord order (FEATURE_WORDS)
+FEATURE_WORDS = (
+    "FEAT_1_EDX",
+    "FEAT_1_ECX",
+    "FEAT_7_0_EBX",
+    "FEAT_7_0_ECX",
+    "FEAT_7_0_EDX",
+    "FEAT_7_1_EAX",
+    "FEAT_8000_0001_EDX",
+    "FEAT_8000_0001_ECX",
+)
+# X86CPU.ucode_rev, right after env (what RDMSR IA32_BIOS_SIGN_ID answers), relative to env
+ENV_TO_UCODE_REV = 7008
 
 SEG_ES, SEG_CS, SEG_SS, SEG_DS, SEG_FS, SEG_GS = range(6)
 
