@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 ST_OBF = 0x01  # output buffer full (data for the CPU at 0x60)
 ST_IBF = 0x02  # input buffer full (never: the controller answers at once)
-ST_SYS = 0x04  # system flag (command byte bit 2)
+ST_SYS = 0x04  # system flag: set by a passed self-test (0xAA)
 ST_CMD = 0x08  # the last write was a command (to 0x64)
 ST_UNLOCKED = 0x10  # keyboard not inhibited
 CB_IRQ1 = 0x01
@@ -38,6 +38,13 @@ CB_DISABLE_KBD = 0x10
 CB_DISABLE_AUX = 0x20
 CB_TRANSLATE = 0x40
 RESET_COMMAND_BYTE = CB_IRQ1 | CB_SYS | CB_TRANSLATE
+# Output port (command 0xD0): bit 0 the reset line (high: released), bit 1 A20, bits 2-3 unused
+# (read 1), bits 4-5 the keyboard and auxiliary output-buffer-full lines (IRQ 1/12), bits 6-7
+# the keyboard clock and data lines (high: idle). QEMU's value at power-on is 0xCF.
+OUTPUT_PORT_RESET = 0xCF
+OP_OBF = 0x10
+# Input port (command 0xC0): bit 7 keyboard not inhibited; the other straps read 0 (QEMU).
+INPUT_PORT = 0x80
 
 # US layout, scancode set 1 make codes; a break code is the make code | 0x80.
 _SET1 = {
@@ -88,7 +95,11 @@ class I8042:
         self.scanning = True
         self.leds = 0
         self.scancode_set = 2  # the keyboard's own set; translation makes it set 1
-        self.output_port = 0x03  # reset line released, A20 enabled
+        self.output_port = OUTPUT_PORT_RESET  # reset line released, A20 enabled
+        # The system flag of the status register: 0 at power-on, 1 once the controller passed
+        # its self-test. Writing the command byte's bit 2 does not change it (as under QEMU:
+        # SeaBIOS writes 0x61 and the status still shows the flag).
+        self.system_flag = False
         self.keys: deque[int] = deque()  # host key presses not yet sent
         self._update_irq()
 
@@ -123,7 +134,7 @@ class I8042:
         status = ST_UNLOCKED
         if self.output:
             status |= ST_OBF
-        if self.command_byte & CB_SYS:
+        if self.system_flag:
             status |= ST_SYS
         if self.last_was_command:
             status |= ST_CMD
@@ -153,6 +164,7 @@ class I8042:
             self.pending_command = cmd
         elif cmd == 0xAA:
             self.command_byte |= CB_DISABLE_KBD | CB_DISABLE_AUX
+            self.system_flag = True
             self._reply(0x55)
         elif cmd in (0xAB, 0xA9):
             self._reply(0x00)
@@ -166,9 +178,9 @@ class I8042:
         elif cmd == 0xA8:
             self.command_byte &= ~CB_DISABLE_AUX
         elif cmd == 0xC0:
-            self._reply(0xA0)  # input port: keyboard not inhibited, colour display
+            self._reply(INPUT_PORT)
         elif cmd == 0xD0:
-            self._reply(self.output_port | (0x10 if self.output else 0))
+            self._reply((self.output_port & ~OP_OBF) | (OP_OBF if self.output else 0))
         elif 0xF0 <= cmd <= 0xFF:
             if not cmd & 1:  # pulse output port bit 0 (the CPU reset line) low
                 self.request_reset()

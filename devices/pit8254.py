@@ -38,10 +38,23 @@ def time_of_tick(t0_ns: int, ticks: int) -> int:
     return -((-target * NS) // PIT_HZ)  # ceil(target * NS / PIT_HZ)
 
 
+def _latch_bytes(count: int, access: int) -> list[int] | None:
+    """The bytes a counter latch holds, in read order (none for access 0: nothing is latched)."""
+    if access == 3:
+        return [count & 0xFF, count >> 8]
+    if access == 1:
+        return [count & 0xFF]
+    if access == 2:
+        return [count >> 8]
+    return None
+
+
 @dataclass
 class Channel:
     mode: int = 0
-    access: int = 3  # 1 lobyte, 2 hibyte, 3 lobyte then hibyte
+    # 1 lobyte, 2 hibyte, 3 lobyte then hibyte; 0 only in a channel never programmed since the
+    # board's power-on (QEMU's channel 1: no latch, each read gives the live low byte)
+    access: int = 3
     bcd: bool = False
     reload: int = 0x10000  # the count written (0 means 65536)
     start_ns: int | None = None  # when counting (re)started, None: not counting
@@ -180,7 +193,7 @@ class Pit8254:
                 ch.latched = None
             return value
         count = self.count(offset)
-        if ch.access == 1:
+        if ch.access in (0, 1):
             return count & 0xFF
         if ch.access == 2:
             return count >> 8
@@ -218,12 +231,7 @@ class Pit8254:
         rw = (value >> 4) & 3
         if rw == 0:  # counter latch command
             if ch.latched is None:
-                count = self.count(sc)
-                ch.latched = (
-                    [count & 0xFF, count >> 8]
-                    if ch.access == 3
-                    else ([count & 0xFF] if ch.access == 1 else [count >> 8])
-                )
+                ch.latched = _latch_bytes(self.count(sc), ch.access)
             return
         mode = (value >> 1) & 7
         if mode > 5:
@@ -247,12 +255,7 @@ class Pit8254:
                 continue
             ch = self.channels[i]
             if not value & 0x20 and ch.latched is None:
-                count = self.count(i)
-                ch.latched = (
-                    [count & 0xFF, count >> 8]
-                    if ch.access == 3
-                    else ([count & 0xFF] if ch.access == 1 else [count >> 8])
-                )
+                ch.latched = _latch_bytes(self.count(i), ch.access)
             if not value & 0x10 and ch.status_latched is None:
                 ch.status_latched = (
                     (0x80 if self.out(i) else 0) | (0x40 if ch.null_count else 0)

@@ -8,7 +8,8 @@ when rendering: no memory hooks. The device owns the register files, decoded at 
   0x3B4/0x3B5 or 0x3D4/0x3D5  CRTC index/data (mono or colour address, misc output bit 0)
   0x3BA or 0x3DA              input status 1 (retrace bits; resets the attribute flip-flop)
   0x3C0/0x3C1                 attribute controller (index/data flip-flop) / read data
-  0x3C2 (write) / 0x3CC (read) misc output
+  0x3C2 (write) / 0x3CC (read) misc output; 0x3C2 (read) input status 0
+  0x3BA or 0x3DA (write) / 0x3CA (read) feature control
   0x3C4/0x3C5                 sequencer index/data
   0x3C6                       DAC pixel mask
   0x3C7/0x3C8/0x3C9           DAC read index (write) or state (read) / write index / data
@@ -74,6 +75,10 @@ SEQ_SCREEN_OFF = 0x20  # clocking mode bit 5: screen disabled
 GC_MISC = 0x06
 GC_GRAPHICS = 0x01  # misc bit 0: graphics mode addressing
 
+# input status 0: bit 7 a vertical retrace interrupt pending (never: not modelled), bit 4 the
+# monitor sense comparator (0, as QEMU reads it)
+INPUT_STATUS_0 = 0x00
+FEATURE_CONTROL_BITS = 0x0B  # FC0, FC1 and the vertical sync select; the rest reads 0
 STATUS_DISPLAY_DISABLED = 0x01  # input status 1 bit 0: horizontal or vertical blanking
 STATUS_VRETRACE = 0x08  # bit 3: vertical retrace
 
@@ -156,6 +161,7 @@ class VgaText:
         self.gc_index = 0
         self.gc = bytearray(MODE3_GC)
         self.dac_mask = 0xFF
+        self.feature_control = 0  # FC1/FC0 and vertical sync select: the board's own lines
         self.dac_read_index = 0
         self.dac_write_index = 0
         self.dac_component = 0
@@ -225,7 +231,13 @@ class VgaText:
         if port == crtc + 0xA:
             return self._input_status()
         if port == 0x3C0:
-            return self.attr_index
+            # the index, while the flip-flop expects one; 0 while it expects data (QEMU and
+            # Bochs; measured under QEMU with images/probe-devices)
+            return 0 if self.attr_flipflop else self.attr_index
+        if port == 0x3C2:
+            return INPUT_STATUS_0
+        if port == 0x3CA:
+            return self.feature_control
         if port == 0x3C1:
             return (
                 self.attr[self.attr_index & 0x1F]
@@ -274,6 +286,8 @@ class VgaText:
             self.attr_flipflop = not self.attr_flipflop
         elif port == 0x3C2:
             self.misc_output = value
+        elif port == crtc + 0xA:
+            self.feature_control = value & FEATURE_CONTROL_BITS
         elif port == 0x3C4:
             self.seq_index = value & 0x07
         elif port == 0x3C5:

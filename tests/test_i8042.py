@@ -111,3 +111,21 @@ def test_scheduled_input_in_virtual_time(c: Ctl) -> None:
 def test_unknown_character_is_refused() -> None:
     with pytest.raises(ValueError, match="no key"):
         scancodes("é")
+
+
+def test_system_flag_is_set_by_the_self_test_only(c: Ctl) -> None:
+    """0 at power-on, 1 after a passed self-test, and kept when the command byte's bit 2 is
+    written as 0 (SeaBIOS writes 0x61; QEMU's status still shows the flag)."""
+    assert not c.status() & 0x04
+    c.command(0xAA)
+    assert c.drain() == [0x55] and c.status() & 0x04
+    c.command(0x60)
+    c.send(0x61)
+    assert c.status() & 0x04
+
+
+def test_output_and_input_ports_read_as_on_qemu(c: Ctl) -> None:
+    c.command(0xD0)
+    assert c.drain() == [0xCF]  # reset released, A20 on, clock and data idle, no OBF
+    c.command(0xC0)
+    assert c.drain() == [0x80]  # keyboard not inhibited

@@ -114,3 +114,18 @@ def test_gate_low_pauses_mode2() -> None:
     tm.port61.write(0, 1, 0x00)  # gate low: paused
     tm.t = time_of_tick(0, 900)
     assert tm.latch(2) == 900
+
+
+def test_a_never_programmed_channel_has_access_field_0() -> None:
+    """QEMU's channel 1 (no control word since power-on): read-back status 0x06 with OUT in bit
+    7, no count latch, and each read gives the live low byte."""
+    tm = Timer()
+    ch = tm.pit.channels[1]
+    ch.mode, ch.access, ch.reload, ch.start_ns, ch.null_count = 3, 0, 0x10000, 0, False
+    tm.out(0x43, 0xE4)
+    assert tm.inb(0x41) & 0x7F == 0x06
+    tm.t = 100_000  # 119 clocks: the count went down by 238
+    tm.out(0x43, 0x40)  # counter latch: nothing to latch
+    assert tm.pit.channels[1].latched is None
+    assert tm.inb(0x41) == (0x10000 - 2 * 119) & 0xFF
+    assert tm.inb(0x41) == (0x10000 - 2 * 119) & 0xFF

@@ -308,3 +308,21 @@ def test_linear_framebuffer_kernel(image, golden_png, tmp_path) -> None:
     m.screenshot(out)  # the screenshot shows the framebuffer, not the VGA text plane
     with Image.open(out) as shot:
         assert shot.size == (1024, 768)
+
+
+def test_attribute_index_reads_0_while_the_flip_flop_expects_data(s: Screen) -> None:
+    """As SeaVGABIOS leaves it (index 0x20 written last): QEMU and Bochs read 0 at 0x3C0 until
+    input status 1 resets the flip-flop."""
+    s.inb(0x3DA)
+    s.out(0x3C0, 0x20)
+    assert s.inb(0x3C0) == 0x00
+    s.inb(0x3DA)
+    assert s.inb(0x3C0) == 0x20
+
+
+def test_feature_control_and_input_status_0(s: Screen) -> None:
+    assert s.inb(0x3CA) == 0x00 and s.inb(0x3C2) == 0x00
+    s.out(0x3DA, 0xFF)  # feature control is written at the input status 1 port
+    assert s.inb(0x3CA) == 0x0B
+    s.vga.reset()
+    assert s.inb(0x3CA) == 0x00
