@@ -25,7 +25,6 @@ from numba.extending import intrinsic
 from unicorn import x86_const as X
 
 from emu.core import internals as I
-from emu.core.cpu_identity import ENTRY_EFLAGS
 from emu.core.engine import KIND_HALT, KIND_TRIPLE_FAULT, UnicornCore, leave_reset_state
 
 RAM = 4 << 20
@@ -227,7 +226,7 @@ def run_native(sc: dict) -> dict:
     uc.mem_map_ptr(0, RAM, unicorn.UC_PROT_ALL, ram.ctypes.data)
     env = I.locate(uc)
     leave_reset_state(uc, GDT, 0x37)
-    uc.reg_write(X.UC_X86_REG_EFLAGS, ENTRY_EFLAGS)  # as the core enters: GRUB's
+    uc.reg_write(X.UC_X86_REG_EFLAGS, 2)
     env.clear_old_exception()
     ctx = np.zeros(4, np.uint64)
     ctx[0] = I.function_address("x86_cpu_do_interrupt_x86_64")

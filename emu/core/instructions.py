@@ -208,10 +208,10 @@ class CpuInstructions:
         env.write_u64(I.ENV_TO_UCODE_REV, ci.QEMU64_MSRS_AT_ENTRY[MSR_BIOS_SIGN_ID])
 
     def _set_firmware_state(self) -> None:
-        """What SeaBIOS and GRUB leave in the CPU besides the registers the stub loads, for the
-        qemu64 model: the MSRs at entry (MISC_ENABLE's fast strings, SeaBIOS's MTRRs; the rest
-        already match) and EFLAGS 0x46. The firmware stub changes neither, so the kernel's
-        first instruction finds them as GRUB's does. (unicorn: left as Unicorn resets them.)"""
+        """The MSRs SeaBIOS and GRUB leave, for the qemu64 model (MISC_ENABLE's fast strings,
+        SeaBIOS's MTRRs; the rest already match). The firmware stub (firmware/boot.py) touches
+        no MSR, so the kernel's first instruction finds them as under GRUB; it leaves EFLAGS as
+        GRUB does itself. (unicorn: the MSRs as Unicorn resets them.)"""
         if self.cpu_model != "qemu64":
             return
         uc = self.uc
@@ -221,7 +221,6 @@ class CpuInstructions:
             uc.msr_write(msr, value)
             if uc.msr_read(msr) != value:
                 raise EngineError(f"the CPU core does not keep MSR 0x{msr:x} = 0x{value:x}")
-        uc.reg_write(X.UC_X86_REG_EFLAGS, ci.ENTRY_EFLAGS)
 
     def read_msr(self, msr: int) -> int:
         """What RDMSR ``msr`` would return now at CPL 0 (no side effects)."""
