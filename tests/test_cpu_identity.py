@@ -24,6 +24,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "qemu"
 _WORD = r"([0-9a-f]{8})"
 _CPUID = re.compile(rf"cpuid 0x{_WORD}\.([0-9a-f]+): {_WORD} {_WORD} {_WORD} {_WORD}")
 _MSR = re.compile(r"msr 0x([0-9a-f]{8}): (#GP|#UD|0x[0-9a-f]{16})")
+_WRMSR = re.compile(r"wrmsr 0x([0-9a-f]{8}) <- 0x([0-9a-f]{16}): (ok|#GP), reads 0x([0-9a-f]{16})")
 _ENTRY = re.compile(r"entry (cr0|cr4|efer|eflags): 0x([0-9a-f]+)")
 _INSN = re.compile(r"insn (.+): (\S+)")
 _LINE = re.compile(r"([^:]+): (.*)")
@@ -38,6 +39,7 @@ class ProbeOutput:
     msrs: dict[int, int | str] = field(default_factory=dict)  # a value, or "#GP"
     entry: dict[str, int] = field(default_factory=dict)
     insns: dict[str, str] = field(default_factory=dict)
+    wrmsr: list[tuple[int, int, str, int]] = field(default_factory=list)  # in the probe's order
     other: dict[str, str] = field(default_factory=dict)  # vendor, signature, brand, ...
 
     def every_cpuid(self) -> dict[tuple[int, int], ci.Registers]:
@@ -57,6 +59,8 @@ def parse_probe(name: str) -> ProbeOutput:
             key = (int(m[1], 16), int(m[2], 16))
             assert key not in cpuid, f"{line!r} printed twice"
             cpuid[key] = (int(m[3], 16), int(m[4], 16), int(m[5], 16), int(m[6], 16))
+        elif m := _WRMSR.fullmatch(line):
+            out.wrmsr.append((int(m[1], 16), int(m[2], 16), m[3], int(m[4], 16)))
         elif m := _MSR.fullmatch(line):
             out.msrs[int(m[1], 16)] = m[2] if m[2].startswith("#") else int(m[2], 16)
         elif m := _ENTRY.fullmatch(line):
@@ -301,3 +305,22 @@ def test_the_gated_instructions_are_what_qemu64_did(
 ) -> None:
     table = {g.probe_name: g.qemu64 for g in ci.GATED_INSTRUCTIONS}
     assert table == qemu64.insns == qemu64_no_svm_no_apic.insns
+
+
+def test_what_wrmsr_leaves_is_what_qemu_left(
+    qemu64: ProbeOutput, qemu64_no_svm: ProbeOutput, qemu64_no_svm_no_apic: ProbeOutput
+) -> None:
+    assert list(ci.QEMU64_WRMSR) == qemu64_no_svm_no_apic.wrmsr
+    assert all(result == "ok" for _msr, _value, result, _reads in ci.QEMU64_WRMSR)
+    with_apic = [
+        (
+            msr,
+            value,
+            result,
+            ci.QEMU64_APIC_BASE_WRITES[value] if msr == ci.IA32_APIC_BASE else reads,
+        )
+        for msr, value, result, reads in ci.QEMU64_WRMSR
+    ]
+    assert with_apic == qemu64_no_svm.wrmsr == qemu64.wrmsr
+    efer = [reads for msr, _value, _result, reads in ci.QEMU64_WRMSR if msr == ci.IA32_EFER]
+    assert {e & ~(1 << 10) for e in efer} <= {ci.EFER_WRITABLE, ci.EFER_WRITABLE & ~(1 << 11)}

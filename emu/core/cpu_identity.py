@@ -258,6 +258,8 @@ BRAND = "QEMU Virtual CPU version 2.5+"
 # --------------------------------------------------------------------------- MSRs
 
 IA32_APIC_BASE = 0x1B
+MSR_SMI_COUNT = 0x34
+MSR_CORE_THREAD_COUNT = 0x35
 IA32_EFER = 0xC0000080
 APIC_BASE_BSP = 1 << 8  # this CPU is the bootstrap processor
 APIC_BASE_ENABLE = 1 << 11  # the xAPIC is enabled
@@ -267,6 +269,8 @@ MSR_NAMES: Mapping[int, str] = MappingProxyType(
     {
         0x17: "IA32_PLATFORM_ID",
         0x1B: "IA32_APIC_BASE",
+        0x34: "MSR_SMI_COUNT",
+        0x35: "MSR_CORE_THREAD_COUNT",
         0x3A: "IA32_FEATURE_CONTROL",
         0x3B: "IA32_TSC_ADJUST",
         0x8B: "IA32_BIOS_SIGN_ID",
@@ -278,6 +282,7 @@ MSR_NAMES: Mapping[int, str] = MappingProxyType(
         0x17A: "IA32_MCG_STATUS",
         0x17B: "IA32_MCG_CTL",
         0x186: "IA32_PERFEVTSEL0",
+        0x198: "IA32_PERF_STATUS",
         0x1A0: "IA32_MISC_ENABLE",
         0x1D9: "IA32_DEBUGCTL",
         **{0x200 + 2 * n: f"IA32_MTRR_PHYSBASE{n}" for n in range(8)},
@@ -297,6 +302,7 @@ MSR_NAMES: Mapping[int, str] = MappingProxyType(
         0x802: "IA32_X2APIC_APICID",
         0x808: "IA32_X2APIC_TPR",
         0x830: "IA32_X2APIC_ICR",
+        0xD90: "IA32_BNDCFGS",
         0xC0000080: "IA32_EFER",
         0xC0000081: "IA32_STAR",
         0xC0000082: "IA32_LSTAR",
@@ -317,11 +323,15 @@ MSR_NAMES: Mapping[int, str] = MappingProxyType(
 # address (BSP), fast strings (MISC_ENABLE bit 0), SeaBIOS's MTRRs (write-back by default,
 # 2-4 GiB uncached, the fixed ranges: RAM below 640 KiB write-back, the VGA window uncached,
 # 0xC0000-0xFFFFF write-protected), the reset PAT, 10 machine-check banks with MCG_CTL and the
-# bank 0 control all ones, and QEMU's AMD microcode revision 0x01000065.
+# bank 0 control all ones, QEMU's AMD microcode revision 0x01000065, the three SMIs SeaBIOS
+# raised (the same at 32 MiB, 128 MiB and 1 GiB), one core with one thread, and QEMU's constant
+# PERF_STATUS (a TSC increment of 1000 and multiplier 4).
 QEMU64_MSRS_AT_ENTRY: Mapping[int, int] = MappingProxyType(
     {
         0x17: 0,
         0x1B: 0xFEE00900,
+        0x34: 3,
+        0x35: 0x10001,  # cores << 16 | threads
         0x3A: 0,
         0x3B: 0,
         0x8B: 0x01000065,
@@ -333,6 +343,7 @@ QEMU64_MSRS_AT_ENTRY: Mapping[int, int] = MappingProxyType(
         0x17A: 0,
         0x17B: 0xFFFFFFFFFFFFFFFF,
         0x186: 0,
+        0x198: 0x400000003E8,
         0x1A0: 0x1,
         0x1D9: 0,
         0x200: 0x80000000,  # from 2 GiB, type 0 (uncached)
@@ -353,6 +364,7 @@ QEMU64_MSRS_AT_ENTRY: Mapping[int, int] = MappingProxyType(
         0x802: 0,
         0x808: 0,
         0x830: 0,
+        0xD90: 0,
         # EFER as GRUB hands over. (The probe's own "msr 0xc0000080" line reads 0xD01: its
         # long-mode entry has set SCE, LME and NXE by then; its "entry efer" line is this value.)
         0xC0000080: 0,
@@ -398,6 +410,55 @@ def msr_at_entry(msr: int, *, apic: bool = False) -> int | None:
 # (bit 12) sticks on qemu64, not once SVM is hidden. LMA is set by the CPU, not by WRMSR.
 EFER_WRITABLE = (1 << 0) | (1 << 8) | (1 << 11)
 
+# What WRMSR leaves, in the probe's order ("wrmsr" lines; the kernel runs in long mode with EFER
+# 0xD01): (MSR, value written, "ok" or the fault, what RDMSR reads next). No write faults; the
+# machine-check controls take 0 or all ones only, SYSENTER_CS keeps 16 bits, EFER keeps SCE, LME
+# and NXE (and LMA), the read-only and absent MSRs ignore writes. Without an APIC (the default)
+# IA32_APIC_BASE stays at the BSP bit; with one, a write moves and disables it
+# (``QEMU64_APIC_BASE_WRITES``).
+QEMU64_WRMSR: tuple[tuple[int, int, str, int], ...] = (
+    (0xC0000080, 0xED01, "ok", 0xD01),
+    (0xC0000080, 0x501, "ok", 0x501),
+    (0xC0000080, 0x901, "ok", 0xD01),
+    (0xC0000080, 0xD01, "ok", 0xD01),
+    (0x1B, 0xFEE00800, "ok", APIC_BASE_WITHOUT_APIC),
+    (0x1B, 0, "ok", APIC_BASE_WITHOUT_APIC),
+    (0x174, 0x12345, "ok", 0x2345),
+    (0x174, 0, "ok", 0),
+    (0x17B, 5, "ok", 0xFFFFFFFFFFFFFFFF),
+    (0x17B, 0, "ok", 0),
+    (0x17B, 0xFFFFFFFFFFFFFFFF, "ok", 0xFFFFFFFFFFFFFFFF),
+    (0x400, 5, "ok", 0xFFFFFFFFFFFFFFFF),
+    (0x401, 5, "ok", 5),
+    (0x401, 0, "ok", 0),
+    (0x17A, 3, "ok", 3),
+    (0x17A, 0, "ok", 0),
+    (0x1A0, 0x12345, "ok", 0x12345),
+    (0x1A0, 1, "ok", 1),
+    (0x277, 0x0007040600070407, "ok", 0x0007040600070407),
+    (0x277, 0x0007040600070406, "ok", 0x0007040600070406),
+    (0x2FF, 0xC00, "ok", 0xC00),
+    (0x2FF, 0xC06, "ok", 0xC06),
+    (0xC0000081, 0x0023001000000000, "ok", 0x0023001000000000),
+    (0xC0000102, 0xFFFF800000001000, "ok", 0xFFFF800000001000),
+    (0xC0000103, 0x1234567890, "ok", 0x1234567890),
+    (0xC0010117, 0x1000, "ok", 0x1000),
+    (0xD90, 1, "ok", 1),
+    (0xD90, 0, "ok", 0),
+    (0x8B, 0, "ok", 0x01000065),
+    (0x34, 1, "ok", 3),
+    (0x35, 0, "ok", 0x10001),
+    (0x198, 1, "ok", 0x400000003E8),
+    (0x3A, 5, "ok", 0),
+    (0x3B, 5, "ok", 0),
+    (0x1D9, 1, "ok", 0),
+    (0xC0010015, 8, "ok", 0),
+    (0xC0010114, 8, "ok", 0),
+    (0x12345, 0x55, "ok", 0),
+)
+# With a local APIC (-cpu qemu64 and -svm) the two IA32_APIC_BASE rows read instead:
+QEMU64_APIC_BASE_WRITES = {0xFEE00800: 0xFEE00900, 0: APIC_BASE_BSP}
+
 
 # --------------------------------------------------------------------------- at entry
 
@@ -419,12 +480,13 @@ class GatedInstruction:
     probe_name: str
     announced_by: str  # the CPUID bit (or the vendor) that decides whether it exists
     qemu64: str  # what QEMU's qemu64 did: a result in EAX, "runs", "#UD" or "#GP"
-    unicorn: str  # what Unicorn 2.1.4's own (Haswell) model does, under Triplefault today
+    unicorn: str  # what Unicorn 2.1.4's own (Haswell) model does (cpu_model="unicorn")
     translator_gate: str  # the CPUX86State field Unicorn's translator checks ("" if none)
 
 
 # Unicorn's translator checks its own feature words (and vendor), not the CPUID hook's answer:
-# an instruction whose bit we hide still runs unless that field is edited too.
+# an instruction whose bit we hide still runs unless that field is edited too. The SSE4A ones it
+# never checks: the qemu64 model intercepts them (core/instructions.py) and raises #UD.
 GATED_INSTRUCTIONS: tuple[GatedInstruction, ...] = (
     GatedInstruction(
         "lzcnt eax<-ecx=1", "80000001.ECX[5] ABM", "0x00000000", "0x0000001f", "FEAT_8000_0001_ECX"
@@ -452,8 +514,17 @@ GATED_INSTRUCTIONS: tuple[GatedInstruction, ...] = (
     GatedInstruction("sse3 haddpd xmm0,xmm0", "1.ECX[0] SSE3", "runs", "runs", ""),
     GatedInstruction("ssse3 pshufb xmm0,xmm0", "1.ECX[9] SSSE3", "#UD", "runs", "FEAT_1_ECX"),
     GatedInstruction("sse4.1 ptest xmm0,xmm0", "1.ECX[19] SSE4.1", "#UD", "runs", "FEAT_1_ECX"),
-    # Unicorn's translator does not check the SSE4A bit: EXTRQ runs whatever the features say
+    # Unicorn's translator does not check the SSE4A bit: these run whatever the features say
     GatedInstruction("sse4a extrq xmm0,xmm1", "80000001.ECX[6] SSE4A", "#UD", "runs", ""),
+    GatedInstruction("sse4a extrq xmm0,4,0", "80000001.ECX[6] SSE4A", "#UD", "runs", ""),
+    GatedInstruction("sse4a insertq xmm0,xmm1", "80000001.ECX[6] SSE4A", "#UD", "runs", ""),
+    GatedInstruction("sse4a insertq xmm0,xmm1,4,0", "80000001.ECX[6] SSE4A", "#UD", "runs", ""),
+    GatedInstruction("sse4a movntss [rax],xmm0", "80000001.ECX[6] SSE4A", "#UD", "runs", ""),
+    GatedInstruction("sse4a movntsd [rax],xmm0", "80000001.ECX[6] SSE4A", "#UD", "runs", ""),
+    # the missing feature comes before CR0.TS: #UD, not #NM (Unicorn raises #NM)
+    GatedInstruction(
+        "sse4a extrq xmm0,xmm1 with cr0.ts", "80000001.ECX[6] SSE4A", "#UD", "#NM", ""
+    ),
     GatedInstruction("aes aesenc xmm0,xmm0", "1.ECX[25] AES", "#UD", "runs", "FEAT_1_ECX"),
     GatedInstruction("pclmulqdq xmm0,xmm0,0", "1.ECX[1] PCLMULQDQ", "#UD", "runs", "FEAT_1_ECX"),
 )

@@ -41,10 +41,15 @@ from .cpu_state import cpu_mode
 CPU_MODELS = ("qemu64", "unicorn")
 CPUID1_EDX_APIC = 1 << 9
 MSR_BIOS_SIGN_ID = 0x8B
-# RDMSR answers Unicorn 2.1.4's helper hard-wires differently from QEMU 7.2's (misc_helper.c:
-# IA32_APIC_BASE reads 0 there; QEMU without an APIC gives the BSP bit). Every other MSR a
-# kernel reads or writes is Unicorn's own helper, which follows the feature words as QEMU does.
-_RDMSR_ANSWERS = {ci.IA32_APIC_BASE: ci.APIC_BASE_WITHOUT_APIC}
+# RDMSR answers Unicorn 2.1.4's helper gets wrong, all read-only under QEMU 7.2 (writes are
+# ignored, as Unicorn ignores them): IA32_APIC_BASE reads 0 there (QEMU without an APIC gives the
+# BSP bit); MSR_SMI_COUNT and MSR_CORE_THREAD_COUNT read 0 (QEMU: SeaBIOS's three SMIs; one
+# core, one thread). Every other MSR a kernel reads or writes is Unicorn's own helper, which
+# follows the feature words as QEMU's does (probe-cpuid's "msr" and "wrmsr" lines).
+_RDMSR_ANSWERS = {
+    msr: ci.msr_at_entry(msr)
+    for msr in (ci.IA32_APIC_BASE, ci.MSR_SMI_COUNT, ci.MSR_CORE_THREAD_COUNT)
+}
 # The instructions the qemu64 model intercepts: RDMSR, and SSE4A (qemu64 has no SSE4A, and
 # Unicorn's translator runs EXTRQ, INSERTQ, MOVNTSS and MOVNTSD whatever the feature words say).
 _SSE4A = frozenset({CS.X86_INS_EXTRQ, CS.X86_INS_INSERTQ, CS.X86_INS_MOVNTSS, CS.X86_INS_MOVNTSD})

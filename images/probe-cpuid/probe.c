@@ -8,6 +8,9 @@
  *                                         exist; a #GP is caught and the RDMSR skipped
  *   insn NAME: 0xRESULT | runs | #UD      instructions that a CPUID bit announces, run or not
  *   efer set bit 12 (svme): reads 0x...  whether EFER.SVME can be set (only with SVM)
+ *   wrmsr 0xNUMBER <- 0xVALUE: ok | #GP, reads 0xVALUE
+ *                                         what a WRMSR keeps: the MSRs a kernel writes, bits a
+ *                                         CPU may drop, read-only MSRs, one that does not exist
  *
  * plus a few decoded lines (vendor, signature, brand, the hypervisor bit). Nothing printed
  * depends on time: no TSC, no performance counters. */
@@ -207,6 +210,10 @@ static const uint32_t msrs[] = {
     0xC0010015,                                     /* AMD HWCR */
     0xC0010114,                                     /* AMD VM_CR */
     0xC0010117,                                     /* AMD VM_HSAVE_PA */
+    0x34,                                           /* MSR_SMI_COUNT */
+    0x35,                                           /* MSR_CORE_THREAD_COUNT */
+    0x198,                                          /* IA32_PERF_STATUS */
+    0xD90,                                          /* IA32_BNDCFGS */
     0x12345, 0xC0011000, 0x40000000, 0x4B564D00, 0xFFFFFFFF, /* nothing should be here */
 };
 
@@ -280,6 +287,24 @@ static void probe_instructions(void) {
     PROBE_RUNS("ssse3 pshufb xmm0,xmm0", "0x66, 0x0f, 0x38, 0x00, 0xc0", 5);
     PROBE_RUNS("sse4.1 ptest xmm0,xmm0", "0x66, 0x0f, 0x38, 0x17, 0xc0", 5);
     PROBE_RUNS("sse4a extrq xmm0,xmm1", "0x66, 0x0f, 0x79, 0xc1", 4);
+    PROBE_RUNS("sse4a extrq xmm0,4,0", "0x66, 0x0f, 0x78, 0xc0, 0x04, 0x00", 6);
+    PROBE_RUNS("sse4a insertq xmm0,xmm1", "0xf2, 0x0f, 0x79, 0xc1", 4);
+    PROBE_RUNS("sse4a insertq xmm0,xmm1,4,0", "0xf2, 0x0f, 0x78, 0xc1, 0x04, 0x00", 6);
+    {
+        static uint64_t target[2];
+        arm(4);
+        __asm__ volatile(".byte 0xf3, 0x0f, 0x2b, 0x00" : : "a"(target) : "memory");
+        report_runs("sse4a movntss [rax],xmm0", disarm());
+        arm(4);
+        __asm__ volatile(".byte 0xf2, 0x0f, 0x2b, 0x00" : : "a"(target) : "memory");
+        report_runs("sse4a movntsd [rax],xmm0", disarm());
+        /* which comes first: the missing feature (#UD) or CR0.TS (#NM, which ends the run) */
+        uint64_t cr0;
+        __asm__ volatile("mov %%cr0, %0" : "=r"(cr0));
+        __asm__ volatile("mov %0, %%cr0" : : "r"(cr0 | 8) : "memory");
+        PROBE_RUNS("sse4a extrq xmm0,xmm1 with cr0.ts", "0x66, 0x0f, 0x79, 0xc1", 4);
+        __asm__ volatile("clts" ::: "memory");
+    }
     PROBE_RUNS("aes aesenc xmm0,xmm0", "0x66, 0x0f, 0x38, 0xdc, 0xc0", 5);
     PROBE_RUNS("pclmulqdq xmm0,xmm0,0", "0x66, 0x0f, 0x3a, 0x44, 0xc0, 0x00", 6);
     __asm__ volatile("mov %0, %%cr4" : : "r"(cr4) : "memory");
@@ -290,6 +315,66 @@ static void probe_instructions(void) {
     wrmsr(0xC0000080, efer | (1ULL << 12));
     kprintf("efer set bit 12 (svme): reads 0x%lx\n", rdmsr(0xC0000080));
     wrmsr(0xC0000080, efer);
+}
+
+/* ---- WRMSR: what each write leaves, then the value put back where later lines depend on it ---- */
+
+static void probe_wrmsr(uint32_t msr, uint64_t value) {
+    uint32_t lo, hi;
+    arm(2);
+    __asm__ volatile("wrmsr" : : "c"(msr), "a"((uint32_t)value), "d"((uint32_t)(value >> 32))
+                     : "memory");
+    uint64_t fault = disarm();
+    arm(2);
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(msr), "0"(0), "1"(0) : "memory");
+    uint64_t read_fault = disarm();
+    kprintf("wrmsr 0x%08x <- 0x%016lx: %s, reads ", msr, value, fault ? fault_name(fault) : "ok");
+    if (read_fault)
+        kprintf("%s\n", fault_name(read_fault));
+    else
+        kprintf("0x%016lx\n", ((uint64_t)hi << 32) | lo);
+}
+
+static void probe_msr_writes(void) {
+    uint64_t efer = rdmsr(0xC0000080);
+    probe_wrmsr(0xC0000080, efer | (1ULL << 13) | (1ULL << 14) | (1ULL << 15)); /* LMSLE FFXSR TCE */
+    probe_wrmsr(0xC0000080, efer & ~(1ULL << 11));  /* NXE off */
+    probe_wrmsr(0xC0000080, efer & ~(1ULL << 10));  /* LMA is the CPU's */
+    probe_wrmsr(0xC0000080, efer);
+    probe_wrmsr(0x1B, 0xFEE00800);                  /* IA32_APIC_BASE: move it, keep it enabled */
+    probe_wrmsr(0x1B, 0);
+    probe_wrmsr(0x174, 0x12345);                    /* IA32_SYSENTER_CS: 16 bits */
+    probe_wrmsr(0x174, 0);
+    probe_wrmsr(0x17B, 5);                          /* IA32_MCG_CTL: all or nothing */
+    probe_wrmsr(0x17B, 0);
+    probe_wrmsr(0x17B, ~0ULL);
+    probe_wrmsr(0x400, 5);                          /* IA32_MC0_CTL: all or nothing */
+    probe_wrmsr(0x401, 5);                          /* IA32_MC0_STATUS */
+    probe_wrmsr(0x401, 0);
+    probe_wrmsr(0x17A, 3);                          /* IA32_MCG_STATUS */
+    probe_wrmsr(0x17A, 0);
+    probe_wrmsr(0x1A0, 0x12345);                    /* IA32_MISC_ENABLE */
+    probe_wrmsr(0x1A0, 1);
+    probe_wrmsr(0x277, 0x0007040600070407ULL);      /* IA32_PAT */
+    probe_wrmsr(0x277, 0x0007040600070406ULL);
+    probe_wrmsr(0x2FF, 0xC00);                      /* IA32_MTRR_DEF_TYPE */
+    probe_wrmsr(0x2FF, 0xC06);
+    probe_wrmsr(0xC0000081, 0x0023001000000000ULL); /* IA32_STAR */
+    probe_wrmsr(0xC0000102, 0xFFFF800000001000ULL); /* IA32_KERNEL_GS_BASE */
+    probe_wrmsr(0xC0000103, 0x1234567890ULL);       /* IA32_TSC_AUX */
+    probe_wrmsr(0xC0010117, 0x1000);                /* AMD VM_HSAVE_PA */
+    probe_wrmsr(0xD90, 1);                          /* IA32_BNDCFGS */
+    probe_wrmsr(0xD90, 0);
+    probe_wrmsr(0x8B, 0);                           /* IA32_BIOS_SIGN_ID: read-only */
+    probe_wrmsr(0x34, 1);                           /* MSR_SMI_COUNT: read-only */
+    probe_wrmsr(0x35, 0);                           /* MSR_CORE_THREAD_COUNT: read-only */
+    probe_wrmsr(0x198, 1);                          /* IA32_PERF_STATUS: read-only */
+    probe_wrmsr(0x3A, 5);                           /* IA32_FEATURE_CONTROL: not there */
+    probe_wrmsr(0x3B, 5);                           /* IA32_TSC_ADJUST: not there */
+    probe_wrmsr(0x1D9, 1);                          /* IA32_DEBUGCTL: not there */
+    probe_wrmsr(0xC0010015, 8);                     /* AMD HWCR: not there */
+    probe_wrmsr(0xC0010114, 8);                     /* AMD VM_CR: not there */
+    probe_wrmsr(0x12345, 0x55);                     /* nothing is here */
 }
 
 void kmain(uint32_t magic, uint32_t info) {
@@ -307,6 +392,7 @@ void kmain(uint32_t magic, uint32_t info) {
     probe_cpuid();
     probe_msrs();
     probe_instructions();
+    probe_msr_writes();
     kprintf("probe-cpuid: done\n");
     qemu_exit(0);
 }
