@@ -39,6 +39,7 @@ from . import internals as I
 from .cpu_state import cpu_mode
 
 CPU_MODELS = ("qemu64", "unicorn")
+_CR0_PG = 1 << 31
 CPUID1_EDX_APIC = 1 << 9
 MSR_BIOS_SIGN_ID = 0x8B
 # RDMSR answers Unicorn 2.1.4's helper gets wrong, all read-only under QEMU 7.2 (writes are
@@ -200,6 +201,7 @@ class CpuInstructions:
             raise EngineError(f"unknown CPU model {self.cpu_model!r} ({' or '.join(CPU_MODELS)})")
         I.verify_cpu_model(self.uc, self.internals)  # a fresh engine: Unicorn's own model
         self._intercepts: dict[int, int] = {}  # address -> handle of its code hook
+        self._sse4a_sites: set[int] = set()  # ... of them, where an SSE4A instruction was seen
         self._intercept_ids = _QEMU64_INTERCEPTS if self.cpu_model == "qemu64" else frozenset()
         if self.cpu_model != "qemu64":
             return
@@ -238,7 +240,11 @@ class CpuInstructions:
         """Give an instruction the model intercepts its code hook (once per address). True if
         one was added: code translated before has none, and must be translated again."""
         address = insn.address
-        if insn.id not in self._intercept_ids or address in self._intercepts:
+        if insn.id not in self._intercept_ids:
+            return False
+        if insn.id in _SSE4A:
+            self._sse4a_sites.add(address)
+        if address in self._intercepts:
             return False
         self._intercepts[address] = self.uc.hook_add(
             UC_HOOK_CODE, self._hook_intercepted, None, address, address
@@ -264,8 +270,16 @@ class CpuInstructions:
             self.uc.ctl_flush_tb()
 
     def _hook_intercepted(self, uc: Uc, address: int, size: int, _ud: object) -> None:
-        """Before an intercepted instruction. The code at ``address`` is decoded again (it may
-        have changed, or belong to another address space): only what is there now counts."""
+        """Before an intercepted instruction. Where only RDMSR was ever seen, an RDMSR of an MSR
+        Unicorn answers right returns at once (what is at the address then runs as it is, RDMSR
+        or not). Otherwise the code at ``address`` is decoded again (it may have changed, or
+        belong to another address space): only what is there now counts."""
+        env = self.internals
+        hflags = env.hflags
+        if address not in self._sse4a_sites and (
+            hflags & I.HF_CPL_MASK or env.u64(I.ENV_REGS + 8) & 0xFFFFFFFF not in _RDMSR_ANSWERS
+        ):
+            return
         if (
             address in self._breakpoints
             and self._resume_from != address
@@ -273,10 +287,8 @@ class CpuInstructions:
             and self._ctxv[K.CTX_ENABLED]
         ):
             return  # the breakpoint's hook, after this one, stops the run before it
-        env = self.internals
-        hflags = env.hflags
         # (15 bytes: ``size`` is what the translator decoded, which can stop inside it)
-        insn = next(self._disasm[_code_bits(hflags)].disasm(self._read_linear(address, 15),
+        insn = next(self._disasm[_code_bits(hflags)].disasm(self._code_at(address),
                                                            address, 1), None)  # fmt: skip
         if insn is None or insn.id not in self._intercept_ids:
             return  # not one of ours (any more)
@@ -289,6 +301,15 @@ class CpuInstructions:
         self._raise(self._exception(6, env.u64(I.ENV_EIP), False))
         if self._stop is None:
             self._leave_block(env.u64(I.ENV_EIP))
+
+    def _code_at(self, address: int) -> bytes:
+        """The 15 bytes at a linear address, as ``_read_linear`` gives them; with paging off
+        straight from RAM (a walk costs tens of microseconds)."""
+        env = self.internals
+        phys = address & 0xFFFFFFFF
+        if not env.u64(I.ENV_CR0) & _CR0_PG and phys + 15 <= self.ram.size:
+            return self.ram[phys : phys + 15].tobytes()
+        return self._read_linear(address, 15)
 
     def _emulate_rdmsr(self, size: int, value: int) -> None:
         """RDMSR with EDX:EAX = ``value``: the instruction retires here and Unicorn skips it.
