@@ -15,8 +15,9 @@ that table, and Unicorn's translator is given qemu64's feature words and vendor,
 instructions qemu64 lacks raise #UD (or run as their older encodings: LZCNT is BSR). What the
 translator and Unicorn's MSR helpers cannot be told is intercepted: a code hook bounded to
 exactly one instruction, installed when the block holding it is first learned (``_intercept``)
-and before that block runs, emulates RDMSR of the MSRs Unicorn hard-wires (IA32_APIC_BASE reads
-0 there) and raises #UD for the SSE4A instructions, which Unicorn's translator never checks.
+and before that block runs, emulates RDMSR of the three MSRs Unicorn hard-wires to 0
+(IA32_APIC_BASE, MSR_SMI_COUNT, MSR_CORE_THREAD_COUNT) and raises #UD for the SSE4A
+instructions, which Unicorn's translator never checks.
 "unicorn" is Unicorn's own CPU (an Intel Haswell), with only the APIC bit hidden in CPUID.
 
 ``UnicornCore`` inherits these hooks and installs them.
