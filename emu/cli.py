@@ -18,7 +18,7 @@ from devices.uart16550 import serial_input_from, serial_sink_for
 from .errors import ConfigError, EmuError
 from .images import resolve_kernel
 from .mmu import view as ptview
-from .version import __version__
+from .version import LOADER_NAME, __version__
 
 EXIT_USAGE = 2
 
@@ -154,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="on a triple fault, reset like a PC and boot again (default: stop and explain)",
     )
+    run.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
+                     help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
+    run.add_argument(
+        "--loader-name",
+        default=LOADER_NAME,
+        metavar="TEXT",
+        help=f"the boot loader name the kernel is given (default {LOADER_NAME!r}, GRUB's own)",
+    )
     run.add_argument(
         "--strict-memory",
         action="store_true",
@@ -172,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--memory", "-m", default="128M")
         sp.add_argument("--timeout", type=_seconds, default=30.0)
         sp.add_argument("--plain", action="store_true", help="no colours")
+        sp.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
+                        help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
 
     pt = sub.add_parser(
         "pt",
@@ -211,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
     gs.add_argument("--port", type=int, default=1234)
     gs.add_argument("--append", "--cmdline", dest="cmdline", default="")
     gs.add_argument("--memory", "-m", default="128M")
+    gs.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
+                    help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
     gs.add_argument("--stop-on-exceptions", action="store_true",
                     help="stop at every exception before it is delivered")  # fmt: skip
     dbg = sub.add_parser(
@@ -223,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     dbg.add_argument("kernel", help="kernel ELF, or the name of a bundled image")
     dbg.add_argument("--append", "--cmdline", dest="cmdline", default="")
     dbg.add_argument("--memory", "-m", default="128M")
+    dbg.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
+                    help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
     dbg.add_argument("--break", dest="breaks", action="append", default=[], metavar="SYMBOL",
                      help="a breakpoint at SYMBOL or ADDR before the first instruction")  # fmt: skip
     tr.add_argument("--access", choices=("read", "write", "fetch"), default="read")
@@ -258,6 +272,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         keys_at=args.keys_at,
         realtime=args.realtime,
         strict_memory=args.strict_memory,
+        loader_name=args.loader_name,
+        cpu=args.cpu,
     )
     if args.screenshot:
         machine.on_triple_fault.append(lambda m: m.screenshot(args.screenshot))
@@ -292,7 +308,7 @@ def _stop_point(args: argparse.Namespace):
     from .machine import Machine
 
     kernel = resolve_kernel(args.kernel)
-    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline)
+    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline, cpu=args.cpu)
     if args.at:
         address = machine.add_breakpoint(args.at)
         result = machine.run(timeout=args.timeout or None)
@@ -354,7 +370,7 @@ def _cmd_gdbserver(args: argparse.Namespace) -> int:
     from .machine import Machine
 
     kernel = resolve_kernel(args.kernel)
-    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline)
+    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline, cpu=args.cpu)
     if args.stop_on_exceptions:
         machine.break_on_exceptions(*range(32))
     stub = GdbStub(machine)
@@ -372,7 +388,9 @@ def _cmd_debug(args: argparse.Namespace) -> int:
     from .machine import Machine
 
     kernel = resolve_kernel(args.kernel)
-    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline, serial_sink=None)
+    machine = Machine.from_elf(
+        kernel, memory=args.memory, cmdline=args.cmdline, serial_sink=None, cpu=args.cpu
+    )
     for where in args.breaks:
         machine.add_breakpoint(int(where, 0) if where[:1].isdigit() else where)
     DebuggerApp(machine, str(kernel)).run()

@@ -23,11 +23,13 @@ from devices.debug_exit import DebugConsole, DebugExit
 from devices.framebuffer import LinearFramebuffer
 from devices.i8042 import I8042, KeyboardInput, SystemControlA
 from devices.irq import IrqLine
+from devices.parallel import LPT1_BASE, ParallelPort
 from devices.pic8259 import PicPair
 from devices.pit8254 import Pit8254, Port61
 from devices.uart16550 import COM_PORTS, Uart16550
 from devices.vga import VgaText
 from firmware import BootPlan, ModuleSpec, boot_kernel, pc_bios
+from firmware.post import program_devices
 
 from . import mmu
 from .bus import PortBus
@@ -35,6 +37,7 @@ from .checkpoint import Checkpoint, restore_device, save_device
 from .clock.scheduler import NO_LIMIT, Scheduler
 from .core import engine as core
 from .core.cpu_state import CpuState
+from .core.instructions import CPU_MODELS
 from .debugging import DebugFeatures
 from .errors import ConfigError
 from .faults.diagnosis import diagnose
@@ -97,6 +100,12 @@ class Machine(DebugFeatures):
     # Stop at an access to physical memory where nothing is, instead of reading 0 and dropping
     # writes as a PC (and QEMU) does.
     strict_memory: bool = False
+    # The boot loader's name in the boot information: GRUB's own string by default, since
+    # real kernels branch on it.
+    loader_name: str = LOADER_NAME
+    # The CPU: "qemu64" (QEMU 7.2's -cpu qemu64, what kernels meet under QEMU) or "unicorn"
+    # (the engine's own Haswell-like model).
+    cpu: str = "qemu64"
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -108,6 +117,8 @@ class Machine(DebugFeatures):
     framebuffer: LinearFramebuffer | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
+        if self.cpu not in CPU_MODELS:
+            raise ConfigError(f"unknown CPU {self.cpu!r}: {' or '.join(CPU_MODELS)}")
         size = parse_memory_size(self.memory)
         self.memory = size
         self.ram = np.zeros(size, np.uint8)
@@ -116,7 +127,7 @@ class Machine(DebugFeatures):
         self.trace = FaultTrace()
         self.core = core.UnicornCore(
             self.ram, self.bus.read, self.bus.write, memory=self.memory,
-            bios_stub_at=pc_bios.stub_vector_at,
+            bios_stub_at=pc_bios.stub_vector_at, cpu_model=self.cpu,
         )  # fmt: skip
         self.recorder = TraceRecorder(self.core, self.trace, self._describe, self.trace_sink)
         self.core.on_delivery = self.recorder.record_delivery
@@ -170,6 +181,8 @@ class Machine(DebugFeatures):
         self.vga = VgaText(self.ram, now_ns=self.now_ns)
         self.bus.map(0x3B0, 0x30, self.vga, "VGA")
         self.memory.add_mmio(VGA_WINDOW, VGA_TEXT - VGA_WINDOW, self.vga, "VGA window")
+        self.lpt1 = ParallelPort()
+        self.bus.map(LPT1_BASE, 3, self.lpt1, "LPT1 (parallel port)")
         self.console = DebugConsole(self._console_out)
         self.bus.map(0xE9, 1, self.console, "debugcon (port 0xE9)")
         if self.debug_exit:
@@ -227,13 +240,14 @@ class Machine(DebugFeatures):
         specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
         self._boot_args = (path, cmdline, tuple(specs), protocol)
         self._install_firmware()
+        program_devices(self.bus, self.ram.size)  # the chips as SeaBIOS and GRUB leave them
         plan = boot_kernel(
             path,
             self.ram,
             cmdline=cmdline,
             modules=specs,
             protocol=protocol,
-            loader_name=LOADER_NAME,
+            loader_name=self.loader_name,
         )
         self.boot = plan
         self.kernel_path = os.fspath(path)
@@ -364,7 +378,7 @@ class Machine(DebugFeatures):
         devices = {
             "pic1": self.pics.master, "pic2": self.pics.slave, "pit": self.pit,
             "port61": self.port61, "rtc": self.rtc, "keyboard": self.keyboard,
-            "port92": self.port92, "com1": self.com1, "vga": self.vga,
+            "port92": self.port92, "com1": self.com1, "vga": self.vga, "lpt1": self.lpt1,
         }  # fmt: skip
         for i, device in enumerate(self.timed):
             devices.setdefault(f"timed{i}", device)
@@ -465,6 +479,9 @@ class Machine(DebugFeatures):
         self.pit.reset()
         self.rtc.reset()
         self.keyboard.reset()
+        self.port61.reset()
+        self.port92.reset()
+        self.lpt1.reset()
         path, cmdline, modules, protocol = self._boot_args
         self.load(path, cmdline=cmdline, modules=list(modules), protocol=protocol)
 

@@ -91,11 +91,16 @@ def test_guest_reset_request_stops_or_reboots(image) -> None:
     assert r.stop_reason == "reset" and r.exit_status == 0
 
 
-def test_hlt_with_interrupts_on_and_no_timer_is_halted(image) -> None:
-    """hello never programs the PIT: a HLT there could never end."""
-    m = Machine.from_elf(image("hello"))
-    m.run(max_instructions=1000)
+def test_hlt_with_interrupts_on_and_no_timer_is_halted(tmp_path) -> None:
+    """The BIOS left the PIT running; a kernel that stops it (mode 0, no count written) and
+    waits with IF=1 waits for nothing: the run ends as halted, not at a limit."""
+    from mb2_kernel import build
+
+    body = "movb $0x30, %al\noutb %al, $0x43\nsti\nhlt\n"
+    m = Machine.from_elf(build(body, tmp_path))
+    r = m.run(max_instructions=100_000)
     assert m.pit.next_event(m.now_ns()) is None
+    assert r.stop_reason == "halted" and "nothing can wake it" in r.detail
 
 
 def test_realtime_paces_halts_to_the_wall_clock(image) -> None:
