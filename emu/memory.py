@@ -219,8 +219,8 @@ class PhysicalMemory:
 
     # ------------------------------------------------------ host-side access
     def read(self, address: int, size: int) -> bytes:
-        """What the guest would read at a physical address (no side effects on devices:
-        MMIO registers read as unassigned)."""
+        """What the guest would read at a physical address, without side effects: device
+        registers (MMIO) are not read and show all-ones; unassigned space shows 0."""
         out = bytearray()
         while len(out) < size:
             at = address + len(out)
