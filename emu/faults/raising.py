@@ -272,7 +272,9 @@ class ExceptionRaising:
 
     def _real_mode_interrupt(self, vector: int, kind: str) -> str:
         """Why a real-mode interrupt stops the run: the BIOS call it is, or what it needed."""
-        selector, ip, _lin = self._cs_ip()
+        selector, ip, lin = self._cs_ip()
+        if kind == "software":  # IP is past the instruction: name the INT n (CD nn) itself
+            ip -= 2 if DeliveryMemory(self).read(lin - 2, 1) == b"\xcd" else 1
         idt_base = self.uc.reg_read(X.UC_X86_REG_IDTR)[1]
         entry = DeliveryMemory(self).read(idt_base + 4 * vector, 4)
         offset, segment = int.from_bytes(entry[:2], "little"), int.from_bytes(entry[2:], "little")
