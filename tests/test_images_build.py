@@ -74,6 +74,9 @@ EXPECTED: dict[str, Expected] = {
     "probe-devices": Expected(
         32, "EM_386", 2, "probe-devices/probe.c", ("kmain", "wait_irq", "isr_stubs")
     ),
+    "probe-tables": Expected(
+        32, "EM_386", 2, "probe-tables/probe.c", ("kmain", "print_sdt", "report_sum")
+    ),
 }
 
 

@@ -1,0 +1,29 @@
+/* probe-tables: a Multiboot2 entry in 32-bit protected mode, paging off (physical = linear). */
+#define MB2_MAGIC 0xE85250D6
+
+    .section .multiboot2, "a"
+    .align 8
+mb2_header:
+    .long MB2_MAGIC, 0, mb2_header_end - mb2_header
+    .long -(MB2_MAGIC + (mb2_header_end - mb2_header))
+    .align 8
+    .short 0, 0
+    .long 8
+mb2_header_end:
+
+    .section .text.boot, "ax"
+    .globl _start
+_start:
+    cli
+    movl $stack_top, %esp
+    pushl %ebx
+    pushl %eax
+    call kmain
+1:  cli
+    hlt
+    jmp 1b
+
+    .section .bss
+    .align 16
+    .skip 16384
+stack_top:
