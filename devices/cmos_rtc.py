@@ -64,6 +64,10 @@ class CmosRtc:
         self.reset()
 
     def reset(self) -> None:
+        # Set by a write to a data register (``next_event`` reads registers A and B): the
+        # scheduler clears it when it reads ``next_event`` and reschedules after a port access
+        # only if it is set. Index writes and reads leave it.
+        self.events_changed = True
         self.index = 0
         self.nmi_disabled = False
         self.ram = bytearray(128)
@@ -193,6 +197,7 @@ class CmosRtc:
             self.index = value & 0x7F
             self.nmi_disabled = bool(value & 0x80)
             return
+        self.events_changed = True
         reg = self.index
         if reg in (SECONDS, MINUTES, HOURS, WEEKDAY, DAY, MONTH, YEAR, CENTURY):
             self._set_time(reg, value)

@@ -272,6 +272,7 @@ class KeyboardInput:
         self.at_ns = at_ns
         self.interval_ns = interval_ns
         self.sent = 0
+        self.events_changed = True  # set by tick (which moves the next event); see Scheduler
 
     def next_event(self, now: int) -> int | None:
         if self.sent >= len(self.text):
@@ -279,6 +280,7 @@ class KeyboardInput:
         return self.at_ns + self.sent * self.interval_ns
 
     def tick(self, now: int) -> None:
+        self.events_changed = True
         while self.sent < len(self.text) and now >= self.at_ns + self.sent * self.interval_ns:
             self.controller.type_text(self.text[self.sent])
             self.sent += 1

@@ -64,6 +64,10 @@ class Pic8259:
         self.reset()
 
     def reset(self) -> None:
+        # Set by everything that changes the chip's state during a run (ports, pins, INTA);
+        # the scheduler clears it when it reads the state, and reschedules after a port
+        # access only if it is set.
+        self.events_changed = True
         self.irr = 0  # interrupt request register
         self.isr = 0  # in-service register
         self.imr = 0  # interrupt mask register
@@ -84,6 +88,7 @@ class Pic8259:
     # ------------------------------------------------------------------ inputs
     def set_irq(self, line: int, level: bool) -> None:
         """An input pin changes level (edge-triggered inputs latch rising edges)."""
+        self.events_changed = True
         mask = 1 << line
         level_mode = self.ltim or bool(self.elcr & mask)
         if level:
@@ -128,6 +133,7 @@ class Pic8259:
 
     def acknowledge(self) -> int:
         """INTA: the IRQ line being serviced (7 for a spurious interrupt)."""
+        self.events_changed = True
         line = self.pending()
         if line is None:
             return 7  # spurious: the request went away; ISR stays clear
@@ -145,6 +151,7 @@ class Pic8259:
     # ------------------------------------------------------------------ ports
     def read(self, offset: int, size: int) -> int:
         if self.poll:
+            self.events_changed = True
             self.poll = False
             line = self.pending()
             if line is None:
@@ -156,6 +163,7 @@ class Pic8259:
         return self.isr if self.read_isr else self.irr
 
     def write(self, offset: int, size: int, value: int) -> None:
+        self.events_changed = True
         value &= 0xFF
         if offset & 1 == 0:
             if value & ICW1_INIT:
@@ -258,6 +266,7 @@ class Elcr:
     def reset(self) -> None:
         for pic in self.pics:
             pic.elcr = 0
+            pic.events_changed = True
 
     def read(self, offset: int, size: int) -> int:
         return self.pics[offset & 1].elcr
@@ -265,6 +274,7 @@ class Elcr:
     def write(self, offset: int, size: int, value: int) -> None:
         pic = self.pics[offset & 1]
         pic.elcr = value & pic.elcr_mask
+        pic.events_changed = True
 
 
 class PicPair:

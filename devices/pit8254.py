@@ -81,6 +81,10 @@ class Pit8254:
         self.reset()
 
     def reset(self) -> None:
+        # Set by everything that may move channel 0's next event (a control word other than a
+        # latch, a count, a gate): the scheduler clears it when it reads ``next_event`` and
+        # reschedules after a port access only if it is set. Latches and reads leave it.
+        self.events_changed = True
         self.channels = [Channel() for _ in range(3)]
         self.irq0.lower()
         self._last_edge_ns = 0
@@ -205,8 +209,11 @@ class Pit8254:
         offset &= 3
         value &= 0xFF
         if offset == 3:
+            if value >> 6 != 3 and (value >> 4) & 3:  # not a read-back, not a counter latch
+                self.events_changed = True
             self._control(value)
             return
+        self.events_changed = True
         ch = self.channels[offset]
         if ch.access == 3:
             if ch.write_low is None:
@@ -284,6 +291,7 @@ class Pit8254:
         now = self.now_ns()
         if level == ch.gate:
             return
+        self.events_changed = True
         if not level and ch.mode in (0, 2, 3, 4) and ch.start_ns is not None:
             ch.paused_ticks = self._elapsed(ch, now)
         if level:

@@ -1,6 +1,7 @@
 """The I/O port bus: address decoding between IN/OUT instructions and device models.
 
-Ranges are sorted and never overlap (``map`` raises on overlap or zero length). A 16- or
+Ranges are sorted and never overlap (``map`` raises on overlap or zero length); a table
+indexed by port finds the range of an access in O(1). A 16- or
 32-bit access to a byte-wide device is split into byte accesses here, not in the devices.
 A read from a port nobody decodes returns all-ones for the access size, as an ISA bus with
 pull-ups does, and is logged once per port; writes to such ports are dropped and counted.
@@ -16,6 +17,9 @@ from typing import Protocol
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+# One entry per port, and three more: a wide access at 0xFFFF reaches past the last port.
+_TABLE_SIZE = 0x10000 + 3
 
 
 class PortDevice(Protocol):
@@ -46,6 +50,8 @@ class PortBus:
     unmapped_writes: int = 0
     _bases: list[int] = field(default_factory=list, repr=False)
     _logged: set[tuple[str, int]] = field(default_factory=set, repr=False)
+    # the range decoding each port (None: nobody), filled by ``map``
+    _table: list[PortRange | None] = field(default_factory=lambda: [None] * _TABLE_SIZE, repr=False)
 
     def map(
         self, base: int, length: int, device: PortDevice, name: str, *, byte_only: bool = True
@@ -64,25 +70,21 @@ class PortBus:
                 )
         self.ranges.insert(i, new)
         self._bases.insert(i, base)
+        self._table[base : new.end] = [new] * length
         return new
 
     def find(self, port: int) -> PortRange | None:
-        i = bisect.bisect_right(self._bases, port) - 1
-        if i >= 0:
-            r = self.ranges[i]
-            if port < r.end:
-                return r
-        return None
+        return self._table[port] if 0 <= port < _TABLE_SIZE else None
 
     def read(self, port: int, size: int) -> int:
-        r = self.find(port)
-        if r is not None and (not r.byte_only or size == 1) and port + size <= r.end:
-            return r.device.read(port - r.base, size) & ((1 << (8 * size)) - 1)
+        r = self._table[port]
         if size == 1:
             if r is None:
                 self._unmapped("read", port)
                 return 0xFF
             return r.device.read(port - r.base, 1) & 0xFF
+        if r is not None and not r.byte_only and port + size <= r.end:
+            return r.device.read(port - r.base, size) & ((1 << (8 * size)) - 1)
         # Wide access to a byte device (or across ranges): one byte per port, little-endian.
         value = 0
         for i in range(size):
@@ -90,15 +92,15 @@ class PortBus:
         return value
 
     def write(self, port: int, size: int, value: int) -> None:
-        r = self.find(port)
-        if r is not None and (not r.byte_only or size == 1) and port + size <= r.end:
-            r.device.write(port - r.base, size, value & ((1 << (8 * size)) - 1))
-            return
+        r = self._table[port]
         if size == 1:
             if r is None:
                 self._unmapped("write", port)
                 return
             r.device.write(port - r.base, 1, value & 0xFF)
+            return
+        if r is not None and not r.byte_only and port + size <= r.end:
+            r.device.write(port - r.base, size, value & ((1 << (8 * size)) - 1))
             return
         for i in range(size):
             self.write(port + i, 1, (value >> (8 * i)) & 0xFF)

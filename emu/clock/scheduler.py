@@ -13,11 +13,12 @@ more entry in ``timed``; a new way of skipping time is one more rule in ``wait_f
 
 from __future__ import annotations
 
+import ctypes
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..core.internals import HF_LMA
+from ..core.internals import ENV_HFLAGS, HF_LMA
 from ..errors import EngineError
 from . import layout as K
 
@@ -55,6 +56,13 @@ class Scheduler:
         self.slice_end = 0  # where the running slice ends at the latest (no device event)
         self.realtime_origin = (0.0, 0)  # (wall seconds, virtual ns) when the run started
         self._idle_ns = 0
+        # False: every port access reschedules (the reference the fast path is tested against)
+        self.io_fast_path = True
+        self._watched: tuple = ()  # what after_io looks at: the timed devices and the PICs
+        self._unwatched = False  # a timed device without ``events_changed``: always reschedule
+        self._due = 0  # the earliest event at the last schedule, as an instruction count
+        # hflags, when the timer was not armed only because the CPU is not in long mode
+        self._hflags_view: ctypes.c_uint32 | None = None
 
     def attach(self, pics, pit, timed: Sequence[TimedDevice]) -> None:
         """The 8259 pair (INTA, and whether a timer interrupt would be the only one pending),
@@ -63,6 +71,8 @@ class Scheduler:
         self.pics = pics
         self.pit = pit
         self.timed = tuple(timed)
+        self._watched = (*self.timed, pics.master, pics.slave)
+        self._unwatched = not all(hasattr(d, "events_changed") for d in self._watched)
 
     @property
     def idle_ns(self) -> int:
@@ -108,6 +118,9 @@ class Scheduler:
         ctx = self.core._ctxv
         idle = self._idle_ns
         ctx[K.CTX_ARMED] = ctx[K.CTX_EDGE_COUNT] = ctx[K.CTX_FAST_EOI_OK] = 0
+        for device in self._watched:
+            device.events_changed = False
+        self._hflags_view = None
         first = other = None  # the earliest event, and the earliest of the devices but the PIT
         for device in self.timed:
             e = device.next_event(now)
@@ -121,8 +134,10 @@ class Scheduler:
         ctx[K.CTX_SLICE_END] = slice_end
         ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if other is None else other - idle
         if first is None:
+            self._due = -1 if self._unwatched else NO_LIMIT
             ctx[K.CTX_DEADLINE] = slice_end
             return slice_end
+        self._due = -1 if self._unwatched else first - idle
         deadline = min(slice_end, max(self.core.icount + 1, first - idle))
         pit_first = other is None or first < other
         if pit_first and first > now and self._timer_armable():
@@ -153,7 +168,11 @@ class Scheduler:
         c = self.core
         if not (self.arm_timer and c.fast_delivery and c.translate is None and c.tlb == "virtual"):
             return False
-        if self.pics.cpu_line.level or not c.internals.hflags & HF_LMA:
+        if self.pics.cpu_line.level:
+            return False
+        if not c.internals.hflags & HF_LMA:
+            # after_io looks again: the guest may enter long mode
+            self._hflags_view = ctypes.c_uint32.from_address(c.internals.env + ENV_HFLAGS)
             return False
         pic = self.pics.master
         if pic.init_step or pic.poll or pic.ltim or pic.elcr & 1:
@@ -195,7 +214,23 @@ class Scheduler:
             self.record_fast_delivery(raw, icount)
 
     def after_io(self) -> None:
-        """A port access may have changed what the devices do next: reschedule."""
+        """A port access may have changed what the devices do next: reschedule, unless
+        nothing ``schedule`` reads can have changed since it last ran.
+
+        ``schedule`` depends on the timed devices' next events and the PICs' state (each says
+        with ``events_changed`` that it may have changed: a port access, a pin, INTA, a
+        delivery the clock hook made and ``settle`` reported), on the CPU mode where it alone
+        kept the timer from being armed, and on the time only once the earliest event is due:
+        before that, every event is still where it was and the same ``schedule`` would write
+        the same clock context. In every other case, or when a device cannot say, it runs."""
+        if self.io_fast_path and self.core._ctxv[K.CTX_ICOUNT] < self._due:
+            for device in self._watched:
+                if device.events_changed:
+                    break
+            else:
+                hflags = self._hflags_view
+                if hflags is None or not hflags.value & HF_LMA:
+                    return
         if self.timed:
             self.schedule(self.now_ns())
 

@@ -1,0 +1,189 @@
+"""The port I/O fast path (Scheduler.after_io reschedules only when something it reads may
+have changed) changes nothing: the same guests run with it on and off give the same
+instruction counts, serial and console bytes, traces, RAM and device state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import test_delivery_oracle as T
+from mb2_kernel import build
+
+from emu import Machine
+from emu.bus import PortBus
+from emu.checkpoint import save_device
+
+COUNTER = 0x30000
+
+
+def outcome(m: Machine, max_instructions: int) -> tuple:
+    r = m.run(max_instructions=max_instructions)
+    devices = {}
+    for name, device in m._stateful_devices().items():
+        state = save_device(device)
+        state.values.pop("events_changed", None)  # bookkeeping of the fast path itself
+        devices[name] = (state.values, state.lines)
+    trace = r.trace.to_list() if r.trace is not None else None
+    return (
+        r.stop_reason, r.exit_code, r.instructions, r.virtual_time_ns, r.serial, r.console,
+        trace, bytes(m.ram), devices, m.core.fast_deliveries, m.bus.unmapped_reads,
+    )  # fmt: skip
+
+
+def both(make, max_instructions: int = 20_000_000) -> tuple:
+    results = []
+    for fast in (True, False):
+        m = make()
+        m.scheduler.io_fast_path = fast
+        results.append(outcome(m, max_instructions))
+    assert results[0] == results[1]
+    return results[0]
+
+
+@pytest.mark.images
+@pytest.mark.parametrize(
+    ("name", "keys"),
+    [("timer", ""), ("timer", "Hello PS2\n"), ("hello", ""), ("probe-devices", "")],
+)
+def test_images_fast_path_on_and_off(image, name: str, keys: str) -> None:
+    make = lambda: Machine.from_elf(image(name), keys=keys, keys_at=0.05, serial_input=b"ab\n")  # noqa: E731
+    both(make, max_instructions=5_000_000)
+
+
+# 32-bit guests (GRUB's state, IF=0) that poll, reprogram the timer and print while they do.
+POLLS = {
+    # the CMOS seconds and the update-in-progress bit, polled and printed
+    "cmos": """
+        movl $20000, %esi
+    3:  movb $0x00, %al; outb %al, $0x70; inb $0x71, %al; movb %al, %bl
+        movb $0x0a, %al; outb %al, $0x70; inb $0x71, %al; testb $0x80, %al; jnz 3b
+        movw $0x3f8, %dx; andb $0x0f, %bl; addb $0x30, %bl; movb %bl, %al; outb %al, %dx
+        decl %esi; jnz 3b
+    """,
+    # PIT channel 0 reprogrammed in the middle of a polling loop, mode 0, polled until OUT
+    # is high (read-back status), then the periodic mode again with another divisor
+    "pit": """
+        movl $20000, %ecx
+    3:  inb $0x80, %al; decl %ecx; jnz 3b
+        movb $0x30, %al; outb %al, $0x43
+        movb $0x00, %al; outb %al, $0x40
+        movb $0x01, %al; outb %al, $0x40
+    4:  movb $0xe2, %al; outb %al, $0x43; inb $0x40, %al; testb $0x80, %al; jz 4b
+        movb $0x00, %al; outb %al, $0x43; inb $0x40, %al; inb $0x40, %al
+        movb $0x34, %al; outb %al, $0x43
+        movb $0x9b, %al; outb %al, $0x40
+        movb $0x2e, %al; outb %al, $0x40
+        movl $5000, %ecx
+    5:  movb $0x00, %al; outb %al, $0x43; inb $0x40, %al; movb %al, %ah; inb $0x40, %al
+        decl %ecx; jnz 5b
+    """,
+    # print over COM1 polling LSR, with the i8042 status and an undecoded port in between
+    "uart": """
+        movl $300, %ecx
+    3:  movw $0x3fd, %dx
+    4:  inb %dx, %al; testb $0x20, %al; jz 4b
+        inb $0x64, %al; inb $0x80, %al
+        movw $0x3f8, %dx; movb %cl, %al; andb $0x3f, %al; addb $0x30, %al; outb %al, %dx
+        decl %ecx; jnz 3b
+    """,
+    # the RTC's periodic and update interrupts enabled (IRQ 8 masked at the PIC), register C
+    # polled: its reads lower IRQ 8 and its flags come from the RTC's ticks
+    "rtc-irq": """
+        movb $0xff, %al; outb %al, $0xa1
+        movb $0x0b, %al; outb %al, $0x70; movb $0x52, %al; outb %al, $0x71
+        movb $0x0a, %al; outb %al, $0x70; movb $0x23, %al; outb %al, $0x71
+        movl $4, %esi
+    3:  movb $0x0c, %al; outb %al, $0x70; inb $0x71, %al; testb $0x40, %al; jz 3b
+        decl %esi; jnz 3b
+        movb $0x0b, %al; outb %al, $0x70; movb $0x02, %al; outb %al, $0x71
+    """,
+}
+
+
+@pytest.mark.parametrize("name", sorted(POLLS))
+def test_polling_guests_fast_path_on_and_off(tmp_path: Path, name: str) -> None:
+    elf = build(POLLS[name], tmp_path, name)
+    r = both(lambda: Machine.from_elf(elf), max_instructions=50_000_000)
+    assert r[0] == "debug-exit", r
+
+
+# Long mode with the PIT interrupting (the clock hook armed) while the loop does port I/O:
+# after_io runs between compiled deliveries and EOIs.
+def timer_machine(body: str, divisor: int = 4) -> Machine:
+    T.TRIGGERS["iotimer"] = f"""
+        movb $0x11, %al; outb %al, $0x20
+        movb $0x20, %al; outb %al, $0x21
+        movb $0x04, %al; outb %al, $0x21
+        movb $0x01, %al; outb %al, $0x21
+        movb $0xfe, %al; outb %al, $0x21
+        movb $0x34, %al; outb %al, $0x43
+        movb ${divisor & 0xFF}, %al; outb %al, $0x40
+        movb ${divisor >> 8}, %al; outb %al, $0x40
+        sti
+        movq $5000, %rcx
+    2:  {body}
+        decq %rcx
+        jnz 2b
+        cli
+        """
+    ram = T.image({"mode": "long", "trigger": "iotimer"})
+    handler = T.assemble(
+        f".code64\n pushq %rax\n incq {COUNTER}\n movb $0x20, %al\n outb %al, $0x20\n"
+        " popq %rax\n iretq\n"
+    )
+    ram[0x40000 : 0x40000 + len(handler)] = np.frombuffer(handler, np.uint8)
+    ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(T.gate64(0x40000), np.uint8)
+    m = Machine(memory=len(ram))
+    m.ram[:] = ram
+    m.boot = True
+    m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
+    m.core.uc.ctl_flush_tb()
+    return m
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "inb $0x80, %al",
+        "movb $0x0a, %al; outb %al, $0x70; inb $0x71, %al",
+        "movb $0x00, %al; outb %al, $0x43; inb $0x40, %al; inb $0x40, %al",
+        "movw $0x3fd, %dx; inb %dx, %al; inb $0x64, %al",
+        "inb $0x21, %al",  # a PIC read: never skipped
+    ],
+)
+def test_armed_timer_with_port_io_fast_path_on_and_off(body: str) -> None:
+    r = both(lambda: timer_machine(body))
+    ticks = int(np.frombuffer(r[7][COUNTER : COUNTER + 8], np.uint64)[0])
+    assert r[0] == "halted" and ticks > 3
+
+
+def test_timer_reprogrammed_in_the_loop_fires_on_time() -> None:
+    """A count written mid-slice moves the next event: the access is not skipped."""
+    body = (
+        "movb $0x34, %al; outb %al, $0x43; movb $0x20, %al; outb %al, $0x40; "
+        "movb $0x03, %al; outb %al, $0x40; inb $0x80, %al"
+    )
+    r = both(lambda: timer_machine(body, divisor=0xFFFF))
+    ticks = int(np.frombuffer(r[7][COUNTER : COUNTER + 8], np.uint64)[0])
+    assert r[0] == "halted" and ticks == 0  # each reload restarts the count before it expires
+
+
+def test_bus_table_matches_the_ranges() -> None:
+    bus = PortBus()
+
+    class Dev:
+        def read(self, offset: int, size: int) -> int:
+            return offset
+
+        def write(self, offset: int, size: int, value: int) -> None:
+            pass
+
+    for base, length in ((0x20, 2), (0x40, 4), (0x3F8, 8), (0xFFFE, 2)):
+        bus.map(base, length, Dev(), f"dev{base:x}")
+    for port in range(0x10000):
+        found = [r for r in bus.ranges if r.base <= port < r.end]
+        assert bus.find(port) is (found[0] if found else None)
+    assert bus.find(0x10000) is None and bus.find(-1) is None
+    assert bus.read(0xFFFF, 2) == 0xFF01  # past the last port: all-ones
