@@ -53,6 +53,12 @@ def parse_rtc_base(text: str) -> dt.datetime:
         raise ValueError(f"RTC base {text!r} is not a date such as 2024-01-01T00:00:00") from None
 
 
+# the periodic interrupt's period for each rate select in register A (0: none)
+_PERIODIC_NS: tuple[int | None, ...] = (None, NS // 256, NS // 128) + tuple(
+    NS // (32768 >> (rate - 1)) for rate in range(3, 16)
+)
+
+
 class CmosRtc:
     def __init__(
         self, irq8: IrqLine, now_ns: Callable[[], int], base: dt.datetime = DEFAULT_BASE
@@ -116,11 +122,7 @@ class CmosRtc:
 
     # ------------------------------------------------------------------ events
     def _periodic_ns(self) -> int | None:
-        rate = self.ram[REG_A] & 0x0F
-        if not rate:
-            return None
-        hz = {1: 256, 2: 128}.get(rate, 32768 >> (rate - 1))
-        return NS // hz
+        return _PERIODIC_NS[self.ram[REG_A] & 0x0F]
 
     def next_event(self, now: int) -> int | None:
         """The next instant an interrupt flag can be set (only when its interrupt is enabled)."""

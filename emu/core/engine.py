@@ -295,15 +295,17 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
 
     def precise_icount(self) -> int:
         """Instructions retired up to the one executing now (inside a hook), or the count."""
-        ctx = self._ctxv
-        key, count = self._last_block()
+        ctx = self._ctxv  # _last_block, inlined: every port access that reads the clock runs this
+        info = ctx[K.CTX_LAST_INFO]
+        count = info >> K.INFO_COUNT_SHIFT
         if ctx[K.CTX_ENABLED] == 0 or not count:
             return ctx[K.CTX_ICOUNT]
         before = ctx[K.CTX_ICOUNT] - count
-        block = self.blocks.get(key)
+        block = self.blocks.get((ctx[K.CTX_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF))
         if block is None:
             return before
-        return before + bisect.bisect_left(block.insns, self.internals.u64(I.ENV_EIP))
+        eip = ctypes.c_uint64.from_address(self.internals.env + I.ENV_EIP).value
+        return before + bisect.bisect_left(block.insns, eip)
 
     def after_restore(self) -> None:
         """A context restore keeps Unicorn's TLB and translated code: drop both (Q7). The
