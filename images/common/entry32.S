@@ -1,4 +1,6 @@
-/* probe-bios: a Multiboot2 entry in 32-bit protected mode, paging off (physical = linear). */
+/* The entry of the 32-bit probes (probe-bios, probe-devices, probe-tables): a Multiboot2 header
+ * and an entry in GRUB's 32-bit protected mode, paging off (physical = linear). It touches no
+ * device: it sets a stack and calls kmain(magic, info), which looks before it changes anything. */
 #define MB2_MAGIC 0xE85250D6
 
     .section .multiboot2, "a"

@@ -1,32 +1,5 @@
-/* probe-devices: a Multiboot2 entry in 32-bit protected mode, paging off (physical = linear),
- * the 256 interrupt stubs, and the bounded wait for the first interrupt.
- *
- * The entry touches no device: it sets a stack and calls kmain, which reads the devices
- * before it writes any of them. */
-#define MB2_MAGIC 0xE85250D6
-
-    .section .multiboot2, "a"
-    .align 8
-mb2_header:
-    .long MB2_MAGIC, 0, mb2_header_end - mb2_header
-    .long -(MB2_MAGIC + (mb2_header_end - mb2_header))
-    .align 8
-    .short 0, 0
-    .long 8
-mb2_header_end:
-
-    .section .text.boot, "ax"
-    .globl _start
-_start:
-    cli
-    movl $stack_top, %esp
-    pushl %ebx
-    pushl %eax
-    call kmain
-1:  cli
-    hlt
-    jmp 1b
-
+/* probe-devices: the 256 interrupt stubs and the bounded wait for the first interrupt (the
+ * entry is common/entry32.S). */
 /* One stub per vector, 16 bytes apart: push the vector number, go to the common handler.
  * Whatever arrives (an external interrupt, or an exception with or without an error code),
  * the handler only records the vector and abandons the frame: it returns from wait_irq. */
