@@ -239,7 +239,7 @@ class Machine(DebugFeatures):
     ) -> BootPlan:
         specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
         self._boot_args = (path, cmdline, tuple(specs), protocol)
-        self._install_firmware()
+        tables = self._install_firmware()
         program_devices(self.bus, self.ram.size)  # the chips as SeaBIOS and GRUB leave them
         plan = boot_kernel(
             path,
@@ -248,6 +248,7 @@ class Machine(DebugFeatures):
             modules=specs,
             protocol=protocol,
             loader_name=self.loader_name,
+            acpi_rsdp=tables.rsdp,  # GRUB copies SeaBIOS's RSDP into tag 14
         )
         self.boot = plan
         self.kernel_path = os.fspath(path)
@@ -264,17 +265,23 @@ class Machine(DebugFeatures):
         self.core.uc.ctl_flush_tb()
         return plan
 
-    def _install_firmware(self) -> None:
+    def _install_firmware(self) -> pc_bios.BiosTables:
         """What SeaBIOS leaves before GRUB runs (firmware/pc_bios.py, measured under QEMU): the
-        ROMs, the IVT, the BIOS data areas, the upper-memory RAM it fills, the blank screen."""
-        for base, data, _name in pc_bios.ROM_REGIONS:
+        ROMs with the RSDP and the MP tables in the F-segment, the ACPI tables in the last
+        128 KiB of RAM, the IVT, the BIOS data areas, the upper-memory RAM it fills, the blank
+        screen. Returns the tables (the loader passes the RSDP on)."""
+        tables = pc_bios.bios_tables(self.ram.size)
+        for base, data, _name in pc_bios.rom_regions(self.ram.size):
             self.memory.write(base, data, rom=True)
+        for base, data in tables.ram:
+            self.memory.write(base, data)
         midnight = self.rtc_base.replace(hour=0, minute=0, second=0, microsecond=0)
         ticks = pc_bios.bda_ticks((self.rtc_base - midnight).total_seconds())
         areas = pc_bios.UPPER_RAM_REGIONS + pc_bios.firmware_ram_areas(self.ram.size, ticks)
         for base, data, _name in areas:
             self.memory.write(base, data)
         self.memory.write(VGA_TEXT, pc_bios.vga_text_at_handover())
+        return tables
 
     # ------------------------------------------------------------------ run
     @property

@@ -26,16 +26,22 @@ the slave, then to the master). The IRET at F000:FF53 is also what the data vect
 46h point to (SeaBIOS leaves no video or fixed-disk parameter table there); a caller never
 executes those.
 
-The BIOS tables SeaBIOS builds at POST (RSDP, SMBIOS, MP, $PIR) and its $PnP header are not built
-here; ``SEABIOS_TABLES`` records where they are and how much room they take.
+Of the BIOS tables SeaBIOS builds at POST, the MP floating pointer and configuration table
+(firmware/mp_table.py) and the ACPI RSDP (firmware/acpi.py) go into the F-segment at SeaBIOS's
+addresses, the other ACPI tables into the last 128 KiB of RAM (``bios_tables``); SMBIOS, $PIR and
+the $PnP header are not built. ``SEABIOS_TABLES`` records where all of them are.
 """
 
 from __future__ import annotations
 
+import functools
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from devices.cp437_font import GLYPHS
+
+from . import acpi, mp_table
 
 KIB = 1024
 MIB = 1 << 20
@@ -535,17 +541,27 @@ def _fseg() -> bytearray:
     return seg
 
 
-def build_system_bios() -> bytes:
+def build_system_bios(tables: Sequence[tuple[int, bytes]] = ()) -> bytes:
     """The 128 KiB the CPU sees at 0xE0000-0xFFFFF after POST.
 
     0xE0000-0xE7FFF: zeros (read-only; SeaBIOS cleared its init code). 0xE8000-0xEFFFF: writable
     RAM whose start carries an option-ROM signature with size byte 0x40, as SeaBIOS marks its
-    low-memory zone. 0xF0000-0xFFFFF: the F-segment, summing to zero (its checksum byte at
-    0xFFFFF)."""
+    low-memory zone. 0xF0000-0xFFFFF: the F-segment with ``tables`` ((address, bytes) pieces in
+    the POST area: the RSDP and the MP tables, ``bios_tables``), summing to zero (its checksum
+    byte at 0xFFFFF)."""
     image = bytearray(SYSTEM_BIOS_SIZE)
     zone = LOW_ZONE_BASE - SYSTEM_BIOS_BASE
     image[zone : zone + 3] = bytes((0x55, 0xAA, LOW_ZONE_SIZE // 512))
     fseg = _fseg()
+    start, end = FSEG_POST_AREA
+    for address, data in tables:
+        if not (start <= address and address + len(data) <= end):
+            raise ValueError(
+                f"a BIOS table at {address:#x} ({len(data)} bytes) is outside the F-segment's "
+                f"POST area {start:#x}-{end - 1:#x}"
+            )
+        fseg[address - FSEG_BASE : address - FSEG_BASE + len(data)] = data
+    fseg[-1] = 0
     fseg[-1] = _checksum_byte(fseg)
     image[0x10000:] = fseg
     return bytes(image)
@@ -577,10 +593,42 @@ def build_low_zone() -> bytes:
     return build_system_bios()[start : start + LOW_ZONE_SIZE]
 
 
-def _rom_regions() -> list[tuple[int, bytes, str]]:
-    system = build_system_bios()
+@dataclass(frozen=True)
+class BiosTables:
+    """The MP and ACPI tables SeaBIOS leaves for ``ram_size`` bytes of RAM: the pieces that go
+    into the F-segment (the RSDP, the MP floating pointer and configuration table) and into
+    the reserved last 128 KiB of RAM (the other ACPI tables), as (address, bytes)."""
+
+    fseg: tuple[tuple[int, bytes], ...]
+    ram: tuple[tuple[int, bytes], ...]
+    layout: acpi.AcpiLayout  # where each ACPI table went
+
+    @property
+    def rsdp(self) -> bytes:
+        """The RSDP's 20 bytes, as GRUB copies them into the Multiboot2 information."""
+        return self.layout.table_at(self.layout.rsdp)
+
+
+@functools.lru_cache(maxsize=8)
+def bios_tables(ram_size: int) -> BiosTables:
+    """The tables at QEMU's places: the RSDP at 0xF59D0, the MP tables at 0xF5BA0/0xF5BB0, the
+    ACPI tables from ``acpi.tables_base_for(ram_size)`` (RAM ends below 4 GiB here)."""
+    layout = acpi.layout_acpi_tables(acpi.RSDP_ADDRESS, acpi.tables_base_for(ram_size))
+    fseg = [(a, d) for a, d in layout.pieces if a == layout.rsdp] + mp_table.build_mp_tables()
+    ram = tuple((a, d) for a, d in layout.pieces if a != layout.rsdp)
+    return BiosTables(tuple(sorted(fseg)), ram, layout)
+
+
+@functools.lru_cache(maxsize=8)
+def rom_regions(ram_size: int | None = None) -> tuple[tuple[int, bytes, str], ...]:
+    """Read-only memory: (base, bytes, name); writes are dropped, as QEMU's PAM read-only shadow
+    and its pc.bios ROM do. Every base and size is a multiple of 4 KiB. With ``ram_size``, the
+    F-segment holds the tables of ``bios_tables(ram_size)`` (the RSDP names the RSDT, which
+    moves with the end of RAM); without, it holds none."""
+    tables = bios_tables(ram_size).fseg if ram_size is not None else ()
+    system = build_system_bios(tables)
     e_readonly = LOW_ZONE_BASE - SYSTEM_BIOS_BASE
-    return [
+    return (
         (
             VIDEO_BIOS_BASE,
             build_video_bios().ljust(VIDEO_BIOS_WINDOW, b"\x00"),
@@ -594,12 +642,8 @@ def _rom_regions() -> list[tuple[int, bytes, str]]:
         (SYSTEM_BIOS_BASE, system[:e_readonly], "system BIOS, E-segment (read-only part)"),
         (FSEG_BASE, system[0x10000:], "system BIOS, F-segment"),
         (BIOS_FLASH_BASE, build_bios_flash(), "BIOS flash"),
-    ]
+    )
 
-
-# Read-only memory: (base, bytes, name); writes are dropped, as QEMU's PAM read-only shadow
-# and its pc.bios ROM do. Every base and size is a multiple of 4 KiB.
-ROM_REGIONS: list[tuple[int, bytes, str]] = _rom_regions()
 
 # Writable RAM the firmware leaves with contents above 640 KiB: (base, bytes, name).
 UPPER_RAM_REGIONS: list[tuple[int, bytes, str]] = [
@@ -675,7 +719,7 @@ def physical_address_map(ram_size: int) -> tuple[AddressRange, ...]:
 
 
 # ---------------------------------------------------------------------------------------------
-# SeaBIOS's tables (not built here yet)
+# SeaBIOS's tables (the MP and ACPI ones are built: ``bios_tables``)
 # ---------------------------------------------------------------------------------------------
 
 

@@ -305,3 +305,92 @@ def test_dsdt_decodes_with_iasl(tmp_path: Path) -> None:
     assert "Memory32Fixed (ReadOnly," in dsl and "0xFED00000" in dsl
     assert re.search(r"Name \(_S5, Package \(0x04\)\s*//[^\n]*\n\s*\{\s*Zero,\s*Zero,", dsl)
     assert "Error" not in p.stdout + p.stderr
+
+
+# --- the tables in the machine ------------------------------------------------------------------
+
+
+class MachineMemory(TableMemory):
+    """What a kernel reads at physical addresses in a loaded machine."""
+
+    def __init__(self, machine) -> None:
+        self.machine = machine
+
+    def read(self, address: int, n: int) -> bytes:
+        return self.machine.read_physical(address, n)
+
+    def find(self, signature: bytes) -> int | None:
+        fseg = self.read(0xE0000, 0x20000)
+        for a in range(0, len(fseg), 16):
+            if fseg[a : a + len(signature)] == signature:
+                return 0xE0000 + a
+        return None
+
+
+def _mb2_tags(machine) -> dict[int, bytes]:
+    """The Multiboot2 boot information's tags, by type (their payload after the 8-byte head)."""
+    info = machine.boot.info_addr
+    total = struct.unpack("<I", machine.read_physical(info, 4))[0]
+    at, tags = info + 8, {}
+    while at < info + total:
+        kind, size = struct.unpack("<II", machine.read_physical(at, 8))
+        tags[kind] = machine.read_physical(at + 8, size - 8)
+        if kind == 0:
+            break
+        at += (size + 7) & ~7
+    return tags
+
+
+@pytest.mark.images
+@pytest.mark.parametrize("suffix", RAM_SIZES)
+def test_the_machine_holds_the_tables_where_the_probe_finds_them(image, suffix: str) -> None:
+    from emu import Machine
+    from firmware import pc_bios
+
+    size = RAM_SIZES[suffix]
+    m = Machine.from_elf(image("hello"), memory=size)
+    memory = MachineMemory(m)
+    found = _walk(memory)
+    layout = pc_bios.bios_tables(size).layout
+    assert {name: address for name, (address, _) in found.items()} == {
+        "RSDP": 0xF59D0,
+        "RSDT": layout.rsdt,
+        "FACP": layout.fadt,
+        "FACS": layout.facs,
+        "DSDT": layout.dsdt,
+        "APIC": layout.madt,
+        "HPET": layout.hpet,
+        "WAET": layout.waet,
+    }
+    for name, (address, data) in found.items():
+        assert data == layout.table_at(address), name
+        if name != "FACS":
+            assert sum(data) & 0xFF == 0, name
+    # the MP tables, found by the MP specification's scan of the BIOS ROM
+    fp = memory.find(b"_MP_")
+    assert fp == 0xF5BA0 and memory.read(fp, 16) == mp_table.build_mp_floating_pointer()
+    assert memory.read(0xF5BB0, 200) == mp_table.build_mp_config_table()
+    # the F-segment still sums to zero (SeaBIOS's checksum byte at 0xFFFFF)
+    assert sum(m.read_physical(0xF0000, 0x10000)) & 0xFF == 0
+    # the ACPI tables lie in the last 128 KiB of RAM, which the memory map reserves
+    reserved = [r for r in m.boot.memory_map if r.type == 2 and r.end == size]
+    assert len(reserved) == 1 and reserved[0].base == layout.facs == size - 0x20000
+    # GRUB's tag 14: the RSDP's 20 bytes, as in the F-segment
+    tags = _mb2_tags(m)
+    assert tags[14] == m.read_physical(0xF59D0, 20) and 15 not in tags
+
+
+@pytest.mark.images
+def test_the_tables_are_rom_and_rewritten_at_every_boot(image) -> None:
+    from emu import Machine
+
+    m = Machine.from_elf(image("hello"))
+    rsdp = m.read_physical(0xF59D0, 20)
+    m.memory.write(0xF59D0, b"\x00" * 20)  # a guest's store: the F-segment is read-only
+    assert m.read_physical(0xF59D0, 20) == rsdp
+    madt = acpi.build_madt()
+    at = _layout("").madt
+    m.memory.write(at, b"\x00" * len(madt))  # RAM: a kernel may reuse it
+    m.load(image("hello"))
+    assert m.read_physical(at, len(madt)) == madt
+
