@@ -532,9 +532,19 @@ class Machine(DebugFeatures):
         state = state or self.core.state()
         fault_insn = None
         if exception is not None and not exception.software:
-            fault_insn = self.core.disassemble(exception.rip, state.code_bits, 1)
-        where = exception.rip if exception is not None else state.rip
-        location = self._describe(where)
+            fault_insn = self.core.disassemble(exception.linear, state.code_bits, 1)
+        location = self._describe(exception.linear if exception is not None else state.pc)
+        cs_ip = (
+            f"{exception.cs:04x}:{exception.rip & 0xFFFF:04x}"
+            if exception is not None
+            and exception.cs is not None
+            and exception.mode in ("real", "prot16")
+            else state.where()
+            if exception is None
+            else ""
+        )
+        if cs_ip:
+            location = f"{cs_ip} = {location}"  # real and 16-bit code: CS:IP, then linear
         unassigned = self._unassigned_report()
         diagnoses = []
         if reason in ("triple-fault", "exception") and self.boot is not None:

@@ -47,6 +47,15 @@ def exit_status_for(reason: str, exit_value: int | None) -> int:
     return EXIT_GUEST_CRASHED
 
 
+MODE_WORDS = {
+    "real": "real mode",
+    "prot16": "16-bit protected mode",
+    "prot32": "32-bit protected mode",
+    "compat": "compatibility mode",
+    "long64": "64-bit mode",
+}
+
+
 def vector_name(vector: int) -> str:
     short, long = EXCEPTION_NAMES.get(vector, (f"INT 0x{vector:02x}", "interrupt"))
     return f"{short} ({long})" if vector in EXCEPTION_NAMES else short
@@ -90,6 +99,9 @@ class RunResult:
                 text += f", error code 0x{e.error_code:x}"
             if e.cr2 is not None:
                 text += f", CR2=0x{e.cr2:x}"
+            if e.cs is not None and e.mode in ("real", "prot16"):
+                where = f"CS:IP {e.cs:04x}:{e.rip & 0xFFFF:04x} (linear 0x{e.linear:x})"
+                return text + f" at {where} in {MODE_WORDS.get(e.mode, e.mode)} (CPL {e.cpl})"
             return text + f" at RIP 0x{e.rip:x} in {e.mode} mode (CPL {e.cpl})"
         if self.stop_reason == "triple-fault":
             return f"triple fault: {self.detail}"
@@ -121,7 +133,9 @@ class RunResult:
         lines += unassigned_lines(self.unassigned)
         lines += [
             f"instructions: {self.instructions:,} (virtual time {self.virtual_time_ns / 1e6:.3f} ms)",
-            f"cpu: {c.mode} CPL{c.cpl} RIP=0x{c.rip:x} RFLAGS=0x{c.rflags:x} "
+            f"cpu: {c.mode} CPL{c.cpl} "
+            + (f"CS:IP={c.where()} (linear 0x{c.pc:x}) " if c.where() else f"RIP=0x{c.rip:x} ")
+            + f"RFLAGS=0x{c.rflags:x} "
             f"IF={int(c.interrupts_enabled)}",
             f"     CR0=0x{c.cr0:x} CR2=0x{c.cr2:x} CR3=0x{c.cr3:x} CR4=0x{c.cr4:x} EFER=0x{c.efer:x}",
             f"     GDTR=0x{c.gdtr[0]:x}/0x{c.gdtr[1]:x} IDTR=0x{c.idtr[0]:x}/0x{c.idtr[1]:x} "
@@ -145,6 +159,8 @@ class RunResult:
                 "software": e.software,
                 "mode": e.mode,
                 "cpl": e.cpl,
+                "cs": e.cs,
+                "linear": e.linear,
             }
         fi = self.faulting_instruction
         return {

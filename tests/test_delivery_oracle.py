@@ -26,6 +26,7 @@ from unicorn import x86_const as X
 
 from emu.core import internals as I
 from emu.core.engine import KIND_HALT, KIND_TRIPLE_FAULT, UnicornCore, leave_reset_state
+from emu.core.intrinsics import load32, load64, store64
 
 RAM = 4 << 20
 GDT, IDT, TSS, PML4 = 0x1000, 0x2000, 0x3000, 0x4000
@@ -52,14 +53,19 @@ def _call(typingctx, fnptr, arg):
 
 @cfunc(types.void(types.voidptr, types.uint32, types.voidptr), nopython=True)
 def native_intr(uc, intno, user_data):
-    ctx = carray(user_data, (4,), np.uint64)
+    ctx = carray(user_data, (6,), np.uint64)
     ctx[2] += np.uint64(1)
+    if load32(ctx[4]) != 0:
+        # Unicorn has moved EIP past INT n before the hook (QEMU keeps it on the instruction,
+        # and returns to exception_next_eip): a fault while delivering it is reported at the
+        # INT itself, as QEMU and the SDM have it.
+        store64(ctx[3], load64(ctx[3]) - ctx[5])
     _call(ctx[0], ctx[1])  # x86_cpu_do_interrupt_x86_64(cpu)
 
 
 @cfunc(types.boolean(types.voidptr, types.voidptr), nopython=True)
 def native_invalid(uc, user_data):
-    ctx = carray(user_data, (4,), np.uint64)
+    ctx = carray(user_data, (6,), np.uint64)
     ctx[2] += np.uint64(1)
     _call(ctx[0], ctx[1])
     return True
@@ -228,9 +234,12 @@ def run_native(sc: dict) -> dict:
     leave_reset_state(uc, GDT, 0x37)
     uc.reg_write(X.UC_X86_REG_EFLAGS, 2)
     env.clear_old_exception()
-    ctx = np.zeros(4, np.uint64)
+    ctx = np.zeros(6, np.uint64)
     ctx[0] = I.function_address("x86_cpu_do_interrupt_x86_64")
     ctx[1] = env.env - CPU_TO_ENV
+    ctx[3] = env.env + I.ENV_EIP
+    ctx[4] = env.env + I.ENV_EXCEPTION_IS_INT
+    ctx[5] = 1 if sc["trigger"] in ("int3", "into") else 2  # INT3/INTO, else INT n (CD nn)
     for htype, fn in (
         (unicorn.UC_HOOK_INTR, native_intr),
         (unicorn.UC_HOOK_INSN_INVALID, native_invalid),

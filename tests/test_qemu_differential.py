@@ -98,3 +98,15 @@ def test_same_as_qemu_under_grub(image, name: str) -> None:
     assert ended.get(ref["end"], ref["end"]) == r.stop_reason
     if r.stop_reason == "debug-exit":
         assert r.exit_code == ref["isa_debug_exit_code"]
+
+
+def test_real_mode_same_as_qemu_under_grub(image) -> None:
+    """images/real-mode: its real-mode interrupts and exceptions are not in QEMU's interrupt log
+    (QEMU logs deliveries in protected mode only), so the serial output, which prints every
+    frame the handlers were given, and the triple fault that ends the run are compared."""
+    elf = image("real-mode")
+    ref = _qemu(elf)
+    r = Machine.from_elf(elf).run(max_instructions=10_000_000)
+    assert r.serial.decode("latin-1") == ref["serial"]
+    assert ref["end"] == "shutdown:guest-reset" and r.stop_reason == "triple-fault"
+    assert [e for e in ref["exceptions"] if "vector" in e] == []  # nothing logged in real mode

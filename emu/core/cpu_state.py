@@ -68,6 +68,23 @@ class CpuState:
         return {"real": 16, "prot16": 16, "prot32": 32, "long64": 64, "compat": 32}[self.mode]
 
     @property
+    def code_base(self) -> int:
+        """CS.base: what turns RIP into the linear address of the next instruction (0 in
+        64-bit mode, the segment times 16 in real mode)."""
+        return 0 if self.mode == "long64" else self.segments["cs"].base
+
+    @property
+    def pc(self) -> int:
+        """The linear address of the next instruction (CS.base + EIP; RIP in 64-bit mode)."""
+        return self.code_base + self.rip if self.mode != "long64" else self.rip
+
+    def where(self) -> str:
+        """CS:IP as a person reads it in real and 16-bit mode ("f000:e05b"), else ""."""
+        if self.mode in ("real", "prot16"):
+            return f"{self.segments['cs'].selector:04x}:{self.rip & 0xFFFF:04x}"
+        return ""
+
+    @property
     def interrupts_enabled(self) -> bool:
         return bool(self.rflags & RFLAGS_IF)
 

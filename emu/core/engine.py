@@ -564,7 +564,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             if flags & (K.STOP_DEADLINE | K.STOP_ARMED):
                 return SliceEnd(KIND_DEADLINE)
             rip = self.uc.reg_read(X.UC_X86_REG_RIP)
-            if self._read_linear(rip - 1, 1) == b"\xf4":
+            if self._read_linear(self._code_segment()[1] + rip - 1, 1) == b"\xf4":
                 return SliceEnd(KIND_HALT, "", None, rip - 1)
             raise EngineError(f"the CPU core stopped at 0x{rip:x} for no known reason")
 
@@ -600,7 +600,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self.ctx[K.CTX_ICOUNT] += 1
         if stop is not None:
             return stop
-        if self._read_linear(rip, 1) == b"\xf4":
+        if self._read_linear(self._code_segment()[1] + rip, 1) == b"\xf4":
             return SliceEnd(KIND_HALT, "", None, rip)
         return None
 

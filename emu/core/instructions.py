@@ -142,7 +142,8 @@ class CpuInstructions:
         efer = env.u64(I.ENV_EFER)
         if not efer & 1:  # EFER.SCE
             self._raise_from_insn_hook(GuestException(6, rip, None, None, False,
-                                       cpu_mode(env.hflags), env.hflags & I.HF_CPL_MASK))  # fmt: skip
+                                       cpu_mode(env.hflags), env.hflags & I.HF_CPL_MASK,
+                                       None, *self._code_segment()))  # fmt: skip
             return
         star = uc.msr_read(0xC0000081)
         rflags = uc.reg_read(X.UC_X86_REG_RFLAGS)
@@ -173,7 +174,8 @@ class CpuInstructions:
         cs = uc.msr_read(0x174) & 0xFFFC
         if cs == 0 or not env.hflags & I.HF_PE:
             self._raise_from_insn_hook(GuestException(13, rip, 0, None, False,
-                                       cpu_mode(env.hflags), env.hflags & I.HF_CPL_MASK))  # fmt: skip
+                                       cpu_mode(env.hflags), env.hflags & I.HF_CPL_MASK,
+                                       None, *self._code_segment()))  # fmt: skip
             return
         rflags = uc.reg_read(X.UC_X86_REG_RFLAGS)
         uc.reg_write(X.UC_X86_REG_RFLAGS, rflags & ~(_RFLAGS_IF | _RFLAGS_RF | _RFLAGS_VM))

@@ -9,6 +9,11 @@ Escalation follows SDM Table 6-5: benign events are handled serially; contributo
 contributory, or a contributory fault or #PF after a #PF, becomes #DF with error code 0; any
 fault while delivering #DF is a triple fault (shutdown).
 
+In real mode (CR0.PE=0) the IDT is the interrupt vector table: 4-byte offset:segment entries at
+IDTR.base + 4n, a 6-byte FLAGS, CS, IP frame on SS:SP, no gate checks and no error code pushed
+(SDM Vol. 3, 21.1.4 "Interrupt and Exception Handling"; QEMU's do_interrupt_real). An entry
+beyond IDTR.limit raises #GP, and the escalation to #DF and shutdown follows the same table.
+
 Error codes follow the processor model QEMU 5 implements (the differential oracle of the tests):
 a fault on an IDT entry reports ``vector * 8 + 2`` (16 in long mode) with the EXT bit clear, e.g.
 #GP(0x32) for a #UD with no IDT loaded, which is also what `qemu -d int` shows users.
@@ -45,7 +50,11 @@ DOUBLE_FAULT = 8
 ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17})
 
 
+IVT_ENTRY = 0x100  # Gate.type of a real-mode vector table entry (not a descriptor type)
+RFLAGS_AC = 1 << 18
+
 GATE_TYPES = {
+    IVT_ENTRY: "real-mode IVT entry",
     5: "task gate",
     6: "16-bit interrupt gate",
     7: "16-bit trap gate",
@@ -101,6 +110,7 @@ class DeliveryCpu:
     idtr: tuple[int, int]
     tr: SegmentCache
     cr2: int
+    real_mode: bool = False  # CR0.PE=0: delivery through the IVT
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,11 @@ class Gate:
         return name
 
     def describe(self) -> str:
+        if self.type == IVT_ENTRY:
+            return (
+                f"IVT[0x{self.vector:x}] @0x{self.address:x}: handler "
+                f"{self.selector:04x}:{self.offset:04x} (linear 0x{(self.selector << 4) + self.offset:x})"
+            )
         text = (
             f"IDT[{self.vector}] @0x{self.address:x}: {self.kind}, selector 0x{self.selector:04x}, "
             f"offset 0x{self.offset:x}, DPL {self.dpl}, {'present' if self.present else 'NOT present'}"
@@ -204,12 +219,21 @@ def _escalate(first: Event, second: Event) -> tuple[Event | None, str]:
         what = "page fault" if first_pf else "contributory"
         return (
             Event(DOUBLE_FAULT, "exception", 0, None, None, f"{what} then {_name(second.vector)}"),
-            f"{_name(second.vector)} while delivering {_name(first.vector)}: double fault (SDM Table 6-5)",
+            f"{_name(second.vector)} while delivering {_event_name(first)}: double fault (SDM Table 6-5)",
         )
     return (
         second,
-        f"{_name(second.vector)} while delivering {_name(first.vector)}: handled serially",
+        f"{_name(second.vector)} while delivering {_event_name(first)}: handled serially",
     )
+
+
+def _event_name(event: Event) -> str:
+    """'INT 0x15' for a software interrupt (never the exception of the same vector)."""
+    if event.kind == "software" and event.vector not in (3, 4):
+        return f"INT 0x{event.vector:x}"
+    if event.kind == "external":
+        return f"the interrupt of vector 0x{event.vector:x}"
+    return _name(event.vector)
 
 
 def _name(vector: int) -> str:
@@ -275,6 +299,37 @@ class IdtDelivery:
         raw = self._read(base + index, 8, f"the {what} descriptor 0x{selector:04x}")
         return _u32(raw, 0), _u32(raw, 4)
 
+    def _real_mode(
+        self, cpu: DeliveryCpu, ev: Event, gate_box: list[Gate]
+    ) -> tuple[DeliveryCpu, int]:
+        """Real-mode delivery: the IVT entry, then FLAGS, CS and IP pushed on SS:SP (16-bit
+        pushes, SP wraps at 64 KiB); IF, TF, AC and RF cleared; CS.base = segment * 16, the
+        cached limit and attributes kept (unreal mode survives an interrupt, as on hardware)."""
+        base, limit = cpu.idtr
+        if ev.vector * 4 + 3 > limit:
+            if limit == 0:
+                why = f"IDTR.limit is 0: no interrupt vector table (vector 0x{ev.vector:x} needs bytes {ev.vector * 4}-{ev.vector * 4 + 3})"
+            else:
+                why = f"vector 0x{ev.vector:x} is beyond IDTR.limit 0x{limit:x} (real mode)"
+            raise _Fault(13, ev.vector * 8 + 2, why)
+        address = (base + ev.vector * 4) & 0xFFFFFFFF
+        raw = self._read(address, 4, f"IVT entry 0x{ev.vector:x}")
+        offset, segment = struct.unpack("<HH", raw)
+        gate = Gate(ev.vector, address, raw, IVT_ENTRY, 0, True, segment, offset, 0)
+        gate_box.append(gate)
+        old_ip = ev.next_rip if ev.next_rip is not None else cpu.rip
+        sp = cpu.rsp & 0xFFFF
+        for value, name in ((cpu.rflags, "FLAGS"), (cpu.cs.selector, "CS"), (old_ip, "IP")):
+            sp = (sp - 2) & 0xFFFF
+            self._write(
+                (cpu.ss.base + sp) & 0xFFFFFFFF, value & 0xFFFF, 2, f"{name} at SS:0x{sp:04x}"
+            )
+        rflags = cpu.rflags & ~(RFLAGS_IF | RFLAGS_TF | RFLAGS_AC | RFLAGS_RF)
+        cs = SegmentCache(segment, segment << 4, cpu.cs.limit, cpu.cs.flags)
+        rsp = (cpu.rsp & ~0xFFFF) | sp
+        new = replace(cpu, rip=offset, rsp=rsp, rflags=rflags, cs=cs)
+        return new, rsp
+
     def _gate(self, cpu: DeliveryCpu, vector: int) -> Gate:
         base, limit = cpu.idtr
         size = 16 if cpu.long_mode else 8
@@ -307,6 +362,8 @@ class IdtDelivery:
     def _deliver_one(
         self, cpu: DeliveryCpu, ev: Event, gate_box: list[Gate]
     ) -> tuple[DeliveryCpu, int]:
+        if cpu.real_mode:
+            return self._real_mode(cpu, ev, gate_box)
         long_mode = cpu.long_mode
         size = 16 if long_mode else 8
         gate_err = ev.vector * size + 2

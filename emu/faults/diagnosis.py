@@ -170,6 +170,14 @@ def _stray_accesses(unassigned: Sequence[dict]) -> Diagnosis:
 
 def _no_idt(chain: list[TraceEntry]) -> Diagnosis | None:
     for e in chain:
+        if not e.delivered and "IDTR.limit is 0" in e.reason and e.mode == "real":
+            return Diagnosis(
+                "no-idt",
+                "IDTR.limit is 0 in real mode: there is no interrupt vector table, so every "
+                "interrupt becomes #GP, then #DF, then a triple fault (a trampoline that loads a "
+                "null IDT before it drops to real mode must load IDTR base 0, limit 0x3FF, the "
+                "BIOS's table, before it calls the BIOS or enables interrupts).",
+            )
         if not e.delivered and "IDTR.limit is 0" in e.reason:
             return Diagnosis(
                 "no-idt",

@@ -62,6 +62,13 @@ class GuestException:
     mode: str
     cpl: int
     rsp: int | None = None  # RSP when it happened (None: still in the CPU)
+    cs: int | None = None  # the CS selector (shown as CS:IP in real and 16-bit mode)
+    cs_base: int = 0  # CS.base: rip + cs_base is the linear address (0 in 64-bit mode)
+
+    @property
+    def linear(self) -> int:
+        """The linear address of ``rip`` (what the engine's blocks and breakpoints use)."""
+        return self.cs_base + self.rip
 
 
 class FastDelivery(NamedTuple):
@@ -104,7 +111,7 @@ class FastDelivery(NamedTuple):
     def describe(self) -> tuple[DeliveryResult, GuestException]:
         result = self.result(Event(self.vector, "external"))
         exc = GuestException(self.vector, self.old_rip, None, None, False, cpu_mode(self.hflags),
-                             self.hflags & I.HF_CPL_MASK, self.old_rsp)  # fmt: skip
+                             self.hflags & I.HF_CPL_MASK, self.old_rsp, None, 0)  # fmt: skip
         return result, exc
 
 
@@ -167,11 +174,9 @@ class ExceptionRaising:
                 if self.on_delivery is not None:
                     self.on_delivery(result.steps[0].event, exc, result)
                 return result
-        if not hflags & I.HF_PE:
-            return DeliveryResult(unsupported=self._real_mode_interrupt(vector, "external"))
         event = Event(vector, "external")
         exc = GuestException(vector, env.u64(I.ENV_EIP), None, None, False, cpu_mode(hflags),
-                             hflags & I.HF_CPL_MASK)  # fmt: skip
+                             hflags & I.HF_CPL_MASK, None, *self._code_segment())  # fmt: skip
         result = IdtDelivery(DeliveryMemory(self)).deliver(self.delivery_cpu(), event)
         if self.on_delivery is not None:
             self.on_delivery(event, exc, result)
@@ -180,9 +185,15 @@ class ExceptionRaising:
             self.apply_delivery(result.cpu)
         return result
 
+    def _code_segment(self) -> tuple[int, int]:
+        """(CS selector, the base that turns RIP into a linear address: 0 in 64-bit mode)."""
+        selector, base, _limit, _flags = self.internals.segment(I.SEG_CS)
+        return selector, 0 if self.internals.hflags & I.HF_CS64 else base
+
     def _exception(self, vector: int, rip: int, software: bool) -> GuestException:
         hflags = self.internals.hflags
         has_code = vector in ERROR_CODE_VECTORS and not software
+        cs, cs_base = self._code_segment()
         return GuestException(
             vector=vector,
             rip=rip,
@@ -191,6 +202,8 @@ class ExceptionRaising:
             software=software,
             mode=cpu_mode(hflags),
             cpl=hflags & I.HF_CPL_MASK,
+            cs=cs,
+            cs_base=cs_base,
         )
 
     def _hook_intr(self, uc: Uc, intno: int, _ud: object) -> None:
@@ -205,18 +218,20 @@ class ExceptionRaising:
         self._raise(self._exception(intno, rip, software))
 
     def _software_insn(self, next_rip: int) -> int:
-        """The address of the INT n/INT3/INTO instruction that ends at ``next_rip``: the last
-        instruction of the current block (QEMU ends a block there), else by its opcode."""
+        """The address (RIP, not linear) of the INT n/INT3/INTO instruction that ends at
+        ``next_rip``: the last instruction of the current block (QEMU ends a block there),
+        else by its opcode. Blocks are at linear addresses: CS.base + RIP."""
+        base = self._code_segment()[1]
         (pc, size, bits), _count = self._last_block()
         block = self.blocks.get((pc, size, bits))
         if (
             self._ctxv[K.CTX_ENABLED]
             and block is not None
-            and pc + size == next_rip
+            and pc + size == base + next_rip
             and block.insns
         ):
-            return block.insns[-1]
-        if self._read_linear(next_rip - 2, 1) == b"\xcd":
+            return block.insns[-1] - base
+        if self._read_linear(base + next_rip - 2, 1) == b"\xcd":
             return next_rip - 2
         return next_rip - 1  # INT3 (0xCC) or INTO (0xCE)
 
@@ -227,26 +242,26 @@ class ExceptionRaising:
             # after the instruction, and its gate's DPL is checked, like any INT n.
             nxt = self.internals.u64(I.ENV_EXCEPTION_NEXT_EIP)
             self._raise(GuestException(6, rip, None, None, True, cpu_mode(self.internals.hflags),
-                                       self.internals.hflags & I.HF_CPL_MASK), next_rip=nxt)  # fmt: skip
+                                       self.internals.hflags & I.HF_CPL_MASK, None,
+                                       *self._code_segment()), next_rip=nxt)  # fmt: skip
             return self._stop is None
-        if self._read_linear(rip, 1) == b"\xf1":
+        if self._read_linear(self._code_segment()[1] + rip, 1) == b"\xf1":
             # INT1 (ICEBP): the core calls it invalid; the architecture raises #DB as a trap
             # without the gate DPL check of INT n.
             self._raise(self._exception(1, rip, False), next_rip=rip + 1)
             return self._stop is None
         bios = self._bios_trap(rip)
         if bios is not None:
-            self._account_partial_block(rip)
+            self._account_partial_block(self._code_segment()[1] + rip)
             self._request(SliceEnd(KIND_UNSUPPORTED, bios, None, rip))
             return False
         self._raise(self._exception(6, rip, False))
         # True: continue at the handler; False: emu_start returns with RIP on the instruction.
         return self._stop is None
 
-    # ------------------------------------------------------------ real mode
-    # Real-mode delivery through the IVT and the BIOS services behind it are not modelled yet:
-    # a real-mode interrupt, and code that reaches a BIOS entry point, stop the run and say what
-    # was asked. The IVT, the BDA and the ROM stubs themselves are in place (firmware/pc_bios.py).
+    # ------------------------------------------------------------ the BIOS
+    # Real-mode interrupts are delivered through the IVT like any other (delivery.py); a BIOS
+    # entry point in the ROM (firmware/pc_bios.py) traps with its UD2 here.
     def _cs_ip(self) -> tuple[int, int, int]:
         """(CS selector, IP, linear address of CS:IP)."""
         selector, base, _limit, _flags = self.internals.segment(I.SEG_CS)
@@ -270,25 +285,6 @@ class ExceptionRaising:
             return f"the BIOS reset entry point was reached from {mode} (no BIOS POST is modelled)"
         return self._bios_call(vector, mode)
 
-    def _real_mode_interrupt(self, vector: int, kind: str) -> str:
-        """Why a real-mode interrupt stops the run: the BIOS call it is, or what it needed."""
-        selector, ip, lin = self._cs_ip()
-        if kind == "software":  # IP is past the instruction: name the INT n (CD nn) itself
-            ip -= 2 if DeliveryMemory(self).read(lin - 2, 1) == b"\xcd" else 1
-        idt_base = self.uc.reg_read(X.UC_X86_REG_IDTR)[1]
-        entry = DeliveryMemory(self).read(idt_base + 4 * vector, 4)
-        offset, segment = int.from_bytes(entry[:2], "little"), int.from_bytes(entry[2:], "little")
-        target = (segment << 4) + offset
-        stub = self.bios_stub_at(target) if self.bios_stub_at is not None else None
-        if kind == "software" and stub is not None and stub != 0xFF:
-            return self._bios_call(stub, "real mode")
-        what = {"software": f"INT 0x{vector:x}", "exception": f"exception {vector}",
-                "external": f"the external interrupt of vector 0x{vector:x}"}[kind]  # fmt: skip
-        return (
-            f"{what} in real mode at {selector:04x}:{ip:04x}, for the handler at "
-            f"{segment:04x}:{offset:04x}: delivery through the real-mode IVT is not modelled yet"
-        )
-
     def _raise(
         self, exc: GuestException, next_rip: int | None = None, account: bool = True
     ) -> None:
@@ -301,7 +297,8 @@ class ExceptionRaising:
             return
         if account:
             # a software interrupt has retired its instruction: count up to where it returns
-            self._account_partial_block(next_rip if exc.software and next_rip else exc.rip)
+            rip = next_rip if exc.software and next_rip else exc.rip
+            self._account_partial_block(exc.cs_base + rip)
         if exc.vector in self.break_vectors and account:
             # Stop before delivery, with the state as it was at the fault; the next run
             # delivers it first (see run_slice).
@@ -310,10 +307,6 @@ class ExceptionRaising:
             return
         if not self.deliver_exceptions:
             self._request(SliceEnd(KIND_EXCEPTION, "", exc, exc.rip))
-            return
-        if not self.internals.hflags & I.HF_PE:
-            why = self._real_mode_interrupt(exc.vector, "software" if exc.software else "exception")
-            self._request(SliceEnd(KIND_UNSUPPORTED, why, exc, exc.rip))
             return
         event = Event(
             exc.vector,
@@ -324,7 +317,12 @@ class ExceptionRaising:
         )
         if self._deliver_fast(event, exc):
             return
-        result = IdtDelivery(DeliveryMemory(self)).deliver(self.delivery_cpu(), event)
+        cpu = self.delivery_cpu()
+        if exc.software:
+            # The engine has already moved RIP past INT n; a fault while delivering it is
+            # reported at the INT instruction itself (the event returns to next_rip).
+            cpu = replace(cpu, rip=exc.rip)
+        result = IdtDelivery(DeliveryMemory(self)).deliver(cpu, event)
         if self.on_delivery is not None:
             self.on_delivery(event, exc, result)
         if result.unsupported:
@@ -389,6 +387,7 @@ class ExceptionRaising:
             idtr=(idtr[1], idtr[2]),
             tr=SegmentCache(tr[0], tr[1], tr[2], tr[3]),
             cr2=env.u64(I.ENV_CR2),
+            real_mode=not hflags & I.HF_PE,
         )
 
     def apply_delivery(self, new: DeliveryCpu) -> None:
@@ -414,11 +413,13 @@ class ExceptionRaising:
         self._stop = None
         if status == ML.ST_NON_CANONICAL:
             exc = GuestException(13, rip, 0, None, False, cpu_mode(self.internals.hflags),
-                                 self.internals.hflags & I.HF_CPL_MASK)  # fmt: skip
+                                 self.internals.hflags & I.HF_CPL_MASK, None,
+                                 *self._code_segment())  # fmt: skip
         else:
             exc = GuestException(14, rip, int(fc[ML.FILL_ERR]), self._fault_address(page), False,
                                  cpu_mode(self.internals.hflags),
-                                 self.internals.hflags & I.HF_CPL_MASK)  # fmt: skip
+                                 self.internals.hflags & I.HF_CPL_MASK, None,
+                                 *self._code_segment())  # fmt: skip
             self.last_page_fault_access = int(fc[ML.FILL_ACCESS])
         self._raise(exc)
         return self._stop

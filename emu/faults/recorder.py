@@ -48,7 +48,7 @@ class TraceRecorder:
         insn = ""
         if event.kind in ("exception", "software"):
             bits = {"long64": 64, "compat": 32, "prot32": 32}.get(exc.mode, 16)
-            dis = core.disassemble(exc.rip, bits, 1)
+            dis = core.disassemble(exc.linear, bits, 1)
             if dis:
                 _addr, raw, text = dis[0]
                 insn = f"{raw.hex(' ')}  {text}"
@@ -77,7 +77,11 @@ class TraceRecorder:
         self.trace.add_deferred(entry)
 
     def entries(self, event, exc, result, icount: int, index: int, insn: str) -> list[TraceEntry]:
-        where = self.describe(exc.rip)
+        where = self.describe(exc.linear)
+        if exc.cs is not None and exc.mode in ("real", "prot16"):
+            where = (
+                f"{exc.cs:04x}:{exc.rip & 0xFFFF:04x} = {where}"  # CS:IP, then the linear address
+            )
         entries = []
         for step in result.steps:
             ev = step.event

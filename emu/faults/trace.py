@@ -154,7 +154,10 @@ class FaultTrace:
         """'#UD -> #GP(0x32) -> #DF -> triple fault' for the last chain."""
         parts = []
         for e in self.last_chain():
-            short = e.name.split(" ")[0]
+            # "INT 0x15" and "IRQ vector 0x20" whole; "#GP (general protection)" as "#GP"
+            short = (
+                e.name if e.kind != "exception" and e.vector not in (3, 4) else e.name.split(" ")[0]
+            )
             parts.append(
                 f"{short}(0x{e.error_code:x})"
                 if e.error_code is not None and e.vector != 8
