@@ -77,6 +77,9 @@ EXPECTED: dict[str, Expected] = {
     "probe-tables": Expected(
         32, "EM_386", 2, "probe-tables/probe.c", ("kmain", "print_sdt", "report_sum")
     ),
+    "real-mode": Expected(
+        32, "EM_386", 2, "real-mode/probe.c", ("kmain", "run_real_mode", "real_mode_triple_fault")
+    ),
 }
 
 

@@ -212,3 +212,60 @@ def test_real_mode_image_prints_what_qemu_printed(image) -> None:
     kinds = {(e.name.split(" ")[0], e.mode) for e in r.trace.entries}
     assert {("INT", "real"), ("#BP", "real"), ("#DE", "real"), ("#UD", "real"),
             ("#GP", "real"), ("IRQ", "real")} <= kinds  # fmt: skip
+
+
+PROT16 = """
+    cld
+    movl $tramp, %esi
+    movl $0x8000, %edi
+    movl $(tramp_end - tramp), %ecx
+    rep movsb
+    lgdt gdt_desc
+    ljmp $0x08, $0x8000
+gdt:
+    .quad 0
+    .quad 0x00009A000000FFFF          /* 16-bit code, base 0 */
+    .quad 0x000092000000FFFF          /* 16-bit data, base 0 */
+gdt_desc:
+    .word 23
+    .long gdt
+tramp:
+    .code16
+    movw $0x10, %ax
+    movw %ax, %ds
+    movw %ax, %ss
+    movl $0x7000, %esp
+    lidtl (0x8000 + idt_desc - tramp)
+    int $0x80
+    movl %esp, %ecx
+    hlt
+handler:
+    movw $0x1616, %bx
+    movl 8(%esp), %edx               /* the 32-bit frame: EFLAGS above CS and EIP */
+    iretl
+    .align 8
+idt:
+    .fill 0x80, 8, 0
+    .word (0x8000 + handler - tramp), 0x08, 0x8E00, 0   /* a 32-bit interrupt gate */
+idt_end:
+idt_desc:
+    .word idt_end - idt - 1
+    .long (0x8000 + idt - tramp)
+tramp_end:
+    .code32
+"""
+
+
+def test_16_bit_protected_mode_takes_a_32_bit_gate(tmp_path) -> None:
+    """16-bit code in protected mode, through a 32-bit interrupt gate into a 16-bit code
+    segment: the gate's size decides the frame (three dwords), IRETL pops it."""
+    m = Machine.from_elf(build(PROT16, tmp_path))
+    r = m.run(max_instructions=100_000)
+    assert r.stop_reason == "halted" and r.cpu.mode == "prot16", r.describe()
+    assert r.cpu.gpr["rbx"] & 0xFFFF == 0x1616
+    assert r.cpu.gpr["rcx"] == 0x7000  # a 12-byte frame pushed and popped
+    assert r.cpu.gpr["rdx"] & 0x2  # EFLAGS, read at ESP+8 of the frame
+    (entry,) = r.trace.entries
+    assert entry.mode == "prot16" and entry.name == "INT 0x80" and entry.delivered
+    assert entry.location.startswith("0008:80") and "interrupt gate" in entry.gate
+    assert entry.instruction.endswith("int 0x80")
