@@ -29,6 +29,7 @@ from devices.pit8254 import Pit8254, Port61
 from devices.uart16550 import COM_PORTS, Uart16550
 from devices.vga import VgaText
 from firmware import BootPlan, ModuleSpec, boot_kernel, pc_bios
+from firmware.bios import BiosServices
 from firmware.post import program_devices
 
 from . import mmu
@@ -143,6 +144,9 @@ class Machine(DebugFeatures):
             self.core, self.recorder.record_fast_delivery, realtime=self.realtime
         )
         self._wire_devices()
+        # the BIOS services behind the ROM's stubs: they reach the devices through the ports
+        self.bios = BiosServices(size)
+        self.core.bios_service = self.bios.call
         self.scheduler.attach(self.pics, self.pit, self.timed)
         self.core.on_armed_delivery = self.scheduler.armed_delivered
         self.core.after_io = self.scheduler.after_io  # every IN/OUT reschedules
@@ -365,7 +369,17 @@ class Machine(DebugFeatures):
                 continue
             if end.kind == core.KIND_HALT and self.scheduler.wait_for_interrupt():
                 continue
+            if end.kind == core.KIND_BIOS_WAIT:
+                if self._bios_wait_can_end() and self.scheduler.skip_to_next_event():
+                    continue
+                detail = f"{end.detail}, and none will come (--keys types keys)"
+                return self._result("halted", t0, detail=detail)
             return self._finish(end, t0)
+
+    def _bios_wait_can_end(self) -> bool:
+        """A BIOS service waits for a key (INT 16h AH=00h): will one come?"""
+        typing = any(isinstance(d, KeyboardInput) and d.sent < len(d.text) for d in self.timed)
+        return typing or bool(self.keyboard.keys or self.keyboard.output)
 
     def _take_interrupt(self) -> core.SliceEnd | None:
         """INTA and delivery of the pending external interrupt; why the run ends, if it does."""
@@ -518,6 +532,8 @@ class Machine(DebugFeatures):
             return self._result("unmapped-memory", t0, detail=end.detail)
         if end.kind == core.KIND_UNSUPPORTED:
             return self._result("unsupported", t0, detail=end.detail)
+        if end.kind == core.KIND_BIOS_HALT:
+            return self._result("halted", t0, detail=end.detail)
         return self._result("stopped", t0, detail=end.detail)
 
     def _result(

@@ -7,6 +7,7 @@ compared)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -193,8 +194,11 @@ def test_the_compiled_delivery_declines_real_mode(tmp_path) -> None:
     ids=["int", "far-call"],
 )
 def test_a_bios_call_reaches_the_bios_entry_point(tmp_path, call: str) -> None:
+    """Both ways reach the service (tests/test_bios_services.py): E820h without the 'SMAP'
+    signature is refused (AH=86h, CF=1), and the stub's IRET returns to the caller."""
     _m, r = _run(tmp_path, call)
-    assert r.cpu.mode == "real"
+    assert r.stop_reason == "halted" and r.cpu.mode == "real"
+    assert r.cpu.gpr["rax"] & 0xFFFF == 0x8620 and r.cpu.rflags & 1
     # INT 0x15 goes through the IVT like any other: named by its vector, never as #CP
     assert all(e.name == "INT 0x15" for e in r.trace.entries if e.vector == 21)
     assert "#CP" not in r.describe()
@@ -269,3 +273,27 @@ def test_16_bit_protected_mode_takes_a_32_bit_gate(tmp_path) -> None:
     assert entry.mode == "prot16" and entry.name == "INT 0x80" and entry.delivered
     assert entry.location.startswith("0008:80") and "interrupt gate" in entry.gate
     assert entry.instruction.endswith("int 0x80")
+
+
+def test_a_far_call_to_a_bios_entry_point_is_served(tmp_path) -> None:
+    """E820h answered (the first entry of the map into ES:DI), then the stub's IRET returns to
+    the caller, which halts."""
+    m, r = _run(
+        tmp_path,
+        "xorw %ax, %ax\n    movw %ax, %es\n    movw $0x6000, %di\n    xorl %ebx, %ebx\n"
+        "    movl $20, %ecx\n    movl $0x534D4150, %edx\n    movl $0xE820, %eax\n"
+        "    pushfw\n    lcall $0xF000, $0xF859",
+    )
+    assert r.stop_reason == "halted" and r.cpu.mode == "real"
+    assert r.cpu.gpr["rax"] & 0xFFFFFFFF == 0x534D4150 and r.cpu.gpr["rbx"] == 1
+    assert m.read_physical(0x6000, 20) == bytes.fromhex("000000000000000000fc09000000000001000000")
+    assert not [e for e in r.trace.entries if e.vector == 21]
+
+
+def test_an_unsupported_bios_function_returns_cf_and_ah_86h(tmp_path, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="firmware.bios.services"):
+        _m, r = _run(tmp_path, "movw $0x9900, %ax\n    pushfw\n    lcall $0xF000, $0xF859")
+    assert r.stop_reason == "halted"
+    assert (r.cpu.gpr["rax"] >> 8) & 0xFF == 0x86 and r.cpu.rflags & 1
+    assert any("INT 15h AX=9900h" in rec.message for rec in caplog.records)
+>>>>>>> 207956f (BIOS services behind the ROM stubs: a stub's UD2 in real mode calls firmware/bios/ (INT 10h text and DDC, 11h, 12h, 13h without disks, 15h memory map/A20/APM/C0h, 16h from the i8042, 1Ah, 18h/19h, the IRQ stubs) and resumes at its IRET; images/bios measures them under QEMU from a long-mode trampoline)

@@ -234,6 +234,21 @@ class Scheduler:
         if self.timed:
             self.schedule(self.now_ns())
 
+    def skip_to_next_event(self) -> bool:
+        """The CPU waits inside the BIOS for a device (INT 16h for a key): skip virtual time to
+        the next device event, whatever IF is. False: no device has an event to come."""
+        now = self.now_ns()
+        event = self.next_event(now)
+        if event is None:
+            return False
+        self.idle_ns = self._idle_ns + max(0, event - now)
+        if self.realtime:
+            wall0, virtual0 = self.realtime_origin
+            ahead = (self.now_ns() - virtual0) / 1e9 - (time.perf_counter() - wall0)
+            if ahead > 0:
+                time.sleep(ahead)
+        return True
+
     def wait_for_interrupt(self) -> bool:
         """HLT with IF=1: skip virtual time to the next device event. False: nothing can wake
         the CPU (IF=0, or no device will ever interrupt)."""

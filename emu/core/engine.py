@@ -46,6 +46,8 @@ from unicorn import (
 )
 from unicorn import x86_const as X
 
+from firmware.bios import BiosBus, BiosRegs, BiosStop
+
 from .. import mmu
 from ..clock import fastpath as clock_fastpath
 from ..clock import layout as K
@@ -64,6 +66,8 @@ from . import native
 from .cpu_state import GPR_NAMES, SEGMENT_NAMES, CpuState, Segment, cpu_mode
 from .instructions import CpuInstructions, _native_cpuid_leaf1
 from .stops import (  # noqa: F401 - re-exported with the core
+    KIND_BIOS_HALT,
+    KIND_BIOS_WAIT,
     KIND_BREAKPOINT,
     KIND_DEADLINE,
     KIND_EXCEPTION,
@@ -129,6 +133,10 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     memory: PhysicalMemory | None = None
     # Which BIOS vector the ROM stub at a linear address traps to (firmware/pc_bios.py), if any.
     bios_stub_at: Callable[[int], int | None] | None = None
+    # Serves a BIOS call at a stub (firmware/bios/: BiosServices.call): (vector, the caller's
+    # registers, the bus) -> None to return to the caller, or a BiosStop. None: no services,
+    # a call stops the run.
+    bios_service: Callable[[int, BiosRegs, BiosBus], BiosStop | None] | None = None
     # The CPU: "qemu64" (QEMU 7.2's -cpu qemu64 without SVM and APIC, docs/platform.md) or
     # "unicorn" (Unicorn's own Haswell model, its MSRs and reset flags; CPUID hides the APIC).
     cpu_model: str = "qemu64"

@@ -30,3 +30,5 @@ KIND_TRIPLE_FAULT = "triple-fault"  # a fault while delivering #DF: the CPU shut
 KIND_BREAKPOINT = "breakpoint"  # execution reached a breakpoint address (not yet executed)
 KIND_IRQ = "irq"  # an external interrupt can be taken now (IF=1, no shadow)
 KIND_WATCHPOINT = "watchpoint"  # a watched linear address was accessed (in the current block)
+KIND_BIOS_WAIT = "bios-wait"  # a BIOS service waits for a device: run the devices on, call again
+KIND_BIOS_HALT = "bios-halt"  # a BIOS service ended the run (no boot device, power off)

@@ -25,9 +25,17 @@ from ..clock import layout as K
 from ..core import internals as I
 from ..core import native
 from ..core.cpu_state import cpu_mode
-from ..core.stops import KIND_EXCEPTION, KIND_TRIPLE_FAULT, KIND_UNSUPPORTED, SliceEnd
+from ..core.stops import (
+    KIND_BIOS_HALT,
+    KIND_BIOS_WAIT,
+    KIND_EXCEPTION,
+    KIND_TRIPLE_FAULT,
+    KIND_UNSUPPORTED,
+    SliceEnd,
+)
 from ..mmu import layout as ML
 from . import layout as DL
+from .bios_call import BiosBusView, read_regs, write_regs
 from .delivery import (
     PAGE_FAULT,
     DeliveryCpu,
@@ -45,6 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+RESET_TRAP = 0xFF  # the reset stub's trap byte (firmware/pc_bios.py)
 # Vectors that push an error code (Intel SDM Vol. 3, Table 6-1).
 ERROR_CODE_VECTORS = frozenset({8, 10, 11, 12, 13, 14, 17, 21, 29, 30})
 _WARNED: list[bool] = []
@@ -250,40 +259,73 @@ class ExceptionRaising:
             # without the gate DPL check of INT n.
             self._raise(self._exception(1, rip, False), next_rip=rip + 1)
             return self._stop is None
-        bios = self._bios_trap(rip)
-        if bios is not None:
-            self._account_partial_block(self._code_segment()[1] + rip)
-            self._request(SliceEnd(KIND_UNSUPPORTED, bios, None, rip))
-            return False
+        served = self._bios_trap(rip)
+        if served is not None:
+            return served
         self._raise(self._exception(6, rip, False))
         # True: continue at the handler; False: emu_start returns with RIP on the instruction.
         return self._stop is None
 
     # ------------------------------------------------------------ the BIOS
     # Real-mode interrupts are delivered through the IVT like any other (delivery.py); a BIOS
-    # entry point in the ROM (firmware/pc_bios.py) traps with its UD2 here.
+    # entry point in the ROM (firmware/pc_bios.py) traps with its UD2 here, and the service
+    # behind it (firmware/bios/) answers.
     def _cs_ip(self) -> tuple[int, int, int]:
         """(CS selector, IP, linear address of CS:IP)."""
         selector, base, _limit, _flags = self.internals.segment(I.SEG_CS)
         ip = self.internals.u64(I.ENV_EIP) & 0xFFFF_FFFF
         return selector, ip, base + ip
 
-    def _bios_call(self, vector: int, mode: str) -> str:
-        ax = self.internals.u64(I.ENV_REGS) & 0xFFFF
-        return f"BIOS call INT 0x{vector:x} AX=0x{ax:x} from {mode} (no BIOS services yet)"
-
-    def _bios_trap(self, rip: int) -> str | None:
-        """A BIOS entry point's trap (UD2 and its vector byte in the ROM) reached directly."""
+    def _bios_trap(self, rip: int) -> bool | None:
+        """A BIOS stub's UD2 (in the ROM, with its vector byte) was reached: serve the call in
+        real mode (True: the stub's IRET runs next), else stop the run saying what was asked
+        (False). None: not a stub, an ordinary #UD."""
         if self.bios_stub_at is None:
             return None
-        _sel, _ip, lin = self._cs_ip() if not self.internals.hflags & I.HF_LMA else (0, 0, rip)
+        env = self.internals
+        _sel, ip, lin = self._cs_ip() if not env.hflags & I.HF_LMA else (0, rip, rip)
         vector = self.bios_stub_at(lin)
         if vector is None:
             return None
-        mode = "real mode" if not self.internals.hflags & I.HF_PE else "protected mode"
-        if vector == 0xFF:
-            return f"the BIOS reset entry point was reached from {mode} (no BIOS POST is modelled)"
-        return self._bios_call(vector, mode)
+        self._account_partial_block(lin)
+        real = not env.hflags & I.HF_PE
+        mode = "real mode" if real else "protected mode"
+        ax = env.u64(I.ENV_REGS) & 0xFFFF
+        if vector == RESET_TRAP:
+            why = f"the BIOS reset entry point was reached from {mode} (no BIOS POST is modelled)"
+        elif not real:
+            why = (f"BIOS call INT 0x{vector:x} AX=0x{ax:x} from protected mode (the BIOS "
+                   "services run in real mode)")  # fmt: skip
+        elif self.bios_service is None:
+            why = f"BIOS call INT 0x{vector:x} AX=0x{ax:x} from real mode (no BIOS services)"
+        else:
+            return self._serve_bios(vector, ip, lin)
+        self._request(SliceEnd(KIND_UNSUPPORTED, why, None, lin))
+        return False
+
+    def _serve_bios(self, vector: int, ip: int, linear: int) -> bool:
+        """Run the service (firmware/bios/) on the caller's registers and write back what it
+        changed; the UD2 retires as the call. A service that waits or ends the run leaves
+        CS:IP on the UD2: the call is made again when the run goes on."""
+        bus = BiosBusView(self)
+        try:
+            before = read_regs(self, bus)
+            regs = before.copy()
+            outcome = self.bios_service(vector, regs, bus)
+            if outcome is None:
+                write_regs(self, bus, before, regs)
+        except BaseException as e:  # noqa: BLE001 - raised again when emu_start returns
+            if self._hook_error is None:
+                self._hook_error = e
+            self.uc.emu_stop()
+            return False
+        if outcome is None:
+            self._ctxv[K.CTX_ICOUNT] += 1
+            self.internals.write_u64(I.ENV_EIP, (ip + 3) & 0xFFFF)  # the stub's IRET
+            return True
+        kind = KIND_BIOS_WAIT if outcome.kind == "wait" else KIND_BIOS_HALT
+        self._request(SliceEnd(kind, outcome.detail, None, linear))
+        return False
 
     def _raise(
         self, exc: GuestException, next_rip: int | None = None, account: bool = True

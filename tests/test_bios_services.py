@@ -1,0 +1,337 @@
+"""The BIOS services behind the ROM stubs, called from real mode as a kernel's trampoline calls
+them: PUSHF and a far call through the vector's IVT entry (the frame INT n leaves), then the
+registers and FLAGS are stored at 0xA000 and the CPU halts. Each answer is SeaBIOS's under
+QEMU 7.2 (images/bios and tests/golden/qemu/bios.serial measure them; docs/bios.md)."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import struct
+from dataclasses import dataclass
+
+import pytest
+from mb2_kernel import build
+from test_real_mode import TO_REAL_MODE
+
+from emu import Machine
+from firmware import memmap
+
+OUT = 0xA000
+CF, ZF = 0x0001, 0x0040
+
+
+def bios(vector: int, setup: str = "", *, store: int = OUT) -> str:
+    """Real-mode code: ``setup``, the call of ``vector`` through its IVT entry, the results
+    stored at ``store``: EAX EBX ECX EDX ESI EDI EBP (dwords), FLAGS, ES, DS (words)."""
+    return f"""
+    xorw %ax, %ax
+    movw %ax, %es
+    {setup}
+    pushfw
+    lcallw *({4 * vector})
+    movl %eax, ({store})
+    movl %ebx, ({store + 4})
+    movl %ecx, ({store + 8})
+    movl %edx, ({store + 12})
+    movl %esi, ({store + 16})
+    movl %edi, ({store + 20})
+    movl %ebp, ({store + 24})
+    pushfw
+    popw ({store + 28})
+    movw %es, ({store + 30})
+    movw %ds, ({store + 32})
+    xorw %ax, %ax
+    movw %ax, %ds
+    movw %ax, %es
+"""
+
+
+@dataclass(frozen=True)
+class Out:
+    eax: int
+    ebx: int
+    ecx: int
+    edx: int
+    esi: int
+    edi: int
+    ebp: int
+    flags: int
+    es: int
+    ds: int
+
+    @property
+    def ax(self) -> int:
+        return self.eax & 0xFFFF
+
+    @property
+    def ah(self) -> int:
+        return (self.eax >> 8) & 0xFF
+
+    @property
+    def cf(self) -> bool:
+        return bool(self.flags & CF)
+
+    @property
+    def zf(self) -> bool:
+        return bool(self.flags & ZF)
+
+
+def out(m: Machine, at: int = OUT) -> Out:
+    return Out(*struct.unpack("<7I3H", m.read_physical(at, 34)))
+
+
+def run(tmp_path, code: str, *, halted: bool = True, **options) -> Machine:
+    m = Machine.from_elf(build(TO_REAL_MODE.replace("{call}", code), tmp_path), **options)
+    r = m.run(max_instructions=2_000_000)
+    if halted:
+        assert r.stop_reason == "halted", r.detail
+        assert r.cpu.mode == "real"
+    m.result = r
+    return m
+
+
+# ----------------------------------------------------------------- INT 15h: memory map
+
+
+@pytest.mark.parametrize("memory", ["128M", "32M"])
+def test_e820_walks_the_map_of_the_boot_information(tmp_path, memory: str) -> None:
+    calls = []
+    for i in range(10):
+        calls.append(
+            bios(
+                0x15,
+                f"movl $0xE820, %eax\n movl $24, %ecx\n movl $0x534D4150, %edx\n"
+                f" movl ({OUT + 0x600 + 4 * i}), %ebx\n movw ${0x7000 + 24 * i}, %di",
+                store=OUT + 40 * i,
+            )
+            # the next call's continuation value
+            + f"\n movl ({OUT + 40 * i + 4}), %eax\n movl %eax, ({OUT + 0x600 + 4 * (i + 1)})"
+        )
+    m = run(tmp_path, "\n".join(calls), memory=memory)
+    expected = memmap.memory_map(m.ram.size)
+    for i, region in enumerate(expected):
+        o = out(m, OUT + 40 * i)
+        assert not o.cf and o.eax == 0x534D4150 and o.ecx == 20
+        assert o.ebx == (0 if i == len(expected) - 1 else i + 1)
+        base, length, kind = struct.unpack("<QQI", m.read_physical(0x7000 + 24 * i, 20))
+        assert (base, length, kind) == (region.base, region.length, region.type)
+        assert m.read_physical(0x7000 + 24 * i + 20, 4) == b"\0" * 4  # 20 bytes, not 24
+    beyond = out(m, OUT + 40 * len(expected))  # continuation 0 again: the first entry
+    assert beyond.ebx == 1
+
+
+def test_e820_refuses_a_call_without_the_signature(tmp_path) -> None:
+    m = run(tmp_path, bios(0x15, "movl $0xE820, %eax\n movl $20, %ecx\n movl $0x1234, %edx"))
+    o = out(m)
+    assert o.cf and o.ax == 0x8620 and o.ecx == 20 and o.edx == 0x1234
+
+
+@pytest.mark.parametrize(
+    ("memory", "e801", "ah88"),
+    [("128M", (0x3C00, 0x06FE), 0xFC00), ("32M", (0x3C00, 0x00FE), 0x7B80)],
+)
+def test_e801_and_88h_count_memory_as_seabios(tmp_path, memory, e801, ah88) -> None:
+    code = bios(0x15, "movl $0xE801, %eax") + bios(0x15, "movb $0x88, %ah", store=OUT + 40)
+    m = run(tmp_path, code, memory=memory)
+    o = out(m)
+    assert (o.ax, o.ebx & 0xFFFF) == e801 and (o.ecx & 0xFFFF, o.edx & 0xFFFF) == e801
+    assert not o.cf
+    assert out(m, OUT + 40).ax == ah88
+
+
+def test_a20_calls_go_through_port_92h(tmp_path) -> None:
+    code = (
+        "movb $0, %al\n outb %al, $0x92\n"
+        + bios(0x15, "movw $0x2402, %ax")
+        + bios(0x15, "movw $0x2401, %ax", store=OUT + 40)
+        + "inb $0x92, %al\n movb %al, (0xA800)\n"
+        + bios(0x15, "movw $0x2403, %ax", store=OUT + 80)
+    )
+    m = run(tmp_path, code)
+    assert out(m).ax == 0x0000 and not out(m).cf  # A20 reported off after the port write
+    assert m.read_physical(0xA800, 1)[0] & 2  # AX=2401h set the gate again
+    assert out(m, OUT + 80).ebx & 0xFFFF == 3
+
+
+def test_configuration_table_and_apm(tmp_path) -> None:
+    m = run(
+        tmp_path, bios(0x15, "movb $0xC0, %ah") + bios(0x15, "movw $0x5300, %ax", store=OUT + 40)
+    )
+    o = out(m)
+    assert (o.es, o.ebx & 0xFFFF, o.ah, o.cf) == (0xF000, 0xE6F5, 0, False)
+    assert m.read_physical(0xFE6F5, 10) == bytes.fromhex("0800fc00017440000000")
+    apm = out(m, OUT + 40)
+    assert (apm.ax, apm.ebx & 0xFFFF, apm.ecx & 0xFFFF, apm.cf) == (0x0102, 0x504D, 3, False)
+
+
+def test_an_unsupported_function_sets_cf_and_ah_86h_and_is_logged_once(tmp_path, caplog) -> None:
+    code = bios(0x15, "movw $0x9900, %ax") + bios(0x15, "movw $0x9900, %ax", store=OUT + 40)
+    with caplog.at_level(logging.WARNING, logger="firmware.bios.services"):
+        m = run(tmp_path, code)
+    assert out(m).cf and out(m).ah == 0x86 and out(m, OUT + 40).ah == 0x86
+    assert [r.message for r in caplog.records if "9900" in r.message] == [
+        "BIOS: INT 15h AX=9900h (this system service is not modelled)"
+    ]
+
+
+# ------------------------------------------------------------------ INT 11h, 12h
+
+
+def test_equipment_and_memory_size_leave_the_flags(tmp_path) -> None:
+    code = bios(0x11, "stc") + bios(0x12, "clc", store=OUT + 40)
+    m = run(tmp_path, code)
+    assert out(m).ax == 0x4227 and out(m).cf  # CF as the caller had it
+    assert out(m, OUT + 40).ax == 639 and not out(m, OUT + 40).cf
+
+
+# ------------------------------------------------------------------ INT 10h
+
+
+def test_teletype_writes_the_screen_and_moves_the_cursor(tmp_path) -> None:
+    chars = "".join(bios(0x10, f"movw $0x0E{ord(c):02X}, %ax\n movw $7, %bx") for c in "Hi\r\nyo")
+    m = run(tmp_path, chars + bios(0x10, "movb $3, %ah\n movb $0, %bh"))
+    assert m.screen_text().splitlines()[:2] == ["Hi", "yo"]
+    assert m.read_physical(0x450, 2) == bytes((2, 1))  # column 2, row 1
+    assert m.vga.cursor_position == 80 + 2
+    o = out(m)
+    assert o.edx & 0xFFFF == 0x0102 and o.ecx & 0xFFFF == 0x0607
+
+
+def test_teletype_scrolls_at_the_last_row(tmp_path) -> None:
+    code = (
+        "movw $0x1800, (0x450)\n"  # the cursor on row 24
+        "movw $0x4141, (0xB8000)\n"  # 'A' in the first cell
+        + bios(0x10, "movw $0x0E0A, %ax")
+        + bios(0x10, "movw $0x0E5A, %ax")
+    )
+    m = run(tmp_path, code)
+    rows = m.screen_text().splitlines()
+    assert rows[0] == "" and rows[-1] == "Z"  # the 'A' scrolled away
+    assert m.read_physical(0x450, 2) == bytes((1, 24))
+
+
+def test_set_mode_3_clears_the_screen_and_resets_the_bda(tmp_path) -> None:
+    code = (
+        "movw $0x4141, (0xB8000)\n movw $0x0C05, (0x450)\n"
+        + bios(0x10, "movw $0x0003, %ax")
+        + bios(0x10, "movb $0x0F, %ah", store=OUT + 40)
+    )
+    m = run(tmp_path, code)
+    assert out(m).ax == 0x0030
+    assert m.read_physical(0xB8000, 4) == b"\x20\x07\x20\x07"
+    assert m.read_physical(0x450, 2) == b"\0\0" and m.vga.cursor_position == 0
+    mode = out(m, OUT + 40)
+    assert (mode.ax, mode.ebx & 0xFF00) == (0x5003, 0)
+
+
+def test_cursor_shape_is_scaled_to_the_character_height(tmp_path) -> None:
+    m = run(tmp_path, bios(0x10, "movb $1, %ah\n movw $0x0607, %cx"))
+    assert m.read_physical(0x460, 2) == b"\x07\x06"
+    assert (m.vga.crtc[0x0A], m.vga.crtc[0x0B]) == (0x0E, 0x0F)
+
+
+def test_font_information(tmp_path) -> None:
+    m = run(tmp_path, bios(0x10, "movw $0x1130, %ax\n movb $6, %bh"))
+    o = out(m)
+    assert (o.es, o.ebp & 0xFFFF, o.ecx & 0xFFFF, o.edx & 0xFF) == (0xC000, 0x73C0, 16, 24)
+
+
+def test_ddc_reads_qemus_edid(tmp_path) -> None:
+    code = bios(0x10, "movw $0x4F15, %ax\n movb $0, %bl") + bios(
+        0x10, "movw $0x4F15, %ax\n movw $1, %bx\n xorw %dx, %dx\n movw $0x7000, %di", store=OUT + 40
+    )
+    m = run(tmp_path, code)
+    assert (out(m).ax, out(m).ebx & 0xFFFF) == (0x004F, 0x0103)
+    edid = m.read_physical(0x7000, 128)
+    assert edid[:8] == bytes.fromhex("00ffffffffffff00") and sum(edid) % 256 == 0
+    assert b"QEMU Monitor" in edid
+
+
+# ------------------------------------------------------------------ INT 13h
+
+
+def test_no_hard_disk(tmp_path) -> None:
+    code = bios(0x13, "movw $0x0800, %ax\n movb $0x80, %dl") + bios(
+        0x13, "movw $0x4100, %ax\n movw $0x55AA, %bx\n movb $0x80, %dl", store=OUT + 40
+    )
+    m = run(tmp_path, code)
+    for at in (OUT, OUT + 40):
+        assert out(m, at).cf and out(m, at).ah == 0x01
+    assert out(m, OUT + 40).ebx & 0xFFFF == 0x55AA  # untouched: no EDD
+    assert m.read_physical(0x474, 1) == b"\x01"
+
+
+def test_the_empty_diskette_drive_parameters(tmp_path) -> None:
+    m = run(tmp_path, bios(0x13, "movw $0x0800, %ax\n movb $0, %dl"))
+    o = out(m)
+    assert not o.cf and o.ax == 0
+    assert (o.ebx & 0xFFFF, o.ecx & 0xFFFF, o.edx & 0xFFFF) == (5, 0x4F24, 0x0101)
+    assert (o.es, o.edi & 0xFFFF) == (0xF000, 0x601C)
+
+
+# ------------------------------------------------------------------ INT 16h
+
+
+def test_no_key_yet(tmp_path) -> None:
+    m = run(tmp_path, bios(0x16, "movb $1, %ah") + bios(0x16, "movb $2, %ah", store=OUT + 40))
+    assert out(m).zf and out(m).ax == 0x0100
+    assert out(m, OUT + 40).eax & 0xFF == 0
+
+
+def test_keys_typed_on_the_keyboard_reach_int16(tmp_path) -> None:
+    code = (
+        bios(0x16, "movb $0, %ah")
+        + bios(0x16, "movb $0, %ah", store=OUT + 40)
+        + bios(0x16, "movb $1, %ah", store=OUT + 80)
+    )
+    m = run(tmp_path, code, keys="aB", keys_at=0.01)
+    assert out(m).ax == 0x1E61  # 'a'
+    assert out(m, OUT + 40).ax == 0x3042  # shift + 'b'
+    assert out(m, OUT + 80).zf  # nothing more
+    assert m.read_physical(0x41A, 2) == m.read_physical(0x41C, 2)  # the buffer is empty
+
+
+def test_waiting_for_a_key_that_never_comes_ends_the_run(tmp_path) -> None:
+    m = run(tmp_path, bios(0x16, "movb $0, %ah"), halted=False)
+    assert m.result.stop_reason == "halted"
+    assert "INT 16h AH=00h waits for a key" in m.result.detail
+    assert "none will come" in m.result.detail
+
+
+# ------------------------------------------------------------------ INT 1Ah
+
+
+def test_clock(tmp_path) -> None:
+    code = (
+        bios(0x1A, "movb $0, %ah")
+        + bios(0x1A, "movb $2, %ah", store=OUT + 40)
+        + bios(0x1A, "movb $4, %ah", store=OUT + 80)
+    )
+    base = datetime.datetime(2025, 3, 15, 13, 45, 30)
+    m = run(tmp_path, code, rtc_base=base)
+    ticks = out(m)
+    assert (ticks.ecx & 0xFFFF) << 16 | (ticks.edx & 0xFFFF) == int.from_bytes(
+        m.read_physical(0x46C, 4), "little"
+    )
+    assert not ticks.cf
+    time = out(m, OUT + 40)
+    assert (time.ecx & 0xFFFF, (time.edx >> 8) & 0xFF, time.cf) == (0x1345, 0x30, False)
+    date = out(m, OUT + 80)
+    assert (date.ecx & 0xFFFF, date.edx & 0xFFFF, date.ax) == (0x2025, 0x0315, 0x0020)
+
+
+# ------------------------------------------------------------------ INT 18h/19h, reset
+
+
+def test_no_bootable_device(tmp_path) -> None:
+    m = run(tmp_path, bios(0x19), halted=False)
+    assert m.result.stop_reason == "halted"
+    assert "no bootable device" in m.result.detail
+    assert "No bootable device." in m.screen_text()
+
+
+def test_the_reset_entry_point_still_stops(tmp_path) -> None:
+    m = run(tmp_path, "ljmp $0xF000, $0xE05B", halted=False)
+    assert m.result.stop_reason == "unsupported"
+    assert "reset entry point" in m.result.detail
