@@ -296,4 +296,3 @@ def test_an_unsupported_bios_function_returns_cf_and_ah_86h(tmp_path, caplog) ->
     assert r.stop_reason == "halted"
     assert (r.cpu.gpr["rax"] >> 8) & 0xFF == 0x86 and r.cpu.rflags & 1
     assert any("INT 15h AX=9900h" in rec.message for rec in caplog.records)
->>>>>>> 207956f (BIOS services behind the ROM stubs: a stub's UD2 in real mode calls firmware/bios/ (INT 10h text and DDC, 11h, 12h, 13h without disks, 15h memory map/A20/APM/C0h, 16h from the i8042, 1Ah, 18h/19h, the IRQ stubs) and resumes at its IRET; images/bios measures them under QEMU from a long-mode trampoline)
