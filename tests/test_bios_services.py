@@ -1,6 +1,6 @@
 """The BIOS services behind the ROM stubs, called from real mode as a kernel's trampoline calls
-them: PUSHF and a far call through the vector's IVT entry (the frame INT n leaves), then the
-registers and FLAGS are stored at 0xA000 and the CPU halts. Each answer is SeaBIOS's under
+them: PUSHF and a far call through the vector's IVT entry (the frame INT n leaves) or INT n
+itself, then the registers and FLAGS are stored at 0xA000 and the CPU halts. Each answer is SeaBIOS's under
 QEMU 7.2 (images/bios and tests/golden/qemu/bios.serial measure them; docs/bios.md)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime
 import logging
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from mb2_kernel import build
@@ -21,15 +21,16 @@ OUT = 0xA000
 CF, ZF = 0x0001, 0x0040
 
 
-def bios(vector: int, setup: str = "", *, store: int = OUT) -> str:
-    """Real-mode code: ``setup``, the call of ``vector`` through its IVT entry, the results
-    stored at ``store``: EAX EBX ECX EDX ESI EDI EBP (dwords), FLAGS, ES, DS (words)."""
+def bios(vector: int, setup: str = "", *, store: int = OUT, how: str = "far") -> str:
+    """Real-mode code: ``setup``, the call of ``vector`` (``how``: "far", PUSHF and a far call
+    through its IVT entry; "int", INT n), the results stored at ``store``: EAX EBX ECX EDX ESI
+    EDI EBP (dwords), FLAGS, ES, DS (words)."""
+    call = f"pushfw\n    lcallw *({4 * vector})" if how == "far" else f"int ${vector:#x}"
     return f"""
     xorw %ax, %ax
     movw %ax, %es
     {setup}
-    pushfw
-    lcallw *({4 * vector})
+    {call}
     movl %eax, ({store})
     movl %ebx, ({store + 4})
     movl %ecx, ({store + 8})
@@ -82,13 +83,44 @@ def out(m: Machine, at: int = OUT) -> Out:
 
 
 def run(tmp_path, code: str, *, halted: bool = True, **options) -> Machine:
-    m = Machine.from_elf(build(TO_REAL_MODE.replace("{call}", code), tmp_path), **options)
+    source = TO_REAL_MODE.replace("{call}", code).replace("{limit}", "0x3ff")
+    m = Machine.from_elf(build(source, tmp_path), **options)
     r = m.run(max_instructions=2_000_000)
     if halted:
         assert r.stop_reason == "halted", r.detail
         assert r.cpu.mode == "real"
     m.result = r
     return m
+
+
+# ----------------------------------------------------------------- INT n and far calls
+
+
+def test_int_n_and_the_far_call_give_the_same_answers(tmp_path) -> None:
+    calls = [
+        (
+            0x15,
+            "movl $0xE820, %eax\n xorl %ebx, %ebx\n movl $20, %ecx\n movl $0x534D4150, %edx\n movw $0x7000, %di",
+        ),
+        (0x15, "movw $0xE801, %ax"),
+        (0x12, "stc"),
+        (0x1A, "movb $4, %ah"),
+        (0x10, "movw $0x0E41, %ax"),
+        (0x16, "movb $1, %ah"),
+        (0x13, "movw $0x0800, %ax\n movb $0x80, %dl"),
+    ]
+    results = {}
+    for how in ("far", "int"):
+        code = "".join(
+            bios(v, setup, store=OUT + 40 * i, how=how) for i, (v, setup) in enumerate(calls)
+        )
+        m = run(tmp_path / how, code)
+        # (ESI still points past the copied code, whose length differs)
+        results[how] = [replace(out(m, OUT + 40 * i), esi=0) for i in range(len(calls))]
+        assert m.read_physical(0x7000, 20) == struct.pack("<QQI", 0, 0x9FC00, 1)
+        assert m.screen_text().startswith("A")
+    assert results["int"] == results["far"]
+    assert results["int"][2].cf and results["int"][5].zf  # FLAGS from the frame, through IRET
 
 
 # ----------------------------------------------------------------- INT 15h: memory map

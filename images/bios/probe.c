@@ -53,7 +53,7 @@ static uint32_t far_linear(uint32_t segoff) { return ((segoff >> 16) << 4) + (se
 
 /* How the calls reach the BIOS: 0 INT n, 1 PUSHF + far call through the IVT entry (the output
  * is the same either way under QEMU). */
-#define CALL_HOW 1
+#define CALL_HOW 0
 
 static void clear_in(void) {
     uint8_t *p = (uint8_t *)&IN;
@@ -381,6 +381,16 @@ void kmain(uint32_t magic, uint32_t info) {
     disk();
     memory();
     misc();
+    /* two calls the other way (PUSHF + far call through the IVT entry): the same answers */
+    clear_in();
+    IN.how = !CALL_HOW;
+    call(0x12);
+    show("int12 again, the other way");
+    clear_in();
+    IN.how = !CALL_HOW;
+    IN.eax = 0xE801;
+    call(0x15);
+    show("int15 ax=e801 again, the other way");
     kprintf("bios: done\n");
     qemu_exit(0);
 }
