@@ -257,6 +257,72 @@ def test_set_mode_3_clears_the_screen_and_resets_the_bda(tmp_path) -> None:
     assert (mode.ax, mode.ebx & 0xFF00) == (0x5003, 0)
 
 
+def test_write_char_and_attribute_and_read_it_back(tmp_path) -> None:
+    code = (
+        bios(0x10, "movb $2, %ah\n movb $0, %bh\n movw $0x0203, %dx")  # row 2, column 3
+        + bios(0x10, "movw $0x0958, %ax\n movw $0x001E, %bx\n movw $3, %cx")  # 'X' x3, 1Eh
+        + bios(0x10, "movw $0x0A79, %ax\n movw $0, %bx\n movw $1, %cx")  # 'y', attribute kept
+        + bios(0x10, "movb $8, %ah\n movb $0, %bh", store=OUT + 40)
+    )
+    m = run(tmp_path, code)
+    row = m.read_physical(0xB8000 + 2 * 160 + 6, 8)
+    assert row == bytes.fromhex("791e581e581e2007")
+    assert out(m, OUT + 40).ax == 0x1E79
+    assert m.read_physical(0x450, 2) == bytes((3, 2))  # the cursor did not move
+
+
+def test_write_string_as_a_teletype(tmp_path) -> None:
+    code = (
+        "movl $0x64636261, (0x7000)\n"  # "abcd"
+        + bios(
+            0x10,
+            "movw $0x1301, %ax\n movw $0x002F, %bx\n movw $4, %cx\n"
+            " movw $0x0300, %dx\n movw $0x7000, %bp",
+        )  # fmt: skip
+    )
+    m = run(tmp_path, code)
+    assert m.read_physical(0xB8000 + 3 * 160, 10) == bytes.fromhex("612f622f632f642f2007")
+    assert m.read_physical(0x450, 2) == bytes((4, 3))  # AL bit 0: the cursor follows
+
+
+def test_scroll_a_window_up_and_down(tmp_path) -> None:
+    code = (
+        # rows 0-2 start with 'A', 'B', 'C' (copied into the screen through ES)
+        "movw $0xB800, %ax\n movw %ax, %es\n"
+        "movw $0x0741, %es:(0)\n movw $0x0742, %es:(160)\n movw $0x0743, %es:(320)\n"
+        + bios(0x10, "movw $0x0601, %ax\n movb $0x17, %bh\n movw $0x0000, %cx\n movw $0x0209, %dx")
+    )
+    m = run(tmp_path, code)
+    cells = [m.read_physical(0xB8000 + 160 * r, 2) for r in range(3)]
+    assert cells == [b"\x42\x07", b"\x43\x07", b"\x20\x17"]  # up one; the new row in 17h
+    assert m.read_physical(0xB8000 + 20, 2) == b"\x20\x07"  # column 10: outside the window
+    down = run(
+        tmp_path / "down",
+        "movw $0xB800, %ax\n movw %ax, %es\n movw $0x0741, %es:(0)\n"
+        + bios(0x10, "movw $0x0701, %ax\n movb $0x71, %bh\n movw $0, %cx\n movw $0x0209, %dx"),
+    )
+    assert [down.read_physical(0xB8000 + 160 * r, 2) for r in range(2)] == [
+        b"\x20\x71",
+        b"\x41\x07",
+    ]
+
+
+def test_active_page_and_display_information(tmp_path) -> None:
+    code = (
+        bios(0x10, "movw $0x0501, %ax")
+        + bios(0x10, "movb $0x0F, %ah", store=OUT + 40)
+        + bios(0x10, "movw $0x1A00, %ax", store=OUT + 80)
+        + bios(0x10, "movb $0x12, %ah\n movb $0x10, %bl", store=OUT + 120)
+    )
+    m = run(tmp_path, code)
+    assert m.vga.start_address == 0x800 and m.read_physical(0x462, 1) == b"\x01"
+    assert m.read_physical(0x44E, 2) == b"\x00\x10"
+    assert out(m, OUT + 40).ebx & 0xFF00 == 0x0100
+    assert (out(m, OUT + 80).eax & 0xFF, out(m, OUT + 80).ebx & 0xFFFF) == (0x1A, 0x0008)
+    ega = out(m, OUT + 120)
+    assert (ega.ebx & 0xFFFF, ega.ecx & 0xFFFF) == (0x0003, 0x0009)
+
+
 def test_cursor_shape_is_scaled_to_the_character_height(tmp_path) -> None:
     m = run(tmp_path, bios(0x10, "movb $1, %ah\n movw $0x0607, %cx"))
     assert m.read_physical(0x460, 2) == b"\x07\x06"

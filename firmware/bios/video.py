@@ -131,27 +131,107 @@ def _cursor_shape_hardware(call: Call, cursor_type: int) -> int:
     return (start << 8) | end
 
 
-def _put_char(call: Call, page: int, x: int, y: int, char: int) -> None:
-    at = TEXT_BASE + (_text_address(call, page, x, y) & (TEXT_SIZE - 1))
-    call.bus.write(at, bytes((char & 0xFF,)))  # the attribute stays (teletype in text mode)
+def _scroll(
+    call: Call, page: int, x: int, y: int, width: int, height: int, lines: int, fill: int
+) -> None:
+    """Move the window's rows up (``lines`` > 0) or down (< 0) and clear the rows that open
+    with the cell ``fill``; ``lines`` 0 clears the whole window (SeaVGABIOS's vgafb_scroll)."""
+    cols = call.bda.u16(B.VIDEO_COLS)
+    stride = cols * 2
+    base = TEXT_BASE + (_text_address(call, page, x, y) & (TEXT_SIZE - 1))
+
+    def row(i: int) -> int:
+        return base + i * stride
+
+    blank = fill.to_bytes(2, "little") * width
+    if lines == 0:
+        for i in range(height):
+            call.bus.write(row(i), blank)
+        return
+    n = abs(lines)
+    kept = height - n
+    order = range(kept) if lines > 0 else range(kept - 1, -1, -1)
+    for i in order:
+        src, dst = (i + n, i) if lines > 0 else (i, i + n)
+        call.bus.write(row(dst), call.bus.read(row(src), width * 2))
+    cleared = range(kept, height) if lines > 0 else range(n)
+    for i in cleared:
+        call.bus.write(row(i), blank)
 
 
 def _scroll_up(call: Call, page: int) -> None:
-    """One line up over the whole page; the new last line blank, grey on black."""
+    """The teletype's scroll: the whole page one line up, the new line blank, grey on black."""
     cols = call.bda.u16(B.VIDEO_COLS)
     rows = call.bda.u8(B.VIDEO_ROWS) + 1
-    start = TEXT_BASE + (call.bda.u16(B.VIDEO_PAGESIZE) * page & (TEXT_SIZE - 1))
-    line = cols * 2
-    screen = call.bus.read(start + line, line * (rows - 1))
-    call.bus.write(start, screen + BLANK.to_bytes(2, "little") * cols)
+    _scroll(call, page, 0, 0, cols, rows, 1, BLANK)
 
 
-def teletype(call: Call, char: int) -> None:
-    """Write ``char`` at the cursor of the active page as a teletype: BEL is silent, BS, CR
-    and LF move the cursor, the rest is written and the cursor advances (wrapping at the last
-    column); past the last row the page scrolls up one line."""
+def _scroll_window(call: Call, r: BiosRegs, direction: int) -> None:
+    """AH=06h/07h: scroll the window CH,CL-DH,DL of the active page by AL lines (0, or as
+    many as it has: clear it), the new rows blank with attribute BH."""
+    rows = call.bda.u8(B.VIDEO_ROWS) + 1
+    cols = call.bda.u16(B.VIDEO_COLS)
+    left, top = r.cl, r.ch
+    right, bottom = min(r.dl, cols - 1), min(r.dh, rows - 1)
+    width, height = right - left + 1, bottom - top + 1
+    if width <= 0 or height <= 0:
+        return
+    lines = 0 if r.al >= height else r.al
     page = call.bda.u8(B.VIDEO_PAGE)
+    _scroll(call, page, left, top, width, height, lines * direction, (r.bh << 8) | 0x20)
+
+
+def _write_chars(call: Call, r: BiosRegs, with_attribute: bool) -> None:
+    """AH=09h/0Ah: CX copies of AL (and attribute BL) from the cursor of page BH on, the
+    cursor left where it was (SeaVGABIOS's write_char: wrapping at the last column)."""
+    x, y = _cursor(call, r.bh)
+    cols = call.bda.u16(B.VIDEO_COLS)
+    for _ in range(r.cx):
+        at = TEXT_BASE + (_text_address(call, r.bh, x, y) & (TEXT_SIZE - 1))
+        cell = bytes((r.al, r.bl)) if with_attribute else bytes((r.al,))
+        call.bus.write(at, cell)
+        x += 1
+        if x == cols:
+            x, y = 0, y + 1
+
+
+def _write_string(call: Call, r: BiosRegs) -> None:
+    """AH=13h: CX characters from ES:BP as a teletype at DH,DL of page BH, with attribute BL
+    (AL bit 1: each character followed by its own); AL bit 0: the cursor moves."""
+    x, y = r.dl, r.dh
+    page = r.bh
+    at = (r.es << 4) + r.bp
+    attribute = r.bl
+    for _ in range(r.cx):
+        char = call.bus.read(at, 1)[0]
+        at += 1
+        if r.al & 2:
+            attribute = call.bus.read(at, 1)[0]
+            at += 1
+        x, y = _teletype_at(call, page, x, y, char, attribute)
+    if r.al & 1:
+        _set_cursor(call, page, x, y)
+
+
+def _set_active_page(call: Call, page: int) -> None:
+    """AH=05h: show page AL (0-7): the CRTC start address, the BDA, that page's cursor."""
+    if page > 7:
+        return
+    address = call.bda.u16(B.VIDEO_PAGESIZE) * page
+    _crtc_write(call, 0x0C, (address // 2) >> 8)
+    _crtc_write(call, 0x0D, address // 2)
+    call.bda.set16(B.VIDEO_PAGESTART, address)
+    call.bda.set8(B.VIDEO_PAGE, page)
     x, y = _cursor(call, page)
+    _set_cursor(call, page, x, y)
+
+
+def _teletype_at(
+    call: Call, page: int, x: int, y: int, char: int, attribute: int | None
+) -> tuple[int, int]:
+    """SeaVGABIOS's write_teletype at (x, y) of ``page``: BEL is silent, BS, CR and LF move,
+    the rest is written (with ``attribute`` if given, else the cell keeps its own) and the
+    position advances, wrapping at the last column; past the last row the page scrolls up."""
     cols = call.bda.u16(B.VIDEO_COLS)
     if char == 7:
         pass
@@ -162,13 +242,24 @@ def teletype(call: Call, char: int) -> None:
     elif char == 0x0A:
         y += 1
     else:
-        _put_char(call, page, x, y, char)
+        at = TEXT_BASE + (_text_address(call, page, x, y) & (TEXT_SIZE - 1))
+        cell = bytes((char,)) if attribute is None else bytes((char, attribute))
+        call.bus.write(at, cell)
         x += 1
         if x == cols:
             x, y = 0, y + 1
     if y > call.bda.u8(B.VIDEO_ROWS):
         y -= 1
         _scroll_up(call, page)
+    return x, y
+
+
+def teletype(call: Call, char: int) -> None:
+    """AH=0Eh: ``char`` at the cursor of the active page (in text mode the attribute stays),
+    the cursor moved on."""
+    page = call.bda.u8(B.VIDEO_PAGE)
+    x, y = _cursor(call, page)
+    x, y = _teletype_at(call, page, x, y, char, None)
     _set_cursor(call, page, x, y)
 
 
@@ -267,6 +358,16 @@ def int10(call: Call, r: BiosRegs) -> BiosStop | None:
         r.cx = b.u16(B.CURSOR_TYPE)
         x, y = _cursor(call, r.bh)
         r.dl, r.dh = x, y
+    elif ah == 0x05:
+        _set_active_page(call, r.al)
+    elif ah in (0x06, 0x07):
+        _scroll_window(call, r, 1 if ah == 0x06 else -1)
+    elif ah == 0x08:
+        x, y = _cursor(call, r.bh)
+        at = TEXT_BASE + (_text_address(call, r.bh, x, y) & (TEXT_SIZE - 1))
+        r.al, r.ah = call.bus.read(at, 2)
+    elif ah in (0x09, 0x0A):
+        _write_chars(call, r, ah == 0x09)
     elif ah == 0x0E:
         teletype(call, r.al)
     elif ah == 0x0F:
@@ -275,6 +376,14 @@ def int10(call: Call, r: BiosRegs) -> BiosStop | None:
         r.ah = b.u16(B.VIDEO_COLS)
     elif ah == 0x11 and r.al == 0x30:
         _font_information(call, r)
+    elif ah == 0x12 and r.bl == 0x10:  # EGA information: colour, 256 KiB, the switches
+        r.bx = 0x0103 if b.u16(B.CRTC_ADDRESS) == 0x3B4 else 0x0003
+        r.cx = b.u8(B.VIDEO_SWITCHES) & 0x0F
+    elif ah == 0x13:
+        _write_string(call, r)
+    elif r.ax == 0x1A00:  # display combination code
+        r.bx = b.u8(B.DCC_INDEX)
+        r.al = 0x1A
     elif ah == 0x4F:
         _vbe(call, r)
     else:

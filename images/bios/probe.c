@@ -158,6 +158,115 @@ static void video(void) {
     }
 }
 
+static void cells(const char *what, int row, int col, int n) {
+    kprintf("%s row %d:", what, row);
+    for (int i = 0; i < n; i++) {
+        uint32_t at = 0xB8000 + 160 * row + 2 * (col + i);
+        kprintf(" %02x%02x", peek8(at), peek8(at + 1));
+    }
+    kprintf("\n");
+}
+
+/* the other text functions: write with attributes, read back, strings, scrolling, pages */
+static void text(void) {
+    clear_in();
+    IN.eax = 0x1A00;
+    call(0x10);
+    show("int10 ax=1a00 display combination");
+    clear_in();
+    IN.eax = 0x1200;
+    IN.ebx = 0x0010;
+    call(0x10);
+    show("int10 ah=12 bl=10 ega information");
+    clear_in();
+    IN.eax = 0x0200;
+    IN.edx = 0x0203;
+    call(0x10);
+    clear_in();
+    IN.eax = 0x0958;
+    IN.ebx = 0x001E;
+    IN.ecx = 3;
+    call(0x10);
+    show("int10 ah=09 write x3 attribute 1e");
+    clear_in();
+    IN.eax = 0x0A79;
+    IN.ecx = 1;
+    call(0x10);
+    show("int10 ah=0a write");
+    clear_in();
+    IN.eax = 0x0800;
+    call(0x10);
+    show("int10 ah=08 read");
+    cells("screen", 2, 0, 8);
+    kprintf("bda cursor %04x\n", peek16(0x450));
+    const char *str = "ab\rcd\n";
+    for (int i = 0; str[i]; i++)
+        low[BUF + i] = str[i];
+    clear_in();
+    IN.eax = 0x1301;
+    IN.ebx = 0x002F;
+    IN.ecx = 6;
+    IN.edx = 0x0304;
+    IN.ebp = BUF;
+    call(0x10);
+    show("int10 ax=1301 write string");
+    cells("screen", 3, 0, 8);
+    kprintf("bda cursor %04x\n", peek16(0x450));
+    const char pairs[] = {'P', 0x4E, 'Q', 0x1F};
+    for (int i = 0; i < 4; i++)
+        low[BUF + i] = pairs[i];
+    clear_in();
+    IN.eax = 0x1302;
+    IN.ecx = 2;
+    IN.edx = 0x0500;
+    IN.ebp = BUF;
+    call(0x10);
+    show("int10 ax=1302 write string with attributes");
+    cells("screen", 5, 0, 4);
+    kprintf("bda cursor %04x\n", peek16(0x450));
+    clear_in();
+    IN.eax = 0x0601;
+    IN.ebx = 0x1700;
+    IN.ecx = 0x0201;
+    IN.edx = 0x0406;
+    call(0x10);
+    show("int10 ax=0601 scroll up");
+    for (int row = 1; row <= 5; row++)
+        cells("scrolled up", row, 0, 8);
+    clear_in();
+    IN.eax = 0x0702;
+    IN.ebx = 0x7100;
+    IN.ecx = 0x0100;
+    IN.edx = 0x0503;
+    call(0x10);
+    show("int10 ax=0702 scroll down");
+    for (int row = 0; row <= 6; row++)
+        cells("scrolled down", row, 0, 8);
+    clear_in();
+    IN.eax = 0x0600;
+    IN.ebx = 0x0700;
+    IN.ecx = 0x0000;
+    IN.edx = 0x184F;
+    call(0x10);
+    show("int10 ax=0600 clear");
+    cells("cleared", 3, 0, 4);
+    clear_in();
+    IN.eax = 0x0501;
+    call(0x10);
+    show("int10 ax=0501 page 1");
+    kprintf("page 1: crtc start %02x%02x cursor %02x%02x bda page %02x start %04x\n", crtc(0x0C),
+            crtc(0x0D), crtc(0x0E), crtc(0x0F), peek8(0x462), peek16(0x44E));
+    clear_in();
+    IN.eax = 0x0F00;
+    call(0x10);
+    show("int10 ah=0f get mode on page 1");
+    clear_in();
+    IN.eax = 0x0500;
+    call(0x10);
+    kprintf("page 0: crtc start %02x%02x cursor %02x%02x bda page %02x start %04x\n", crtc(0x0C),
+            crtc(0x0D), crtc(0x0E), crtc(0x0F), peek8(0x462), peek16(0x44E));
+}
+
 static void vbe(void) {
     fill(BUF, 0xAA, 512);
     low[BUF] = 'V', low[BUF + 1] = 'B', low[BUF + 2] = 'E', low[BUF + 3] = '2';
@@ -377,6 +486,7 @@ void kmain(uint32_t magic, uint32_t info) {
     for (long i = 0; i < tramp_end - tramp_start; i++)
         dst[i] = tramp_start[i];
     video();
+    text();
     vbe();
     disk();
     memory();
