@@ -368,6 +368,24 @@ def test_the_empty_diskette_drive_parameters(tmp_path) -> None:
     assert (o.es, o.edi & 0xFFFF) == (0xF000, 0x601C)
 
 
+def test_the_empty_diskette_drive_fails_a_read_as_seabios(tmp_path) -> None:
+    code = (
+        bios(0x13, "movw $0x0000, %ax\n movb $0, %dl")
+        + bios(
+            0x13,
+            "movw $0x0201, %ax\n movw $0x0001, %cx\n movw $0, %dx\n movw $0x7000, %bx",
+            store=OUT + 40,
+        )  # fmt: skip
+        + bios(0x13, "movw $0x0200, %ax\n movw $0x0001, %cx\n movw $0, %dx", store=OUT + 80)
+    )
+    m = run(tmp_path, code)
+    assert out(m).ax == 0 and not out(m).cf  # reset
+    read = out(m, OUT + 40)
+    assert read.ax == 0x2000 and read.cf  # nothing read, AH=20h
+    assert m.read_physical(0x441, 1) == b"\x01"  # the last call: a count of 0
+    assert out(m, OUT + 80).ah == 0x01
+
+
 # ------------------------------------------------------------------ INT 16h
 
 

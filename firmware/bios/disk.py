@@ -4,7 +4,9 @@ SeaBIOS answers a call for a drive it does not have with AH=01h (invalid paramet
 and keeps the status in the BDA (41h for diskettes, 74h for hard disks). The one drive this
 machine has, as QEMU's pc machine does, is an empty diskette drive A: of the type CMOS register
 10h gives (5: 2.88 MB), so AH=08h (parameters), 15h (type) and 16h (change line) answer for
-it as SeaBIOS does; its media accesses need a diskette controller, which is not modelled.
+it as SeaBIOS does, and so do its media accesses: SeaBIOS's recalibration and media sense fail
+on the empty drive (AH=20h, measured with images/bios), its reset succeeds. No diskette
+controller is modelled behind it (ports 3F0h-3F7h).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
 
 EPARAM = 0x01
 ECHANGED = 0x06
-ETIMEOUT = 0x80  # drive not ready
+ECONTROLLER = 0x20  # what a media access of the empty drive answers under QEMU
 HARD_DISK = 0x80
 # SeaBIOS's FloppyInfo: (heads, cylinders, sectors) per CMOS drive type
 FLOPPY_GEOMETRY = {
@@ -72,9 +74,24 @@ def _floppy(call: Call, r: BiosRegs, drive_type: int, count: int) -> None:
     elif ah == 0x01:  # the last status, as kept
         r.ah = call.bda.u8(B.FLOPPY_LAST_STATUS)
         r.set_cf(bool(r.ah))
-    elif ah in (0x00, 0x02, 0x03, 0x04, 0x05):
-        call.note(f"AH={ah:02X}h DL={r.dl:02X}h (the diskette controller is not modelled)")
-        _status(call, r, ETIMEOUT)
+    elif ah == 0x00:  # reset: the controller answers
+        _status(call, r, 0)
+    elif ah in (0x02, 0x03, 0x04):  # read, write, verify
+        heads, cylinders, sectors = FLOPPY_GEOMETRY.get(drive_type, (0, 0, 0))
+        cylinder = r.ch | ((r.cl << 2) & 0x300)
+        sector = r.cl & 0x3F
+        bad_count = not 0 < r.al <= 128 or sector == 0
+        if bad_count or cylinder >= cylinders or r.dh >= heads or sector > sectors:
+            _status(call, r, EPARAM)
+        else:
+            r.al = 0  # no sector transferred
+            _status(call, r, ECONTROLLER)
+    elif ah == 0x05:  # format a track
+        heads, cylinders, sectors = FLOPPY_GEOMETRY.get(drive_type, (0, 0, 0))
+        if r.ch >= cylinders or r.dh >= heads or not 0 < r.al <= sectors:
+            _status(call, r, EPARAM)
+        else:
+            _status(call, r, ECONTROLLER)
     else:
         _status(call, r, EPARAM)  # SeaBIOS: not a diskette function
 

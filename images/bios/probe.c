@@ -358,6 +358,33 @@ static void disk(void) {
     call(0x13);
     show("int13 ah=15 dl=00 drive type");
     kprintf("bda diskette status %02x disk status %02x\n", peek8(0x441), peek8(0x474));
+    /* the empty diskette drive: reset, read a sector, the status */
+    clear_in();
+    IN.eax = 0x0000;
+    call(0x13);
+    show("int13 ah=00 dl=00 reset");
+    fill(BUF, 0xAA, 16);
+    clear_in();
+    IN.eax = 0x0201;
+    IN.ecx = 0x0001;
+    IN.ebx = BUF;
+    call(0x13);
+    show("int13 ah=02 dl=00 read");
+    kprintf("read buffer %02x %02x, bda diskette status %02x\n", peek8(BUF), peek8(BUF + 15),
+            peek8(0x441));
+    clear_in();
+    IN.eax = 0x0100;
+    call(0x13);
+    show("int13 ah=01 dl=00 status");
+    clear_in();
+    IN.eax = 0x1600;
+    call(0x13);
+    show("int13 ah=16 dl=00 change line");
+    clear_in();
+    IN.eax = 0x0800;
+    IN.edx = 0x0001;
+    call(0x13);
+    show("int13 ah=08 dl=01 parameters");
 }
 
 static void memory(void) {
