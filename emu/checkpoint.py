@@ -27,9 +27,14 @@ class DeviceState:
     lines: dict[str, bool] = field(default_factory=dict)  # IrqLine attributes: their levels
 
 
+def _lines(value: Any) -> bool:
+    """A tuple of IrqLines: the wires a device drives (their levels are its state)."""
+    return isinstance(value, tuple) and bool(value) and all(isinstance(v, IrqLine) for v in value)
+
+
 def _is_reference(value: Any) -> bool:
     """Wiring, not state: callables, other devices, shared buffers."""
-    if isinstance(value, IrqLine):
+    if isinstance(value, IrqLine) or _lines(value):
         return True
     if isinstance(value, np.ndarray):
         return True
@@ -47,6 +52,9 @@ def save_device(device: Any) -> DeviceState:
     for name, value in vars(device).items():
         if isinstance(value, IrqLine):
             state.lines[name] = value.level
+        elif _lines(value):
+            for i, line in enumerate(value):
+                state.lines[f"{name}[{i}]"] = line.level
         elif not _is_reference(value) and not name.startswith("_log"):
             state.values[name] = copy.deepcopy(value)
     return state
@@ -56,7 +64,11 @@ def restore_device(device: Any, state: DeviceState) -> None:
     for name, value in state.values.items():
         setattr(device, name, copy.deepcopy(value))
     for name, level in state.lines.items():
-        getattr(device, name).level = level  # the wire's level, without re-signalling
+        attribute, _, index = name.partition("[")
+        line = getattr(device, attribute)
+        if index:
+            line = line[int(index[:-1])]
+        line.level = level  # the wire's level, without re-signalling
 
 
 @dataclass

@@ -21,6 +21,7 @@ import numpy as np
 from devices.cmos_rtc import DEFAULT_BASE, CmosRtc
 from devices.debug_exit import DebugConsole, DebugExit
 from devices.framebuffer import LinearFramebuffer
+from devices.hpet import GSI_COUNT, HPET_BASE, Hpet
 from devices.i8042 import I8042, KeyboardInput, SystemControlA
 from devices.irq import IrqLine
 from devices.parallel import LPT1_BASE, ParallelPort
@@ -54,6 +55,33 @@ MIN_MEMORY = 2 << 20
 MAX_MEMORY = 3 << 30
 # A slice is the longest stretch run without looking at the wall clock or the devices.
 SLICE_INSTRUCTIONS = 2_000_000
+
+
+class ClockedMmio:
+    """A timed device's MMIO registers as the engine reaches them: the interrupts the clock hook
+    delivered are reported first (the device must see their INTA before the guest's access, as
+    a port access does), the access is placed at its exact instruction (the device reads the
+    clock), and the scheduler then looks at what changed, as after an IN or OUT."""
+
+    def __init__(self, machine: Machine, device) -> None:
+        self.device = device
+        self._core = machine.core
+        self._scheduler = machine.scheduler
+
+    def _before(self) -> None:
+        self._core.settle()
+        self._core.internals.restore_io_rip()
+
+    def mem_read(self, offset: int, size: int) -> int:
+        self._before()
+        value = self.device.mem_read(offset, size)
+        self._scheduler.after_io()
+        return value
+
+    def mem_write(self, offset: int, size: int, value: int) -> None:
+        self._before()
+        self.device.mem_write(offset, size, value)
+        self._scheduler.after_io()
 
 
 def parse_memory_size(text: str | int) -> int:
@@ -159,18 +187,26 @@ class Machine(DebugFeatures):
         self.bus.map(0x20, 2, self.pics.master, "PIC1 (8259A)")
         self.bus.map(0xA0, 2, self.pics.slave, "PIC2 (8259A)")
         self.bus.map(0x4D0, 2, self.pics.elcr, "ELCR")
-        self.pit = Pit8254(self.pics.irq_line(0), self.now_ns)
+        # The HPET's timers drive GSIs 0-23: the 8259s' ISA IRQs for 0-15 (the I/O APIC's inputs
+        # are not modelled yet). The PIT's and the RTC's interrupts pass through it: legacy
+        # replacement routing cuts them off and gives IRQ 0 and 8 to timers 0 and 1.
+        gsi = [self.pics.irq_line(n) for n in range(16)]
+        gsi += [IrqLine(f"GSI {n} (no I/O APIC)") for n in range(16, GSI_COUNT)]
+        self.hpet = Hpet(gsi, self.now_ns)
+        self.memory.add_mmio(HPET_BASE, 0x1000, ClockedMmio(self, self.hpet), "HPET")
+        self.scheduler.pit_connected = lambda: not self.hpet.legacy
+        self.pit = Pit8254(self.hpet.pit_input, self.now_ns)
         self.bus.map(0x40, 4, self.pit, "PIT (8254)")
         self.port61 = Port61(self.pit)
         self.bus.map(0x61, 1, self.port61, "system control port B")
-        self.rtc = CmosRtc(self.pics.irq_line(8), self.now_ns, self.rtc_base)
+        self.rtc = CmosRtc(self.hpet.rtc_input, self.now_ns, self.rtc_base)
         self.bus.map(0x70, 2, self.rtc, "CMOS RTC")
         self.keyboard = I8042(self.pics.irq_line(1), self.pics.irq_line(12), self._reset_request)
         self.bus.map(0x60, 1, self.keyboard.port(0), "i8042 data")
         self.bus.map(0x64, 1, self.keyboard.port(4), "i8042 status/command")
         self.port92 = SystemControlA(self._reset_request)
         self.bus.map(0x92, 1, self.port92, "system control port A")
-        timed: list = [self.pit, self.rtc]
+        timed: list = [self.pit, self.rtc, self.hpet]
         if self.keys:
             try:
                 timed.append(KeyboardInput(self.keyboard, self.keys, int(self.keys_at * 1e9)))
@@ -400,6 +436,7 @@ class Machine(DebugFeatures):
             "pic1": self.pics.master, "pic2": self.pics.slave, "pit": self.pit,
             "port61": self.port61, "rtc": self.rtc, "keyboard": self.keyboard,
             "port92": self.port92, "com1": self.com1, "vga": self.vga, "lpt1": self.lpt1,
+            "hpet": self.hpet,
         }  # fmt: skip
         for i, device in enumerate(self.timed):
             devices.setdefault(f"timed{i}", device)
@@ -417,6 +454,7 @@ class Machine(DebugFeatures):
             device_memory=memory,
             clock=self.core.ctx.copy(),
             machine={
+                "precise_icount": self.core.precise_icount(),
                 "idle_ns": self.idle_ns,
                 "exit_value": self._exit_value,
                 "reset_requested": self._reset_requested,
@@ -452,6 +490,7 @@ class Machine(DebugFeatures):
         self.pics.cpu_line.level = cp.devices["pic1"].lines.get("output", False)
         self.core.set_irq_pending(self.pics.cpu_line.level)
         self.core.after_restore()
+        self.core.resume_count_at(m["precise_icount"])
 
     def now_ns(self) -> int:
         """Virtual time: one nanosecond per retired instruction, plus the time spent halted."""
@@ -499,6 +538,7 @@ class Machine(DebugFeatures):
         self.pics.reset()
         self.pit.reset()
         self.rtc.reset()
+        self.hpet.reset()
         self.keyboard.reset()
         self.port61.reset()
         self.port92.reset()

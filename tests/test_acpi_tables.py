@@ -393,4 +393,3 @@ def test_the_tables_are_rom_and_rewritten_at_every_boot(image) -> None:
     m.memory.write(at, b"\x00" * len(madt))  # RAM: a kernel may reuse it
     m.load(image("hello"))
     assert m.read_physical(at, len(madt)) == madt
-

@@ -81,6 +81,7 @@ EXPECTED: dict[str, Expected] = {
         32, "EM_386", 2, "real-mode/probe.c", ("kmain", "run_real_mode", "real_mode_triple_fault")
     ),
     "bios": Expected(64, "EM_X86_64", 2, "bios/probe.c", ("kmain", "bios_call", "isr_handler")),
+    "apic": Expected(32, "EM_386", 2, "apic/probe.c", ("kmain", "interrupt", "isr_stubs")),
 }
 
 

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from platform_probes import PROBES, Probe
+from platform_probes import PROBES, Probe, params
 
 from emu import Machine
 
@@ -17,7 +17,7 @@ GOLDEN = Path(__file__).resolve().parent / "golden" / "qemu"
 pytestmark = pytest.mark.images
 
 
-@pytest.mark.parametrize("probe", PROBES, ids=lambda p: f"{p.name}-{p.memory}")
+@pytest.mark.parametrize("probe", params(PROBES), ids=lambda p: f"{p.name}-{p.memory}")
 def test_probe_prints_what_qemu_printed(image, probe: Probe) -> None:
     expected = (GOLDEN / probe.golden_file).read_bytes().decode("latin-1")
     r = Machine.from_elf(image(probe.name), memory=probe.memory).run(max_instructions=200_000_000)

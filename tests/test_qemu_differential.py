@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from platform_probes import PROBES, Probe
+from platform_probes import PROBES, Probe, params
 
 from emu import Machine
 
@@ -57,7 +57,7 @@ def _qemu(elf: Path, memory: str = "128M", cpu: str = "qemu64") -> dict:
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("probe", PROBES, ids=lambda p: f"{p.name}-{p.memory}")
+@pytest.mark.parametrize("probe", params(PROBES), ids=lambda p: f"{p.name}-{p.memory}")
 def test_probe_same_as_qemu_now(image, probe: Probe) -> None:
     """The platform probes against a QEMU run now (the recorded output is compared in
     test_platform_probes.py), with the same documented exceptions."""

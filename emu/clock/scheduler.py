@@ -63,6 +63,9 @@ class Scheduler:
         self._due = 0  # the earliest event at the last schedule, as an instruction count
         # hflags, when the timer was not armed only because the CPU is not in long mode
         self._hflags_view: ctypes.c_uint32 | None = None
+        # Whether the PIT's channel 0 reaches IRQ 0 (the HPET's legacy replacement cuts it off):
+        # the clock hook may deliver PIT interrupts only then.
+        self.pit_connected: Callable[[], bool] = lambda: True
 
     def attach(self, pics, pit, timed: Sequence[TimedDevice]) -> None:
         """The 8259 pair (INTA, and whether a timer interrupt would be the only one pending),
@@ -168,7 +171,7 @@ class Scheduler:
         c = self.core
         if not (self.arm_timer and c.fast_delivery and c.translate is None and c.tlb == "virtual"):
             return False
-        if self.pics.cpu_line.level:
+        if self.pics.cpu_line.level or not self.pit_connected():
             return False
         if not c.internals.hflags & HF_LMA:
             # after_io looks again: the guest may enter long mode

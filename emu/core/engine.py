@@ -331,6 +331,15 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._stepping = False
         self._pending_exception = None
 
+    def resume_count_at(self, icount: int) -> None:
+        """After a restore: ``icount`` instructions have retired, exactly. The restored clock
+        context names the last block the hook counted, which the fresh block table no longer
+        holds, so ``precise_icount`` could not place EIP in it: the count is taken as complete
+        up to EIP, as after a partial block."""
+        ctx = self._ctxv
+        ctx[K.CTX_ICOUNT] = icount
+        ctx[K.CTX_LAST_INFO] &= K.INFO_WANT_MASK
+
     def map_device_memory(
         self, address: int, buffer: np.ndarray, name: str = "device memory"
     ) -> None:
