@@ -233,7 +233,7 @@ def test_teletype_writes_the_screen_and_moves_the_cursor(tmp_path) -> None:
 def test_teletype_scrolls_at_the_last_row(tmp_path) -> None:
     code = (
         "movw $0x1800, (0x450)\n"  # the cursor on row 24
-        "movw $0x4141, (0xB8000)\n"  # 'A' in the first cell
+        "movw $0xB800, %ax\n movw %ax, %es\n movw $0x4141, %es:(0)\n"  # 'A' in the first cell
         + bios(0x10, "movw $0x0E0A, %ax")
         + bios(0x10, "movw $0x0E5A, %ax")
     )
@@ -245,7 +245,7 @@ def test_teletype_scrolls_at_the_last_row(tmp_path) -> None:
 
 def test_set_mode_3_clears_the_screen_and_resets_the_bda(tmp_path) -> None:
     code = (
-        "movw $0x4141, (0xB8000)\n movw $0x0C05, (0x450)\n"
+        "movw $0xB800, %ax\n movw %ax, %es\n movw $0x4141, %es:(0)\n movw $0x0C05, (0x450)\n"
         + bios(0x10, "movw $0x0003, %ax")
         + bios(0x10, "movb $0x0F, %ah", store=OUT + 40)
     )
@@ -344,6 +344,31 @@ def test_ddc_reads_qemus_edid(tmp_path) -> None:
     edid = m.read_physical(0x7000, 128)
     assert edid[:8] == bytes.fromhex("00ffffffffffff00") and sum(edid) % 256 == 0
     assert b"QEMU Monitor" in edid
+
+
+def test_set_mode_with_bit_7_keeps_the_screen(tmp_path) -> None:
+    code = "movw $0xB800, %ax\n movw %ax, %es\n movw $0x4141, %es:(0)\n" + bios(
+        0x10, "movw $0x0083, %ax"
+    )
+    m = run(tmp_path, code)
+    assert out(m).ax == 0x0030
+    assert m.read_physical(0xB8000, 2) == b"\x41\x41"
+    assert m.read_physical(0x487, 1) == b"\xe0" and m.read_physical(0x4BA, 2) == b"\x03\x80"
+
+
+def test_vbe_current_mode_and_text_mode_3(tmp_path) -> None:
+    code = (
+        bios(0x10, "movw $0x4F03, %ax")
+        + "movw $0xB800, %ax\n movw %ax, %es\n movw $0x4141, %es:(0)\n"
+        + bios(0x10, "movw $0x4F02, %ax\n movw $0x8003, %bx", store=OUT + 40)  # keep memory
+        + bios(0x10, "movw $0x4F03, %ax", store=OUT + 80)
+    )
+    m = run(tmp_path, code)
+    assert (out(m).ax, out(m).ebx & 0xFFFF) == (0x004F, 0x0003)
+    assert out(m, OUT + 40).ax == 0x004F
+    assert (out(m, OUT + 80).ebx & 0xFFFF) == 0x8003
+    assert m.read_physical(0xB8000, 2) == b"\x41\x41"  # bit 15: the screen kept
+    assert m.read_physical(0x487, 1) == b"\xe0"  # video control: 60h | 80h
 
 
 # ------------------------------------------------------------------ INT 13h

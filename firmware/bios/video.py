@@ -272,17 +272,28 @@ def print_text(call: Call, text: str) -> None:
 
 
 # ------------------------------------------------------------------ the functions
+KEEP_MEMORY = 0x8000  # SeaVGABIOS's MF_NOCLEARMEM (AL bit 7 of AH=00h, BX bit 15 of 4F02h)
+VBE_FLAGS = 0xFE00  # the flag bits of a VBE mode number
+
+
 def _set_mode(call: Call, r: BiosRegs) -> None:
     mode = r.al & 0x7F
-    keep_memory = bool(r.al & 0x80)
     if mode != 3:
         call.unsupported(f"AH=00h set mode {mode:02X}h (only text mode 3 is modelled)")
         return
+    flags = KEEP_MEMORY if r.al & 0x80 else 0
     r.al = 0x30  # SeaVGABIOS's answer for a text mode up to 7 (6: 3Fh, above 7: 20h)
+    set_mode3(call, flags)
+
+
+def set_mode3(call: Call, flags: int) -> None:
+    """Text mode 3 as SeaVGABIOS's vga_set_mode sets it: the registers, the BDA, the fonts'
+    vectors, and the screen blanked unless ``flags`` has KEEP_MEMORY."""
+    keep_memory = bool(flags & KEEP_MEMORY)
     _program_mode3(call)
     b = call.bda
     b.set8(B.VIDEO_MODE, 3)
-    b.set16(B.VBE_MODE, 3 | (0x8000 if keep_memory else 0))
+    b.set16(B.VBE_MODE, 3 | (flags & VBE_FLAGS))
     b.set16(B.VIDEO_COLS, 80)
     b.set8(B.VIDEO_ROWS, 24)
     b.set16(B.CURSOR_TYPE, 0x0607)
@@ -337,6 +348,14 @@ def _ddc(call: Call, r: BiosRegs) -> None:
 def _vbe(call: Call, r: BiosRegs) -> None:
     if r.al == 0x15:
         _ddc(call, r)
+        return
+    if r.al == 0x03:  # the current mode: the number and flags of the last mode set
+        r.bx = call.bda.u16(B.VBE_MODE)
+        r.ax = 0x004F
+        return
+    if r.al == 0x02 and r.bx & ~VBE_FLAGS == 3:  # text mode 3 through VBE
+        set_mode3(call, r.bx & VBE_FLAGS)
+        r.ax = 0x004F
         return
     call.note(f"AX={r.ax:04X}h (this VBE function is not modelled)")
     r.ax = 0x0100  # SeaVGABIOS's answer to a VBE function it does not have

@@ -297,6 +297,44 @@ static void vbe(void) {
     for (int i = 0; i < 512; i++)
         sum = sum * 31 + peek8(BUF + i);
     kprintf("vbe info block hash %08x\n", sum);
+    static const uint16_t asked[] = {0x0100, 0x0112, 0x0118, 0x4118, 0x0144, 0x0003, 0x0013, 0x0200};
+    for (unsigned m = 0; m < sizeof asked / sizeof asked[0]; m++) {
+        char what[40];
+        fill(BUF, 0xAA, 256);
+        clear_in();
+        IN.eax = 0x4F01;
+        IN.ecx = asked[m];
+        IN.edi = BUF;
+        call(0x10);
+        ksnprintf(what, sizeof what, "int10 ax=4f01 cx=%04x vbe mode info", asked[m]);
+        show(what);
+        for (int i = 0; i < 256; i += 32) {
+            kprintf("vbe mode %04x %02x:", asked[m], i);
+            for (int j = 0; j < 32; j++)
+                kprintf("%02x", peek8(BUF + i + j));
+            kprintf("\n");
+        }
+    }
+    clear_in();
+    IN.eax = 0x4F03;
+    call(0x10);
+    show("int10 ax=4f03 vbe current mode");
+    clear_in();
+    IN.eax = 0x4F02;
+    IN.ebx = 0x0003;
+    call(0x10);
+    show("int10 ax=4f02 bx=0003 vbe set mode 3");
+    kprintf("bda mode %02x video control %02x vbe mode %04x\n", peek8(0x449), peek8(0x487),
+            peek16(0x4BA));
+    clear_in();
+    IN.eax = 0x4F03;
+    call(0x10);
+    show("int10 ax=4f03 vbe current mode");
+    clear_in();
+    IN.eax = 0x4F02;
+    IN.ebx = 0x0234;
+    call(0x10);
+    show("int10 ax=4f02 bx=0234 vbe set an unknown mode");
     clear_in();
     IN.eax = 0x4F15;
     call(0x10);
