@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-from unicorn import x86_const as X
 
 from firmware.bios import BiosRegs
 from firmware.bios.regs import GENERAL, changed
@@ -21,15 +20,20 @@ from ..core import internals as I
 if TYPE_CHECKING:
     from ..core.engine import UnicornCore
 
+# where each register is in env->regs (RAX RCX RDX RBX RSP RBP RSI RDI ...): read and written
+# there directly, a binding reg_read costs microseconds
 _GPR = {
-    "eax": X.UC_X86_REG_EAX,
-    "ebx": X.UC_X86_REG_EBX,
-    "ecx": X.UC_X86_REG_ECX,
-    "edx": X.UC_X86_REG_EDX,
-    "esi": X.UC_X86_REG_ESI,
-    "edi": X.UC_X86_REG_EDI,
-    "ebp": X.UC_X86_REG_EBP,
+    "eax": I.ENV_REGS + 0 * 8,
+    "ecx": I.ENV_REGS + 1 * 8,
+    "edx": I.ENV_REGS + 2 * 8,
+    "ebx": I.ENV_REGS + 3 * 8,
+    "ebp": I.ENV_REGS + 5 * 8,
+    "esi": I.ENV_REGS + 6 * 8,
+    "edi": I.ENV_REGS + 7 * 8,
 }
+_LOW_RAM_END = 0xA0000  # conventional memory: RAM in the machine's buffer
+_TEXT_RAM = (0xB8000, 0xC0000)  # the VGA text cells: RAM too
+_HIGH_RAM = 0x100000
 _SEGMENT = {"ds": I.SEG_DS, "es": I.SEG_ES}
 _FLAGS_IN_FRAME = 4  # IP, CS, FLAGS: the frame INT n (or PUSHF + CALL FAR) leaves
 
@@ -40,24 +44,39 @@ class BiosBusView:
 
     def __init__(self, core: UnicornCore) -> None:
         self.core = core
+        self.ram = core.ram
+
+    def _in_ram(self, address: int, size: int) -> bool:
+        """Whether [address, address + size) is plain RAM of the machine's buffer (the common
+        case, read and written there directly; the rest goes through the address space)."""
+        end = address + size
+        if self.core.memory is None:
+            return end <= self.ram.size
+        return (
+            end <= _LOW_RAM_END
+            or (_TEXT_RAM[0] <= address and end <= _TEXT_RAM[1])
+            or (address >= _HIGH_RAM and end <= self.ram.size)
+        )
 
     def read(self, address: int, size: int) -> bytes:
+        if self._in_ram(address, size):
+            return self.ram[address : address + size].tobytes()
         memory = self.core.memory
         if memory is not None:
             return memory.read(address, size)
-        ram = self.core.ram
-        return ram[address : address + size].tobytes().ljust(size, b"\0")
+        return self.ram[address : address + size].tobytes().ljust(size, b"\0")
 
     def write(self, address: int, data: bytes) -> None:
         if not data:
             return
-        memory = self.core.memory
-        if memory is not None:
-            memory.write(address, data)
+        if self._in_ram(address, len(data)):
+            self.ram[address : address + len(data)] = np.frombuffer(data, np.uint8)
+        elif self.core.memory is not None:
+            self.core.memory.write(address, data)
         else:
-            end = min(address + len(data), self.core.ram.size)
+            end = min(address + len(data), self.ram.size)
             if address < end:
-                self.core.ram[address:end] = np.frombuffer(data[: end - address], np.uint8)
+                self.ram[address:end] = np.frombuffer(data[: end - address], np.uint8)
         self.core.uc.ctl_remove_cache(address, address + len(data))
 
     def inb(self, port: int) -> int:
@@ -80,9 +99,8 @@ def _frame_flags_address(core: UnicornCore) -> int:
 
 def read_regs(core: UnicornCore, bus: BiosBusView) -> BiosRegs:
     """The caller's registers, and the FLAGS image of its IRET frame."""
-    uc = core.uc
     env = core.internals
-    regs = BiosRegs(**{name: uc.reg_read(reg) & 0xFFFFFFFF for name, reg in _GPR.items()})
+    regs = BiosRegs(**{name: env.u64(at) & 0xFFFFFFFF for name, at in _GPR.items()})
     regs.ds = env.segment(I.SEG_DS)[0] & 0xFFFF
     regs.es = env.segment(I.SEG_ES)[0] & 0xFFFF
     regs.ss = env.segment(I.SEG_SS)[0] & 0xFFFF
@@ -96,8 +114,9 @@ def write_regs(core: UnicornCore, bus: BiosBusView, before: BiosRegs, after: Bio
     selector and base = selector * 16) and into the IRET frame."""
     env = core.internals
     for name, value in changed(before, after).items():
-        if name in GENERAL:
-            core.uc.reg_write(_GPR[name], value & 0xFFFFFFFF)
+        if name in GENERAL:  # the low 32 bits (the upper half as it was)
+            at = _GPR[name]
+            env.write_u64(at, (env.u64(at) & ~0xFFFFFFFF) | (value & 0xFFFFFFFF))
         elif name in _SEGMENT:
             index = _SEGMENT[name]
             _sel, _base, limit, flags = env.segment(index)

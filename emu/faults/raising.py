@@ -254,14 +254,14 @@ class ExceptionRaising:
                                        self.internals.hflags & I.HF_CPL_MASK, None,
                                        *self._code_segment()), next_rip=nxt)  # fmt: skip
             return self._stop is None
+        served = self._bios_trap(rip)  # first: a stub is never ICEBP, and a call is common
+        if served is not None:
+            return served
         if self._read_linear(self._code_segment()[1] + rip, 1) == b"\xf1":
             # INT1 (ICEBP): the core calls it invalid; the architecture raises #DB as a trap
             # without the gate DPL check of INT n.
             self._raise(self._exception(1, rip, False), next_rip=rip + 1)
             return self._stop is None
-        served = self._bios_trap(rip)
-        if served is not None:
-            return served
         self._raise(self._exception(6, rip, False))
         # True: continue at the handler; False: emu_start returns with RIP on the instruction.
         return self._stop is None
