@@ -433,6 +433,21 @@ def test_keys_typed_on_the_keyboard_reach_int16(tmp_path) -> None:
     assert m.read_physical(0x41A, 2) == m.read_physical(0x41C, 2)  # the buffer is empty
 
 
+def test_irq1_in_real_mode_puts_the_key_in_the_buffer(tmp_path) -> None:
+    """With interrupts on, the key reaches INT 09h through the IVT (IRQ 1), which puts it in
+    the BDA's buffer, where INT 16h AH=01h finds it."""
+    code = (
+        "movb $0xFC, %al\n outb %al, $0x21\n"  # only IRQ 0 and 1 at the master PIC
+        "sti\n1: hlt\n movw (0x41A), %ax\n cmpw (0x41C), %ax\n je 1b\n cli\n"
+        + bios(0x16, "movb $1, %ah", how="int")
+        + bios(0x16, "movb $0, %ah", store=OUT + 40, how="int")
+    )
+    m = run(tmp_path, code, keys="q", keys_at=0.01)
+    assert not out(m).zf and out(m).ax == 0x1071
+    assert out(m, OUT + 40).ax == 0x1071
+    assert any(e.vector == 9 for e in m.result.trace.entries)
+
+
 def test_waiting_for_a_key_that_never_comes_ends_the_run(tmp_path) -> None:
     m = run(tmp_path, bios(0x16, "movb $0, %ah"), halted=False)
     assert m.result.stop_reason == "halted"
@@ -460,6 +475,22 @@ def test_clock(tmp_path) -> None:
     assert (time.ecx & 0xFFFF, (time.edx >> 8) & 0xFF, time.cf) == (0x1345, 0x30, False)
     date = out(m, OUT + 80)
     assert (date.ecx & 0xFFFF, date.edx & 0xFFFF, date.ax) == (0x2025, 0x0315, 0x0020)
+
+
+def test_irq0_in_real_mode_counts_the_bda_ticks(tmp_path) -> None:
+    """With interrupts on in real mode the timer's IRQ 0 reaches INT 08h through the IVT: one
+    tick each, the EOI sent (the next one comes)."""
+    code = (
+        "movl (0x46C), %eax\n movl %eax, (0xA800)\n"
+        "sti\n movw $5, %cx\n1: hlt\n loop 1b\n cli\n"
+        "movl (0x46C), %eax\n movl %eax, (0xA804)\n" + bios(0x1A, "movb $0, %ah")
+    )
+    m = run(tmp_path, code)
+    before, after = struct.unpack("<II", m.read_physical(0xA800, 8))
+    assert after - before == 5
+    o = out(m)
+    assert ((o.ecx & 0xFFFF) << 16 | (o.edx & 0xFFFF)) == after
+    assert sum(e.vector == 8 for e in m.result.trace.entries) == 5
 
 
 # ------------------------------------------------------------------ INT 18h/19h, reset
