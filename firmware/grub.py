@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import struct
 
+from . import vbe
+
 LOADER_NAME = "GRUB 2.06-13+deb12u2"  # GRUB's PACKAGE_STRING, the default boot loader name
 
 # The boot device GRUB reports when it was booted from the El Torito CD-ROM (as qemu-ref boots
@@ -39,31 +41,17 @@ def apm_table() -> bytes:
     )  # fmt: skip
 
 
-# SeaVGABIOS's VBE 3.0 controller information (INT 10h AX=4F00h), as GRUB copies it into the
-# Multiboot information (vbe_control_info, 512 bytes). Its pointers lead into the video BIOS at
-# C000h (OEM, vendor, product and revision strings) and, for the mode list, to 6000:8022, inside
-# GRUB's scratch buffer at 0x68000 where the BIOS wrote this block (the list is the block's own
-# bytes 0x22 on). Bytes 0x100-0x1FF (the OEM data area) hold whatever GRUB's scratch buffer held
-# before (disk data); they are zeros here.
-VBE_OEM_STRING = 0xC0005A30
-VBE_VENDOR = 0xC0005A44
-VBE_PRODUCT = 0xC0005A57
-VBE_PRODUCT_REV = 0xC0005A6B
-VBE_MODE_LIST_PTR = 0x60008022
-VBE_MODES = (
-    *range(0x100, 0x108), *range(0x10D, 0x120), *range(0x140, 0x14D), *range(0x175, 0x19A),
-    *range(0x00, 0x08), *range(0x0D, 0x14), 0x6A,
-)  # fmt: skip
+# GRUB's real-mode scratch buffer (GRUB_MEMORY_MACHINE_SCRATCH_ADDR, 6000:8000 = 0x68000): the
+# BIOS writes the VBE controller and mode information there, GRUB copies them into the boot
+# information, so the controller information's mode list pointer is 6000:8022. The BIOS fills
+# 256 bytes of the 512 GRUB copies; bytes 0x100-0x1FF hold what the buffer held before: zeros
+# when GRUB has set a graphics mode, disk data otherwise (measured; zeros here).
+SCRATCH_SEGMENT, SCRATCH_OFFSET = 0x6000, 0x8000
 
 
 def vbe_control_info() -> bytes:
-    """The 512-byte VBE controller information block."""
-    head = b"VESA" + struct.pack(
-        "<HIIIHHIII", 0x0300, VBE_OEM_STRING, 1, VBE_MODE_LIST_PTR, 256, 0, VBE_VENDOR,
-        VBE_PRODUCT, VBE_PRODUCT_REV,
-    )  # fmt: skip
-    modes = struct.pack(f"<{len(VBE_MODES) + 1}H", *VBE_MODES, 0xFFFF)
-    return (head + modes).ljust(512, b"\0")
+    """The 512-byte VBE controller information block, as GRUB copies it."""
+    return vbe.controller_info(SCRATCH_SEGMENT, SCRATCH_OFFSET).ljust(512, b"\0")
 
 
 # In text mode GRUB reports VBE mode 3 and makes up the 256-byte mode information itself: all
