@@ -19,12 +19,23 @@ IMAGES_DIR = Path(__file__).resolve().parent.parent / "images"
 
 
 def bundled_names() -> list[str]:
-    """The image names the Makefile builds (its IMAGES line)."""
+    """The image names the Makefile builds (its IMAGES line; a ``$(FOO_IMAGES)`` there stands
+    for the names of the ``FOO_VARIANTS`` list, one ``name:flags`` entry a line)."""
     makefile = IMAGES_DIR / "Makefile"
     if not makefile.is_file():
         return []
-    m = re.search(r"^IMAGES\s*:=\s*(.+)$", makefile.read_text(), re.MULTILINE)
-    return m.group(1).split() if m else []
+    text = makefile.read_text()
+    m = re.search(r"^IMAGES\s*:=\s*(.+)$", text, re.MULTILINE)
+    names = []
+    for token in m.group(1).split() if m else []:
+        ref = re.fullmatch(r"\$\((\w+)_IMAGES\)", token)
+        if ref is None:
+            names.append(token)
+            continue
+        block = re.search(rf"^{ref.group(1)}_VARIANTS\s*:=((?:.*\\\n)*.*)$", text, re.MULTILINE)
+        entries = block.group(1).replace("\\\n", " ").split() if block else []
+        names += [entry.split(":")[0] for entry in entries]
+    return names
 
 
 def build_image(name: str) -> Path:

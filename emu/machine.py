@@ -31,7 +31,7 @@ from devices.uart16550 import COM_PORTS, Uart16550
 from devices.vga import VgaText
 from firmware import BootPlan, ModuleSpec, boot_kernel, pc_bios
 from firmware.bios import BiosServices
-from firmware.post import program_devices
+from firmware.post import program_devices, program_video_mode
 
 from . import mmu
 from .bus import PortBus
@@ -292,11 +292,16 @@ class Machine(DebugFeatures):
         )
         self.boot = plan
         self.kernel_path = os.fspath(path)
-        if plan.framebuffer is not None and self.framebuffer is None:
-            self.framebuffer = LinearFramebuffer(plan.framebuffer)
-            self.core.map_device_memory(
-                plan.framebuffer.address, self.framebuffer.memory, "linear framebuffer"
-            )
+        if plan.framebuffer is not None:
+            # GRUB set a VBE mode: the video memory at QEMU's address, cleared by the mode set
+            if self.framebuffer is None:
+                self.framebuffer = LinearFramebuffer(plan.framebuffer)
+                self.core.map_device_memory(
+                    plan.framebuffer.address, self.framebuffer.memory, "linear framebuffer"
+                )
+            else:
+                self.framebuffer.reset()
+            program_video_mode(self.bus, plan.framebuffer)
         self.symbolizer = Symbolizer(self.kernel_path) if plan.elf_class else None
         self.core.enter_grub_protected_mode(
             gdt_base=plan.gdt_base, gdt_limit=plan.gdt_limit, entry=plan.stub_addr, registers={}
@@ -516,9 +521,10 @@ class Machine(DebugFeatures):
         return self.vga.text()
 
     def screenshot(self, path: str | os.PathLike) -> None:
-        """The screen as a PNG: the linear framebuffer if the kernel has one, else VGA text."""
+        """The screen as a PNG: the linear framebuffer when GRUB set a graphics mode (an indexed
+        one through the VGA DAC), else the VGA text screen."""
         if self.framebuffer is not None:
-            self.framebuffer.png(path)
+            self.framebuffer.png(path, self.vga.dac)
         else:
             self.vga.png(path)
 

@@ -16,6 +16,7 @@ from .boot import (
     firmware_stub,
     gdt_bytes,
 )
+from .grub_video import Framebuffer
 from .memmap import (
     GDT_BASE,
     GDT_LIMIT,
@@ -25,7 +26,6 @@ from .memmap import (
     basic_meminfo,
     memory_map,
 )
-from .multiboot2 import Framebuffer
 
 __all__ = [
     "DEFAULT_LOADER_NAME",

@@ -38,6 +38,7 @@ from .elf import (
     parse_elf,
     patch_section_addr,
 )
+from .grub_video import Framebuffer
 from .memmap import (
     GDT_LIMIT,
     PAGE,
@@ -46,7 +47,6 @@ from .memmap import (
     GuestMemory,
     MemoryRegion,
 )
-from .multiboot2 import Framebuffer
 from .relocator import PREFERENCE_HIGH, PREFERENCE_LOW, PREFERENCE_NONE, Relocator
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class BootPlan:
     header_offset: int = 0  # of the Multiboot header in the file
     memory_map: tuple[MemoryRegion, ...] = ()
     info_size: int = 0  # the boot information's bytes (Multiboot2: its total_size)
-    framebuffer: Framebuffer | None = None  # a linear framebuffer, when the header asked
+    framebuffer: Framebuffer | None = None  # the graphics mode GRUB set, when the header asked
     load_base: int = 0  # lowest physical address of the image
     sections: tuple[LoadedSection, ...] = ()
     info_reserved: int = 0  # the room GRUB sets aside for the boot information
@@ -148,7 +148,7 @@ class _Image:
     entry: int
     load_base: int
     elf: ElfFile | None = None
-    framebuffer: Framebuffer | None = None  # Multiboot2 only: the mode a framebuffer tag got
+    framebuffer: Framebuffer | None = None  # the graphics mode GRUB set for the request
     magic: int = 0  # EAX for the protocol the image was loaded with
 
 
@@ -326,6 +326,7 @@ def _place_boot_info(
             regions=memory.regions,
             ram_size=memory.size,
             sections=sections,
+            framebuffer=image.framebuffer,
         )
     memory.write(chunk.target, info)
     return chunk.target, info, reserved
@@ -378,7 +379,7 @@ def _load_multiboot1(
     data: bytes, loader: _Loader, header: multiboot1.Header
 ) -> tuple[_Image, SectionTable | None, list[LoadedSection]]:
     name = loader.name
-    multiboot1.check_flags(header, name, loader.notes)
+    framebuffer = multiboot1.check_flags(header, name, loader.notes)
     if header.aout is not None:
         k = header.aout
         load_size = (k.load_end_addr - k.load_addr) & 0xFFFFFFFF if k.load_end_addr else None
@@ -386,6 +387,7 @@ def _load_multiboot1(
             data, loader, "Multiboot a.out kludge", header.offset, k.header_addr, k.load_addr,
             load_size, k.bss_end_addr, k.entry_addr, None,
         )  # fmt: skip
+        image.framebuffer = framebuffer
         return image, None, []
     if not is_elf(data):
         raise LoaderError(
@@ -393,6 +395,7 @@ def _load_multiboot1(
         )
     elf = parse_elf(data, name, phdr_limit=multiboot1.SEARCH_LIMIT)
     image = _load_elf(elf, data, loader, None)
+    image.framebuffer = framebuffer
     sections, loaded = _load_sections(elf, data, loader, refuse_relocs=False)
     return image, sections, loaded
 

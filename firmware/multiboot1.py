@@ -5,7 +5,6 @@ with images/probe-mbi1).
 
 from __future__ import annotations
 
-import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,16 +12,14 @@ from typing import TYPE_CHECKING
 
 from emu.errors import LoaderError
 
-from . import grub
+from . import grub, grub_video, vbe
 from .elf import SectionTable
+from .grub_video import Framebuffer
 from .memmap import MemoryRegion, align_up, basic_meminfo
-from .multiboot2 import EGA_TEXT, FB_TYPE_EGA_TEXT
-from .notes import log_once
+from .multiboot2 import EGA_TEXT, FB_TYPE_EGA_TEXT, FB_TYPE_INDEXED, FB_TYPE_RGB
 
 if TYPE_CHECKING:
     from .boot import LoadedModule
-
-log = logging.getLogger(__name__)
 
 HEADER_MAGIC = 0x1BADB002
 BOOT_MAGIC = 0x2BADB002  # EAX at the kernel's entry
@@ -119,9 +116,10 @@ def find_header(data: bytes, name: str) -> HeaderSearch:
     return HeaderSearch(None, problem)
 
 
-def check_flags(header: Header, name: str, notes: list[str]) -> None:
+def check_flags(header: Header, name: str, notes: list[str]) -> Framebuffer | None:
     """GRUB 2.06 refuses a kernel that requires a feature (flag bits 3-15) it does not know, and
-    a video mode request of a type other than 0 (graphics) and 1 (EGA text)."""
+    a video mode request of a type other than 0 (graphics) and 1 (EGA text). A graphics request
+    gets the mode GRUB sets for it (firmware/grub_video.py), or None: EGA text."""
     unknown = header.flags & UNSUPPORTED_FLAGS
     if unknown:
         bits = ", ".join(str(b) for b in range(3, 16) if unknown >> b & 1)
@@ -130,25 +128,36 @@ def check_flags(header: Header, name: str, notes: list[str]) -> None:
             f"(flags 0x{unknown:x}: bit {bits}); GRUB 2.06 refuses it too"
         )
     if not header.flags & VIDEO_MODE:
-        return
+        return None
     if header.mode_type == 1:
         notes.append("video mode request: EGA text, as asked")
-    elif header.mode_type == 0:
-        notes.append(
-            f"video mode request {header.width}x{header.height}x{header.depth}: EGA text mode "
-            "provided (GRUB would set a VBE graphics mode)"
-        )
-        log_once(
-            log,
-            logging.WARNING,
-            "not modelled: Multiboot graphics mode requests get EGA text mode",
-        )
-    else:
+        return None
+    if header.mode_type != 0:
         raise LoaderError(
             f"{name}: the Multiboot header asks for video mode type {header.mode_type} "
             "(0 is graphics, 1 EGA text); GRUB 2.06 refuses it ('unsupported graphical mode "
             "type')"
         )
+    request = f"{header.width}x{header.height}x{header.depth}"
+    chosen = grub_video.choose_mode(header.width, header.height, header.depth)
+    if chosen is None:
+        notes.append(f"video mode request {request}: no such VBE mode, EGA text mode stays")
+        return None
+    spec, mode = chosen
+    if mode.number < 0x100:
+        raise LoaderError(
+            f"{name}: for the video mode request {request} GRUB 2.06 sets the VGA {mode.label} "
+            "(its framebuffer at 0xA0000, in the VGA window): not modelled, only VBE modes "
+            "with a linear framebuffer are"
+        )
+    framebuffer = Framebuffer(mode)
+    if (header.width, header.height, header.depth) != (mode.width, mode.height, mode.depth):
+        notes.append(
+            f'video mode request {request} is not a VBE mode: GRUB\'s "{spec}" gives '
+            f"{framebuffer.label}"
+        )
+    notes.append(f"linear framebuffer {framebuffer.label} at 0x{framebuffer.address:x}")
+    return framebuffer
 
 
 def reserved_size(
@@ -182,6 +191,7 @@ def build_info(
     regions: Sequence[MemoryRegion],
     ram_size: int,
     sections: SectionTable | None,
+    framebuffer: Framebuffer | None = None,
 ) -> bytes:
     """The info structure for physical address ``addr``, followed by what it points to, in
     GRUB 2.06's order (measured): command line, loader name, the APM table (copied, though no
@@ -190,7 +200,9 @@ def build_info(
 
     Flags set: 0 memory, 1 boot device (0xE0FFFFFF, the CD-ROM), 2 command line, 3 modules
     (when there are any), 5 ELF section headers (for an ELF with a section table), 6 memory
-    map, 9 loader name, 11 VBE (mode 3, text), 12 framebuffer (EGA text). Not set: 4 (a.out
+    map, 9 loader name, 11 VBE (mode 3 in text; the graphics mode GRUB set), 12 framebuffer (EGA
+    text, or the linear framebuffer of ``framebuffer`` with its colour layout or, indexed, the
+    address of its 16-colour palette, which comes before the VBE blocks). Not set: 4 (a.out
     symbols), 7 drives, 8 config table, 10 APM. Padding and the module entries' reserved words
     are zero (GRUB leaves what its heap held there).
     """
@@ -226,16 +238,36 @@ def build_info(
     if sections is not None:
         flags |= INFO_ELF_SHDR
         syms = (sections.num, sections.entsize, put(sections.table, 1), sections.shndx)
+    colour_info = b""
+    if framebuffer is None:
+        vbe_mode, mode_info = grub.VBE_TEXT_MODE, grub.vbe_text_mode_info()
+        fb_addr, pitch, width, height, bpp = EGA_TEXT
+        fb_type = FB_TYPE_EGA_TEXT
+    else:
+        vbe_mode, mode_info = framebuffer.vbe_mode, vbe.mode_info(framebuffer.mode.number)
+        assert mode_info is not None  # GRUB chose it from the BIOS's list
+        fb_addr, pitch = framebuffer.address, framebuffer.pitch
+        width, height, bpp = framebuffer.width, framebuffer.height, framebuffer.bpp
+        # GRUB's struct aligns the colour information union: it starts at offset 112
+        if framebuffer.indexed:
+            fb_type = FB_TYPE_INDEXED
+            palette = bytes(c for rgb in framebuffer.palette for c in rgb)
+            colour_info = struct.pack("<IH", put(palette, 1), len(framebuffer.palette))
+        else:
+            fb_type = FB_TYPE_RGB
+            c = framebuffer.layout
+            colour_info = bytes(
+                [c.red_pos, c.red_size, c.green_pos, c.green_size, c.blue_pos, c.blue_size]
+            )
     vbe_control = put(grub.vbe_control_info(), 1)
-    vbe_mode = put(grub.vbe_text_mode_info(), 1)
+    vbe_mode_info = put(mode_info, 1)
     lower, upper = basic_meminfo(ram_size)
-    fb_addr, pitch, width, height, bpp = EGA_TEXT
     info = struct.pack(
         "<IIIIIII4IIIIIIIIIIHHHHQIIIBB",
         flags, lower, upper, grub.MB1_BOOT_DEVICE, cmdline_addr, len(modules), mods_addr, *syms,
-        len(mmap), mmap_addr, 0, 0, 0, name_addr, 0, vbe_control, vbe_mode,
-        grub.VBE_TEXT_MODE, *grub.VBE_INTERFACE, fb_addr, pitch, width, height, bpp,
-        FB_TYPE_EGA_TEXT,
+        len(mmap), mmap_addr, 0, 0, 0, name_addr, 0, vbe_control, vbe_mode_info,
+        vbe_mode, *grub.VBE_INTERFACE, fb_addr, pitch, width, height, bpp, fb_type,
     )  # fmt: skip
+    info += bytes(2) + colour_info
     info += bytes(INFO_SIZE - len(info))  # no colour information for EGA text
     return info + bytes(tail)

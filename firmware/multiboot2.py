@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from emu.errors import LoaderError
 
-from . import grub
+from . import grub, grub_video, vbe
 from .elf import SectionTable
+from .grub_video import Framebuffer
 from .memmap import MemoryRegion, align_up, basic_meminfo
 
 if TYPE_CHECKING:
@@ -93,13 +94,9 @@ INFO_PROVIDED = frozenset({0, 1, 2, 3, 4, 5, 6, 8, 9, 10, 21})
 CONSOLE_REQUIRED = 1  # console flags bit 0
 CONSOLE_EGA_TEXT = 2  # console flags bit 1: the kernel can use an EGA text console
 
-# Where a linear framebuffer lives: QEMU's standard VGA puts its BAR at 0xFD000000.
-FB_BASE = 0xFD000000
-FB_DEFAULT = (1024, 768, 32)
-FB_MAX = (4096, 4096)
-FB_DEPTHS = (24, 32)
 # EGA text mode as GRUB describes it on a BIOS PC: 80x25 at 0xB8000, 2 bytes a cell.
 EGA_TEXT = (0xB8000, 160, 80, 25, 16)
+FB_TYPE_INDEXED = 0
 FB_TYPE_RGB = 1
 FB_TYPE_EGA_TEXT = 2
 
@@ -231,29 +228,6 @@ class RelocatableTag:
 
 
 @dataclass(frozen=True)
-class Framebuffer:
-    """A linear RGB framebuffer (framebuffer info type 1) at ``address``, above RAM."""
-
-    address: int
-    width: int
-    height: int
-    bpp: int  # 24 or 32
-    pitch: int  # bytes per line
-
-    @property
-    def size(self) -> int:
-        return self.pitch * self.height
-
-    def info_tag_body(self) -> bytes:
-        # the common part (3.6.12), then the RGB description: red at 16, green at 8, blue at 0
-        common = struct.pack(
-            "<QIIIBBH", self.address, self.pitch, self.width, self.height, self.bpp,
-            FB_TYPE_RGB, 0,
-        )  # fmt: skip
-        return common + bytes([16, 8, 8, 8, 0, 8])
-
-
-@dataclass(frozen=True)
 class Requests:
     """What a Multiboot2 header asks of the loader, after every tag has been checked."""
 
@@ -279,7 +253,7 @@ def interpret_tags(header: Header, name: str, notes: list[str]) -> Requests:
         elif tag.type == TAG_CONSOLE_FLAGS:
             console_flags = struct.unpack_from("<I", body)[0]
         elif tag.type == TAG_FRAMEBUFFER:
-            framebuffer = _choose_framebuffer(*struct.unpack_from("<III", body), notes)
+            framebuffer = _choose_framebuffer(*struct.unpack_from("<III", body), name, notes)
         elif tag.type == TAG_MODULE_ALIGN:
             pass  # modules are always page aligned, which is what this tag asks for
         elif tag.type in (TAG_EFI_BS, TAG_ENTRY_ADDRESS_EFI64):
@@ -327,20 +301,32 @@ def _check_information_request(tag: HeaderTag, name: str, notes: list[str]) -> N
             notes.append(f"requested {what}: GRUB on a BIOS PC gives none either")
 
 
-def _choose_framebuffer(width: int, height: int, depth: int, notes: list[str]) -> Framebuffer:
-    """The mode a framebuffer tag gets (0 means no preference)."""
-    w, h, d = FB_DEFAULT
-    if width and height:
-        if width <= FB_MAX[0] and height <= FB_MAX[1]:
-            w, h = width, height
-        else:
-            notes.append(f"framebuffer {width}x{height} is too large: {w}x{h} provided")
-    if depth in FB_DEPTHS:
-        d = depth
-    elif depth:
-        notes.append(f"framebuffer depth {depth} is not offered: {d} bpp provided")
-    notes.append(f"linear framebuffer {w}x{h}x{d} at 0x{FB_BASE:x}")
-    return Framebuffer(FB_BASE, w, h, d, w * (d // 8))
+def _choose_framebuffer(
+    width: int, height: int, depth: int, name: str, notes: list[str]
+) -> Framebuffer | None:
+    """The mode GRUB 2.06 sets for a framebuffer tag (optional or not: GRUB treats both the
+    same), or None when it stays in EGA text (firmware/grub_video.py)."""
+    chosen = grub_video.choose_mode(width, height, depth)
+    request = f"{width}x{height}x{depth}"
+    if chosen is None:
+        notes.append(f"framebuffer {request}: no such VBE mode, the console stays EGA text")
+        return None
+    spec, mode = chosen
+    framebuffer = Framebuffer(mode)
+    if framebuffer.indexed:
+        # Measured: the boot information's framebuffer tag with a palette is longer than the
+        # room GRUB reserved for it, and GRUB resets the machine before the kernel runs.
+        raise LoaderError(
+            f"{name}: the Multiboot2 framebuffer tag asks for {request}, for which GRUB 2.06 "
+            f"sets the indexed {framebuffer.label}, then triple-faults (the machine resets) "
+            "before the kernel runs: ask for 15, 16, 24 or 32 bits per pixel"
+        )
+    if (width, height, depth) != (mode.width, mode.height, mode.depth):
+        notes.append(
+            f'framebuffer {request} is not a VBE mode: GRUB\'s "{spec}" gives {framebuffer.label}'
+        )
+    notes.append(f"linear framebuffer {framebuffer.label} at 0x{framebuffer.address:x}")
+    return framebuffer
 
 
 # --------------------------------------------------------------------------- boot information
@@ -349,6 +335,29 @@ def _choose_framebuffer(width: int, height: int, depth: int, notes: list[str]) -
 def _tag(ttype: int, body: bytes) -> bytes:
     raw = struct.pack("<II", ttype, 8 + len(body)) + body
     return raw + bytes(align_up(len(raw), 8) - len(raw))  # every tag starts 8-byte aligned
+
+
+def vbe_tag_body(framebuffer: Framebuffer) -> bytes:
+    """Tag 7 as GRUB fills it after a VBE mode set: the mode (4F03), the protected-mode
+    interface registers 4F0Ah left (SeaVGABIOS has none), the controller information and the
+    mode information, as the BIOS wrote them in GRUB's scratch buffer."""
+    mode_info = vbe.mode_info(framebuffer.mode.number)
+    assert mode_info is not None  # GRUB chose it from the BIOS's list
+    head = struct.pack("<HHHH", framebuffer.vbe_mode, *grub.VBE_INTERFACE)
+    return head + grub.vbe_control_info() + mode_info
+
+
+def framebuffer_tag_body(framebuffer: Framebuffer) -> bytes:
+    """Tag 8 (3.6.12): the common part, then the RGB layout (type 1; GRUB never hands an
+    indexed mode to a Multiboot2 kernel, see _choose_framebuffer)."""
+    c = framebuffer.layout
+    common = struct.pack(
+        "<QIIIBBH", framebuffer.address, framebuffer.pitch, framebuffer.width,
+        framebuffer.height, framebuffer.bpp, FB_TYPE_RGB, 0,
+    )  # fmt: skip
+    return common + bytes(
+        [c.red_pos, c.red_size, c.green_pos, c.green_size, c.blue_pos, c.blue_size]
+    )
 
 
 def rsdp_tag(rsdp: bytes) -> bytes:
@@ -411,7 +420,7 @@ def build_info(
     """The boot information (3.6) in GRUB 2.06's tag order (measured): load base address (21),
     command line (1), boot loader name (2), APM table (10), one module tag per module (3),
     memory map (6), ELF sections (9, with no sections too: num 0), basic meminfo (4), BIOS boot
-    device (5), framebuffer info (8), the ACPI RSDP (14 or 15, when ``rsdp`` is given), end.
+    device (5), after a VBE mode set the VBE info (7), framebuffer info (8), the ACPI RSDP (14 or 15, when ``rsdp`` is given), end.
 
     ``rsdp`` is the hook for the ACPI tables: the RSDP's bytes as the firmware has them (GRUB
     copies the one it finds in the EBDA or in 0xE0000-0xFFFFF). Padding is zero (GRUB leaves
@@ -434,7 +443,8 @@ def build_info(
     tags.append(_tag(INFO_BASIC_MEMINFO, struct.pack("<II", *basic_meminfo(ram_size))))
     tags.append(_tag(INFO_BOOTDEV, struct.pack("<III", *grub.BOOT_DEVICE)))
     if framebuffer is not None:
-        tags.append(_tag(INFO_FRAMEBUFFER, framebuffer.info_tag_body()))
+        tags.append(_tag(INFO_VBE, vbe_tag_body(framebuffer)))
+        tags.append(_tag(INFO_FRAMEBUFFER, framebuffer_tag_body(framebuffer)))
     else:  # EGA text: type 2 carries no colour information
         address, pitch, width, height, bpp = EGA_TEXT
         body = struct.pack("<QIIIBBH", address, pitch, width, height, bpp, FB_TYPE_EGA_TEXT, 0)

@@ -24,9 +24,14 @@ the host: the PIT's channels start counting at the machine's virtual time when t
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Protocol
 
 from devices.pit8254 import Pit8254
+
+from .notes import log_once
+
+log = logging.getLogger(__name__)
 
 KIB = 1024
 MIB = 1 << 20
@@ -435,3 +440,22 @@ def program_devices(bus: Bus, ram_size: int) -> None:
     _uarts(bus)
     _parallel(bus)
     _vga(bus)
+
+
+def program_video_mode(bus: Bus, framebuffer) -> None:
+    """The VGA after the VBE mode set GRUB made (``framebuffer``: a firmware.Framebuffer): for
+    a packed-pixel mode the DAC holds the BIOS's 256-colour palette with GRUB's 16 standard
+    colours in entries 0-15 (written here through the DAC ports). The VGA compatibility
+    registers the BIOS programs for the mode and the Bochs DISPI registers are not modelled."""
+    log_once(
+        log,
+        logging.INFO,
+        "not modelled: the VGA compatibility registers and the Bochs DISPI registers (ports "
+        "0x1CE/0x1CF) of a VBE mode set; the display shows the linear framebuffer",
+    )
+    if not framebuffer.indexed:
+        return
+    bus.write(VGA_DAC_WRITE, 1, 0)
+    for rgb in framebuffer.dac():
+        for component in rgb:
+            bus.write(VGA_DAC_DATA, 1, component)

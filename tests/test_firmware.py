@@ -581,12 +581,15 @@ def test_framebuffer_tag_gets_a_linear_framebuffer(tmp_path: Path, ram: np.ndarr
     addr, pitch, w, h, bpp, fbtype = struct.unpack_from("<QIIIBB", body)
     assert (addr, pitch, w, h, bpp, fbtype) == (0xFD000000, 2400, 800, 600, 24, 1)
     assert body[24:30] == bytes([16, 8, 8, 8, 0, 8])  # red, green, blue: position and size
-    odd = mb2_tag(5, struct.pack("<III", 0, 0, 15))  # no size preference, a depth we lack
+    assert [t.type for t in mb2_info(ram, plan.info_addr)][-3:] == [7, 8, 0]  # VBE, then fb
+    # no size preference: GRUB's "auto" ignores the depth and takes the largest mode up to the
+    # monitor's preferred 1280x800
+    odd = mb2_tag(5, struct.pack("<III", 0, 0, 15))
     plan = boot_kernel(write(tmp_path, "o.elf", simple_kernel(mb2_header(odd))), ram)
     assert plan.framebuffer is not None
     mode = (plan.framebuffer.width, plan.framebuffer.height, plan.framebuffer.bpp)
-    assert mode == (1024, 768, 32)
-    assert any("depth 15" in n for n in plan.notes)
+    assert mode == (1280, 800, 32)
+    assert any('"auto"' in n for n in plan.notes)
 
 
 def test_elf32_kernel_boots_with_multiboot2(tmp_path: Path, ram: np.ndarray) -> None:
@@ -679,7 +682,8 @@ def test_mb1_video_mode_request_is_noted(tmp_path: Path, ram: np.ndarray) -> Non
     assert "video mode request: EGA text, as asked" in plan.notes
     graphics = video[:20] + struct.pack("<4I", 0, 1024, 768, 32)
     plan = boot_kernel(write(tmp_path, "g.elf", simple_kernel(mb1_header(0x7) + graphics)), ram)
-    assert any("video mode request 1024x768x32: EGA text mode provided" in n for n in plan.notes)
+    assert plan.framebuffer is not None and plan.framebuffer.vbe_mode == 0x4144
+    assert "linear framebuffer 1024x768x32 (VBE mode 0x144) at 0xfd000000" in plan.notes
 
 
 # ------------------------------------------------------------ what GRUB 2.06 accepts (measured)

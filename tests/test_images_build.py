@@ -83,6 +83,37 @@ EXPECTED: dict[str, Expected] = {
     "bios": Expected(64, "EM_X86_64", 2, "bios/probe.c", ("kmain", "bios_call", "isr_handler")),
     "apic": Expected(32, "EM_386", 2, "apic/probe.c", ("kmain", "interrupt", "isr_stubs")),
 }
+# images/video: one kernel, one variant per video mode request (the Makefile's VIDEO_VARIANTS)
+VIDEO_VARIANTS = (
+    "video",
+    "video-mb1",
+    "video-auto",
+    "video-1024x768x32",
+    "video-1024x768x32-optional",
+    "video-1024x768x0",
+    "video-640x480x15",
+    "video-640x480x16",
+    "video-640x480x24",
+    "video-640x480x32",
+    "video-640x480x8",
+    "video-1280x1024x32",
+    "video-1000x700x32",
+    "video-4000x3000x32",
+    "video-800x600x12",
+    "video-ega",
+    "video-ega-and-fb",
+    "video-mb1-auto",
+    "video-mb1-1024x768x32",
+    "video-mb1-800x600x8",
+    "video-mb1-1000x700x32",
+    "video-800x600x8",
+    "video-mb1-640x480x8",
+    "video-mb1-text",
+)
+EXPECTED.update(
+    (name, Expected(32, "EM_386", 1 if "-mb1" in name else 2, "video/video.c", ("kmain", "finish")))
+    for name in VIDEO_VARIANTS
+)
 
 
 def _make(*args: str, quiet: bool = True) -> subprocess.CompletedProcess[str]:

@@ -110,3 +110,31 @@ def test_real_mode_same_as_qemu_under_grub(image) -> None:
     assert r.serial.decode("latin-1") == ref["serial"]
     assert ref["end"] == "shutdown:guest-reset" and r.stop_reason == "triple-fault"
     assert [e for e in ref["exceptions"] if "vector" in e] == []  # nothing logged in real mode
+
+
+@pytest.mark.parametrize("name", ["video", "video-mb1", "video-mb1-640x480x8", "video-640x480x15"])
+def test_video_same_as_qemu_now(image, tmp_path: Path, name: str) -> None:
+    """The video images against QEMU now: the same serial output (but for GRUB's stack word in
+    a Multiboot kernel's vbe_interface_seg, see test_video_modes.py) and the framebuffer equal
+    to QEMU's screendump pixel for pixel. With "hold" on the command line the kernel halts
+    instead of exiting, so that QEMU's screen can be dumped."""
+    import numpy as np
+    from PIL import Image
+    from test_video_modes import _comparable
+
+    elf = image(name)
+    dump = tmp_path / "screen.ppm"
+    out = subprocess.run(
+        [sys.executable, str(QEMU_REF), str(elf), "--cmdline", "hold", "--isa-exit", "--json",
+         "--idle", "1", "--timeout", "60", "--mem", "128M", "--cpu", "qemu64",
+         "--hmp", f"screendump {dump}"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    ref = json.loads(out.stdout)
+    assert ref["end"] == "halted-interrupts-off", ref["end"]
+    m = Machine.from_elf(elf, cmdline="hold")
+    r = m.run(max_instructions=300_000_000)
+    assert r.stop_reason == "halted", r.describe()
+    assert _comparable(r.serial.decode("latin-1"), name) == _comparable(ref["serial"], name)
+    screen = np.asarray(Image.open(dump).convert("RGB"))
+    assert (m.framebuffer.rgb(m.vga.dac) == screen).all()
