@@ -109,6 +109,13 @@ LINE_DRAWING = np.zeros(256, bool)
 LINE_DRAWING[0xC0:0xE0] = True  # the codes whose 9th column repeats the 8th
 
 
+def _widen(v: int) -> int:
+    """A 6-bit DAC component as QEMU's display shows it: shifted left by 2, bit 0 copied into
+    bits 1 and 0 (0x2A -> 0xA8, 0x15 -> 0x57, 0x3F -> 0xFF; measured with QEMU's screendump)."""
+    v &= 0x3F
+    return (v << 2) | (v & 1) << 1 | (v & 1)
+
+
 def _default_dac() -> list[list[int]]:
     dac = [[0, 0, 0] for _ in range(256)]
     for i in range(64):  # the EGA 64-colour set the BIOS loads: rgbRGB bits
@@ -393,7 +400,7 @@ class VgaText:
 
     def _dac_rgb(self, index: int) -> tuple[int, int, int]:
         r, g, b = self.dac[index & self.dac_mask]
-        return (r * 255) // 63, (g * 255) // 63, (b * 255) // 63
+        return _widen(r), _widen(g), _widen(b)
 
     def palette_rgb(self) -> list[tuple[int, int, int]]:
         """The 16 attribute colours through the attribute palette and the DAC, 8-bit RGB."""

@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--screenshot",
         metavar="PNG",
-        help="write the final VGA screen as a PNG (and, with --reboot, at each triple fault)",
+        help="write the final screen as a PNG: the framebuffer of the VBE mode GRUB set for the "
+        "kernel's video request, else the VGA text screen (and, with --reboot, at each triple fault)",
     )
     run.add_argument(
         "--realtime",

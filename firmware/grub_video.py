@@ -12,7 +12,7 @@ How GRUB gets there (grub-core/loader/multiboot.c, video/video.c, video/i386/pc/
   direct colour, 8/15/16/24/32 bits per pixel, exactly W x H and (with D) exactly D bits; of
   these, the one with the most bits of framebuffer (width x height x bpp), the later one on a tie.
 - ``auto``: the same, but every mode no larger than the monitor's preferred resolution, which
-  GRUB reads from the EDID (VBE 4F15): QEMU's is 1280x800.
+  GRUB reads from the EDID (VBE 4F15; firmware/bios/video.py has QEMU's): 1280x800.
 - The mode is set with the linear framebuffer bit (VBE mode number | 0x4000), memory cleared.
 """
 
@@ -21,9 +21,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import vbe
+from .bios.video import QEMU_EDID
 
-# The preferred timing of QEMU's EDID (its default 1280x800), which "auto" is bounded by.
-EDID_PREFERRED = (1280, 800)
+
+def edid_preferred_mode(edid: bytes) -> tuple[int, int] | None:
+    """The monitor's preferred resolution as GRUB reads it from the EDID (VBE 4F15): the first
+    detailed timing, when the checksum is right, the version is 1, the feature support byte says
+    that timing is the preferred one (bit 1) and the size is below 4096x4096."""
+    if len(edid) < 128 or sum(edid[:128]) & 0xFF or edid[0x12] != 1 or not edid[0x18] & 0x02:
+        return None
+    timing = edid[0x36:0x48]
+    if not timing[0] | timing[1]:  # pixel clock 0: not a timing
+        return None
+    width = timing[2] | (timing[4] & 0xF0) << 4
+    height = timing[5] | (timing[7] & 0xF0) << 4
+    if not 0 < width < 4096 or not 0 < height < 4096:
+        return None
+    return width, height
+
+
+# What "auto" is bounded by: QEMU's EDID says 1280x800 (without a preferred mode GRUB would
+# take 640x480).
+EDID_PREFERRED = edid_preferred_mode(QEMU_EDID) or (640, 480)
 GRUB_DEPTHS = (8, 15, 16, 24, 32)
 
 # GRUB's 16 standard colours (grub_video_fbstd_colors): the palette of an indexed mode, in the

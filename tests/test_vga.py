@@ -68,12 +68,12 @@ def test_cursor_location_and_shape_from_crtc(s: Screen) -> None:
     s.put(3, 7, b" ", 0x07)
     img = np.asarray(s.vga.image())
     block = img[3 * 16 : 4 * 16, 7 * 9 : 8 * 9]
-    assert (block == [170, 170, 170]).all()  # drawn in the cell's foreground colour
+    assert (block == [168, 168, 168]).all()  # drawn in the cell's foreground colour
     s.crtc(0x0A, 0x0D)
     s.crtc(0x0B, 0x0E)  # the BIOS underline cursor: scan lines 13-14 only
     img = np.asarray(s.vga.image())
     block = img[3 * 16 : 4 * 16, 7 * 9 : 8 * 9]
-    assert (block[13:15] == 170).all() and (block[:13] == 0).all() and (block[15] == 0).all()
+    assert (block[13:15] == 168).all() and (block[:13] == 0).all() and (block[15] == 0).all()
     assert s.inb(0x3D4) == 0x0B and s.inb(0x3D5) == 0x0E
 
 
@@ -138,8 +138,8 @@ def test_png_size_palette_and_glyph_pixels(s: Screen) -> None:
     for y in range(16):
         for x in range(8):
             on = bool(glyph[y] & (0x80 >> x))
-            assert tuple(px[y, x]) == ((255, 255, 85) if on else (0, 0, 170))
-    assert tuple(px[0, 8]) == (0, 0, 170)  # the 9th column is blank for letters
+            assert tuple(px[y, x]) == ((255, 255, 87) if on else (0, 0, 168))
+    assert tuple(px[0, 8]) == (0, 0, 168)  # the 9th column is blank for letters
 
 
 def test_line_drawing_glyphs_fill_the_ninth_column(s: Screen) -> None:
@@ -169,8 +169,8 @@ def test_reset_values_are_those_of_a_bios_mode_3_set(s: Screen) -> None:
     assert s.inb(0x3C0) == 0x20  # the palette address source is left set: the screen shows
     s.out(0x3C0, 0x30)
     assert s.inb(0x3C1) == 0x0C  # mode control: blink, line graphics
-    assert s.vga.palette_rgb()[6] == (170, 85, 0)  # EGA brown via palette 0x14 and the DAC
-    assert s.vga.palette_rgb()[8] == (85, 85, 85)
+    assert s.vga.palette_rgb()[6] == (168, 87, 0)  # EGA brown via palette 0x14 and the DAC
+    assert s.vga.palette_rgb()[8] == (87, 87, 87)
 
 
 def test_offset_register_sets_the_row_length(s: Screen) -> None:
@@ -204,13 +204,13 @@ def test_blinking_characters_in_both_phases(s: Screen) -> None:
     on = np.asarray(s.vga.image(blink_phase=True))
     off = np.asarray(s.vga.image(blink_phase=False))
     assert (on[:16, :9] == 255).all(axis=2).any()  # the glyph is visible in the on phase
-    assert (off[:16, :9] == [0, 0, 170]).all()  # background only in the off phase
+    assert (off[:16, :9] == [0, 0, 168]).all()  # background only in the off phase
     assert (off[:16, 9:18] == on[:16, 9:18]).all()  # the non-blinking cell does not change
     s.inb(0x3DA)
     s.out(0x3C0, 0x30)
     s.out(0x3C0, 0x04)  # bright backgrounds: nothing blinks, background 9 is light blue
     off = np.asarray(s.vga.image(blink_phase=False))
-    assert tuple(off[0, 0]) == (85, 85, 255)
+    assert tuple(off[0, 0]) == (87, 87, 255)
     assert (off[:16, :9] == 255).all(axis=2).any()
 
 
@@ -219,7 +219,7 @@ def test_palette_address_source_clear_blanks_the_picture(s: Screen) -> None:
     s.inb(0x3DA)
     s.out(0x3C0, 0x11)  # overscan register, PAS clear: the display is off while loading
     s.out(0x3C0, 0x01)  # border blue
-    assert (np.asarray(s.vga.image()) == [0, 0, 170]).all()
+    assert (np.asarray(s.vga.image()) == [0, 0, 168]).all()
     s.out(0x3C0, 0x20)  # PAS set again
     assert (np.asarray(s.vga.image())[:16, :9] == 255).all(axis=2).any()
     s.out(0x3C4, 0x01)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from emu import LoaderError, Machine
 from firmware import boot_kernel, grub_video, multiboot1, multiboot2, vbe
+from firmware.bios.video import QEMU_EDID
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "qemu"
 VIDEO_GOLDENS = sorted(p.stem for p in GOLDEN.glob("video*.serial"))
@@ -82,6 +83,19 @@ def test_selection_rules() -> None:
         vbe.VideoMode(0x201, vbe.MemoryModel.DIRECT, 640, 480, 16, 8, 16, 0xA000),
     )
     assert find(grub_video.ModeSpec(640, 480), tie).number == 0x201
+
+
+def test_preferred_mode_from_the_edid() -> None:
+    """GRUB bounds "auto" by the EDID's first detailed timing (QEMU's: 1280x800), if the
+    checksum holds and the feature byte marks that timing as preferred."""
+    edid = QEMU_EDID
+    assert grub_video.edid_preferred_mode(edid) == (1280, 800) == grub_video.EDID_PREFERRED
+    bad_sum = edid[:0x7F] + bytes([edid[0x7F] ^ 1])
+    assert grub_video.edid_preferred_mode(bad_sum) is None
+    flags = bytearray(edid[:128])
+    flags[0x18] &= ~0x02
+    flags[0x7F] = (flags[0x7F] + 0x02) & 0xFF  # keep the checksum
+    assert grub_video.edid_preferred_mode(bytes(flags)) is None
 
 
 def test_indexed_palette_and_dac() -> None:
@@ -192,10 +206,10 @@ def test_video_image_prints_and_shows_what_qemu_did(image, name: str) -> None:
     expected = (GOLDEN / f"{name}.serial").read_text()
     assert _comparable(r.serial.decode("latin-1"), name) == _comparable(expected, name)
     theirs = np.asarray(Image.open(GOLDEN / f"{name}.png").convert("RGB"))
-    if m.framebuffer is None:  # EGA text, as QEMU shows it: 720x400
-        assert theirs.shape == (400, 720, 3)
-        return
-    ours = m.framebuffer.rgb(m.vga.dac)
+    if m.framebuffer is None:  # EGA text: the VGA's 720x400 picture, the cursor on
+        ours = np.asarray(m.vga.image().convert("RGB"))
+    else:
+        ours = m.framebuffer.rgb(m.vga.dac)
     assert ours.shape == theirs.shape
     differ = np.argwhere((ours != theirs).any(axis=2))
     assert not len(differ), f"{len(differ)} pixels differ, the first at (y, x) {differ[0]}"
