@@ -93,8 +93,7 @@ _PIT_CH2 = (
 _DEVICES = (_I8042_STATUS, _DAC_MASK, _PIT_CH2)
 _VBE_INFO = (
     r"^(int10 ax=4f0[0-3] |vbe |bda mode )",
-    "VBE AX=4F00h-4F03h (the controller and mode information, the mode set) are not modelled "
-    "yet",
+    "VBE AX=4F00h-4F03h (the controller and mode information, the mode set) are not modelled yet",
 )
 
 
