@@ -41,7 +41,7 @@ from dataclasses import dataclass
 
 from devices.cp437_font import GLYPHS
 
-from . import acpi, mp_table
+from . import acpi, mp_table, vbe
 
 KIB = 1024
 MIB = 1 << 20
@@ -469,7 +469,8 @@ def build_video_bios() -> bytes:
     """Our video BIOS (39936 bytes at 0xC0000): the option-ROM header (0x55AA, size byte 0x4E,
     an init entry that returns at once, the PCIR pointer, "IBM" at 0x1E), the INT 10h stub at
     C000:578B, the video parameter and save pointer tables, the 8x16, 8x14 and 8x8 fonts at
-    SeaVGABIOS's offsets, the PCI data structure, and a checksum in the last byte."""
+    SeaVGABIOS's offsets, the PCI data structure, the VBE OEM strings, and a checksum in the
+    last byte."""
     rom = bytearray(VIDEO_BIOS_SIZE)
     rom[0:3] = bytes((0x55, 0xAA, VIDEO_BIOS_SIZE // 512))
     rom[3] = RETF  # the init entry C000:0003: the emulator's POST needs no initialisation
@@ -486,6 +487,8 @@ def build_video_bios() -> bytes:
     rom[FONT_8X14_OFFSET : FONT_8X14_OFFSET + 3584] = font_8x14()
     rom[FONT_8X8_OFFSET : FONT_8X8_OFFSET + 2048] = font_8x8()
     rom[PCIR_OFFSET : PCIR_OFFSET + 24] = VIDEO_PCI_HEADER.to_bytes()
+    for offset, text in vbe.ROM_STRINGS:  # what VBE 4F00h's OEM string pointers lead to
+        rom[offset : offset + len(text)] = text
     rom[-1] = _checksum_byte(rom)
     return bytes(rom)
 

@@ -335,6 +335,36 @@ def test_font_information(tmp_path) -> None:
     assert (o.es, o.ebp & 0xFFFF, o.ecx & 0xFFFF, o.edx & 0xFF) == (0xC000, 0x73C0, 16, 24)
 
 
+def test_vbe_controller_and_mode_information(tmp_path) -> None:
+    code = (
+        "movl $0x32454256, (0x7000)\n"  # "VBE2"
+        + bios(0x10, "movw $0x4F00, %ax\n movw $0x7000, %di")
+        + bios(
+            0x10, "movw $0x4F01, %ax\n movw $0x4118, %cx\n movw $0x7400, %di", store=OUT + 40
+        )  # fmt: skip
+        + bios(
+            0x10, "movw $0x4F01, %ax\n movw $0x0034, %cx\n movw $0x7600, %di", store=OUT + 80
+        )  # fmt: skip
+        + bios(0x10, "movw $0x4F02, %ax\n movw $0x0034, %bx", store=OUT + 120)
+    )
+    m = run(tmp_path, code)
+    assert out(m).ax == 0x004F
+    block = m.read_physical(0x7000, 256)
+    assert block[:6] == b"VESA\x00\x03" and block[0x0E:0x12] == struct.pack("<HH", 0x7022, 0)
+    oem = struct.unpack_from("<HH", block, 6)
+    assert m.read_physical((oem[1] << 4) + oem[0], 20) == b"SeaBIOS VBE(C) 2011\0"
+    modes = struct.unpack_from("<93H", block, 0x22)
+    assert 0x0118 in modes and struct.unpack_from("<H", block, 0x22 + 2 * 93)[0] == 0xFFFF
+    assert out(m, OUT + 40).ax == 0x004F
+    info = m.read_physical(0x7400, 256)
+    width, height = struct.unpack_from("<HH", info, 0x12)
+    assert (width, height, info[0x19], struct.unpack_from("<I", info, 0x28)[0]) == (
+        1024, 768, 24, 0xFD000000,
+    )  # fmt: skip
+    assert out(m, OUT + 80).ax == 0x014F and m.read_physical(0x7600, 2) == b"\0\0"
+    assert out(m, OUT + 120).ax == 0x014F
+
+
 def test_ddc_reads_qemus_edid(tmp_path) -> None:
     code = bios(0x10, "movw $0x4F15, %ax\n movb $0, %bl") + bios(
         0x10, "movw $0x4F15, %ax\n movw $1, %bx\n xorw %dx, %dx\n movw $0x7000, %di", store=OUT + 40

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from devices.vga import MODE3_ATTR, MODE3_CRTC, MODE3_GC, MODE3_MISC, MODE3_SEQ
+from firmware import vbe
 
 from . import bda as B
 from .regs import BiosRegs, BiosStop
@@ -346,19 +347,37 @@ def _ddc(call: Call, r: BiosRegs) -> None:
 
 
 def _vbe(call: Call, r: BiosRegs) -> None:
-    if r.al == 0x15:
-        _ddc(call, r)
-        return
-    if r.al == 0x03:  # the current mode: the number and flags of the last mode set
+    """VBE over QEMU's standard VGA (firmware/vbe.py: its modes and information blocks)."""
+    at = (r.es << 4) + r.di
+    if r.al == 0x00:  # controller information, with the mode list inside the block
+        call.bus.write(at, vbe.controller_info(r.es, r.di))
+        r.ax = vbe.STATUS_OK
+    elif r.al == 0x01:  # mode information
+        info = vbe.mode_info(r.cx)
+        if info is None:
+            r.ax = vbe.STATUS_FAILED
+            return
+        call.bus.write(at, info)
+        r.ax = vbe.STATUS_OK
+    elif r.al == 0x02:
+        mode = vbe.find_mode(r.bx)
+        if mode is None:
+            r.ax = vbe.STATUS_FAILED  # AH=01h: SeaVGABIOS found no such mode
+        elif mode.number == 3:
+            set_mode3(call, r.bx & VBE_FLAGS)
+            r.ax = vbe.STATUS_OK
+        else:
+            call.note(f"AX=4F02h BX={r.bx:04X}h (a mode set at run time other than text mode 3 "
+                      "is not modelled)")  # fmt: skip
+            r.ax = vbe.STATUS_UNSUPPORTED
+    elif r.al == 0x03:  # the current mode: the number and flags of the last mode set
         r.bx = call.bda.u16(B.VBE_MODE)
-        r.ax = 0x004F
-        return
-    if r.al == 0x02 and r.bx & ~VBE_FLAGS == 3:  # text mode 3 through VBE
-        set_mode3(call, r.bx & VBE_FLAGS)
-        r.ax = 0x004F
-        return
-    call.note(f"AX={r.ax:04X}h (this VBE function is not modelled)")
-    r.ax = 0x0100  # SeaVGABIOS's answer to a VBE function it does not have
+        r.ax = vbe.STATUS_OK
+    elif r.al == 0x15:
+        _ddc(call, r)
+    else:
+        call.note(f"AX={r.ax:04X}h (this VBE function is not modelled)")
+        r.ax = vbe.STATUS_UNSUPPORTED  # SeaVGABIOS's answer to a VBE function it lacks
 
 
 def int10(call: Call, r: BiosRegs) -> BiosStop | None:
