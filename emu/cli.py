@@ -10,17 +10,19 @@ import argparse
 import json
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from devices.cmos_rtc import parse_rtc_base
 from devices.uart16550 import serial_input_from, serial_sink_for
 
-from .errors import ConfigError, EmuError
+from .errors import ConfigError, EmuError, InternalError
 from .images import resolve_kernel
 from .mmu import view as ptview
 from .version import LOADER_NAME, __version__
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE: an internal error (a bug in Triplefault)
 
 
 def _port(text: str) -> int:
@@ -422,6 +424,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EmuError as e:
         sys.stderr.write(f"triplefault: error: {e}\n")
         return EXIT_USAGE
+    except InternalError as e:
+        # a bug of ours, not the guest's or the input's: one line, the traceback with -v
+        if args.verbose:
+            traceback.print_exception(e.error)
+        sys.stderr.write(f"triplefault: {e} (please report it; -v shows the traceback)\n")
+        return EXIT_INTERNAL
     except KeyboardInterrupt:
         sys.stderr.write("triplefault: interrupted\n")
         return 130

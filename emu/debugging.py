@@ -77,6 +77,11 @@ class DebugFeatures:
         address = self._address_of(where)
         if kind not in ("r", "w", "rw"):
             raise ConfigError(f"a watchpoint watches r, w or rw, not {kind!r}")
+        if size < 1 or not 0 <= address <= address + size - 1 <= 0xFFFF_FFFF_FFFF_FFFF:
+            raise ConfigError(
+                f"a watchpoint of {size} byte(s) at 0x{address:x} must lie inside the linear "
+                "address space (it would wrap past 2^64)"
+            )
         self.core.add_watchpoint(address, size, kind)
         return address
 
@@ -162,9 +167,20 @@ class DebugFeatures:
     def step(self) -> RunResult | None:
         """Execute one instruction. Returns a result if that ended the run, else None."""
         t0 = time.perf_counter()
+        # As in a run: what the devices raised by now is delivered before the instruction
+        # (a delivery retires nothing), then the instruction executes.
+        self.scheduler.tick(self.now_ns())
+        if self.pics.interrupt_pending and self.core.can_take_interrupt():
+            ended = self._take_interrupt()
+            if ended is not None:
+                return self._finish(ended, t0)
         end = self.core.step()
         if self._exit_value is not None:
             return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
+        if end is not None and end.kind == core.KIND_HALT and self.scheduler.wait_for_interrupt():
+            # HLT with IF=1 and a device that will interrupt: the CPU waits as in a run,
+            # virtual time goes on to that event, and the next step takes the interrupt
+            return None
         if end is None:
             return None
         return self._finish(end, t0)

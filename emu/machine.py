@@ -468,6 +468,10 @@ class Machine(DebugFeatures):
                 "trace": (list(self.trace.entries), self.trace.triple_fault, self.trace.dropped),
                 "reboots": self.reboots,
                 "unassigned": self.memory.unassigned.copy(),
+                # stopped at a breakpoint (or on an exception not delivered yet): the run
+                # continues past it, from a restore as from the stop itself
+                "resume_from": self.core._resume_from,
+                "pending_exception": self.core._pending_exception,
             },
             devices={name: save_device(d) for name, d in self._stateful_devices().items()},
         )
@@ -496,6 +500,8 @@ class Machine(DebugFeatures):
         self.core.set_irq_pending(self.pics.cpu_line.level)
         self.core.after_restore()
         self.core.resume_count_at(m["precise_icount"])
+        self.core._resume_from = m.get("resume_from")
+        self.core._pending_exception = m.get("pending_exception")
 
     def now_ns(self) -> int:
         """Virtual time: one nanosecond per retired instruction, plus the time spent halted."""

@@ -3,6 +3,11 @@
 Reports, the fault trace and the debugger call ``Symbolizer.describe(addr)`` to turn a RIP into
 ``malloc+0x1c (kernel/malloc.c:42)``. Everything is read once, lazily, and kept sorted so a
 lookup is a binary search. A kernel without symbols or debug info simply gets bare addresses.
+
+Symbols never fail a run: whatever pyelftools raises on a damaged file (it raises more than
+ELFError: AssertionError, OverflowError, struct errors...) leaves the names or lines out, with
+one note in the log. DWARF is read per compilation unit, and only from sections whose sizes fit
+in the file and in ``MAX_DWARF_BYTES``; a line program stops after ``MAX_LINE_ROWS`` rows.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ import logging
 import os
 from dataclasses import dataclass
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
 log = logging.getLogger(__name__)
+
+MAX_DWARF_BYTES = 256 << 20  # the .debug_* sections together
+MAX_LINE_ROWS = 4_000_000  # rows of all line programs read, in all
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,14 @@ class Symbolizer:
         self._dwarf = None
         self._aranges = None
         self._cu_lines: dict[int, tuple[list[tuple[int, int, SourceLine | None]], list[int]]] = {}
+        self._rows_read = 0
+        self._noted: set[str] = set()
+
+    def _note(self, what: str, error: BaseException) -> None:
+        """One log line per kind of failure: the names or lines are simply left out."""
+        if what not in self._noted:
+            self._noted.add(what)
+            log.warning("%s: %s left out (%s: %s)", self.path, what, type(error).__name__, error)
 
     # ------------------------------------------------------------ symbols
     def _load_symbols(self) -> None:
@@ -50,9 +65,12 @@ class Symbolizer:
         try:
             with open(self.path, "rb") as f:
                 elf = ELFFile(f)
+                file_size = os.fstat(f.fileno()).st_size
                 for section in elf.iter_sections():
                     if not isinstance(section, SymbolTableSection):
                         continue
+                    if section["sh_offset"] + section["sh_size"] > file_size:
+                        raise ValueError(f"{section.name} runs past the end of the file")
                     for sym in section.iter_symbols():
                         kind = sym["st_info"]["type"]
                         if kind not in ("STT_FUNC", "STT_OBJECT", "STT_NOTYPE") or not sym.name:
@@ -60,8 +78,10 @@ class Symbolizer:
                         if sym["st_shndx"] in ("SHN_UNDEF", "SHN_ABS") or sym.name.startswith("."):
                             continue
                         syms.append((sym["st_value"], sym["st_size"], sym.name))
-        except (OSError, ELFError, ValueError) as e:
+        except OSError as e:
             log.info("no symbols from %s: %s", self.path, e)
+        except Exception as e:  # noqa: BLE001 - a damaged symbol table must not fail a run
+            self._note("symbols", e)
         # Prefer sized symbols (functions, objects) over labels at the same address.
         syms.sort(key=lambda s: (s[0], s[1] == 0, s[2]))
         dedup: list[tuple[int, int, str]] = []
@@ -103,13 +123,35 @@ class Symbolizer:
             self._dwarf = False
             try:
                 with open(self.path, "rb") as f:
-                    elf = ELFFile(io.BytesIO(f.read()))
-                if elf.has_dwarf_info():
+                    data = f.read()
+                elf = ELFFile(io.BytesIO(data))
+                if elf.has_dwarf_info() and self._dwarf_fits(elf, len(data)):
                     self._dwarf = elf.get_dwarf_info()
                     self._aranges = self._dwarf.get_aranges()
-            except (OSError, ELFError, ValueError, KeyError, IndexError) as e:
+            except OSError as e:
                 log.info("no line table from %s: %s", self.path, e)
+            except Exception as e:  # noqa: BLE001 - damaged DWARF must not fail a run
+                self._dwarf = False
+                self._note("source lines", e)
         return self._dwarf or None
+
+    def _dwarf_fits(self, elf: ELFFile, file_size: int) -> bool:
+        """The .debug_* sections lie inside the file and are not absurdly large."""
+        total = 0
+        for section in elf.iter_sections():
+            if not section.name.startswith((".debug_", ".zdebug_")):
+                continue
+            size, offset = section["sh_size"], section["sh_offset"]
+            if section["sh_type"] != "SHT_NOBITS" and offset + size > file_size:
+                self._note(
+                    "source lines", ValueError(f"{section.name} runs past the end of the file")
+                )
+                return False
+            total += size
+        if total > MAX_DWARF_BYTES:
+            self._note("source lines", ValueError(f"{total} bytes of DWARF"))
+            return False
+        return True
 
     def _load_lines(self) -> None:
         """Every compilation unit's rows (when .debug_aranges cannot name the unit)."""
@@ -120,8 +162,8 @@ class Symbolizer:
                 prog = dwarf.line_program_for_CU(cu)
                 if prog is not None:
                     rows.extend(self._rows(prog))
-        except (ELFError, ValueError, KeyError, IndexError) as e:
-            log.info("no line table from %s: %s", self.path, e)
+        except Exception as e:  # noqa: BLE001 - damaged DWARF must not fail a run
+            self._note("source lines", e)
         rows.sort(key=lambda r: r[0])
         self._lines = rows
         self._line_addrs = [r[0] for r in rows]
@@ -140,12 +182,11 @@ class Symbolizer:
                 rows = sorted(self._rows(prog), key=lambda r: r[0]) if prog is not None else []
                 self._cu_lines[offset] = (rows, [r[0] for r in rows])
             return self._cu_lines[offset]
-        except (ELFError, ValueError, KeyError, IndexError) as e:
-            log.info("no line table for 0x%x in %s: %s", address, self.path, e)
+        except Exception as e:  # noqa: BLE001 - damaged DWARF must not fail a run
+            self._note("source lines", e)
             return None
 
-    @staticmethod
-    def _rows(prog) -> list[tuple[int, int, SourceLine | None]]:
+    def _rows(self, prog) -> list[tuple[int, int, SourceLine | None]]:
         header = prog.header
         version = header["version"]
         files = header["file_entry"]
@@ -167,6 +208,9 @@ class Symbolizer:
         out: list[tuple[int, int, SourceLine | None]] = []
         prev = None
         for entry in prog.get_entries():
+            self._rows_read += 1
+            if self._rows_read > MAX_LINE_ROWS:
+                raise ValueError(f"more than {MAX_LINE_ROWS:,} line-table rows")
             state = entry.state
             if state is None:
                 continue

@@ -57,9 +57,12 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_EDGE_COUNT,
     CTX_EDGE_INDEX,
     CTX_EDGES,
+    CTX_EIP_ADDR,
     CTX_EMU_STOP,
     CTX_ENABLED,
     CTX_ENV,
+    CTX_EXIT_EIP,
+    CTX_EXIT_NOW,
     CTX_FAST_EOI_OK,
     CTX_ICOUNT,
     CTX_IN_SERVICE,
@@ -211,6 +214,13 @@ def out_hook(uc, port, size, value, user_data):
             ctx[CTX_DEADLINE] = ctx[CTX_ICOUNT]  # the table is used up: Python reschedules
         return
     call_out(ctx[CTX_PY_OUT], np.uint64(port), np.uint64(size), np.uint64(value))
+    if ctx[CTX_EXIT_NOW]:
+        # The OUT ended the run: the CPU state is exact here (Unicorn restored EIP and the
+        # flags state before the hooks), so the run stops after this instruction, not at the
+        # end of its block.
+        ctx[CTX_EXIT_NOW] = np.uint64(0)
+        store64(ctx[CTX_EIP_ADDR], ctx[CTX_EXIT_EIP])
+        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
 
 
 ARMED_DELIVERY_SIGNATURE = types.uint64(types.voidptr, types.voidptr)

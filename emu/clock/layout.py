@@ -61,6 +61,12 @@ CTX_SLICE_END = 41  # the slice's own end
 CTX_PY_OUT = 42  # address of the Python OUT handler (a C callback), for every other OUT
 CTX_ARMED_FN = 43  # address of clock/kernels.py armed_delivery (kept out of the hot hook)
 CTX_BLOCK_FN = 44  # address of clock/kernels.py block_hook: everything but the common case
+# An OUT that ends the run (isa-debug-exit, a reset request) ends it right after itself: Python
+# sets EXIT_EIP to the next instruction's EIP and EXIT_NOW, the OUT hook writes env->eip and
+# leaves the CPU loop instead of running the rest of the block.
+CTX_EXIT_NOW = 45
+CTX_EXIT_EIP = 46
+CTX_EIP_ADDR = 47  # address of env->eip
 CTX_SIZE = 48
 
 # One delivery in the log.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 import ctypes
 import logging
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,7 +52,7 @@ from firmware.bios import BiosBus, BiosRegs, BiosStop
 from .. import mmu
 from ..clock import fastpath as clock_fastpath
 from ..clock import layout as K
-from ..errors import EngineError
+from ..errors import EmuError, EngineError, InternalError
 from ..faults.delivery import DeliveryResult, Event
 from ..faults.raising import (  # noqa: F401 - re-exported: the machine's and the tests' names
     ERROR_CODE_VECTORS,
@@ -167,6 +168,8 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self.watch_hits: list[tuple[int, int, int, str]] = []  # (address, size, value, kind)
         self.break_vectors: set[int] = set()  # exceptions that stop the run before delivery
         self._pending_exception: tuple[GuestException, int | None] | None = None
+        self._raised_fault = False  # the last step delivered a fault (no instruction retired)
+        self._step_counted = False  # ... or a trap, which counted the step's instruction
         self._device_buffers: list[np.ndarray] = []
         self._resume_from: int | None = None  # a breakpoint to step over when resuming
         self._disasm = {
@@ -399,6 +402,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         types = (UC_HOOK_MEM_READ if "r" in kind else 0) | (UC_HOOK_MEM_WRITE if "w" in kind else 0)
         if not types or size < 1:
             raise EngineError(f"a watchpoint needs a size and r, w or rw, not {size} and {kind!r}")
+        if not 0 <= address <= address + size - 1 <= 0xFFFF_FFFF_FFFF_FFFF:
+            # Unicorn takes a range whose end is below its start as "every address"
+            raise EngineError(
+                f"a watchpoint of {size} byte(s) at 0x{address:x} runs past the end of the "
+                "linear address space"
+            )
         self._watchpoints[key] = self.uc.hook_add(
             types, self._hook_watch, kind, address, address + size - 1
         )
@@ -434,9 +443,22 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self._request(SliceEnd(KIND_BREAKPOINT, f"breakpoint at 0x{address:x}", None, address))
 
     def _raise_hook_error(self) -> None:
+        """An exception raised inside a hook: the Unicorn binding keeps it aside but raises
+        the engine's error code instead when the hook made the engine fail (an INSN_INVALID
+        hook that returned nothing), so it is collected here and raised as an InternalError."""
         error, self._hook_error = self._hook_error, None
-        if error is not None:
+        binding = getattr(self.uc, "_hook_exception", None)
+        if binding is not None:
+            self.uc._hook_exception = None
+            error = error or binding
+        if error is None:
+            return
+        if isinstance(error, (EmuError, InternalError, KeyboardInterrupt)):
             raise error
+        frames = [f.name for f in traceback.extract_tb(error.__traceback__)]
+        hooks = [name for name in frames if name.startswith("_hook")]
+        where = f"the CPU hook {hooks[0]}" if hooks else "a CPU hook"
+        raise InternalError(where, error) from error
 
     def settle(self) -> None:
         """Report the interrupts the clock hook delivered (and the EOIs the OUT hook took)
@@ -535,6 +557,8 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 if stop.kind == KIND_BREAKPOINT:
                     self._account_partial_block(stop.address or 0)
                     self._resume_from = stop.address
+                elif stop.kind == KIND_REQUESTED and stop.address is not None:
+                    self._account_partial_block(stop.address)  # an OUT ended it (see _hook_out)
                 return stop
             if err == UC_ERR_INSN_INVALID:  # no hook saw it (should not happen): still #UD
                 rip = self.uc.reg_read(X.UC_X86_REG_RIP)
@@ -545,30 +569,13 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 if end is not None:
                     return end
                 continue
-            if err == UC_ERR_FETCH_PROT and self.memory is not None:
-                rip = self.uc.reg_read(X.UC_X86_REG_RIP)
-                self._account_partial_block(rip)
-                return SliceEnd(
-                    KIND_UNSUPPORTED,
-                    f"instruction fetch at 0x{rip:x}: no RAM or ROM is at its physical address "
-                    "(QEMU would execute the zeros unassigned memory reads as; not modelled)",
-                    None,
-                    rip,
-                )
-            if err in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED):
-                what = {UC_ERR_READ_UNMAPPED: "read", UC_ERR_WRITE_UNMAPPED: "write",
-                        UC_ERR_FETCH_UNMAPPED: "instruction fetch"}[err]  # fmt: skip
-                address = ctypes.c_uint64.from_address(
-                    I.uc_handle(self.uc) + I.UC_INVALID_ADDR
-                ).value
-                return SliceEnd(
-                    KIND_UNMAPPED,
-                    f"{what} at physical 0x{address:x}, outside guest RAM (0x0-0x{self.ram.size - 1:x})",
-                    None,
-                    address,
-                )
+            memory_end = self._memory_error(err)
+            if memory_end is not None:
+                return memory_end
             if err != UC_ERR_OK:
-                raise EngineError(f"the CPU core stopped with an unexpected error: {UcError(err)}")
+                rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+                return SliceEnd(KIND_UNSUPPORTED, f"the CPU core stopped at 0x{rip:x} with "
+                                f"{UcError(err)}, which no guest event explains", None, rip)  # fmt: skip
             if flags & K.STOP_MISS:
                 self._learn_block(
                     int(ctx[K.CTX_MISS_PC]), int(ctx[K.CTX_MISS_SIZE]), int(ctx[K.CTX_MISS_BITS])
@@ -583,12 +590,43 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             rip = self.uc.reg_read(X.UC_X86_REG_RIP)
             if self._read_linear(self._code_segment()[1] + rip - 1, 1) == b"\xf4":
                 return SliceEnd(KIND_HALT, "", None, rip - 1)
-            raise EngineError(f"the CPU core stopped at 0x{rip:x} for no known reason")
+            # Not a guest event we know: a guest outcome all the same (exit 3), never the
+            # bad-input status, with what was seen.
+            return SliceEnd(KIND_UNSUPPORTED, f"the CPU core stopped at 0x{rip:x} without a "
+                            "reason Triplefault knows (not HLT, no hook asked)", None, rip)  # fmt: skip
+
+    def _memory_error(self, err: int) -> SliceEnd | None:
+        """The engine's memory errors as guest outcomes (run and step alike)."""
+        if err == UC_ERR_FETCH_PROT and self.memory is not None:
+            rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+            self._account_partial_block(rip)
+            return SliceEnd(
+                KIND_UNSUPPORTED,
+                f"instruction fetch at 0x{rip:x}: no RAM or ROM is at its physical address "
+                "(QEMU would execute the zeros unassigned memory reads as; not modelled)",
+                None,
+                rip,
+            )
+        if err in (UC_ERR_READ_UNMAPPED, UC_ERR_WRITE_UNMAPPED, UC_ERR_FETCH_UNMAPPED):
+            what = {UC_ERR_READ_UNMAPPED: "read", UC_ERR_WRITE_UNMAPPED: "write",
+                    UC_ERR_FETCH_UNMAPPED: "instruction fetch"}[err]  # fmt: skip
+            address = ctypes.c_uint64.from_address(I.uc_handle(self.uc) + I.UC_INVALID_ADDR).value
+            return SliceEnd(
+                KIND_UNMAPPED,
+                f"{what} at physical 0x{address:x}, outside guest RAM (0x0-0x{self.ram.size - 1:x})",
+                None,
+                address,
+            )
+        return None
 
     def step(self) -> SliceEnd | None:
         """Execute exactly one instruction; returns why it did not retire, or None."""
         self.ctx[K.CTX_ENABLED] = 0
+        # No block is being counted while stepping: an exception inside the step must not
+        # "account the partial block" of whatever block a run entered last.
+        self.ctx[K.CTX_LAST_INFO] = 0
         self._stop = None
+        self._raised_fault = self._step_counted = False
         err = UC_ERR_OK
         rip = self.uc.reg_read(X.UC_X86_REG_RIP)
         if not self._stepping:
@@ -606,14 +644,24 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._raise_hook_error()
         stop = self._stop
         if stop is not None and stop.kind in (KIND_EXCEPTION, KIND_UNMAPPED, KIND_UNSUPPORTED):
-            exc = stop.exception
-            if exc is not None and exc.software:
-                self.ctx[K.CTX_ICOUNT] += 1
-            return stop
+            return stop  # a trap that stopped the run was counted when it was raised
         if err == UC_ERR_INSN_INVALID:
             return SliceEnd(KIND_EXCEPTION, "", self._exception(6, rip, False), rip)
+        if err == UC_ERR_EXCEPTION and self.tlb == "virtual":
+            # a fill our walker refused: #PF (or #GP) through the IDT, as in a run; the
+            # instruction did not retire, and the step ends at the handler. RIP elsewhere: the
+            # instruction did retire (a jump) and the fetch at its target faulted.
+            if self.uc.reg_read(X.UC_X86_REG_RIP) != rip:
+                self.ctx[K.CTX_ICOUNT] += 1
+            return self._refused_fill()
+        memory_end = self._memory_error(err)
+        if memory_end is not None:
+            return memory_end
         if err != UC_ERR_OK:
-            return SliceEnd(KIND_UNMAPPED, f"unicorn error {UcError(err)}")
+            return SliceEnd(KIND_UNSUPPORTED, f"the CPU core stopped at 0x{rip:x} with "
+                            f"{UcError(err)}, which no guest event explains", None, rip)  # fmt: skip
+        if self._raised_fault or self._step_counted:
+            return stop  # a fault did not retire its instruction; a trap was counted
         self.ctx[K.CTX_ICOUNT] += 1
         if stop is not None:
             return stop

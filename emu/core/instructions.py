@@ -26,6 +26,7 @@ instructions, which Unicorn's translator never checks.
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 
 from capstone import CsInsn
 from capstone import x86_const as CS
@@ -38,8 +39,12 @@ from ..faults.raising import GuestException
 from . import cpu_identity as ci
 from . import internals as I
 from .cpu_state import cpu_mode
+from .stops import KIND_REQUESTED
 
 CPU_MODELS = ("qemu64", "unicorn")
+# OUT imm8 (E6/E7) and OUT DX (EE/EF): their length after the prefixes
+_OUT_OPCODES = {0xE6: 2, 0xE7: 2, 0xEE: 1, 0xEF: 1}
+_LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65})
 _CR0_PG = 1 << 31
 CPUID1_EDX_APIC = 1 << 9
 MSR_BIOS_SIGN_ID = 0x8B
@@ -83,9 +88,36 @@ class CpuInstructions:
     def _hook_out(self, uc: Uc, port: int, size: int, value: int, _ud: object) -> None:
         if self._ctxv[K.CTX_DELIVERED]:
             self.settle()
+        requested = self._stop is not None
         self.port_write(port, size, value)
         if self.after_io is not None:
             self.after_io()
+        if not requested and self._stop is not None and self._stop.kind == KIND_REQUESTED:
+            self._stop_after_out()
+
+    def _stop_after_out(self) -> None:
+        """This OUT asked the run to end (isa-debug-exit, a reset request): end it right after
+        the instruction, as QEMU does, rather than at the end of the block. OUTS is left to end
+        the block (its REP count is the instruction's own state)."""
+        env = self.internals
+        eip = env.u64(I.ENV_EIP)  # synced to the OUT by Unicorn before the hooks
+        _sel, base, _limit, _flags = env.segment(I.SEG_CS)
+        linear = eip if env.hflags & I.HF_CS64 else base + eip
+        code = self._read_linear(linear, 15)
+        n = 0
+        while n < len(code) and (code[n] in _LEGACY_PREFIXES or (
+            env.hflags & I.HF_CS64 and 0x40 <= code[n] <= 0x4F
+        )):  # fmt: skip
+            n += 1
+        if n >= len(code) or code[n] not in _OUT_OPCODES:
+            return
+        length = n + _OUT_OPCODES[code[n]]
+        mask = 0xFFFF_FFFF_FFFF_FFFF if env.hflags & I.HF_CS64 else (
+            0xFFFF_FFFF if env.hflags & I.HF_CS32 else 0xFFFF
+        )  # fmt: skip
+        self._ctxv[K.CTX_EXIT_EIP] = (eip + length) & mask
+        self._ctxv[K.CTX_EXIT_NOW] = 1
+        self._stop = replace(self._stop, address=linear + length)
 
     def _hook_out_c(self, port: int, size: int, value: int) -> None:
         """The OUT the compiled hook passes on. A C callback cannot raise: an error is kept,

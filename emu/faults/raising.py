@@ -152,6 +152,7 @@ class ExceptionRaising:
         self.ctx[K.CTX_DELIVERY_OUT] = self._fast_out_ptr
         self.ctx[K.CTX_CPU] = self.internals.env - I.CPU_TO_ENV
         self.ctx[K.CTX_LOOP_EXIT] = I.function_address("cpu_loop_exit_x86_64")
+        self.ctx[K.CTX_EIP_ADDR] = self.internals.env + I.ENV_EIP
         armed = native.load("emu.clock.kernels", "armed_delivery", "ARMED_DELIVERY_SIGNATURE")
         self.ctx[K.CTX_ARMED_FN] = armed.address
         self._log = np.zeros((K.LOG_ENTRIES, K.LOG_STRIDE), np.uint64)
@@ -337,6 +338,13 @@ class ExceptionRaising:
         self.internals.clear_old_exception()
         if self._stop is not None:
             return
+        # A fault does not retire its instruction; a trap (INT n, INT3, INT1) has retired it.
+        # While stepping (no block is counted) the step's one instruction is counted here for a
+        # trap, before the trace records it, and not at all for a fault (engine.step).
+        self._raised_fault = next_rip is None
+        if account and next_rip is not None and not self._ctxv[K.CTX_ENABLED]:
+            self._ctxv[K.CTX_ICOUNT] += 1
+            self._step_counted = True
         if account:
             # a software interrupt has retired its instruction: count up to where it returns
             rip = next_rip if exc.software and next_rip else exc.rip

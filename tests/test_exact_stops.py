@@ -1,0 +1,224 @@
+"""Stops are exact whatever the route: an OUT that ends the run (isa-debug-exit, a reset
+request) ends it right after itself, as QEMU does, not at the end of its translation block; the
+count and RIP do not depend on --max-instructions or on stepping."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from mb2_kernel import build
+
+from emu import Machine
+from emu.errors import ConfigError, InternalError, LoaderError
+
+MB2 = 0xE85250D6
+
+
+def _flat_elf(tmp_path, code: bytes):
+    """A minimal Multiboot2 ELF: the header, then ``code`` at 0x100018."""
+    hdr = struct.pack("<IIII", MB2, 0, 24, (-(MB2 + 24)) & 0xFFFFFFFF) + struct.pack(
+        "<HHI", 0, 0, 8
+    )
+    blob = hdr + code
+    eh = struct.pack("<16sHHIIIIIHHHHHH", b"\x7fELF\x01\x01\x01" + b"\0" * 9, 2, 3, 1,
+                     0x100018, 52, 0, 0, 52, 32, 1, 40, 0, 0)  # fmt: skip
+    ph = struct.pack("<IIIIIIII", 1, 0x1000, 0x100000, 0x100000, len(blob), len(blob), 7, 0x1000)
+    head = eh + ph
+    path = tmp_path / "k.elf"
+    path.write_bytes(head + b"\0" * (0x1000 - len(head)) + blob)
+    return path
+
+
+# 8 NOPs, mov al,0; out 0xf4, al; then 600 NOPs and a HLT the run must never reach
+EXIT_THEN_NOPS = b"\x90" * 8 + b"\xb0\x00\xe6\xf4" + b"\x90" * 600 + b"\xf4"
+
+
+def _end(elf, **kw):
+    m = Machine.from_elf(elf)
+    r = m.run(**kw)
+    return r.stop_reason, r.instructions, r.cpu.rip
+
+
+def test_debug_exit_stops_right_after_the_out(tmp_path) -> None:
+    elf = _flat_elf(tmp_path, EXIT_THEN_NOPS)
+    free = _end(elf)
+    assert free[0] == "debug-exit" and free[2] == 0x100024  # the instruction after OUT
+    for limit in (free[1], free[1] + 1, 100, 10_000):
+        assert _end(elf, max_instructions=limit) == free
+    assert _end(elf, max_instructions=free[1] - 1) == ("instruction-limit", free[1] - 1, 0x100022)
+
+
+@pytest.mark.parametrize("out", ["outb %al, $0xf4", "movw $0xf4, %dx\n    outb %al, %dx",
+                                 "movw $0xf4, %dx\n    outl %eax, %dx"])  # fmt: skip
+def test_every_form_of_out_stops_exactly(tmp_path, out: str) -> None:
+    src = f"    movl $0, %eax\n    {out}\nafter:\n" + "    nop\n" * 300
+    elf = build(src, tmp_path)
+    m = Machine.from_elf(elf)
+    r = m.run()
+    assert r.stop_reason == "debug-exit"
+    assert r.cpu.rip == m.symbolizer.address_of("after")
+    assert _end(elf, max_instructions=r.instructions + 50) == (
+        "debug-exit",
+        r.instructions,
+        r.cpu.rip,
+    )
+
+
+def test_a_reset_request_stops_right_after_the_out(tmp_path) -> None:
+    src = "    movb $0xFE, %al\n    outb %al, $0x64\nafter:\n" + "    nop\n" * 300
+    elf = build(src, tmp_path)
+    m = Machine.from_elf(elf)
+    r = m.run()
+    assert r.stop_reason == "reset"
+    assert r.cpu.rip == m.symbolizer.address_of("after")
+
+
+def test_stepping_to_the_exit_lands_where_running_does(tmp_path) -> None:
+    elf = _flat_elf(tmp_path, EXIT_THEN_NOPS)
+    stop, count, rip = _end(elf)
+    m = Machine.from_elf(elf)
+    m.run(max_instructions=count - 3)
+    result = None
+    while result is None:
+        result = m.step()
+    assert (result.stop_reason, result.instructions, result.cpu.rip) == (stop, count, rip)
+
+
+def test_hello_ends_at_the_same_count_with_any_limit_past_it(image) -> None:
+    elf = image("hello")
+    stop, count, rip = _end(elf)
+    assert stop == "debug-exit"
+    assert _end(elf, max_instructions=count) == (stop, count, rip)
+    assert _end(elf, max_instructions=count + 1) == (stop, count, rip)
+    assert _end(elf, max_instructions=count - 1)[:2] == ("instruction-limit", count - 1)
+
+
+def test_an_error_inside_a_hook_is_never_lost(image) -> None:
+    """The symbol lookup of the fault trace raises inside the #UD hook: the run does not end
+    as if the #UD had not been delivered; the error surfaces, named, from run()."""
+    m = Machine.from_elf(image("lost-in-32bit"))
+
+    def broken(address: int) -> str:
+        raise OverflowError("a damaged symbol table")
+
+    m.recorder.describe = broken
+    with pytest.raises(InternalError) as info:
+        m.run(max_instructions=5_000_000)
+    assert "_hook_invalid" in str(info.value) and "OverflowError" in str(info.value)
+    assert isinstance(info.value.error, OverflowError)
+
+
+def test_a_damaged_symbol_table_leaves_names_out_and_the_run_goes_on(image, tmp_path) -> None:
+    """e_shoff pointing into the code: pyelftools raises OverflowError, not ELFError."""
+    data = bytearray(image("lost-in-32bit").read_bytes())
+    struct.pack_into("<Q", data, 0x28, 0x1000)
+    path = tmp_path / "damaged.elf"
+    path.write_bytes(bytes(data))
+    r = Machine.from_elf(path).run(max_instructions=5_000_000)
+    assert r.stop_reason == "triple-fault"
+    assert r.detail == "#UD -> #GP(0x32) -> #DF -> triple fault"
+    assert "<" not in r.trace.entries[0].location  # no symbol names: only the address
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_mutated_debug_information_never_fails_a_run(image, tmp_path, seed: int) -> None:
+    """Bytes of the section headers and the .debug_* sections flipped: a run still ends as the
+    kernel makes it end, and the report is written."""
+    import random
+
+    from elftools.elf.elffile import ELFFile
+
+    original = image("lost-in-32bit").read_bytes()
+    with open(image("lost-in-32bit"), "rb") as f:
+        elf = ELFFile(f)
+        ranges = [(s["sh_offset"], s["sh_size"]) for s in elf.iter_sections()
+                  if s.name.startswith((".debug_", ".symtab", ".strtab"))]  # fmt: skip
+        shoff, shsize = elf["e_shoff"], elf["e_shnum"] * elf["e_shentsize"]
+    rng = random.Random(seed)
+    data = bytearray(original)
+    for _ in range(8):
+        offset, size = rng.choice([*ranges, (shoff, shsize)])
+        data[offset + rng.randrange(max(size, 1))] = rng.randrange(256)
+    path = tmp_path / "mutated.elf"
+    path.write_bytes(bytes(data))
+    try:
+        m = Machine.from_elf(path)
+    except LoaderError as e:  # section headers GRUB would refuse too: one line, as documented
+        assert "\n" not in str(e)
+        return
+    r = m.run(max_instructions=5_000_000)
+    assert r.stop_reason == "triple-fault"
+    r.describe()
+
+
+HLT_WITH_PIT = """
+    movl $handler, %eax
+    movw %ax, idt + 8 * 8
+    movw $0x10, idt + 8 * 8 + 2
+    movw $0x8E00, idt + 8 * 8 + 4
+    shrl $16, %eax
+    movw %ax, idt + 8 * 8 + 6
+    lidt idt_desc
+    movb $0xFE, %al
+    outb %al, $0x21                   /* only IRQ0 (vector 8, as SeaBIOS programs the 8259) */
+    movb $0x34, %al
+    outb %al, $0x43
+    movb $0x00, %al
+    outb %al, $0x40
+    movb $0x10, %al
+    outb %al, $0x40                   /* PIT channel 0, mode 2, every 4096 ticks */
+    sti
+halt_here:
+    hlt
+    cli
+    jmp done
+handler:
+    movb $0x20, %al
+    outb %al, $0x20
+    iret
+    .align 8
+idt:
+    .fill 16, 8, 0
+idt_desc:
+    .word 16 * 8 - 1
+    .long idt
+done:
+"""
+
+
+def test_stepping_onto_hlt_waits_for_the_interrupt(tmp_path) -> None:
+    """HLT with IF=1 and the PIT running: the step waits in virtual time, as a run does, and
+    ends at the interrupt handler; the run has not ended."""
+    m = Machine.from_elf(build(HLT_WITH_PIT, tmp_path))
+    m.add_breakpoint("halt_here")
+    r = m.run(max_instructions=100_000)
+    assert r.stop_reason == "breakpoint"
+    assert m.step() is None  # HLT: the run has not ended
+    assert m.idle_ns > 0  # the clock went on to the PIT's edge
+    assert m.step() is None  # the interrupt, then the handler's first instruction
+    handler = m.symbolizer.address_of("handler")
+    assert m.cpu_state().rip == handler + 2  # after its movb $0x20, %al
+    assert m.run(max_instructions=100_000).stop_reason == "debug-exit"
+
+
+def test_running_on_from_a_checkpoint_taken_at_a_breakpoint(tmp_path) -> None:
+    m = Machine.from_elf(build(HLT_WITH_PIT, tmp_path))
+    m.add_breakpoint("halt_here")
+    assert m.run(max_instructions=100_000).stop_reason == "breakpoint"
+    cp = m.checkpoint()
+    first = m.run(max_instructions=100_000)
+    m.restore(cp)
+    again = m.run(max_instructions=100_000)
+    assert again.stop_reason == first.stop_reason == "debug-exit"
+    assert again.instructions == first.instructions > cp.instructions
+
+
+@pytest.mark.parametrize("address,size", [(0xFFFF_FFFF_FFFF_FFF0, 0x20), (-8, 4), (0x1000, 0)])
+def test_a_watchpoint_outside_the_address_space_is_refused(tmp_path, address, size) -> None:
+    m = Machine.from_elf(build("    nop\n", tmp_path))
+    with pytest.raises(ConfigError):
+        m.add_watchpoint(address, size, "rw")
+    assert m.watchpoints == []
+    m.add_watchpoint(0xFFFF_FFFF_FFFF_FFF0, 0x10, "rw")  # up to the last byte is fine
+    assert m.run(max_instructions=100_000).stop_reason == "debug-exit"
