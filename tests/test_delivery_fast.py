@@ -21,6 +21,7 @@ from unicorn import x86_const as X
 
 from emu.core import internals as I
 from emu.core.engine import KIND_DEADLINE, UnicornCore
+from emu.errors import InternalError
 from emu.faults import layout as DL
 
 T.TRIGGERS["spin"] = "1: jmp 1b"
@@ -252,8 +253,9 @@ def test_an_error_in_a_port_handler_reaches_the_caller() -> None:
     m.bus.map(0x80, 1, _BrokenDevice(), "broken")
     m.ram[:] = ram
     m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
-    with pytest.raises(RuntimeError, match="device failure, value 0x5a"):
+    with pytest.raises(InternalError, match="device failure, value 0x5a") as info:
         m.run(max_instructions=100_000)
+    assert isinstance(info.value.error, RuntimeError)  # the device's own error, kept
 
 
 @pytest.mark.parametrize("user", [False, True])

@@ -315,8 +315,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         block = self.blocks.get((ctx[K.CTX_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF))
         if block is None:
             return before
-        eip = ctypes.c_uint64.from_address(self.internals.env + I.ENV_EIP).value
-        return before + bisect.bisect_left(block.insns, eip)
+        env = self.internals.env
+        pc = ctypes.c_uint64.from_address(env + I.ENV_EIP).value
+        if not ctypes.c_uint32.from_address(env + I.ENV_HFLAGS).value & I.HF_CS64:
+            # blocks are at linear addresses: CS.base + EIP (real mode, 16-bit segments)
+            pc += ctypes.c_uint64.from_address(env + I.ENV_SEGS + I.SEG_CS * I.SEG_SIZE + 8).value
+        return before + bisect.bisect_left(block.insns, pc)
 
     def after_restore(self) -> None:
         """A context restore keeps Unicorn's TLB and translated code: drop both (Q7). The
