@@ -285,6 +285,7 @@ class PicPair:
         self.master = Pic8259(cpu_line, "PIC1")
         self.slave = Pic8259(IrqLine("PIC2 INT", self._cascade), "PIC2")
         self.elcr = Elcr(self.master, self.slave)
+        self.last_acknowledged = ""  # "8259 IRQ n" of the last INTA, for the trace
 
     def _cascade(self, level: bool) -> None:
         self.master.set_irq(2, level)
@@ -301,11 +302,14 @@ class PicPair:
         return self.slave.irq_line(irq - 8)
 
     def acknowledge(self) -> int:
-        """The two INTA cycles: the vector of the highest-priority pending IRQ."""
+        """The two INTA cycles: the vector of the highest-priority pending IRQ (its IRQ is
+        ``last_acknowledged``)."""
         line = self.master.acknowledge()
         if line == 2 and not self.master.single:
             sline = self.slave.acknowledge()
+            self.last_acknowledged = f"8259 IRQ {8 + sline}"
             return self.slave.vector_base + sline
+        self.last_acknowledged = f"8259 IRQ {line}"
         return self.master.vector_base + line
 
     @property

@@ -170,7 +170,8 @@ class DebugFeatures:
         # As in a run: what the devices raised by now is delivered before the instruction
         # (a delivery retires nothing), then the instruction executes.
         self.scheduler.tick(self.now_ns())
-        if self.pics.interrupt_pending and self.core.can_take_interrupt():
+        lapic = self.lapic  # the CPU's interrupt pin (the 8259s reach it through LINT0)
+        if lapic.nmi_pending or (lapic.interrupt_pending and self.core.can_take_interrupt()):
             ended = self._take_interrupt()
             if ended is not None:
                 return self._finish(ended, t0)

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import re
 import time
@@ -23,7 +24,9 @@ from devices.debug_exit import DebugConsole, DebugExit
 from devices.framebuffer import LinearFramebuffer
 from devices.hpet import GSI_COUNT, HPET_BASE, Hpet
 from devices.i8042 import I8042, KeyboardInput, SystemControlA
+from devices.ioapic import IOAPIC_BASE, IoApic, isa_pin
 from devices.irq import IrqLine
+from devices.lapic import APIC_BASE_DEFAULT, LocalApic
 from devices.parallel import LPT1_BASE, ParallelPort
 from devices.pic8259 import PicPair
 from devices.pit8254 import Pit8254, Port61
@@ -45,10 +48,12 @@ from .errors import ConfigError
 from .faults.diagnosis import diagnose
 from .faults.recorder import TraceRecorder
 from .faults.trace import FaultTrace, TraceEntry
-from .memory import PHYS_END, VGA_TEXT, VGA_WINDOW, PhysicalMemory
+from .memory import PHYS_END, VGA_TEXT, VGA_WINDOW, PhysicalMemory, Region
 from .report import RunResult, exit_status_for
 from .symbols import Symbolizer
 from .version import LOADER_NAME
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MEMORY = 128 << 20
 MIN_MEMORY = 2 << 20
@@ -57,29 +62,40 @@ MAX_MEMORY = 3 << 30
 SLICE_INSTRUCTIONS = 2_000_000
 
 
-class ClockedMmio:
-    """A timed device's MMIO registers as the engine reaches them: the interrupts the clock hook
-    delivered are reported first (the device must see their INTA before the guest's access, as
-    a port access does), the access is placed at its exact instruction (the device reads the
-    clock), and the scheduler then looks at what changed, as after an IN or OUT."""
+# The local APIC registers whose access reads the clock (LVT timer, initial and current count):
+# the engine is asked for the exact instruction first.
+_LAPIC_CLOCKED = frozenset({0x320, 0x380, 0x390})
 
-    def __init__(self, machine: Machine, device) -> None:
+
+class MmioRegisters:
+    """A device's MMIO registers as the engine reaches them: first the interrupts the clock
+    hook delivered are reported (the device must see their INTA before the guest's access, as
+    a port access does), then the device's handler, then the scheduler looks at what changed
+    (a timer programmed, an interrupt requested), as after an IN or OUT. An access to a
+    ``clocked`` offset (every access when None) is first placed at its exact instruction: the
+    device reads the clock."""
+
+    def __init__(self, machine: Machine, device, clocked: frozenset[int] | None) -> None:
         self.device = device
         self._core = machine.core
         self._scheduler = machine.scheduler
+        self._clocked = clocked
 
-    def _before(self) -> None:
-        self._core.settle()
-        self._core.internals.restore_io_rip()
+    def _before(self, offset: int) -> None:
+        core = self._core
+        if core.armed_pending():
+            core.settle()
+        if self._clocked is None or offset & 0xFF0 in self._clocked:
+            core.internals.restore_io_rip()  # the exact instruction, for the clock
 
     def mem_read(self, offset: int, size: int) -> int:
-        self._before()
+        self._before(offset)
         value = self.device.mem_read(offset, size)
         self._scheduler.after_io()
         return value
 
     def mem_write(self, offset: int, size: int, value: int) -> None:
-        self._before()
+        self._before(offset)
         self.device.mem_write(offset, size, value)
         self._scheduler.after_io()
 
@@ -175,25 +191,44 @@ class Machine(DebugFeatures):
         # the BIOS services behind the ROM's stubs: they reach the devices through the ports
         self.bios = BiosServices(size)
         self.core.bios_service = self.bios.call
-        self.scheduler.attach(self.pics, self.pit, self.timed)
+        self.scheduler.attach(self.pics, self.pit, self.timed, self.lapic)
         self.core.on_armed_delivery = self.scheduler.armed_delivered
         self.core.after_io = self.scheduler.after_io  # every IN/OUT reschedules
         if self.serial_input:
             self.com1.enqueue_input(bytes(self.serial_input))
 
     def _wire_devices(self) -> None:
-        # The interrupt controllers: their INTR output is the CPU's interrupt pin.
-        self.pics = PicPair(IrqLine("INTR", self.core.set_irq_pending))
+        # The interrupt controllers. The CPU's INTR pin is the local APIC's output; the 8259
+        # pair's INTR reaches it through LINT0 (ExtINT, virtual wire, as SeaBIOS leaves it), and
+        # the I/O APIC sends it messages. Every ISA IRQ goes to both the 8259s and the I/O APIC
+        # (``isa_irq``), as on QEMU's pc machine: the kernel chooses by masking one side.
+        self.ioapic = IoApic(self._ioapic_deliver, self._extint_vector)
+        self.lapic = LocalApic(
+            IrqLine("INTR", self.core.set_irq_pending), self.now_ns,
+            eoi_broadcast=self.ioapic.eoi, on_base_change=self._move_lapic,
+        )  # fmt: skip
+        self.core.apic = self.lapic  # IA32_APIC_BASE and the CPUID APIC bit
+        self.pics = PicPair(IrqLine("PIC INTR", self.lapic.set_lint0))
+        self._isa_irqs = [self._fan_out(irq) for irq in range(16)]
         self.bus.map(0x20, 2, self.pics.master, "PIC1 (8259A)")
         self.bus.map(0xA0, 2, self.pics.slave, "PIC2 (8259A)")
         self.bus.map(0x4D0, 2, self.pics.elcr, "ELCR")
-        # The HPET's timers drive GSIs 0-23: the 8259s' ISA IRQs for 0-15 (the I/O APIC's inputs
-        # are not modelled yet). The PIT's and the RTC's interrupts pass through it: legacy
-        # replacement routing cuts them off and gives IRQ 0 and 8 to timers 0 and 1.
-        gsi = [self.pics.irq_line(n) for n in range(16)]
-        gsi += [IrqLine(f"GSI {n} (no I/O APIC)") for n in range(16, GSI_COUNT)]
+        lapic_mmio = MmioRegisters(self, self.lapic, _LAPIC_CLOCKED)
+        self._lapic_region = self.memory.add_mmio(
+            APIC_BASE_DEFAULT, 0x1000, lapic_mmio, "local APIC",
+            native=self.core.lapic_mmio(lapic_mmio.mem_read, lapic_mmio.mem_write),
+        )  # fmt: skip
+        self.memory.add_mmio(
+            IOAPIC_BASE, 0x1000, MmioRegisters(self, self.ioapic, frozenset()), "I/O APIC"
+        )
+        # The HPET's timers drive GSIs 0-23 as on QEMU's pc machine: GSI n below 16 is ISA IRQ n
+        # (the 8259s and the I/O APIC, IRQ 0 on pin 2), the others I/O APIC pins. The PIT's and
+        # the RTC's interrupts pass through it: legacy replacement routing cuts them off and
+        # gives IRQ 0 and 8 to timers 0 and 1.
+        gsi = [self.isa_irq(n) for n in range(16)]
+        gsi += [self.ioapic_pin(n) for n in range(16, GSI_COUNT)]
         self.hpet = Hpet(gsi, self.now_ns)
-        self.memory.add_mmio(HPET_BASE, 0x1000, ClockedMmio(self, self.hpet), "HPET")
+        self.memory.add_mmio(HPET_BASE, 0x1000, MmioRegisters(self, self.hpet, None), "HPET")
         self.scheduler.pit_connected = lambda: not self.hpet.legacy
         self.pit = Pit8254(self.hpet.pit_input, self.now_ns)
         self.bus.map(0x40, 4, self.pit, "PIT (8254)")
@@ -201,12 +236,12 @@ class Machine(DebugFeatures):
         self.bus.map(0x61, 1, self.port61, "system control port B")
         self.rtc = CmosRtc(self.hpet.rtc_input, self.now_ns, self.rtc_base)
         self.bus.map(0x70, 2, self.rtc, "CMOS RTC")
-        self.keyboard = I8042(self.pics.irq_line(1), self.pics.irq_line(12), self._reset_request)
+        self.keyboard = I8042(self.isa_irq(1), self.isa_irq(12), self._reset_request)
         self.bus.map(0x60, 1, self.keyboard.port(0), "i8042 data")
         self.bus.map(0x64, 1, self.keyboard.port(4), "i8042 status/command")
         self.port92 = SystemControlA(self._reset_request)
         self.bus.map(0x92, 1, self.port92, "system control port A")
-        timed: list = [self.pit, self.rtc, self.hpet]
+        timed: list = [self.pit, self.rtc, self.hpet, self.lapic]
         if self.keys:
             try:
                 timed.append(KeyboardInput(self.keyboard, self.keys, int(self.keys_at * 1e9)))
@@ -214,7 +249,7 @@ class Machine(DebugFeatures):
                 raise ConfigError(str(e)) from None
         self.timed = tuple(timed)  # devices with events in virtual time
         base, irq = COM_PORTS["COM1"]
-        self.com1_irq = self.pics.irq_line(irq)
+        self.com1_irq = self.isa_irq(irq)
         self.com1 = Uart16550(self.com1_irq, self._serial_out, name="COM1")
         self.bus.map(base, 8, self.com1, "COM1 (16550A)")
         # VGA text: the cells are plain RAM at 0xB8000; the registers decode 0x3B0-0x3DF.
@@ -228,6 +263,60 @@ class Machine(DebugFeatures):
         if self.debug_exit:
             self.exit_device = DebugExit(self._on_debug_exit)
             self.bus.map(self.debug_exit_port, 1, self.exit_device, "isa-debug-exit")
+
+    # ------------------------------------------------------ interrupt wiring
+    def isa_irq(self, irq: int) -> IrqLine:
+        """The line of ISA IRQ ``irq`` (0-15): it drives the 8259 pair's input and the I/O APIC
+        pin QEMU's pc machine wires it to (IRQ 0 to pin 2, the others to their own number)."""
+        return self._isa_irqs[irq]
+
+    def ioapic_pin(self, n: int) -> IrqLine:
+        """The input line of I/O APIC pin ``n`` (0-23), for a device wired to the I/O APIC only
+        (an ISA device takes ``isa_irq``, which reaches both controllers)."""
+        return self.ioapic.pin(n)
+
+    def _fan_out(self, irq: int) -> IrqLine:
+        pic, pin = self.pics.irq_line(irq), self.ioapic.pin(isa_pin(irq))
+
+        def drive(level: bool) -> None:
+            pic.set_level(level)
+            pin.set_level(level)
+
+        return IrqLine(f"IRQ{irq}", drive)
+
+    def _ioapic_deliver(
+        self, dest: int, logical: bool, mode: int, vector: int, level: bool, source: str
+    ) -> bool:
+        """An I/O APIC message on the APIC bus: True if it reached the (one) local APIC."""
+        if not self.lapic.matches(dest, logical):
+            return False
+        if mode == 4:  # NMI
+            self.lapic.deliver_nmi(source)
+            self.core.stop_soon()
+        else:  # fixed, lowest priority (one CPU: it is the lowest), ExtINT with the 8259 vector
+            self.lapic.accept(vector, level, source)
+        return True
+
+    def _extint_vector(self) -> int:
+        return self.pics.acknowledge()
+
+    def _move_lapic(self, old: int, new: int) -> None:
+        """IA32_APIC_BASE moved the local APIC's registers (the SDM's relocation)."""
+        region = self._lapic_region
+        if new == region.base:
+            return
+        target = Region(new, region.size, "mmio", region.name, device=region.device)
+        clash = next((r for r in self.memory.regions
+                      if r is not region and r.base < target.end and target.base < r.end), None)  # fmt: skip
+        if clash is not None:
+            log.info("local APIC: not moved to 0x%x, %s is there; stays at 0x%x", new,
+                     clash.name, region.base)  # fmt: skip
+            return
+        self.memory.remove(region)
+        self._lapic_region = self.memory.add_mmio(
+            new, region.size, region.device, region.name, native=region.native
+        )
+        self.core.flush_tlb()
 
     # -------------------------------------------------------------- devices
     def _serial_out(self, data: bytes) -> None:
@@ -377,13 +466,16 @@ class Machine(DebugFeatures):
                 )
             now = self.now_ns()
             self.scheduler.tick(now)
-            if self.pics.interrupt_pending and self.core.can_take_interrupt():
+            lapic = self.lapic
+            if lapic.nmi_pending or (lapic.interrupt_pending and self.core.can_take_interrupt()):
                 reboots = self.reboots
                 ended = self._take_interrupt()
                 if ended is not None:
                     return self._finish(ended, t0)
-                if self.reboots != reboots or (
-                    self.pics.interrupt_pending and self.core.can_take_interrupt()
+                if (
+                    self.reboots != reboots
+                    or lapic.nmi_pending
+                    or (lapic.interrupt_pending and self.core.can_take_interrupt())
                 ):
                     continue
                 # delivered, and nothing else can be taken now: run the handler (a delivery
@@ -423,8 +515,20 @@ class Machine(DebugFeatures):
         return typing or bool(self.keyboard.keys or self.keyboard.output)
 
     def _take_interrupt(self) -> core.SliceEnd | None:
-        """INTA and delivery of the pending external interrupt; why the run ends, if it does."""
-        vector = self.pics.acknowledge()
+        """INTA and delivery of the pending NMI or external interrupt (the local APIC decides
+        which: an NMI first, then the 8259s through ExtINT, then its own highest vector); why
+        the run ends, if it does."""
+        lapic = self.lapic
+        if lapic.take_nmi():
+            vector, source = 2, f"NMI ({lapic.nmi_source})"
+        else:
+            taken = lapic.acknowledge(self.pics.acknowledge)
+            if taken is None:
+                return None
+            vector, source = taken.vector, taken.source
+            if source == "8259":
+                source = self.pics.last_acknowledged
+        self.recorder.source = source
         result = self.core.deliver_external(vector)
         if result is not None and result.unsupported:
             return core.SliceEnd(core.KIND_UNSUPPORTED, result.unsupported)
@@ -441,7 +545,7 @@ class Machine(DebugFeatures):
             "pic1": self.pics.master, "pic2": self.pics.slave, "pit": self.pit,
             "port61": self.port61, "rtc": self.rtc, "keyboard": self.keyboard,
             "port92": self.port92, "com1": self.com1, "vga": self.vga, "lpt1": self.lpt1,
-            "hpet": self.hpet,
+            "hpet": self.hpet, "lapic": self.lapic, "ioapic": self.ioapic,
         }  # fmt: skip
         for i, device in enumerate(self.timed):
             devices.setdefault(f"timed{i}", device)
@@ -497,7 +601,9 @@ class Machine(DebugFeatures):
         for name, device in self._stateful_devices().items():
             restore_device(device, cp.devices[name])
         self.pics.cpu_line.level = cp.devices["pic1"].lines.get("output", False)
-        self.core.set_irq_pending(self.pics.cpu_line.level)
+        if self.lapic.base != self._lapic_region.base:
+            self._move_lapic(self._lapic_region.base, self.lapic.base)
+        self.core.set_irq_pending(self.lapic.intr.level)
         self.core.after_restore()
         self.core.resume_count_at(m["precise_icount"])
         self.core._resume_from = m.get("resume_from")
@@ -548,6 +654,8 @@ class Machine(DebugFeatures):
         self.com1.reset()
         self.vga.reset()
         self.pics.reset()
+        self.ioapic.reset()
+        self.lapic.reset()
         self.pit.reset()
         self.rtc.reset()
         self.hpet.reset()
@@ -646,6 +754,7 @@ class Machine(DebugFeatures):
             reboots=self.reboots,
             idle_ns=self.idle_ns,
             unassigned=unassigned,
+            interrupt_controllers={"lapic": self.lapic.to_dict(), "ioapic": self.ioapic.to_dict()},
         )
         return self.last_result
 

@@ -65,6 +65,9 @@ class Region:
     name: str
     buffer: np.ndarray | None = field(default=None, repr=False, compare=False)
     device: MmioDevice | None = field(default=None, repr=False, compare=False)
+    # C entry points instead of the device's Python handlers: (read callback, its user data,
+    # write callback, its user data), as uc_mmio_map takes them (a compiled write hook)
+    native: tuple[int, int, int, int] | None = field(default=None, repr=False, compare=False)
 
     @property
     def end(self) -> int:
@@ -134,8 +137,8 @@ class PhysicalMemory:
     def pc(cls, ram: np.ndarray, *, strict: bool = False) -> PhysicalMemory:
         """QEMU's pc machine for this RAM (firmware/pc_bios.py, measured): RAM, the ROMs, the
         upper-memory RAM SeaBIOS uses, the VGA text cells; the VGA device adds the rest of its
-        window when it is wired. The MMIO ranges of devices not modelled yet (the VGA BARs
-        without a framebuffer, the I/O APIC, the HPET, the local APIC) are unassigned for now."""
+        window when it is wired; the machine adds the local APIC and the I/O APIC. The MMIO ranges
+        of devices not modelled yet (the VGA BARs without a framebuffer) are unassigned."""
         from firmware import pc_bios
 
         pm = cls(ram, strict=strict)
@@ -187,9 +190,31 @@ class PhysicalMemory:
         """RAM-like memory a device owns (e.g. a framebuffer), backed by ``buffer``."""
         return self._add(Region(base, buffer.size, "device", name, _checked_buffer(buffer, name)))
 
-    def add_mmio(self, base: int, size: int, device: MmioDevice, name: str) -> Region:
-        """Registers a device decodes: every access calls its ``mem_read``/``mem_write``."""
-        return self._add(Region(base, size, "mmio", name, device=device))
+    def add_mmio(
+        self, base: int, size: int, device: MmioDevice, name: str,
+        native: tuple[int, int, int, int] | None = None,
+    ) -> Region:  # fmt: skip
+        """Registers a device decodes: every access calls its ``mem_read``/``mem_write`` (or the
+        C entry points ``native`` gives, which call them in the end)."""
+        return self._add(Region(base, size, "mmio", name, device=device, native=native))
+
+    def remove(self, region: Region) -> None:
+        """Take a region out of the map (a device's registers move, as the local APIC's do
+        through IA32_APIC_BASE): its range becomes unassigned space again."""
+        self.regions.remove(region)
+        uc = self._installed
+        if uc is None:
+            return
+        uc.mem_unmap(region.base, region.size)
+        if not self.strict:
+            # the hole it leaves, joined with its neighbours
+            for start, end in list(self._mapped_holes):
+                if end == region.base or start == region.end:
+                    uc.mem_unmap(start, end - start)
+                    self._mapped_holes.remove((start, end))
+            for start, end in self.holes():
+                if start <= region.base < end:
+                    self._map_hole(start, end)
 
     def find(self, address: int) -> Region | None:
         for r in self.regions:
@@ -309,6 +334,12 @@ class PhysicalMemory:
         if r.buffer is not None:
             self._keep.append(r.buffer)
             uc.mem_map_ptr(r.base, r.size, UC_PROT_ALL, r.buffer.ctypes.data)
+        elif r.native is not None:
+            import unicorn
+
+            err = unicorn.unicorn_py3.unicorn.uclib.uc_mmio_map(uc._uch, r.base, r.size, *r.native)
+            if err:
+                raise ConfigError(f"{r.name}: cannot map its registers (unicorn error {err})")
         else:
             device = r.device
 

@@ -85,6 +85,8 @@ class RunResult:
     idle_ns: int = 0  # virtual time the CPU spent halted (skipped to the next device event)
     # accesses to physical memory where nothing is: {"reads", "writes", "pages", "first": [...]}
     unassigned: dict | None = None
+    # the interrupt controllers at the stop: {"lapic": {...}, "ioapic": {...}}
+    interrupt_controllers: dict | None = None
 
     @property
     def virtual_time_ns(self) -> int:
@@ -186,6 +188,7 @@ class RunResult:
                 for d in self.diagnoses
             ],
             "unassigned_memory": self.unassigned,
+            "interrupt_controllers": self.interrupt_controllers,
             "cpu": self.cpu.to_dict(),
             "wall_seconds": self.wall_seconds,
         }

@@ -82,6 +82,7 @@ EXPECTED: dict[str, Expected] = {
     ),
     "bios": Expected(64, "EM_X86_64", 2, "bios/probe.c", ("kmain", "bios_call", "isr_handler")),
     "apic": Expected(32, "EM_386", 2, "apic/probe.c", ("kmain", "interrupt", "isr_stubs")),
+    "probe-lapic": Expected(32, "EM_386", 2, "probe-lapic/probe.c", ("kmain", "logbuf")),
 }
 # images/video: one kernel, one variant per video mode request (the Makefile's VIDEO_VARIANTS)
 VIDEO_VARIANTS = (

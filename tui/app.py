@@ -7,7 +7,8 @@ Keys: s step, c continue, u reverse step, b breakpoint at RIP, e stop on excepti
 delivery: then s or c delivers, so a triple fault can be walked through one delivery at a
 time), p page tables, v screen, : command (break SYMBOL|ADDR, delete ADDR, watch SYMBOL|ADDR
 [LEN] [r|w|rw] to stop right after an access, run N, goto N, x ADDR [N] for memory, walk VADDR
-for a page walk explained), i hide command output, q quit.
+for a page walk explained, lapic, ioapic and pic for the interrupt controllers' state), i hide
+command output, q quit.
 """
 
 from __future__ import annotations
@@ -311,8 +312,13 @@ class DebuggerApp(App):
                 )
             elif verb == "walk" and args:
                 self.show_info(self._walk(number(args[0])))
+            elif verb in ("lapic", "ioapic", "pic"):
+                self.show_info(Text(s.controller_state(verb)))
             else:
-                s.message = f"unknown command {line!r}: break, delete, run N, goto N, x ADDR [N], walk VADDR"
+                s.message = (
+                    f"unknown command {line!r}: break, delete, run N, goto N, x ADDR [N], "
+                    "walk VADDR, lapic, ioapic, pic"
+                )
         except ValueError:
             s.message = f"not a number in {line!r}"
         self._after()

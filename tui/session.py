@@ -136,6 +136,12 @@ class DebugSession:
             return
         self.message = f"watching {size} byte(s) at 0x{address:x} for {kind}"
 
+    def controller_state(self, which: str) -> str:
+        """The state of an interrupt controller as text: "lapic", "ioapic" or "pic"."""
+        m = self.machine
+        device = {"lapic": m.lapic, "ioapic": m.ioapic, "pic": m.pics}[which]
+        return device.describe()
+
     def set_stop_on_exceptions(self, on: bool) -> None:
         self.stop_on_exceptions = on
         self.machine.break_on_exceptions(*(ALL_EXCEPTIONS if on else ()))

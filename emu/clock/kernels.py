@@ -11,8 +11,10 @@ so Python can decode it and put it in the table. A stop requested from the hook 
 before the block runs (measured on 2.1.4), so slices end exactly on block boundaries and a block
 is counted only when it is let through: deterministic, and exact at every stop.
 
-Also here: ``armed_delivery`` (an armed timer interrupt delivered without stopping) and
-``out_hook`` (every OUT; the steady-state EOI of an armed timer is taken without Python).
+Also here: ``armed_delivery`` (an armed timer interrupt delivered without stopping),
+``out_hook`` (every OUT; the steady-state 8259 EOI of an armed PIT interrupt is taken without
+Python) and ``lapic_write_hook`` (every write to the local APIC; likewise its EOI of an armed
+local APIC timer interrupt).
 
 Everything the hooks need lives in one numpy ``uint64`` context array (``clock/layout.py``); it
 holds no per-process constants, so the compiled code can be cached across runs.
@@ -61,6 +63,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_EMU_STOP,
     CTX_ENABLED,
     CTX_ENV,
+    CTX_EOI_KIND,
     CTX_EXIT_EIP,
     CTX_EXIT_NOW,
     CTX_FAST_EOI_OK,
@@ -79,6 +82,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_MISS_PC,
     CTX_MISS_SIZE,
     CTX_OTHER_EVENT,
+    CTX_PY_MMIO_WRITE,
     CTX_PY_OUT,
     CTX_SIZE,
     CTX_SLICE_END,
@@ -87,6 +91,8 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_TABLE_MASK,
     CTX_TABLE_VALS,
     EMPTY_KEY,
+    EOI_LAPIC,
+    EOI_PIC,
     INFO_COUNT_SHIFT,
     INFO_WANT_MASK,
     LOG_ICOUNT,
@@ -189,29 +195,41 @@ OUT_HOOK_SIGNATURE = types.void(
 )
 
 
-def out_hook(uc, port, size, value, user_data):
-    """Every OUT. The EOI of an armed timer interrupt in its steady state is taken here: the
-    interrupt is done, and the next PIT edge is armed from the table Python filled. Any other
-    OUT goes to Python (the port bus), which first catches up with what the hooks did."""
-    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
-    if ctx[CTX_IN_SERVICE] and port == np.uint32(0x20) and size == 1 and (value & 0xFF) == 0x20:
-        ctx[CTX_IN_SERVICE] = np.uint64(0)
-        ctx[CTX_CYCLES_DONE] += np.uint64(1)
-        other = ctx[CTX_OTHER_EVENT]
-        end = ctx[CTX_SLICE_END] if ctx[CTX_SLICE_END] < other else other
-        idx = ctx[CTX_EDGE_INDEX] + np.uint64(1)
-        if idx + np.uint64(1) < ctx[CTX_EDGE_COUNT] and ctx[CTX_LOG_COUNT] < ctx[CTX_LOG_CAP]:
-            edge = load64(ctx[CTX_EDGES] + idx * np.uint64(8))
-            after = load64(ctx[CTX_EDGES] + (idx + np.uint64(1)) * np.uint64(8))
-            ctx[CTX_EDGE_INDEX] = idx
-            if edge < end:
-                ctx[CTX_ARM_TIME] = edge
-                ctx[CTX_ARMED] = np.uint64(1)
-                ctx[CTX_DEADLINE] = after if after < end else end
-            else:
-                ctx[CTX_DEADLINE] = end
+def eoi_rearm(ctx):
+    """The EOI of the armed timer interrupt, in its steady state: the interrupt is done, and
+    the next edge is armed from the table Python filled (or Python reschedules)."""
+    ctx[CTX_IN_SERVICE] = np.uint64(0)
+    ctx[CTX_CYCLES_DONE] += np.uint64(1)
+    other = ctx[CTX_OTHER_EVENT]
+    end = ctx[CTX_SLICE_END] if ctx[CTX_SLICE_END] < other else other
+    idx = ctx[CTX_EDGE_INDEX] + np.uint64(1)
+    if idx + np.uint64(1) < ctx[CTX_EDGE_COUNT] and ctx[CTX_LOG_COUNT] < ctx[CTX_LOG_CAP]:
+        edge = load64(ctx[CTX_EDGES] + idx * np.uint64(8))
+        after = load64(ctx[CTX_EDGES] + (idx + np.uint64(1)) * np.uint64(8))
+        ctx[CTX_EDGE_INDEX] = idx
+        if edge < end:
+            ctx[CTX_ARM_TIME] = edge
+            ctx[CTX_ARMED] = np.uint64(1)
+            ctx[CTX_DEADLINE] = after if after < end else end
         else:
-            ctx[CTX_DEADLINE] = ctx[CTX_ICOUNT]  # the table is used up: Python reschedules
+            ctx[CTX_DEADLINE] = end
+    else:
+        ctx[CTX_DEADLINE] = ctx[CTX_ICOUNT]  # the table is used up: Python reschedules
+
+
+_eoi_rearm = jit(nopython=True)(eoi_rearm)
+
+
+def out_hook(uc, port, size, value, user_data):
+    """Every OUT. The EOI of an armed 8259 timer interrupt in its steady state is taken here
+    (``eoi_rearm``). Any other OUT goes to Python (the port bus), which first catches up with
+    what the hooks did."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    if (
+        ctx[CTX_IN_SERVICE] and ctx[CTX_EOI_KIND] == np.uint64(EOI_PIC)
+        and port == np.uint32(0x20) and size == 1 and (value & 0xFF) == 0x20
+    ):  # fmt: skip
+        _eoi_rearm(ctx)
         return
     call_out(ctx[CTX_PY_OUT], np.uint64(port), np.uint64(size), np.uint64(value))
     if ctx[CTX_EXIT_NOW]:
@@ -221,6 +239,25 @@ def out_hook(uc, port, size, value, user_data):
         ctx[CTX_EXIT_NOW] = np.uint64(0)
         store64(ctx[CTX_EIP_ADDR], ctx[CTX_EXIT_EIP])
         call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
+
+
+MMIO_WRITE_HOOK_SIGNATURE = types.void(
+    types.voidptr, types.uint64, types.uint32, types.uint64, types.voidptr
+)
+
+
+def lapic_write_hook(uc, offset, size, value, user_data):
+    """Every write to the local APIC's registers. The EOI (offset 0xB0) of an armed local APIC
+    timer interrupt in its steady state is taken here (``eoi_rearm``); any other write goes to
+    Python (the device), which first catches up with what the hooks did."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    if (
+        ctx[CTX_IN_SERVICE] and ctx[CTX_EOI_KIND] == np.uint64(EOI_LAPIC)
+        and offset == np.uint64(0xB0) and size == np.uint32(4)
+    ):  # fmt: skip
+        _eoi_rearm(ctx)
+        return
+    call_out(ctx[CTX_PY_MMIO_WRITE], offset, np.uint64(size), value)
 
 
 ARMED_DELIVERY_SIGNATURE = types.uint64(types.voidptr, types.voidptr)

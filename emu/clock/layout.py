@@ -67,7 +67,13 @@ CTX_BLOCK_FN = 44  # address of clock/kernels.py block_hook: everything but the 
 CTX_EXIT_NOW = 45
 CTX_EXIT_EIP = 46
 CTX_EIP_ADDR = 47  # address of env->eip
-CTX_SIZE = 48
+# Which EOI ends the armed interrupt in its steady state: the 8259's (OUT 0x20 <- 0x20, taken by
+# out_hook) or the local APIC's (a write to its EOI register, taken by lapic_write_hook).
+CTX_EOI_KIND = 48
+CTX_PY_MMIO_WRITE = 49  # address of the Python local APIC write handler (a C callback)
+EOI_PIC = 0
+EOI_LAPIC = 1
+CTX_SIZE = 52
 
 # One delivery in the log.
 LOG_ICOUNT = 0

@@ -50,6 +50,7 @@ class Scheduler:
         self.record_fast_delivery = record_fast_delivery
         self.realtime = realtime
         self.pics = None
+        self.lapic = None
         self.pit = None
         self.timed: tuple[TimedDevice, ...] = ()
         self.arm_timer = True  # False: every interrupt through a stop between slices
@@ -61,20 +62,25 @@ class Scheduler:
         self._watched: tuple = ()  # what after_io looks at: the timed devices and the PICs
         self._unwatched = False  # a timed device without ``events_changed``: always reschedule
         self._due = 0  # the earliest event at the last schedule, as an instruction count
+        self._armed_eoi = K.EOI_PIC  # which EOI ends the interrupt armed last
         # hflags, when the timer was not armed only because the CPU is not in long mode
         self._hflags_view: ctypes.c_uint32 | None = None
         # Whether the PIT's channel 0 reaches IRQ 0 (the HPET's legacy replacement cuts it off):
         # the clock hook may deliver PIT interrupts only then.
         self.pit_connected: Callable[[], bool] = lambda: True
 
-    def attach(self, pics, pit, timed: Sequence[TimedDevice]) -> None:
+    def attach(self, pics, pit, timed: Sequence[TimedDevice], lapic=None) -> None:
         """The 8259 pair (INTA, and whether a timer interrupt would be the only one pending),
-        the 8254 whose channel 0 pulses the armed clock hook may deliver, and every device with
-        events in virtual time (the PIT included)."""
+        the 8254 whose channel 0 pulses the armed clock hook may deliver, every device with
+        events in virtual time (the PIT included), and the local APIC between the 8259s and
+        the CPU (None: the 8259s' INTR is the CPU's pin)."""
         self.pics = pics
+        self.lapic = lapic
         self.pit = pit
         self.timed = tuple(timed)
         self._watched = (*self.timed, pics.master, pics.slave)
+        if lapic is not None and lapic not in self._watched:
+            self._watched += (lapic,)
         self._unwatched = not all(hasattr(d, "events_changed") for d in self._watched)
 
     @property
@@ -125,6 +131,8 @@ class Scheduler:
             device.events_changed = False
         self._hflags_view = None
         first = other = None  # the earliest event, and the earliest of the devices but the PIT
+        lapic_event = not_lapic = None  # the local APIC timer's, and the earliest of the others
+        lapic = self.lapic
         for device in self.timed:
             e = device.next_event(now)
             if e is None:
@@ -133,37 +141,71 @@ class Scheduler:
                 first = e
             if device is not self.pit and (other is None or e < other):
                 other = e
+            if device is lapic:
+                lapic_event = e
+            elif not_lapic is None or e < not_lapic:
+                not_lapic = e
         slice_end = self.slice_end
         ctx[K.CTX_SLICE_END] = slice_end
         ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if other is None else other - idle
         if first is None:
             self._due = -1 if self._unwatched else NO_LIMIT
+            if self.lapic is not None and self.lapic.nmi_pending:
+                slice_end = 0
             ctx[K.CTX_DEADLINE] = slice_end
             return slice_end
         self._due = -1 if self._unwatched else first - idle
         deadline = min(slice_end, max(self.core.icount + 1, first - idle))
         pit_first = other is None or first < other
         if pit_first and first > now and self._timer_armable():
-            # the PIT's next edges, for the hook to re-arm after each EOI (instruction counts)
-            edges = self.core.edges
-            e, n = first, 0
-            while e is not None and n < edges.size and (other is None or e < other):
-                edges[n] = e - idle
-                n += 1
-                e = self.pit.next_event(e)
-            if n < edges.size and e is not None:
-                edges[n] = e - idle  # the edge after the last one armable: a deadline
-                n += 1
-            ctx[K.CTX_EDGE_COUNT] = n
-            ctx[K.CTX_EDGE_INDEX] = 0
-            ctx[K.CTX_ARM_TIME] = first - idle
-            ctx[K.CTX_ARM_VECTOR] = self.pics.master.vector_base
-            ctx[K.CTX_ARMED] = 1
-            ctx[K.CTX_FAST_EOI_OK] = int(self._timer_steady())
-            after = edges[1] if n > 1 else NO_LIMIT
-            deadline = min(slice_end, int(after), ctx[K.CTX_OTHER_EVENT])
+            deadline = self._arm(first, other, self.pit.next_event, self.pics.master.vector_base,
+                                 K.EOI_PIC, self._timer_steady(), slice_end)  # fmt: skip
+        elif (
+            lapic_event == first and first > now and (not_lapic is None or first < not_lapic)
+            and self._lapic_timer_armable()
+        ):  # fmt: skip
+            # the local APIC timer's expiries, delivered by the hook; in the steady state its
+            # EOI (a write to the EOI register) is taken by the compiled MMIO write hook
+            ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if not_lapic is None else not_lapic - idle
+            deadline = self._arm(first, not_lapic, lapic.expiry_after, lapic.lvt[0] & 0xFF,
+                                 K.EOI_LAPIC, self._lapic_steady(), slice_end)  # fmt: skip
+        if self.lapic is not None and self.lapic.nmi_pending:
+            deadline = 0  # an NMI is taken at the next block boundary, whatever IF says
         ctx[K.CTX_DEADLINE] = deadline
         return deadline
+
+    def _arm(self, first: int, other: int | None, next_edge, vector: int, eoi_kind: int,
+             steady: bool, slice_end: int) -> int:  # fmt: skip
+        """Arm the clock hook to deliver ``vector`` at the timer edge ``first`` (virtual ns),
+        with the next edges (``next_edge(e)``) before ``other`` for the compiled EOI to re-arm
+        (instruction counts); the slice's deadline."""
+        ctx = self.core._ctxv
+        idle = self._idle_ns
+        edges = self.core.edges
+        e, n = first, 0
+        while e is not None and n < edges.size and (other is None or e < other):
+            edges[n] = e - idle
+            n += 1
+            e = next_edge(e)
+        if n < edges.size and e is not None:
+            edges[n] = e - idle  # the edge after the last one armable: a deadline
+            n += 1
+        ctx[K.CTX_EDGE_COUNT] = n
+        ctx[K.CTX_EDGE_INDEX] = 0
+        ctx[K.CTX_ARM_TIME] = first - idle
+        ctx[K.CTX_ARM_VECTOR] = vector
+        ctx[K.CTX_ARMED] = 1
+        ctx[K.CTX_EOI_KIND] = eoi_kind
+        ctx[K.CTX_FAST_EOI_OK] = int(steady)
+        self._armed_eoi = eoi_kind
+        after = edges[1] if n > 1 else NO_LIMIT
+        return min(slice_end, int(after), ctx[K.CTX_OTHER_EVENT])
+
+    def _lapic_steady(self) -> bool:
+        """Nothing in service or requested on the local APIC (nor the 8259s): the timer's
+        interrupt and its EOI leave it as it was (the compiled MMIO hook may take the EOI)."""
+        lapic = self.lapic
+        return not (lapic.isr or lapic.irr) and self._timer_steady()
 
     def _timer_armable(self) -> bool:
         """Would a PIT pulse now make the PICs signal IRQ 0 and nothing else (long mode, the
@@ -171,7 +213,7 @@ class Scheduler:
         c = self.core
         if not (self.arm_timer and c.fast_delivery and c.translate is None and c.tlb == "virtual"):
             return False
-        if self.pics.cpu_line.level or not self.pit_connected():
+        if self.pics.cpu_line.level or not self.pit_connected() or not self._virtual_wire():
             return False
         if not c.internals.hflags & HF_LMA:
             # after_io looks again: the guest may enter long mode
@@ -186,6 +228,39 @@ class Scheduler:
             return pic.pending() == 0
         finally:
             pic.irr = irr
+
+    def _lapic_timer_armable(self) -> bool:
+        """Would the local APIC timer's expiry make INTA answer its vector and nothing else
+        (nothing pending now, the 8259s quiet, the vector above the PPR, long mode, the
+        compiled delivery available)?"""
+        c = self.core
+        if not (self.arm_timer and c.fast_delivery and c.translate is None and c.tlb == "virtual"):
+            return False
+        lapic = self.lapic
+        lvt = lapic.lvt[0]
+        vector = lvt & 0xFF
+        if lapic.irr or lapic.nmi_pending or lapic.intr.level or self.pics.cpu_line.level:
+            return False
+        if lvt & 0x10700 or vector < 16 or not lapic.software_enabled:
+            return False  # masked, not fixed, an illegal vector, or software disabled
+        ppr = lapic.ppr
+        if ppr and (vector & 0xF0) <= (ppr & 0xF0):
+            return False
+        if not c.internals.hflags & HF_LMA:
+            self._hflags_view = ctypes.c_uint32.from_address(c.internals.env + ENV_HFLAGS)
+            return False
+        return True
+
+    def _virtual_wire(self) -> bool:
+        """The local APIC passes the 8259s' INTR straight to the CPU and has nothing of its own
+        requested: an INTA then answers with the PICs' vector."""
+        lapic = self.lapic
+        if lapic is None:
+            return True
+        if lapic.irr or lapic.nmi_pending:
+            return False
+        lvt0 = lapic.lvt[3]
+        return not lapic.enabled or (not lvt0 & 0x10000 and (lvt0 >> 8) & 7 == 7)
 
     def _timer_steady(self) -> bool:
         """Nothing requested or in service on the PICs and no mode that makes INTA or EOI do
@@ -205,16 +280,32 @@ class Scheduler:
         every delivery with its instruction count."""
         icount, last = raws[-1]
         self.tick(icount + self._idle_ns)
-        vector = self.pics.acknowledge()
+        source = None
+        if self.lapic is not None:
+            taken = self.lapic.acknowledge(self.pics.acknowledge)
+            vector = taken.vector if taken is not None else -1
+            source = (
+                self.pics.last_acknowledged
+                if taken and taken.source == "8259"
+                else (taken.source if taken else "")
+            )
+        else:
+            vector = self.pics.acknowledge()
         if vector != last.vector:
             raise EngineError(
                 f"internal error: the armed interrupt was vector 0x{last.vector:x}, "
                 f"the PICs acknowledged 0x{vector:x}"
             )
         if eoi_done:
-            self.pics.master.write(0, 1, 0x20)
+            if self._armed_eoi == K.EOI_LAPIC:
+                self.lapic.mem_write(0xB0, 4, 0)
+            else:
+                self.pics.master.write(0, 1, 0x20)
         for icount, raw in raws:
-            self.record_fast_delivery(raw, icount)
+            if source is None:
+                self.record_fast_delivery(raw, icount)
+            else:
+                self.record_fast_delivery(raw, icount, source=source)
 
     def after_io(self) -> None:
         """A port access may have changed what the devices do next: reschedule, unless
@@ -255,9 +346,11 @@ class Scheduler:
     def wait_for_interrupt(self) -> bool:
         """HLT with IF=1: skip virtual time to the next device event. False: nothing can wake
         the CPU (IF=0, or no device will ever interrupt)."""
+        if self.lapic is not None and self.lapic.nmi_pending:
+            return True
         if not self.core.can_take_interrupt():
             return False
-        if self.pics.interrupt_pending:
+        if (self.lapic or self.pics).interrupt_pending:
             return True
         now = self.now_ns()
         event = self.next_event(now)

@@ -4,8 +4,8 @@ Everything here is data measured with the probe kernel ``images/probe-cpuid`` bo
 QEMU 7.2, SeaBIOS and GRUB 2.06 through qemu-ref::
 
     qemu-ref images/build/probe-cpuid.elf --isa-exit                          # qemu64
-    qemu-ref images/build/probe-cpuid.elf --isa-exit --cpu qemu64,-svm        # apic=True
-    qemu-ref images/build/probe-cpuid.elf --isa-exit --cpu qemu64,-svm,-apic  # the default
+    qemu-ref images/build/probe-cpuid.elf --isa-exit --cpu qemu64,-svm        # the machine
+    qemu-ref images/build/probe-cpuid.elf --isa-exit --cpu qemu64,-svm,-apic  # apic=False
     qemu-ref images/build/probe-cpuid.elf --isa-exit --cpu qemu64,level=0xb   # the range rule
 
 Their serial output is kept in ``tests/golden/qemu/probe-cpuid*.serial`` and
@@ -24,11 +24,6 @@ measured, so the edited answers are QEMU's too):
 =========================  ===========  ===========  ==============================================
 where                      qemu64       Triplefault  why
 =========================  ===========  ===========  ==============================================
-CPUID.1:EDX[9] APIC        1            0            no local APIC model yet: a kernel that sees the
-                                                     bit programs xAPIC registers at 0xFEE00000
-                                                     that nothing decodes (``apic=True`` gives 1)
-CPUID.80000001:EDX[9]      1            0            the AMD copy of the APIC bit; QEMU clears both
-IA32_APIC_BASE (0x1B)      0xFEE00900   0x100        QEMU's value without an APIC: the BSP bit only
 CPUID.80000001:ECX[2] SVM  1            0            Unicorn's CPU model has no SVM: it drops
                                                      EFER.SVME writes and VMRUN raises #UD
 CPUID.8000000A             1 0x10 0 0   0 0 0 0      the SVM leaf; QEMU answers 0 without SVM
@@ -208,8 +203,8 @@ def _edited(table: Mapping[tuple[int, int], Registers], *, apic: bool) -> CpuidT
     return CpuidTable(MappingProxyType(leaves))
 
 
-# What Triplefault's CPU answers: as QEMU's -cpu qemu64,-svm,-apic (the default, while the
-# machine has no local APIC) and -cpu qemu64,-svm (once it has one).
+# What Triplefault's CPU answers: as QEMU's -cpu qemu64,-svm,-apic (a core without a local
+# APIC) and -cpu qemu64,-svm (the machine, which has one).
 TRIPLEFAULT_CPUID = _edited(QEMU64_CPUID, apic=False)
 TRIPLEFAULT_CPUID_WITH_APIC = _edited(QEMU64_CPUID, apic=True)
 
@@ -217,7 +212,7 @@ TRIPLEFAULT_CPUID_WITH_APIC = _edited(QEMU64_CPUID, apic=True)
 def cpuid(leaf: int, subleaf: int = 0, *, apic: bool = False) -> Registers:
     """What the CPUID instruction answers on Triplefault's CPU for any EAX and ECX.
 
-    ``apic=False`` (the default) hides the local APIC: the emulator has none yet.
+    ``apic=False`` (the default) hides the local APIC: a core without one.
     """
     table = TRIPLEFAULT_CPUID_WITH_APIC if apic else TRIPLEFAULT_CPUID
     return table.answer(leaf, subleaf)

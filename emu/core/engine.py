@@ -16,6 +16,7 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import capstone
 import numpy as np
@@ -97,6 +98,10 @@ MSR_EFER = 0xC0000080
 # int (*)(uc_engine*, void*): the RDTSC/RDTSCP/CPUID hook type; returning 1 skips the instruction.
 _INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _OUT_CB = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint32)
+# uint64_t (*)(uc_engine*, uint64_t offset, unsigned size, void *user_data): an MMIO read
+_MMIO_READ_CB = ctypes.CFUNCTYPE(
+    ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
+)
 _TABLE_SLOTS = 1 << 14
 
 
@@ -141,6 +146,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     # The CPU: "qemu64" (QEMU 7.2's -cpu qemu64 without SVM and APIC, docs/platform.md) or
     # "unicorn" (Unicorn's own Haswell model, its MSRs and reset flags; CPUID hides the APIC).
     cpu_model: str = "qemu64"
+    # The local APIC (devices/lapic.py), set by the machine: RDMSR and WRMSR of IA32_APIC_BASE
+    # reach it, and CPUID shows the APIC bit while it is enabled. None: no APIC.
+    apic: Any = None
     uc: Uc = field(init=False)
     internals: I.EngineInternals = field(init=False)
     ctx: np.ndarray = field(init=False)
@@ -292,6 +300,53 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         """The interrupt controller's INTR output. While it is high, the clock hook stops
         emulation at the first block boundary where IF=1 and there is no interrupt shadow."""
         self.ctx[K.CTX_IRQ_PENDING] = int(pending)
+
+    def lapic_mmio(
+        self, read: Callable[[int, int], int], write: Callable[[int, int, int], None]
+    ) -> tuple[int, int, int, int]:
+        """The C entry points of the local APIC's registers for ``uc_mmio_map``: (read
+        callback, its user data, write callback, its user data). Writes reach the compiled
+        hook first, which takes the steady-state EOI of an armed local APIC timer interrupt
+        (clock/kernels.py ``lapic_write_hook``); every other write, and every read, calls
+        ``write(offset, size, value)`` / ``read(offset, size)``. An error in them is kept and
+        raised when emu_start returns, as for a port access."""
+
+        def read_c(_uc: int, offset: int, size: int, _ud: int) -> int:
+            try:
+                return read(offset, size) & 0xFFFF_FFFF_FFFF_FFFF
+            except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
+                if self._hook_error is None:
+                    self._hook_error = e
+                self.uc.emu_stop()
+                return 0
+
+        def write_c(offset: int, size: int, value: int) -> None:
+            try:
+                write(offset, size, value)
+            except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
+                if self._hook_error is None:
+                    self._hook_error = e
+                self.uc.emu_stop()
+
+        self._lapic_read_cb = _MMIO_READ_CB(read_c)
+        self._lapic_write_cb = _OUT_CB(write_c)
+        self.ctx[K.CTX_PY_MMIO_WRITE] = ctypes.cast(self._lapic_write_cb, ctypes.c_void_p).value
+        hook = native.load("emu.clock.kernels", "lapic_write_hook", "MMIO_WRITE_HOOK_SIGNATURE")
+        read_address = ctypes.cast(self._lapic_read_cb, ctypes.c_void_p).value
+        return read_address, 0, hook.address, self.ctx.ctypes.data
+
+    def stop_soon(self) -> None:
+        """End the running slice at the next block boundary, whatever IF says (an NMI is
+        pending): the run loop then looks at the interrupt controllers."""
+        self.ctx[K.CTX_DEADLINE] = 0
+
+    def armed_pending(self) -> bool:
+        """Whether the clock hook delivered interrupts Python has not heard of (``settle``)."""
+        return bool(self._ctxv[K.CTX_DELIVERED])
+
+    def flush_tlb(self) -> None:
+        """Drop Unicorn's TLB (a physical mapping moved under it)."""
+        self.uc._Uc__ctl_w(UC_CTL_TLB_FLUSH)
 
     def can_take_interrupt(self) -> bool:
         env = self.internals

@@ -60,7 +60,7 @@ _RDMSR_ANSWERS = {
 # The instructions the qemu64 model intercepts: RDMSR, and SSE4A (qemu64 has no SSE4A, and
 # Unicorn's translator runs EXTRQ, INSERTQ, MOVNTSS and MOVNTSD whatever the feature words say).
 _SSE4A = frozenset({CS.X86_INS_EXTRQ, CS.X86_INS_INSERTQ, CS.X86_INS_MOVNTSS, CS.X86_INS_MOVNTSD})
-_QEMU64_INTERCEPTS = frozenset({CS.X86_INS_RDMSR}) | _SSE4A
+_QEMU64_INTERCEPTS = frozenset({CS.X86_INS_RDMSR, CS.X86_INS_WRMSR}) | _SSE4A
 _DESC_A = 1 << 8
 _DESC_R = _DESC_W = 1 << 9
 _DESC_CS = 1 << 11
@@ -153,7 +153,11 @@ class CpuInstructions:
         if self.cpu_model == "qemu64":
             env = self.internals
             leaf, subleaf = env.u64(I.ENV_REGS) & 0xFFFFFFFF, env.u64(I.ENV_REGS + 8) & 0xFFFFFFFF
-            for reg, value in zip(_CPUID_OUT, ci.cpuid(leaf, subleaf), strict=True):
+            answer = ci.cpuid(leaf, subleaf, apic=self.apic is not None)
+            if leaf == 1 and self.apic is not None and not self.apic.enabled:
+                # QEMU clears the leaf 1 bit (only) once IA32_APIC_BASE disables the APIC
+                answer = (*answer[:3], answer[3] & ~CPUID1_EDX_APIC)
+            for reg, value in zip(_CPUID_OUT, answer, strict=True):
                 uc.reg_write(reg, value)
             return 1  # skip Unicorn's own CPUID: Unicorn still advances RIP
         if uc.reg_read(X.UC_X86_REG_EAX) & 0xFFFFFFFF != 1:
@@ -264,10 +268,15 @@ class CpuInstructions:
             if uc.msr_read(msr) != value:
                 raise EngineError(f"the CPU core does not keep MSR 0x{msr:x} = 0x{value:x}")
 
+    def _rdmsr_answer(self, msr: int) -> int | None:
+        if msr == ci.IA32_APIC_BASE and self.apic is not None:
+            return self.apic.read_base_msr()
+        return _RDMSR_ANSWERS.get(msr)
+
     def read_msr(self, msr: int) -> int:
         """What RDMSR ``msr`` would return now at CPL 0 (no side effects)."""
         if self.cpu_model == "qemu64" and msr in _RDMSR_ANSWERS:
-            return _RDMSR_ANSWERS[msr]
+            return self._rdmsr_answer(msr)
         return self.uc.msr_read(msr)
 
     # ------------------------------------------------------- intercepted instructions
@@ -328,9 +337,17 @@ class CpuInstructions:
         if insn is None or insn.id not in self._intercept_ids:
             return  # not one of ours (any more)
         if insn.id == CS.X86_INS_RDMSR:
-            value = _RDMSR_ANSWERS.get(env.u64(I.ENV_REGS + 8) & 0xFFFFFFFF)
+            value = self._rdmsr_answer(env.u64(I.ENV_REGS + 8) & 0xFFFFFFFF)
             if value is not None and not hflags & I.HF_CPL_MASK:  # CPL > 0: Unicorn's #GP
                 self._emulate_rdmsr(insn.size, value)
+            return
+        if insn.id == CS.X86_INS_WRMSR:
+            # IA32_APIC_BASE goes to the local APIC; every other MSR is Unicorn's helper's
+            msr = env.u64(I.ENV_REGS + 8) & 0xFFFFFFFF
+            if msr == ci.IA32_APIC_BASE and self.apic is not None and not hflags & I.HF_CPL_MASK:
+                value = (env.u64(I.ENV_REGS) & 0xFFFFFFFF) | (env.u64(I.ENV_REGS + 16) << 32)
+                self.apic.write_base_msr(value & 0xFFFF_FFFF_FFFF_FFFF)
+                self._retire_intercepted(insn.size)
             return
         # no SSE4A: #UD, before any #NM for CR0.TS (QEMU 7.2's order, measured)
         self._raise(self._exception(6, env.u64(I.ENV_EIP), False))
@@ -351,9 +368,15 @@ class CpuInstructions:
         The clock hook counted the whole block at its entry; what retired is what comes before
         this instruction, and the instruction itself. (Single-stepping counts in step().)"""
         env = self.internals
-        eip = env.u64(I.ENV_EIP)  # synced to this instruction before a code hook
         env.write_u64(I.ENV_REGS, value & 0xFFFFFFFF)
         env.write_u64(I.ENV_REGS + 2 * 8, value >> 32)
+        self._retire_intercepted(size)
+
+    def _retire_intercepted(self, size: int) -> None:
+        """The intercepted instruction at EIP retires here and Unicorn skips it (see
+        ``_emulate_rdmsr``)."""
+        env = self.internals
+        eip = env.u64(I.ENV_EIP)  # synced to this instruction before a code hook
         if self._ctxv[K.CTX_ENABLED]:
             self._account_partial_block(eip)
             self._ctxv[K.CTX_ICOUNT] += 1

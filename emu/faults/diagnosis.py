@@ -18,7 +18,7 @@ from .trace import FaultTrace, TraceEntry
 class Diagnosis:
     kind: (
         str  # "mode-mismatch", "unassigned-memory", "no-idt", "bad-gate-selector",
-        # "stack-overflow", "pf-in-pf-handler", "stale-tlb"
+        # "stack-overflow", "pf-in-pf-handler", "stale-tlb", "undeliverable-interrupt"
     )
     message: str
     details: tuple[str, ...] = ()
@@ -52,7 +52,7 @@ def diagnose(
         out.append(mm)
     elif unassigned:
         out.append(_stray_accesses(unassigned))
-    for check in (_no_idt, _bad_gate_selector, _stack_overflow):
+    for check in (_no_idt, _bad_gate_selector, _stack_overflow, _undeliverable_interrupt):
         d = check(chain)
         if d:
             out.append(d)
@@ -63,6 +63,23 @@ def diagnose(
     if d:
         out.append(d)
     return out
+
+
+def _undeliverable_interrupt(chain: list[TraceEntry]) -> Diagnosis | None:
+    """The chain began with an external interrupt the IDT could not deliver: say which
+    controller raised it, the thing to mask or to give a handler."""
+    first = chain[0]
+    if first.kind != "external" or first.delivered or not first.source:
+        return None
+    return Diagnosis(
+        "undeliverable-interrupt",
+        f"an interrupt from {first.source} (vector 0x{first.vector:02x}) arrived and could not "
+        f"be delivered: {first.reason}",
+        (
+            "give the vector an IDT gate, or mask the source (the 8259s' IMR, the I/O APIC "
+            "entry's mask bit, the local APIC's LVT entry) until it has one",
+        ),
+    )
 
 
 def _stale_tlb(chain: list[TraceEntry], rewalk) -> Diagnosis | None:

@@ -33,10 +33,16 @@ class TraceRecorder:
         self.trace = trace
         self.describe = describe
         self.sink = sink
+        # Where the external interrupt being delivered came from ("8259 IRQ 0", "I/O APIC pin
+        # 2", "LAPIC timer", "IPI", "NMI (LINT1)"): set by whoever does the INTA.
+        self.source = ""
 
-    def record_delivery(self, event, exc, result, icount: int | None = None) -> None:
+    def record_delivery(
+        self, event, exc, result, icount: int | None = None, source: str | None = None
+    ) -> None:
         """Turn one delivery (all its escalation steps) into FaultTrace entries."""
         core = self.core
+        source = self.source if source is None else source
         # Cheap reads only: this runs for every interrupt (a full state() costs ~100 us).
         env = core.internals
         if exc.rsp is None:  # the CPU still holds the state the event happened in
@@ -52,7 +58,7 @@ class TraceRecorder:
             if dis:
                 _addr, raw, text = dis[0]
                 insn = f"{raw.hex(' ')}  {text}"
-        for entry in self.entries(event, exc, result, icount, index, insn):
+        for entry in self.entries(event, exc, result, icount, index, insn, source):
             self.trace.add(entry)
             if self.sink is not None:
                 for line in entry.explain():
@@ -60,23 +66,28 @@ class TraceRecorder:
         if result.triple_fault:
             self.trace.triple_fault = True
 
-    def record_fast_delivery(self, raw, icount: int | None = None) -> None:
+    def record_fast_delivery(
+        self, raw, icount: int | None = None, source: str | None = None
+    ) -> None:
         """An interrupt the compiled path delivered: its entry is built when the trace is read
         (nothing in it depends on memory), unless --trace prints it now."""
+        source = self.source if source is None else source
         if self.sink is not None:
             result, exc = raw.describe()
-            self.record_delivery(result.steps[0].event, exc, result, icount)
+            self.record_delivery(result.steps[0].event, exc, result, icount, source)
             return
         icount = self.core.icount if icount is None else icount
         index = self.trace.next_index()
 
         def entry() -> TraceEntry:
             result, exc = raw.describe()
-            return self.entries(result.steps[0].event, exc, result, icount, index, "")[0]
+            return self.entries(result.steps[0].event, exc, result, icount, index, "", source)[0]
 
         self.trace.add_deferred(entry)
 
-    def entries(self, event, exc, result, icount: int, index: int, insn: str) -> list[TraceEntry]:
+    def entries(
+        self, event, exc, result, icount: int, index: int, insn: str, source: str = ""
+    ) -> list[TraceEntry]:
         where = self.describe(exc.linear)
         if exc.cs is not None and exc.mode in ("real", "prot16"):
             where = (
@@ -109,6 +120,7 @@ class TraceRecorder:
                     escalation=step.escalation,
                     cause=ev.reason,
                     handler=step.gate.offset if step.gate else None,
+                    source=source if ev.kind == "external" else "",
                 )
             )
         return entries

@@ -70,10 +70,15 @@ class TraceEntry:
     escalation: str  # what a failure turned into
     cause: str = ""  # why the event happened (e.g. the walk that failed)
     handler: int | None = None  # the gate's target offset, when a gate was read
+    # an external interrupt's origin: "8259 IRQ 0", "I/O APIC pin 2", "LAPIC timer", "IPI",
+    # "LINT0", "NMI (LINT1)", "spurious" (the local APIC's spurious vector)
+    source: str = ""
 
     def line(self) -> str:
         """One line, in the spirit of QEMU's `-d int`."""
         text = f"[{self.instructions:>12,}] {self.name}"
+        if self.source:
+            text += f" from {self.source}"
         if self.error_code is not None:
             text += f" err=0x{self.error_code:x} ({self.error_decoded})"
         if self.cr2 is not None:
