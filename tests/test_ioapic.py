@@ -175,3 +175,19 @@ def test_ioapic_pin_lines_are_what_devices_get(tmp_path) -> None:
     m.isa_irq(0).raise_()
     assert m.pics.master.irr & 1 and m.ioapic.levels & (1 << 2)
     assert IOAPIC == 0xFEC00000
+
+
+def test_checkpoint_round_trip_through_the_io_apic(tmp_path) -> None:
+    m = Machine.from_elf(pit_guest(tmp_path, 0x8030))  # level-triggered: remote IRR in play
+    m.run(max_instructions=300_000)
+    cp = m.checkpoint()
+    assert cp.devices["ioapic"].lines  # the pins' levels are saved, not the wires
+    first = m.run(max_instructions=5_000_000)
+    seen, state = vectors(m), m.ioapic.to_dict()
+    m.restore(cp)
+    again = m.run(max_instructions=5_000_000)
+    assert (vectors(m), m.ioapic.to_dict(), again.instructions) == (
+        seen, state, first.instructions
+    )
+    m.isa_irq(5).raise_()  # the restored pins are still the wires the ISA lines drive
+    assert m.ioapic.levels & (1 << 5)
