@@ -190,7 +190,6 @@ class LocalApic:
         if self.base != old_base and self.on_base_change is not None:
             self.on_base_change(old_base, self.base)
         self.events_changed = True
-        self._update()
 
     # ------------------------------------------------------------ registers
     def mem_read(self, offset: int, size: int) -> int:
@@ -261,8 +260,10 @@ class LocalApic:
             self.apic_id = value >> 24
         elif offset == TPR:
             self.tpr = value & 0xFF
+            self._update()
         elif offset == EOI:
             self._eoi()
+            self._update()
         elif offset == LDR:
             self.ldr = value >> 24
         elif offset == DFR:
@@ -275,6 +276,7 @@ class LocalApic:
                 self.svr &= ~SVR_ENABLE  # the MSR disabled the APIC: the SVR cannot enable it
             if value & (1 << 12):
                 self._note("SVR bit 12 (EOI-broadcast suppression) is not supported: dropped")
+            self._update()
         elif offset == ESR:
             self.esr, self.esr_pending = self.esr_pending, 0
         elif offset == ICR_LO:
@@ -289,8 +291,8 @@ class LocalApic:
                 if (value >> 17) & 3 == 2:
                     self._note("LVT timer TSC-deadline mode: qemu64 has none, counts as one-shot")
                 self._rearm(self.now_ns())
-            elif n == LVT_LINT0 and self.lint0_level:
-                self._lint0_edge()
+            elif n == LVT_LINT0 and self._check_pic():
+                self._update()
         elif offset == TIMER_INITIAL:
             self.initial_count = value
             self.load_time = self.now_ns()
@@ -306,7 +308,6 @@ class LocalApic:
             self.esr_pending |= ESR_ILLEGAL_REGISTER
             self._note(f"write to reserved offset 0x{offset:03x}: ESR illegal register address")
             self._error()
-        self._update()
 
     def _note_divide_change(self) -> None:
         # QEMU keeps the load time and the next expiry; the count reads with the new shift
@@ -332,20 +333,38 @@ class LocalApic:
         return irrv
 
     @property
+    def accepts_pic(self) -> bool:
+        """QEMU's apic_accept_pic_intr: the 8259s' INTR reaches this APIC (and INTA may go to
+        them): the APIC is disabled in the MSR, or LINT0 is unmasked."""
+        return not self.enabled or not self.lvt[LVT_LINT0] & LVT_MASKED
+
+    @property
     def extint_active(self) -> bool:
-        """The 8259s' INTR passes through to the CPU (virtual wire)."""
-        if not self.lint0_level:
-            return False
-        lvt0 = self.lvt[LVT_LINT0]
-        return not self.enabled or (not lvt0 & LVT_MASKED and (lvt0 >> 8) & 7 == DM_EXTINT)
+        """The 8259s' INTR is high and passes through to the CPU (virtual wire)."""
+        return self.lint0_level and self.accepts_pic
 
     @property
     def interrupt_pending(self) -> bool:
-        """The CPU's INTR pin (an NMI is ``nmi_pending``)."""
+        """The CPU's INTR pin (an NMI is ``nmi_pending``). It behaves as QEMU's hard interrupt
+        request: raised by a deliverable vector or the 8259s through LINT0, lowered by INTA or
+        when neither can be the cause any more (``_update``), and left as it is otherwise (so
+        masking LINT0 after the 8259s raised it leaves it up, and INTA then finds the spurious
+        vector, as under QEMU)."""
         return self.intr.level
 
     def _update(self) -> None:
-        self.intr.set_level(self.extint_active or self._deliverable() > 0)
+        """QEMU's apic_update_irq."""
+        if self._deliverable() > 0:
+            self.intr.set_level(True)
+        elif not self.accepts_pic or not self.lint0_level:
+            self.intr.set_level(False)
+
+    def _check_pic(self) -> bool:
+        """QEMU's apic_check_pic: the 8259s' INTR is high and accepted: it is delivered again."""
+        if not self.extint_active:
+            return False
+        self._lint0_rise()
+        return True
 
     def accept(self, vector: int, level: bool, source: str) -> None:
         """A fixed (or lowest-priority) interrupt arrives for this APIC: into IRR."""
@@ -369,23 +388,26 @@ class LocalApic:
         """INTA: the interrupt the CPU takes now (QEMU's order: the 8259s through ExtINT first,
         then the highest deliverable IRR vector into ISR, the spurious vector if the PPR masks
         every requested one). None if nothing is pending any more."""
-        if self.extint_active:
-            vector = pic_acknowledge()
+        self.intr.set_level(False)  # INTA takes the request
+        if self.software_enabled:
+            intno = self._deliverable()
+            if intno < 0 and not self._check_pic():
+                return Acknowledged(self.svr & 0xFF, "spurious")
+            if intno > 0 and not self._check_pic():
+                bit = 1 << intno
+                self.irr &= ~bit
+                self.isr |= bit
+                self.last_source = self.irr_sources.pop(intno, "LAPIC")
+                self._update()
+                return Acknowledged(intno, self.last_source)
+        if not self.accepts_pic or not self.lint0_level:
             self._update()
-            return Acknowledged(vector, "8259")
-        if not self.software_enabled:
             return None
-        intno = self._deliverable()
-        if intno == 0:
-            return None
-        if intno < 0:
-            return Acknowledged(self.svr & 0xFF, "spurious")
-        bit = 1 << intno
-        self.irr &= ~bit
-        self.isr |= bit
-        self.last_source = self.irr_sources.pop(intno, "LAPIC")
+        vector = pic_acknowledge()
+        if self.lint0_level:
+            self._lint0_rise()  # the 8259s still request: INTR stays up
         self._update()
-        return Acknowledged(intno, self.last_source)
+        return Acknowledged(vector, "8259")
 
     def take_nmi(self) -> bool:
         """The CPU takes a pending NMI (vector 2): True if there was one."""
@@ -412,24 +434,27 @@ class LocalApic:
             return
         self.lint0_level = level
         self.events_changed = True
+        if not self.accepts_pic:
+            return  # QEMU's pic_irq_request: the change does not reach this APIC
         if level:
-            self._lint0_edge()
-        else:
-            lvt0 = self.lvt[LVT_LINT0]
-            if (lvt0 >> 8) & 7 == DM_FIXED and lvt0 & LVT_LEVEL:
-                self.irr &= ~(1 << (lvt0 & 0xFF))
-        self._update()
-
-    def _lint0_edge(self) -> None:
+            self._lint0_rise()
+            return
         lvt0 = self.lvt[LVT_LINT0]
-        if not lvt0 & LVT_MASKED and (lvt0 >> 8) & 7 != DM_EXTINT:
-            self._local(LVT_LINT0, "LINT0")
+        mode = (lvt0 >> 8) & 7
+        if mode == DM_FIXED and lvt0 & LVT_LEVEL:
+            self.irr &= ~(1 << (lvt0 & 0xFF))
+            self._update()
+        elif mode == DM_EXTINT:
+            self._update()  # (a fixed edge-triggered LINT0 leaves the request as it is: QEMU)
+
+    def _lint0_rise(self) -> None:
+        """The 8259s' INTR rises on LINT0 (QEMU's apic_deliver_pic_intr(1))."""
+        self._local(LVT_LINT0, "LINT0")
 
     def pulse_lint1(self) -> None:
         """A pulse on LINT1 (the NMI input: nothing on QEMU's pc machine drives it but the
         monitor's ``nmi`` command)."""
         self._local(LVT_LINT1, "LINT1")
-        self._update()
 
     def _local(self, n: int, source: str) -> None:
         """QEMU's apic_local_deliver: an LVT entry fires."""
@@ -443,7 +468,7 @@ class LocalApic:
             level = n in (LVT_LINT0, LVT_LINT1) and bool(lvt & LVT_LEVEL)
             self.accept(lvt & 0xFF, level, source)
         elif mode == DM_EXTINT:
-            self._update()  # the 8259s' INTR, when LINT0 is high
+            self.intr.set_level(True)  # the CPU asks the 8259s at INTA
         elif mode == DM_SMI:
             self._note(f"SMI delivery ({LVT_NAMES[n]} LVT) is not modelled: dropped")
         else:
@@ -554,7 +579,6 @@ class LocalApic:
             self.timer_interrupts += (now - self.next_expiry) // period + 1
             self.next_expiry = self._next_expiry(now)
         self.events_changed = True
-        self._update()
 
     def expiry_after(self, expiry: int) -> int | None:
         """The timer's interrupt after the one at ``expiry`` (None: one-shot, or stopped)."""

@@ -186,8 +186,6 @@ def test_checkpoint_round_trip_through_the_io_apic(tmp_path) -> None:
     seen, state = vectors(m), m.ioapic.to_dict()
     m.restore(cp)
     again = m.run(max_instructions=5_000_000)
-    assert (vectors(m), m.ioapic.to_dict(), again.instructions) == (
-        seen, state, first.instructions
-    )
+    assert (vectors(m), m.ioapic.to_dict(), again.instructions) == (seen, state, first.instructions)
     m.isa_irq(5).raise_()  # the restored pins are still the wires the ISA lines drive
     assert m.ioapic.levels & (1 << 5)

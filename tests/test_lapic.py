@@ -174,16 +174,41 @@ def test_msr_disable_cannot_be_undone_and_relocation_is_reported() -> None:
 
 
 def test_lint0_passes_the_8259s_through_unless_masked() -> None:
+    """QEMU's request semantics: INTA takes the request, the 8259s still asking raise it again;
+    masking LINT0 leaves a raised request as it is (INTA then finds nothing), a masked LINT0
+    does not hear the 8259s, and unmasking it with INTR high delivers again."""
     a, intr, _ = apic()
     a.set_lint0(True)
     assert intr.level
     assert a.acknowledge(lambda: 0x20).source == "8259"
+    assert intr.level  # the 8259s still ask
     a.mem_write(0x350, 4, 0x18700)  # LINT0 masked
+    assert intr.level and a.acknowledge(no_pic) is None and not intr.level
+    a.set_lint0(False)
+    a.set_lint0(True)
     assert not intr.level
     a.mem_write(0x350, 4, 0x8700)
     assert intr.level
     a.set_lint0(False)
     assert not intr.level
+
+
+def test_spurious_when_lint0_changes_under_a_request() -> None:
+    """images/apic's spurious interrupt, as QEMU gives it: the 8259s raise the request, LINT0
+    becomes a fixed vector the TPR holds back, the 8259s are masked: INTA finds the spurious
+    vector, and the held vectors follow once the TPR is lowered."""
+    a, intr, _ = apic()
+    a.mem_write(0x80, 4, 0x60)
+    a.mem_write(0x300, 4, 0x40000 | 0x50)
+    a.set_lint0(True)
+    a.mem_write(0x350, 4, 0x5F)
+    a.set_lint0(False)
+    assert intr.level
+    assert a.acknowledge(no_pic).source == "spurious"
+    a.mem_write(0x80, 4, 0)
+    assert a.acknowledge(no_pic).vector == 0x5F
+    a.mem_write(0xB0, 4, 0)
+    assert a.acknowledge(no_pic).vector == 0x50
 
 
 def test_lint1_nmi() -> None:
