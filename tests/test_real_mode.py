@@ -24,9 +24,9 @@ from emu.faults.delivery import (
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "qemu"
 
-# From GRUB's 32-bit protected mode to real mode through a trampoline copied to 0x8000, as
-# kernels do: 16-bit protected mode first, then CR0.PE=0 and a far jump, then the real-mode IVT.
-TO_REAL_MODE = """
+# GRUB's 32-bit protected mode to a 16-bit protected-mode trampoline copied to 0x8000, as
+# kernels do (the trampoline runs from "tramp" to "tramp_end", with DS and SS loaded).
+TO_16_BIT = """
     cld
     movl $tramp, %esi
     movl $0x8000, %edi
@@ -46,7 +46,12 @@ tramp:
     movw $0x10, %ax
     movw %ax, %ds
     movw %ax, %ss
-    movl %cr0, %eax
+"""
+
+# ... then CR0.PE=0 and a far jump to real mode, and the real-mode IVT.
+TO_REAL_MODE = (
+    TO_16_BIT
+    + """    movl %cr0, %eax
     andl $0xFFFFFFFE, %eax
     movl %eax, %cr0
     ljmp $0x0000, $(0x8000 + real - tramp)
@@ -67,6 +72,7 @@ ivt_desc:
 tramp_end:
     .code32
 """
+)
 HANDLER = "(0x8000 + handler - tramp)"
 
 
@@ -218,26 +224,9 @@ def test_real_mode_image_prints_what_qemu_printed(image) -> None:
             ("#GP", "real"), ("IRQ", "real")} <= kinds  # fmt: skip
 
 
-PROT16 = """
-    cld
-    movl $tramp, %esi
-    movl $0x8000, %edi
-    movl $(tramp_end - tramp), %ecx
-    rep movsb
-    lgdt gdt_desc
-    ljmp $0x08, $0x8000
-gdt:
-    .quad 0
-    .quad 0x00009A000000FFFF          /* 16-bit code, base 0 */
-    .quad 0x000092000000FFFF          /* 16-bit data, base 0 */
-gdt_desc:
-    .word 23
-    .long gdt
-tramp:
-    .code16
-    movw $0x10, %ax
-    movw %ax, %ds
-    movw %ax, %ss
+PROT16 = (
+    TO_16_BIT
+    + """
     movl $0x7000, %esp
     lidtl (0x8000 + idt_desc - tramp)
     int $0x80
@@ -258,6 +247,7 @@ idt_desc:
 tramp_end:
     .code32
 """
+)
 
 
 def test_16_bit_protected_mode_takes_a_32_bit_gate(tmp_path) -> None:
