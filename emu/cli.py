@@ -1,7 +1,9 @@
 """The ``triplefault`` command line.
 
-Every user-facing problem (bad kernel file, bad flag) is one line on stderr and exit status 2;
-a run's own exit status is documented in README.md (debug-exit follows QEMU).
+Every command that boots a kernel (run, debug, gdbserver, pt, translate) takes the same machine
+options, defined once here (``_machine_options``) and turned into a Machine once
+(``_machine_from``). Every user-facing problem (bad kernel file, bad flag) is one line on stderr
+and exit status 2; a run's own exit status is documented in README.md (debug-exit follows QEMU).
 """
 
 from __future__ import annotations
@@ -9,20 +11,48 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import sys
+import time
 import traceback
 from collections.abc import Sequence
+from pathlib import Path
 
 from devices.cmos_rtc import parse_rtc_base
 from devices.uart16550 import serial_input_from, serial_sink_for
 
 from .errors import ConfigError, EmuError, InternalError
-from .images import resolve_kernel
+from .images import IMAGES_DIR, bundled_names, resolve_kernel
 from .mmu import view as ptview
 from .version import LOADER_NAME, __version__
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE: an internal error (a bug in Triplefault)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
+COMPILE_SECONDS = 60  # measured: 15 to 70 s for numba to compile the hooks on 2 busy cores
+
+# One line per bundled image for `triplefault images` and the KERNEL help.
+IMAGE_SUMMARIES = {
+    "hello": "64-bit Multiboot2 demo: long mode, serial, VGA, self-tests, debug-exit (default)",
+    "hello-mb1": "the demo as a 32-bit Multiboot1 kernel (ELFCLASS32)",
+    "lost-in-32bit": "a 64-bit kernel that never enters long mode: #UD -> #GP -> #DF -> triple fault",
+    "lost-through-eax": "a kernel that loses the boot information pointer in EAX",
+    "faults": "exceptions through its own IDT: #PF, #GP, #UD, #DE, #BP and their error codes",
+    "faults-df": "a fault while delivering a fault: the double fault handler runs",
+    "faults-triple": "drops its IDT, then faults: a triple fault",
+    "paging": "its own 4-level tables: 4K/2M/1G pages, NX, read-only, user, a stale TLB entry",
+    "fb": "a Multiboot2 linear framebuffer kernel (draws, then exits)",
+    "timer": "PIT and PIC interrupts, HLT waits on the timer",
+    "probe-cpuid": "prints CPUID leaves and MSRs (platform probe)",
+    "probe-mbi": "prints the Multiboot2 boot information (platform probe)",
+    "probe-mbi1": "prints the Multiboot1 boot information (platform probe)",
+    "probe-bios": "prints the BIOS data areas and ROM landmarks (platform probe)",
+    "probe-openbus": "reads unassigned ports and memory (platform probe)",
+    "probe-devices": "prints the chips' state at hand-over (platform probe)",
+    "probe-tables": "prints the MP and ACPI tables (platform probe)",
+    "real-mode": "drops to real mode through a trampoline and takes interrupts via the IVT",
+}
 
 
 def _port(text: str) -> int:
@@ -60,6 +90,67 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"triplefault: error: {message} (see triplefault --help)\n")
 
 
+def _machine_options(serial_default: str) -> argparse.ArgumentParser:
+    """The options of every command that boots a kernel: the kernel, how it is loaded and the
+    machine around it. ``serial_default`` is where COM1 goes unless --serial says otherwise."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "kernel",
+        help="kernel ELF, or the name of a bundled image (`triplefault images` lists them)",
+    )
+    g = p.add_argument_group("the kernel and the machine (every command that boots one)")
+    g.add_argument("--append", "--cmdline", dest="cmdline", default="", help="kernel command line")
+    g.add_argument("--memory", "-m", default="128M", help="guest RAM size (default 128M)")
+    g.add_argument("--module", action="append", default=[], metavar="FILE[,ARGS]",
+                   help="load a boot module (repeatable)")  # fmt: skip
+    g.add_argument("--protocol", choices=("auto", "multiboot2", "multiboot1", "mb2", "mb1"),
+                   default="auto", help="force the boot protocol (default: auto)")  # fmt: skip
+    g.add_argument("--serial", default=serial_default,
+                   help=f"COM1 output: stdio, file:PATH or none (default {serial_default})")  # fmt: skip
+    g.add_argument("--serial-input", default=None,
+                   help="COM1 input: a literal string, file:PATH or stdio")  # fmt: skip
+    g.add_argument("--no-debug-exit", dest="debug_exit", action="store_false",
+                   help="do not map QEMU's isa-debug-exit device")  # fmt: skip
+    g.add_argument("--debug-exit-port", type=_port, default=0xF4,
+                   help="isa-debug-exit port (default 0xf4)")  # fmt: skip
+    g.add_argument("--trace", choices=("int",), action="append", default=[],
+                   help="int: log every exception and interrupt delivery on stderr "
+                   "(like QEMU's -d int)")  # fmt: skip
+    g.add_argument("--keys", default="", help="text typed on the PS/2 keyboard")
+    g.add_argument("--keys-at", type=_seconds, default=1.0,
+                   help="virtual time (seconds) of the first key of --keys (default 1)")  # fmt: skip
+    g.add_argument("--rtc-base", default="2024-01-01T00:00:00",
+                   help="the date the CMOS clock starts at (default 2024-01-01T00:00:00)")  # fmt: skip
+    g.add_argument("--reboot", action="store_true",
+                   help="on a triple fault, reset like a PC and boot again (default: stop)")  # fmt: skip
+    g.add_argument("--realtime", action="store_true",
+                   help="pace virtual time to the wall clock (HLT sleeps)")  # fmt: skip
+    g.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
+                   help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
+    g.add_argument("--loader-name", default=LOADER_NAME, metavar="TEXT",
+                   help=f"the boot loader name the kernel is given (default {LOADER_NAME!r})")  # fmt: skip
+    g.add_argument("--strict-memory", action="store_true",
+                   help="stop at an access to physical memory where nothing is (default: reads "
+                   "0, writes dropped, as on a PC)")  # fmt: skip
+    return p
+
+
+def _stop_options(p: argparse.ArgumentParser, *, after: bool = True) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--at", metavar="SYMBOL|ADDR",
+                       help="stop before the first instruction at SYMBOL or ADDR")  # fmt: skip
+    if after:
+        where.add_argument("--after", type=_count, metavar="N", help="stop after N instructions")
+    p.add_argument("--timeout", type=_seconds, default=30.0,
+                   help="stop after this many wall-clock seconds (default 30; 0 = never)")  # fmt: skip
+
+
+def _entry_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stub", action="store_true",
+                   help="start on the firmware stub (GRUB's hand-over code) instead of the "
+                   "kernel's entry point")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="triplefault", description="A full-system x86-64 emulator for kernel developers."
@@ -70,129 +161,38 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
+        parents=[_machine_options("stdio")],
         help="boot a Multiboot2/Multiboot1 kernel headless",
         description="Boot a kernel ELF the way GRUB 2.06 does and run it headless. "
         "Without KERNEL, boots the bundled demo kernel (images/hello).",
     )
-    run.add_argument(
-        "kernel",
-        nargs="?",
-        default="hello",
-        help="kernel ELF, or the name of a bundled image (hello, hello-mb1, lost-in-32bit)",
-    )
-    run.add_argument(
-        "--append", "--cmdline", dest="cmdline", default="", help="kernel command line"
-    )
-    run.add_argument("--memory", "-m", default="128M", help="guest RAM size (default 128M)")
-    run.add_argument(
-        "--module",
-        action="append",
-        default=[],
-        metavar="FILE[,ARGS]",
-        help="load a boot module (repeatable)",
-    )
-    run.add_argument(
-        "--protocol", choices=("auto", "multiboot2", "multiboot1", "mb2", "mb1"), default="auto"
-    )
-    run.add_argument(
-        "--timeout",
-        type=_seconds,
-        default=30.0,
-        help="stop after this many wall-clock seconds (default 30; 0 = never)",
-    )
-    run.add_argument(
-        "--max-instructions", type=_count, default=None, help="stop after exactly N instructions"
-    )
-    run.add_argument(
-        "--serial", default="stdio", help="COM1 output: stdio (default), file:PATH or none"
-    )
-    run.add_argument(
-        "--serial-input", default=None, help="COM1 input: a literal string, file:PATH or stdio"
-    )
-    run.add_argument(
-        "--no-debug-exit",
-        dest="debug_exit",
-        action="store_false",
-        help="do not map QEMU's isa-debug-exit device",
-    )
-    run.add_argument(
-        "--debug-exit-port", type=_port, default=0xF4, help="isa-debug-exit port (default 0xf4)"
-    )
-    run.add_argument(
-        "--trace",
-        choices=("int",),
-        action="append",
-        default=[],
-        help="int: log every exception and interrupt delivery as it happens (like QEMU's -d int)",
-    )
+    run.set_defaults(kernel="hello")
+    for action in run._actions:
+        if action.dest == "kernel":
+            action.nargs = "?"
+    _stop_options(run, after=False)
+    run.add_argument("--max-instructions", type=_count, default=None,
+                     help="stop after exactly N instructions")  # fmt: skip
     run.add_argument("--screen", action="store_true", help="print the final VGA text screen")
-    run.add_argument(
-        "--screen-color", action="store_true", help="print the final screen with ANSI colours"
-    )
-    run.add_argument(
-        "--screenshot",
-        metavar="PNG",
-        help="write the final screen as a PNG: the framebuffer of the VBE mode GRUB set for the "
-        "kernel's video request, else the VGA text screen (and, with --reboot, at each triple fault)",
-    )
-    run.add_argument(
-        "--realtime",
-        action="store_true",
-        help="pace virtual time to the wall clock (HLT sleeps); runs stay deterministic",
-    )
-    run.add_argument("--keys", default="", help="text typed on the PS/2 keyboard")
-    run.add_argument(
-        "--keys-at",
-        type=_seconds,
-        default=1.0,
-        help="virtual time (seconds) of the first key of --keys (default 1)",
-    )
-    run.add_argument(
-        "--rtc-base",
-        default="2024-01-01T00:00:00",
-        help="the date the CMOS clock starts at (then virtual time; default 2024-01-01T00:00:00)",
-    )
-    run.add_argument(
-        "--reboot",
-        action="store_true",
-        help="on a triple fault, reset like a PC and boot again (default: stop and explain)",
-    )
-    run.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
-                     help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
-    run.add_argument(
-        "--loader-name",
-        default=LOADER_NAME,
-        metavar="TEXT",
-        help=f"the boot loader name the kernel is given (default {LOADER_NAME!r}, GRUB's own)",
-    )
-    run.add_argument(
-        "--strict-memory",
-        action="store_true",
-        help="stop at an access to physical memory where nothing is (default: it reads 0 and "
-        "writes are dropped, as on a PC; the report lists the accesses)",
-    )
+    run.add_argument("--screen-color", action="store_true",
+                     help="print the final screen with ANSI colours")  # fmt: skip
+    run.add_argument("--screenshot", metavar="FILE",
+                     help="write the final screen as a picture (the framebuffer of the VBE mode "
+                     "GRUB set for the kernel's video request, else the VGA text screen) in the "
+                     "format the extension names (.png, .jpg, .bmp, .gif, .ppm...); with "
+                     "--reboot also at each triple fault, numbered FILE-1.png, FILE-2.png...")  # fmt: skip
     run.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     run.add_argument("--quiet", "-q", action="store_true", help="print no run report")
 
-    def inspect_args(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("kernel", help="kernel ELF, or the name of a bundled image")
-        where = sp.add_mutually_exclusive_group()
-        where.add_argument("--at", metavar="SYMBOL", help="stop when execution reaches SYMBOL")
-        where.add_argument("--after", type=_count, metavar="N", help="stop after N instructions")
-        sp.add_argument("--append", "--cmdline", dest="cmdline", default="")
-        sp.add_argument("--memory", "-m", default="128M")
-        sp.add_argument("--timeout", type=_seconds, default=30.0)
-        sp.add_argument("--plain", action="store_true", help="no colours")
-        sp.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
-                        help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
-
     pt = sub.add_parser(
         "pt",
+        parents=[_machine_options("none")],
         help="show the page tables of a kernel at a point of its run",
         description="Boot KERNEL, stop at --at SYMBOL, after --after N instructions, or where "
         "the run ends, and show the page tables CR3 points to.",
     )
-    inspect_args(pt)
+    _stop_options(pt)
+    pt.add_argument("--plain", action="store_true", help="no colours")
     view = pt.add_mutually_exclusive_group()
     view.add_argument(
         "--ranges", action="store_true", help="merged ranges, like QEMU's info mem (default)"
@@ -207,59 +207,94 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr = sub.add_parser(
         "translate",
+        parents=[_machine_options("none")],
         help="translate one virtual address, every paging level explained",
         description="Boot KERNEL, stop as for `pt`, and walk VADDR through the page tables.",
     )
-    inspect_args(tr)
     tr.add_argument("vaddr", help="the virtual address (hex or decimal)")
-    gs = sub.add_parser(
-        "gdbserver",
-        help="wait for gdb on 127.0.0.1:PORT, before the first instruction (like qemu -s -S)",
-        description="Boot KERNEL and serve the gdb remote protocol on 127.0.0.1:PORT, stopped "
-        "before the first instruction: gdb KERNEL -ex 'target remote :PORT'. Memory is read at "
-        "linear addresses through the MMU; `monitor trace`, `monitor walk VADDR` and `monitor pt` "
-        "show the fault trace and the page tables.",
-    )
-    gs.add_argument("kernel", help="kernel ELF, or the name of a bundled image")
-    gs.add_argument("--port", type=int, default=1234)
-    gs.add_argument("--append", "--cmdline", dest="cmdline", default="")
-    gs.add_argument("--memory", "-m", default="128M")
-    gs.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
-                    help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
-    gs.add_argument("--stop-on-exceptions", action="store_true",
-                    help="stop at every exception before it is delivered")  # fmt: skip
-    dbg = sub.add_parser(
-        "debug",
-        help="open the debugger (registers, code, fault trace, page tables; step and reverse)",
-        description="Boot KERNEL and open the Textual debugger on its first instruction. Keys: "
-        "s step, c continue, u reverse step, b breakpoint, e stop on exceptions, p page tables, "
-        "v screen, : command (break SYMBOL, delete ADDR, run N, goto N), q quit.",
-    )
-    dbg.add_argument("kernel", help="kernel ELF, or the name of a bundled image")
-    dbg.add_argument("--append", "--cmdline", dest="cmdline", default="")
-    dbg.add_argument("--memory", "-m", default="128M")
-    dbg.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
-                    help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
-    dbg.add_argument("--break", dest="breaks", action="append", default=[], metavar="SYMBOL",
-                     help="a breakpoint at SYMBOL or ADDR before the first instruction")  # fmt: skip
+    _stop_options(tr)
+    tr.add_argument("--plain", action="store_true", help="no colours")
     tr.add_argument("--access", choices=("read", "write", "fetch"), default="read")
     tr.add_argument("--cpl", type=int, choices=(0, 3), default=0)
+
+    gs = sub.add_parser(
+        "gdbserver",
+        parents=[_machine_options("stdio")],
+        help="wait for gdb on 127.0.0.1:PORT, stopped at the kernel's entry (like qemu -s -S)",
+        description="Boot KERNEL and serve the gdb remote protocol on 127.0.0.1:PORT, stopped "
+        "at the kernel's entry point: gdb KERNEL -ex 'target remote :PORT'. COM1 goes to "
+        "stdout (or --serial) while gdb drives. The server keeps listening after gdb detaches "
+        "or kills (kill boots the machine again) unless --once; `monitor help` lists the "
+        "monitor commands.",
+    )
+    gs.add_argument("--port", type=_port, default=1234, help="TCP port (default 1234; 0 = any)")
+    gs.add_argument("--once", action="store_true",
+                    help="exit when the first gdb session ends")  # fmt: skip
+    gs.add_argument("--stop-on-exceptions", action="store_true",
+                    help="stop at every exception before it is delivered")  # fmt: skip
+    gs.add_argument("--arch", choices=("auto", "i386", "amd64"), default="auto",
+                    help="the register layout gdb is given (default: i386 for an ELFCLASS32 "
+                    "kernel, amd64 otherwise)")  # fmt: skip
+    _entry_options(gs)
+
+    dbg = sub.add_parser(
+        "debug",
+        parents=[_machine_options("none")],
+        help="open the debugger (registers, code, fault trace, page tables; step and reverse)",
+        description="Boot KERNEL and open the Textual debugger at its entry point. Keys: "
+        "s step, c continue, u reverse step, b breakpoint, e stop on exceptions, p page tables, "
+        "v screen, : command (break SYMBOL, delete ADDR, run N, goto N), q quit. COM1 is shown "
+        "in its panel (--serial also copies it to a file).",
+    )
+    dbg.add_argument("--break", dest="breaks", action="append", default=[], metavar="SYMBOL",
+                     help="a breakpoint at SYMBOL or ADDR before the first instruction")  # fmt: skip
+    _entry_options(dbg)
+
+    sub.add_parser(
+        "images",
+        help="list the bundled kernel images, one line each",
+        description="List the bundled images: any command takes one of these names as KERNEL.",
+    )
     return p
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    from .machine import Machine  # imported here so `triplefault --help` stays fast
+# ------------------------------------------------------------------------------ machines
+def _announce_builds(kernel: str) -> None:
+    """Say so on stderr before something slow that happens once: building a bundled image,
+    compiling the native hooks."""
+    from .core import native
+
+    def compiling() -> None:
+        sys.stderr.write(f"triplefault: compiling native hooks (once, about {COMPILE_SECONDS} s)\n")
+        sys.stderr.flush()
+
+    native.on_first_compile = compiling
+    name = Path(kernel).name if Path(kernel).parent == Path("images") else kernel
+    built = IMAGES_DIR / "build" / f"{name}.elf"
+    if name in bundled_names() and not Path(kernel).is_file() and not built.is_file():
+        sys.stderr.write(f"triplefault: building the bundled image {name} (once)\n")
+        sys.stderr.flush()
+
+
+def _machine_from(args: argparse.Namespace, *, stdout_sink=None, **overrides):
+    """The Machine the shared options describe, with the kernel loaded: (machine, kernel path,
+    serial sink to close)."""
+    from .machine import Machine
 
     protocol = {"mb2": "multiboot2", "mb1": "multiboot1"}.get(args.protocol, args.protocol)
+    serial = args.serial
     try:
-        sink = serial_sink_for("none" if args.json and args.serial == "stdio" else args.serial)
+        if serial == "stdio" and stdout_sink is not None:
+            sink = stdout_sink
+        else:
+            sink = serial_sink_for(serial)
         serial_input = serial_input_from(args.serial_input) if args.serial_input else b""
         rtc_base = parse_rtc_base(args.rtc_base)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    _announce_builds(args.kernel)
     kernel = resolve_kernel(args.kernel)
-    machine = Machine.from_elf(
-        kernel,
+    options = dict(
         memory=args.memory,
         cmdline=args.cmdline,
         modules=args.module,
@@ -278,54 +313,164 @@ def _cmd_run(args: argparse.Namespace) -> int:
         loader_name=args.loader_name,
         cpu=args.cpu,
     )
+    options.update(overrides)
+    machine = Machine.from_elf(kernel, **options)
+    return machine, kernel, sink
+
+
+def _close(sink) -> None:
+    if hasattr(sink, "close"):
+        sink.close()
+
+
+def _break_at(machine, where: str) -> int:
+    """A breakpoint at SYMBOL or ADDR (hex or decimal); returns its address."""
+    try:
+        address: int | str = int(where, 0)
+    except ValueError:
+        address = where
+    return machine.add_breakpoint(address)
+
+
+def _to_entry(machine) -> str:
+    """Run the firmware stub (GRUB's hand-over code) to the kernel's entry point. Returns a
+    line saying where the machine now is."""
+    stub, entry = machine.boot.stub_addr, machine.boot.entry
+    had = entry in machine.core.breakpoints
+    machine.add_breakpoint(entry)
+    try:
+        result = machine.run(max_instructions=100_000)
+    finally:
+        if not had:
+            machine.remove_breakpoint(entry)
+    if result.stop_reason != "breakpoint":
+        raise ConfigError(f"the firmware stub did not reach the entry point 0x{entry:x} "
+                          f"({result.headline()})")  # fmt: skip
+    return (f"at the kernel's entry point 0x{entry:x} (the firmware stub at 0x{stub:x} has run, "
+            f"{machine.instructions} instructions)")  # fmt: skip
+
+
+# -------------------------------------------------------------------------------- run
+class _StdoutSink:
+    """COM1 to stdout, flushed at each write (so a pipe sees it as the guest writes)."""
+
+    def __call__(self, data: bytes) -> None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+
+def _screenshot_paths(path: str) -> tuple[str, str]:
+    """(stem, extension) of a --screenshot file, or a one-line error for an unknown format."""
+    from PIL import Image
+
+    stem, ext = os.path.splitext(path)
+    Image.init()
+    if ext.lower() not in Image.EXTENSION or ext.lower() not in {
+        e for e, f in Image.EXTENSION.items() if f in Image.SAVE
+    }:
+        raise ConfigError(f"--screenshot {path}: unknown picture format {ext or '(none)'!r}; "
+                          "use .png, .jpg, .bmp, .gif, .ppm, .tiff or .webp")  # fmt: skip
+    return stem, ext
+
+
+def _save_screenshot(machine, path: str) -> None:
+    """The screen as a PNG from the machine, converted to the format ``path``'s extension
+    names."""
+    import tempfile
+
+    from PIL import Image
+
+    if path.lower().endswith(".png"):
+        target = path
+        machine.screenshot(target)
+        return
+    with tempfile.NamedTemporaryFile(suffix=".png") as tmp:
+        machine.screenshot(tmp.name)
+        with Image.open(tmp.name) as im:
+            picture = im.convert("RGB")
+        picture.save(path)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
     if args.screenshot:
-        machine.on_triple_fault.append(lambda m: m.screenshot(args.screenshot))
+        stem, ext = _screenshot_paths(args.screenshot)
+    machine, kernel, sink = _machine_from(
+        args,
+        stdout_sink=_StdoutSink(),
+        **({"serial_sink": None} if args.json and args.serial == "stdio" else {}),
+    )
+    shots: list[str] = []
+    if args.screenshot:
+
+        def shot_at_reset(m) -> None:
+            shots.append(f"{stem}-{len(shots) + 1}{ext}")
+            _save_screenshot(m, shots[-1])
+
+        if args.reboot:
+            machine.on_triple_fault.append(shot_at_reset)
+    if args.at:
+        _break_at(machine, args.at)
+    t0 = time.perf_counter()
+    interrupted = False
     try:
         result = machine.run(max_instructions=args.max_instructions, timeout=args.timeout or None)
+    except KeyboardInterrupt:
+        interrupted = True
+        result = machine.result_now("interrupted", "Ctrl-C (SIGINT) after "
+                                    f"{time.perf_counter() - t0:.1f} s of wall time")  # fmt: skip
     finally:
-        if hasattr(sink, "close"):
-            sink.close()
+        _close(sink)
     if args.screenshot:
+        final = f"{stem}-{len(shots) + 1}{ext}" if shots else args.screenshot
         try:
-            machine.screenshot(args.screenshot)
+            _save_screenshot(machine, final)
         except OSError as e:
-            raise ConfigError(f"cannot write {args.screenshot}: {e.strerror}") from None
+            raise ConfigError(f"cannot write {final}: {e.strerror or e}") from None
+    screen = None
+    if args.screen or args.screen_color:
+        screen = machine.vga.ansi() if args.screen_color else machine.screen_text()
     if args.json:
-        json.dump(result.to_dict(), sys.stdout, indent=2)
+        data = result.to_dict()
+        data["screen"] = machine.screen_text()
+        json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")
-    elif not args.quiet:
+    elif args.quiet:
+        if screen is not None:
+            sys.stdout.write(screen + "\n")
+    else:
         sys.stdout.flush()
-        if args.screen or args.screen_color:
-            screen = machine.vga.ansi() if args.screen_color else machine.screen_text()
+        if screen is not None:
             sys.stderr.write("── screen " + "─" * 56 + "\n" + screen + "\n")
         if result.serial and not result.serial.endswith(b"\n") and args.serial == "stdio":
             sys.stderr.write("\n")
         sys.stderr.write("── triplefault run report " + "─" * 40 + "\n")
         sys.stderr.write(f"kernel: {kernel}\n")
         sys.stderr.write(result.describe() + "\n")
-    return result.exit_status
+    sys.stdout.flush()
+    return EXIT_INTERRUPTED if interrupted else result.exit_status
 
 
+# -------------------------------------------------------------------- pt, translate
 def _stop_point(args: argparse.Namespace):
     """Boot the kernel and run it to the requested point: (machine, result, description)."""
-    from .machine import Machine
-
-    kernel = resolve_kernel(args.kernel)
-    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline, cpu=args.cpu)
-    if args.at:
-        address = machine.add_breakpoint(args.at)
-        result = machine.run(timeout=args.timeout or None)
-        if result.stop_reason != "breakpoint":
-            raise ConfigError(
-                f"the run ended ({result.headline()}) before reaching {args.at} at 0x{address:x}"
-            )
-        where = f"at {args.at} (0x{address:x}), after {result.instructions:,} instructions"
-    elif args.after:
-        result = machine.run(max_instructions=args.after, timeout=args.timeout or None)
-        where = f"after {result.instructions:,} instructions ({result.stop_reason})"
-    else:
-        result = machine.run(timeout=args.timeout or None)
-        where = f"where the run ended ({result.stop_reason}), after {result.instructions:,} instructions"
+    machine, _kernel, sink = _machine_from(args)
+    try:
+        if args.at:
+            address = _break_at(machine, args.at)
+            result = machine.run(timeout=args.timeout or None)
+            if result.stop_reason != "breakpoint":
+                raise ConfigError(
+                    f"the run ended ({result.headline()}) before reaching {args.at} at 0x{address:x}"
+                )
+            where = f"at {args.at} (0x{address:x}), after {result.instructions:,} instructions"
+        elif args.after:
+            result = machine.run(max_instructions=args.after, timeout=args.timeout or None)
+            where = f"after {result.instructions:,} instructions ({result.stop_reason})"
+        else:
+            result = machine.run(timeout=args.timeout or None)
+            where = f"where the run ended ({result.stop_reason}), after {result.instructions:,} instructions"
+    finally:
+        _close(sink)
     return machine, result, where
 
 
@@ -368,36 +513,74 @@ def _cmd_translate(args: argparse.Namespace) -> int:
     return 0 if w.ok else 1
 
 
-def _cmd_gdbserver(args: argparse.Namespace) -> int:
-    from .gdbstub import GdbStub
-    from .machine import Machine
+# ------------------------------------------------------------------- gdbserver, debug
+def _source_hint(kernel: Path) -> str:
+    """The bundled images record source paths relative to images/: tell gdb where that is."""
+    try:
+        inside = kernel.resolve().is_relative_to(IMAGES_DIR / "build")
+    except OSError:
+        inside = False
+    return f" -ex 'directory {IMAGES_DIR}'" if inside else ""
 
-    kernel = resolve_kernel(args.kernel)
-    machine = Machine.from_elf(kernel, memory=args.memory, cmdline=args.cmdline, cpu=args.cpu)
-    if args.stop_on_exceptions:
-        machine.break_on_exceptions(*range(32))
-    stub = GdbStub(machine)
-    port = stub.listen(args.port)
-    sys.stderr.write(f"triplefault: waiting for gdb on 127.0.0.1:{port} "
-                     f"(gdb {kernel} -ex 'target remote :{port}')\n")  # fmt: skip
-    sys.stderr.flush()
-    stub.serve()
-    return 0
+
+def _cmd_gdbserver(args: argparse.Namespace) -> int:
+    from .gdbstub import AMD64, I386, GdbStub, layout_for
+
+    machine, kernel, sink = _machine_from(args, stdout_sink=_StdoutSink())
+    try:
+        where = "on the firmware stub" if args.stub else _to_entry(machine)
+        if args.stop_on_exceptions:
+            machine.break_on_exceptions(*range(32))
+        layout = {"i386": I386, "amd64": AMD64}.get(args.arch) or layout_for(machine)
+
+        def say(text: str) -> None:
+            sys.stderr.write(f"triplefault: {text}\n")
+            sys.stderr.flush()
+
+        stub = GdbStub(machine, say, once=args.once, layout=layout)
+        port = stub.listen(args.port)
+        say(f"{where}; {layout.architecture} registers")
+        say(f"waiting for gdb on 127.0.0.1:{port} "
+            f"(gdb {kernel}{_source_hint(kernel)} -ex 'target remote :{port}')")  # fmt: skip
+        return stub.serve()
+    finally:
+        _close(sink)
 
 
 def _cmd_debug(args: argparse.Namespace) -> int:
     from tui.app import DebuggerApp
 
-    from .machine import Machine
-
-    kernel = resolve_kernel(args.kernel)
-    machine = Machine.from_elf(
-        kernel, memory=args.memory, cmdline=args.cmdline, serial_sink=None, cpu=args.cpu
-    )
-    for where in args.breaks:
-        machine.add_breakpoint(int(where, 0) if where[:1].isdigit() else where)
-    DebuggerApp(machine, str(kernel)).run()
+    machine, kernel, sink = _machine_from(args)
+    try:
+        if not args.stub:
+            _to_entry(machine)
+        for where in args.breaks:
+            _break_at(machine, where)
+        DebuggerApp(machine, str(kernel)).run()
+    finally:
+        _close(sink)
     return 0
+
+
+def _cmd_images(_args: argparse.Namespace) -> int:
+    names = bundled_names()
+    width = max(map(len, names), default=0)
+    for name in names:
+        summary = IMAGE_SUMMARIES.get(name, "(no description)")
+        sys.stdout.write(f"{name:<{width}}  {summary}\n")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "pt": _cmd_pt, "translate": _cmd_translate, "debug": _cmd_debug,
+            "gdbserver": _cmd_gdbserver, "images": _cmd_images}  # fmt: skip
+
+
+def _quiet_broken_pipe() -> int:
+    """stdout's reader went away (``| head``): end as a filter does, without a traceback.
+    Further writes go to /dev/null so that flushing at exit cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -411,20 +594,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     try:
-        if args.command == "run":
-            return _cmd_run(args)
-        if args.command == "pt":
-            return _cmd_pt(args)
-        if args.command == "translate":
-            return _cmd_translate(args)
-        if args.command == "debug":
-            return _cmd_debug(args)
-        if args.command == "gdbserver":
-            return _cmd_gdbserver(args)
+        return COMMANDS[args.command](args)
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except EmuError as e:
         sys.stderr.write(f"triplefault: error: {e}\n")
         return EXIT_USAGE
     except InternalError as e:
+        if isinstance(e.error, BrokenPipeError):  # COM1 to a closed stdout, from a hook
+            return _quiet_broken_pipe()
         # a bug of ours, not the guest's or the input's: one line, the traceback with -v
         if args.verbose:
             traceback.print_exception(e.error)
@@ -432,6 +610,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
     except KeyboardInterrupt:
         sys.stderr.write("triplefault: interrupted\n")
-        return 130
-    parser.print_help()
-    return EXIT_USAGE
+        return EXIT_INTERRUPTED

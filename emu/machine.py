@@ -429,6 +429,11 @@ class Machine(DebugFeatures):
     def cpu_state(self) -> CpuState:
         return self.core.state()
 
+    def result_now(self, reason: str, detail: str = "") -> RunResult:
+        """A result for the state the machine is in now (e.g. a run the host interrupted with
+        Ctrl-C): the report a stop gives, with ``reason`` as its stop reason."""
+        return self._result(reason, time.perf_counter(), detail=detail)
+
     def read_physical(self, address: int, size: int) -> bytes:
         """What the guest reads at a physical address (RAM, ROM, device memory; 0 where nothing
         is, all-ones for device registers, which are not read: no side effects)."""

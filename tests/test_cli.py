@@ -187,3 +187,138 @@ def test_pt_and_translate_commands(image) -> None:
     assert p.returncode == 1 and b"PTE.RW=0 and CR0.WP=1 on a supervisor write" in p.stdout
     p = triplefault("pt", "hello", "--at", "no_such_symbol")
     assert p.returncode == 2 and p.stderr.startswith(b"triplefault: error: no symbol")
+
+
+# ------------------------------------------------------------------------- hygiene
+def test_a_closed_pipe_ends_quietly(image) -> None:
+    image("hello")
+    for args in (["--json", "-q"], ["--timeout", "3"]):
+        p = subprocess.Popen([sys.executable, "-m", "emu", "run", "hello", *args], cwd=ROOT,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        assert p.stdout.read(10)  # then the reader goes away, as `| head -c 10` does
+        p.stdout.close()
+        err = p.stderr.read().decode()
+        p.stderr.close()
+        p.wait(60)
+        assert "Traceback" not in err and "BrokenPipeError" not in err, err
+        assert p.returncode in (1, 141), (args, p.returncode)  # done, or ended as by SIGPIPE
+
+
+def test_ctrl_c_prints_the_report_and_exits_130(image) -> None:
+    import signal
+    import time
+
+    image("faults-triple")
+    p = subprocess.Popen(
+        [sys.executable, "-m", "emu", "run", "faults-triple", "--reboot", "--timeout", "0"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    assert p.stdout.readline()  # the kernel runs (and reboots forever)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    report = err.decode()
+    assert p.returncode == 130, report
+    assert "run report" in report and "stop: interrupted: Ctrl-C (SIGINT)" in report
+    assert "  at 0x" in report and "Traceback" not in report
+
+
+def test_screen_with_quiet_and_json(image) -> None:
+    p = triplefault("run", "hello", "--screen", "-q", "--serial", "none")
+    assert p.returncode == 1 and p.stderr == b""
+    assert p.stdout.startswith(b"Triplefault hello") and b"All tests passed" not in p.stdout[:20]
+    data = json.loads(triplefault("run", "hello", "--json").stdout)
+    assert data["screen"].startswith("Triplefault hello")
+    assert p.stdout.decode().rstrip("\n") == data["screen"]
+
+
+def test_run_at_stops_there(image) -> None:
+    p = triplefault("run", "hello", "--at", "kmain", "--json")
+    data = json.loads(p.stdout)
+    assert p.returncode == 4 and data["stop_reason"] == "breakpoint"
+    assert "kmain" in data["location"]
+    p = triplefault("run", "hello", "--at", "no_such_symbol")
+    assert p.returncode == 2 and p.stderr.startswith(b"triplefault: error: no symbol")
+
+
+def test_images_lists_every_bundled_image() -> None:
+    from emu.images import bundled_names
+
+    p = triplefault("images")
+    lines = p.stdout.decode().splitlines()
+    assert p.returncode == 0 and [line.split()[0] for line in lines] == bundled_names()
+    assert all("(no description)" not in line and len(line.split()) > 2 for line in lines)
+
+
+def test_first_compile_is_announced(capsys) -> None:
+    from emu import cli
+    from emu.core import native
+
+    saved = native.on_first_compile
+    try:
+        cli._announce_builds("hello")
+        native._first_compile()
+        native._first_compile()  # once only
+    finally:
+        native.on_first_compile = saved
+    err = capsys.readouterr().err
+    assert err.count(f"compiling native hooks (once, about {cli.COMPILE_SECONDS} s)") == 1
+
+
+BOOTING = ("run", "debug", "gdbserver", "pt", "translate")
+
+
+def _options_of(command: str) -> set[str]:
+    from emu.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and a.choices)
+    return {s for a in sub.choices[command]._actions for s in a.option_strings}
+
+
+def test_every_command_that_boots_takes_the_same_machine_options() -> None:
+    shared = _options_of("run") & _options_of("gdbserver")
+    for flag in ("--serial", "--serial-input", "--module", "--keys", "--protocol", "--rtc-base",
+                 "--append", "--memory", "--cpu", "--no-debug-exit", "--trace"):  # fmt: skip
+        assert flag in shared
+    for command in BOOTING:
+        assert shared <= _options_of(command) | {"--at", "--timeout"}, command
+
+
+def test_every_option_the_readme_names_exists() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    sections = re.split(r"^## ", readme, flags=re.MULTILINE)
+    where = {"Booting a kernel": ("run",), "Looking at page tables": ("pt", "translate"),
+             "The debugger": ("debug",), "With gdb": ("gdbserver",),
+             "Options of every command that boots a kernel": BOOTING}  # fmt: skip
+    checked = 0
+    for section in sections:
+        title = section.splitlines()[0] if section else ""
+        commands = where.get(title)
+        if commands is None:
+            continue
+        known = set.union(*(_options_of(c) for c in commands)) if len(commands) < 5 else None
+        for flag in set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", section)):
+            if flag.startswith("--triplefault"):
+                continue  # the pytest plugin's
+            for command in commands if known is None else ("any",):
+                options = _options_of(command) if known is None else known
+                assert flag in options, f"README section {title!r}: {flag} not in {commands}"
+                checked += 1
+    assert checked > 30
+
+
+def test_screenshot_format_from_the_extension(image, tmp_path: Path) -> None:
+    jpg = tmp_path / "shot.jpg"
+    p = triplefault("run", "hello", "-q", "--screenshot", str(jpg))
+    assert p.returncode == 1, p.stderr
+    assert jpg.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG
+    bad = triplefault("run", "hello", "-q", "--screenshot", str(tmp_path / "shot.xyz"))
+    err = bad.stderr.decode()
+    assert bad.returncode == 2 and err.count("\n") == 1 and "unknown picture format" in err
+    p = triplefault("run", "faults-triple", "--reboot", "--max-instructions", "30000", "-q",
+                    "--screenshot", str(tmp_path / "boot.png"))  # fmt: skip
+    shots = sorted(x.name for x in tmp_path.glob("boot-*.png"))
+    assert len(shots) >= 3 and shots[0] == "boot-1.png"
+    assert not (tmp_path / "boot.png").exists()

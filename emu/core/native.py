@@ -20,6 +20,7 @@ import importlib
 import importlib.util
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ class NativeFunction:
 
 
 _loaded: dict[tuple[str, str], NativeFunction] = {}
+# Called once, before the first compilation in this process (the CLI says why the user waits).
+on_first_compile: Callable[[], None] | None = None
 _keepalive: list[object] = []  # JIT engines and compiled functions must outlive their use
 
 
@@ -175,7 +178,15 @@ def load(module: str, func: str, signature_attr: str) -> NativeFunction:
     return fn
 
 
+def _first_compile() -> None:
+    global on_first_compile
+    notice, on_first_compile = on_first_compile, None
+    if notice is not None:
+        notice()
+
+
 def _compile(module: str, func: str, signature_attr: str, key: str) -> NativeFunction:
+    _first_compile()
     import numba
 
     mod = importlib.import_module(module)
