@@ -52,7 +52,25 @@ IMAGE_SUMMARIES = {
     "probe-devices": "prints the chips' state at hand-over (platform probe)",
     "probe-tables": "prints the MP and ACPI tables (platform probe)",
     "real-mode": "drops to real mode through a trampoline and takes interrupts via the IVT",
+    "bios": "calls the BIOS services from a real-mode trampoline (INT 10h, 12h, 15h, 16h, 1Ah)",
 }
+
+
+def _image_summary(name: str) -> str:
+    """The one line `triplefault images` shows: ours, else the first sentence of the image's
+    section in images/README.md."""
+    import re
+
+    if name in IMAGE_SUMMARIES:
+        return IMAGE_SUMMARIES[name]
+    readme = IMAGES_DIR / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
+        title, _, body = section.partition("\n")
+        if name in (t.strip() for t in title.split(",")):
+            paragraph = body.strip().split("\n\n")[0].replace("\n", " ")
+            return re.split(r"(?<=[.:])\s", paragraph)[0].rstrip(":.")
+    return "(not described in images/README.md)"
 
 
 def _port(text: str) -> int:
@@ -566,7 +584,7 @@ def _cmd_images(_args: argparse.Namespace) -> int:
     names = bundled_names()
     width = max(map(len, names), default=0)
     for name in names:
-        summary = IMAGE_SUMMARIES.get(name, "(no description)")
+        summary = _image_summary(name)
         sys.stdout.write(f"{name:<{width}}  {summary}\n")
     return 0
 

@@ -247,7 +247,7 @@ def test_images_lists_every_bundled_image() -> None:
     p = triplefault("images")
     lines = p.stdout.decode().splitlines()
     assert p.returncode == 0 and [line.split()[0] for line in lines] == bundled_names()
-    assert all("(no description)" not in line and len(line.split()) > 2 for line in lines)
+    assert all("not described" not in line and len(line.split()) > 2 for line in lines)
 
 
 def test_first_compile_is_announced(capsys) -> None:
