@@ -487,3 +487,39 @@ def test_real_gdb_watchpoint_stops_right_after_the_write(image) -> None:
     # the first write that changes the cell is the banner's 'T' (0x1f54)
     assert "Old value = 1824\nNew value = 8020" in text
     thread.join(10)
+
+
+@needs_gdb
+def test_real_gdb_with_a_module_and_the_serial_in_a_file(image, tmp_path: Path) -> None:
+    module = tmp_path / "initrd.bin"
+    module.write_bytes(b"MODULE-BYTES" * 10)
+    serial = tmp_path / "com1.txt"
+    s = Server(str(image("probe-mbi")), "--once", "--module", f"{module},initrd args",
+               "--serial", f"file:{serial}", "--append", "hello gdb")  # fmt: skip
+    text = _gdb(s.port, image("probe-mbi"), "continue")
+    status, out, _err = s.finish()
+    assert "exited with code" in text and out == ""
+    com1 = serial.read_text()
+    assert "(120 bytes) string \"initrd args\"" in com1 and "hello gdb" in com1
+    assert "module first bytes: 4d 4f 44 55 4c 45 2d 42" in com1  # "MODULE-B"
+
+
+@needs_gdb
+def test_real_gdb_amd64_layout_for_a_32bit_kernel(image) -> None:
+    """As docs/debugging.md says for a 32-bit kernel that enters long mode: --arch amd64 and
+    gdb's architecture set by hand give the 64-bit registers."""
+    kernel = image("hello-mb1")
+    s = Server(str(kernel), "--once", "--arch", "amd64")
+    text = _gdb(s.port, None, "info registers rip rax r15", "kill")
+    status, _out, err = s.finish()
+    assert "i386:x86-64 registers" in err
+    # with no file given, gdb takes the target's description first, then the ELF it names
+    assert re.search(r"rax\s+0x2badb002", text) and re.search(r"r15\s+0x0", text), text
+    args = ["gdb", "-batch", "-nx", "-ex", "set architecture i386:x86-64"]
+    s = Server(str(kernel), "--once", "--arch", "amd64")
+    out = subprocess.run(args + ["-ex", f"target remote :{s.port}", "-ex",
+                                 "info registers rip rax r15", "-ex", "kill"],
+                         capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    s.finish()
+    assert re.search(r"rax\s+0x2badb002", out.stdout), out.stdout + out.stderr
+    assert re.search(r"r15\s+0x0", out.stdout)
