@@ -500,7 +500,7 @@ def test_real_gdb_with_a_module_and_the_serial_in_a_file(image, tmp_path: Path) 
     status, out, _err = s.finish()
     assert "exited with code" in text and out == ""
     com1 = serial.read_text()
-    assert "(120 bytes) string \"initrd args\"" in com1 and "hello gdb" in com1
+    assert '(120 bytes) string "initrd args"' in com1 and "hello gdb" in com1
     assert "module first bytes: 4d 4f 44 55 4c 45 2d 42" in com1  # "MODULE-B"
 
 
