@@ -63,6 +63,10 @@ def _image_summary(name: str) -> str:
 
     if name in IMAGE_SUMMARIES:
         return IMAGE_SUMMARIES[name]
+    if name.startswith("video"):  # one source, many builds: the request is in the name
+        protocol = "Multiboot1" if "-mb1" in name else "Multiboot2"
+        request = name.removeprefix("video").removeprefix("-mb1").strip("-") or "the default"
+        return f"asks GRUB ({protocol}) for a video mode: {request}; prints what it got"
     readme = IMAGES_DIR / "README.md"
     text = readme.read_text() if readme.is_file() else ""
     for section in re.split(r"^## ", text, flags=re.MULTILINE)[1:]:
