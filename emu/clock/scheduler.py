@@ -352,14 +352,4 @@ class Scheduler:
             return False
         if (self.lapic or self.pics).interrupt_pending:
             return True
-        now = self.now_ns()
-        event = self.next_event(now)
-        if event is None:
-            return False
-        self.idle_ns = self._idle_ns + max(0, event - now)
-        if self.realtime:
-            wall0, virtual0 = self.realtime_origin
-            ahead = (self.now_ns() - virtual0) / 1e9 - (time.perf_counter() - wall0)
-            if ahead > 0:
-                time.sleep(ahead)
-        return True
+        return self.skip_to_next_event()

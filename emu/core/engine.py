@@ -628,13 +628,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 if end is not None:
                     return end
                 continue
-            memory_end = self._memory_error(err)
-            if memory_end is not None:
-                return memory_end
-            if err != UC_ERR_OK:
-                rip = self.uc.reg_read(X.UC_X86_REG_RIP)
-                return SliceEnd(KIND_UNSUPPORTED, f"the CPU core stopped at 0x{rip:x} with "
-                                f"{UcError(err)}, which no guest event explains", None, rip)  # fmt: skip
+            engine_end = self._engine_error(err)
+            if engine_end is not None:
+                return engine_end
             if flags & K.STOP_MISS:
                 self._learn_block(
                     int(ctx[K.CTX_MISS_PC]), int(ctx[K.CTX_MISS_SIZE]), int(ctx[K.CTX_MISS_BITS])
@@ -654,8 +650,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             return SliceEnd(KIND_UNSUPPORTED, f"the CPU core stopped at 0x{rip:x} without a "
                             "reason Triplefault knows (not HLT, no hook asked)", None, rip)  # fmt: skip
 
-    def _memory_error(self, err: int) -> SliceEnd | None:
-        """The engine's memory errors as guest outcomes (run and step alike)."""
+    def _engine_error(self, err: int) -> SliceEnd | None:
+        """An error emu_start returned, as a guest outcome (run and step alike): memory where
+        nothing is, else one no guest event explains. None for UC_ERR_OK."""
         if err == UC_ERR_FETCH_PROT and self.memory is not None:
             rip = self.uc.reg_read(X.UC_X86_REG_RIP)
             self._account_partial_block(rip)
@@ -676,6 +673,10 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 None,
                 address,
             )
+        if err != UC_ERR_OK:
+            rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+            return SliceEnd(KIND_UNSUPPORTED, f"the CPU core stopped at 0x{rip:x} with "
+                            f"{UcError(err)}, which no guest event explains", None, rip)  # fmt: skip
         return None
 
     def step(self) -> SliceEnd | None:
@@ -713,12 +714,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             if self.uc.reg_read(X.UC_X86_REG_RIP) != rip:
                 self.ctx[K.CTX_ICOUNT] += 1
             return self._refused_fill()
-        memory_end = self._memory_error(err)
-        if memory_end is not None:
-            return memory_end
-        if err != UC_ERR_OK:
-            return SliceEnd(KIND_UNSUPPORTED, f"the CPU core stopped at 0x{rip:x} with "
-                            f"{UcError(err)}, which no guest event explains", None, rip)  # fmt: skip
+        engine_end = self._engine_error(err)
+        if engine_end is not None:
+            return engine_end
         if self._raised_fault or self._step_counted:
             return stop  # a fault did not retire its instruction; a trap was counted
         self.ctx[K.CTX_ICOUNT] += 1

@@ -101,8 +101,7 @@ class CpuInstructions:
         the block (its REP count is the instruction's own state)."""
         env = self.internals
         eip = env.u64(I.ENV_EIP)  # synced to the OUT by Unicorn before the hooks
-        _sel, base, _limit, _flags = env.segment(I.SEG_CS)
-        linear = eip if env.hflags & I.HF_CS64 else base + eip
+        linear = self._code_segment()[1] + eip
         code = self._read_linear(linear, 15)
         n = 0
         while n < len(code) and (code[n] in _LEGACY_PREFIXES or (
