@@ -179,19 +179,57 @@ class CmosRtc:
             self._note("read of the index port 0x70")
             return 0xFF
         now = self.now_ns()
-        self.tick(now)
         reg = self.index
+        if reg != REG_C:
+            return self._register(reg, now)
+        # the flags of everything that happened by now (the only register they show in: reading
+        # any other leaves the clock's state as it is)
+        self.tick(now)
+        value = self.ram[REG_C]
+        self.ram[REG_C] = 0  # reading C clears the flags and acknowledges IRQ 8
+        self._update_irq()
+        return value
+
+    def _register(self, reg: int, now: int) -> int:
+        """What register ``reg`` (not C) reads at virtual time ``now``."""
         if reg in (SECONDS, MINUTES, HOURS, WEEKDAY, DAY, MONTH, YEAR, CENTURY):
             return self._time_register(reg, self.now(now))
         if reg == REG_A:
             uip = A_UIP if (now % NS) >= NS - UIP_NS and not self.ram[REG_B] & B_SET else 0
             return (self.ram[REG_A] & 0x7F) | uip
-        if reg == REG_C:
-            value = self.ram[REG_C]
-            self.ram[REG_C] = 0  # reading C clears the flags and acknowledges IRQ 8
-            self._update_irq()
-            return value
         return self.ram[reg]
+
+    def stable_read(self, offset: int) -> tuple[int, int | None] | None:
+        """What a read of ``offset`` returns now, with no side effect, at every virtual time
+        before ``until`` (None: until the next access): (value, until). The time registers
+        hold until the next second (while SET freezes them: until the next access), register A
+        until its update-in-progress bit next changes, register C (read-clears, and set by
+        time) never; the index port only once its read has been logged."""
+        if offset & 1 == 0:
+            return (0xFF, None) if "read of the index port 0x70" in self._logged else None
+        reg = self.index
+        if reg == REG_C:
+            return None
+        if reg not in (SECONDS, MINUTES, HOURS, WEEKDAY, DAY, MONTH, YEAR, CENTURY, REG_A):
+            return self.ram[reg], None
+        now = self.now_ns()
+        frozen = self.ram[REG_B] & B_SET
+        if reg == REG_A:
+            if frozen:
+                return self.ram[REG_A] & 0x7F, None
+            second = now - now % NS
+            uip_from = second + NS - UIP_NS
+            until = uip_from if now < uip_from else second + NS
+        else:
+            until = None if frozen else now - now % NS + NS
+        return self._register(reg, now), until
+
+    def stable_write(self, offset: int) -> int | None:
+        """The value whose write to ``offset`` changes nothing: at the index port, the index
+        (and NMI bit) already selected; None for the data port."""
+        if offset & 1:
+            return None
+        return self.index | (0x80 if self.nmi_disabled else 0)
 
     def write(self, offset: int, size: int, value: int) -> None:
         value &= 0xFF

@@ -131,6 +131,9 @@ class I8042:
             self._update_irq()
             self._feed()
             return value
+        return self._status()
+
+    def _status(self) -> int:
         status = ST_UNLOCKED
         if self.output:
             status |= ST_OBF
@@ -139,6 +142,16 @@ class I8042:
         if self.last_was_command:
             status |= ST_CMD
         return status
+
+    def stable_read(self, offset: int) -> tuple[int, int | None] | None:
+        """What a read of 0x60 (offset 0) or 0x64 (offset 4) returns, with no side effect, until
+        the controller is next accessed or a key comes: (value, None). The status never
+        changes by being read; the data port only while nothing waits to be read or typed."""
+        if offset & 4:
+            return self._status(), None
+        if self.output or self.keys:
+            return None
+        return 0, None
 
     def write(self, offset: int, size: int, value: int) -> None:
         value &= 0xFF
@@ -255,6 +268,9 @@ class _Port:
     def read(self, offset: int, size: int) -> int:
         return self.device.read(self.offset, size)
 
+    def stable_read(self, offset: int) -> tuple[int, int | None] | None:
+        return self.device.stable_read(self.offset)
+
     def write(self, offset: int, size: int, value: int) -> None:
         self.device.write(self.offset, size, value)
 
@@ -299,6 +315,9 @@ class SystemControlA:
 
     def read(self, offset: int, size: int) -> int:
         return self.value
+
+    def stable_read(self, offset: int) -> tuple[int, int | None]:
+        return self.value, None  # until written
 
     def write(self, offset: int, size: int, value: int) -> None:
         self.value = value & 0x02  # A20 itself is always on in this machine

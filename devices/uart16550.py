@@ -280,6 +280,38 @@ class Uart16550:
             return self._read_msr()
         return self.scr
 
+    def stable_read(self, offset: int) -> tuple[int, int | None] | None:
+        """What a byte read of ``offset`` returns, with no side effect, until the UART is next
+        accessed or the host sends it something: (value, None); None where the read would
+        change the chip (a character to take, error or delta bits to clear, a THRE interrupt
+        the IIR read acknowledges) or bytes wait on the host side to enter the FIFO."""
+        if self.host_queue and not self.mcr & MCR_LOOP:
+            return None  # a read of RBR, IIR or LSR lets the line deliver
+        offset &= 7
+        dlab = self.lcr & LCR_DLAB
+        if offset == RBR:
+            if dlab:
+                return self.dll, None
+            return None if self.rx_fifo else (self.rbr, None)
+        if offset == IER:
+            return (self.dlm if dlab else self.ier), None
+        if offset == IIR:
+            iid = self._interrupt_id()
+            if iid == IIR_THRE:
+                return None
+            return iid | (IIR_FIFOS_ENABLED if self.fcr & FCR_ENABLE else 0), None
+        if offset == LCR:
+            return self.lcr, None
+        if offset == MCR:
+            return self.mcr, None
+        if offset == LSR:
+            if self.lsr & (LSR_LINE_ERRORS | LSR_RX_FIFO_ERROR):
+                return None
+            return self.lsr, None
+        if offset == MSR:
+            return None if self.msr & MSR_DELTAS else (self.msr, None)
+        return self.scr, None
+
     def write(self, offset: int, size: int, value: int) -> None:
         if size != 1:
             self._note(f"{size}-byte write", "accessed as a byte (the low byte of the value)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,6 +36,8 @@ class PortRange:
     device: PortDevice
     name: str
     byte_only: bool = True
+    # the device whose state an access changes (a device decoding several ranges: one owner)
+    owner: object = None
 
     @property
     def end(self) -> int:
@@ -52,15 +55,24 @@ class PortBus:
     _logged: set[tuple[str, int]] = field(default_factory=set, repr=False)
     # the range decoding each port (None: nobody), filled by ``map``
     _table: list[PortRange | None] = field(default_factory=lambda: [None] * _TABLE_SIZE, repr=False)
+    # called after a range is mapped (what was read from its ports before may not hold)
+    on_map: Callable[[], None] | None = field(default=None, repr=False)
 
     def map(
-        self, base: int, length: int, device: PortDevice, name: str, *, byte_only: bool = True
+        self,
+        base: int,
+        length: int,
+        device: PortDevice,
+        name: str,
+        *,
+        byte_only: bool = True,
+        owner: object = None,
     ) -> PortRange:
         if length <= 0:
             raise ConfigError(f"port range for {name} has zero length")
         if base < 0 or base + length > 0x10000:
             raise ConfigError(f"port range for {name} is outside 0x0000-0xFFFF")
-        new = PortRange(base, length, device, name, byte_only)
+        new = PortRange(base, length, device, name, byte_only, device if owner is None else owner)
         i = bisect.bisect_left(self._bases, base)
         for neighbour in self.ranges[max(0, i - 1) : i + 1]:
             if neighbour.base < new.end and base < neighbour.end:
@@ -71,6 +83,8 @@ class PortBus:
         self.ranges.insert(i, new)
         self._bases.insert(i, base)
         self._table[base : new.end] = [new] * length
+        if self.on_map is not None:
+            self.on_map()
         return new
 
     def find(self, port: int) -> PortRange | None:

@@ -154,6 +154,9 @@ def _machine_options(serial_default: str) -> argparse.ArgumentParser:
     g.add_argument("--strict-memory", action="store_true",
                    help="stop at an access to physical memory where nothing is (default: reads "
                    "0, writes dropped, as on a PC)")  # fmt: skip
+    g.add_argument("--no-port-table", dest="port_table", action="store_false",
+                   help="every port access through the Python device models, none answered "
+                   "from the compiled port read table (same results, slower polling)")  # fmt: skip
     return p
 
 
@@ -334,6 +337,7 @@ def _machine_from(args: argparse.Namespace, *, stdout_sink=None, **overrides):
         strict_memory=args.strict_memory,
         loader_name=args.loader_name,
         cpu=args.cpu,
+        port_table=args.port_table,
     )
     options.update(overrides)
     machine = Machine.from_elf(kernel, **options)

@@ -49,6 +49,7 @@ from .faults.diagnosis import diagnose
 from .faults.recorder import TraceRecorder
 from .faults.trace import FaultTrace, TraceEntry
 from .memory import PHYS_END, VGA_TEXT, VGA_WINDOW, PhysicalMemory, Region
+from .port_cache import PortCache
 from .report import RunResult, exit_status_for
 from .symbols import Symbolizer
 from .version import LOADER_NAME
@@ -151,6 +152,10 @@ class Machine(DebugFeatures):
     # The CPU: "qemu64" (QEMU 7.2's -cpu qemu64, what kernels meet under QEMU) or "unicorn"
     # (the engine's own Haswell-like model).
     cpu: str = "qemu64"
+    # Answer the port reads the devices publish ahead of time (a polled status register) from
+    # compiled code (emu/port_cache.py); False: every port access through the Python models.
+    # The results are the same either way.
+    port_table: bool = True
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -187,6 +192,12 @@ class Machine(DebugFeatures):
         self.scheduler = Scheduler(
             self.core, self.recorder.record_fast_delivery, realtime=self.realtime
         )
+        # the CPU reaches the bus through the port read table (Python takes what it misses)
+        self.ports = PortCache(self.bus, lambda ns: self.scheduler.count_at(ns))
+        self.ports.enabled = self.port_table
+        self.ports.attach(self.core.ctx)
+        self.core.port_read, self.core.port_write = self.ports.read, self.ports.write
+        self.scheduler.forget_published = self.ports.sync
         self._wire_devices()
         # the BIOS services behind the ROM's stubs: they reach the devices through the ports
         self.bios = BiosServices(size)
@@ -237,8 +248,8 @@ class Machine(DebugFeatures):
         self.rtc = CmosRtc(self.hpet.rtc_input, self.now_ns, self.rtc_base)
         self.bus.map(0x70, 2, self.rtc, "CMOS RTC")
         self.keyboard = I8042(self.isa_irq(1), self.isa_irq(12), self._reset_request)
-        self.bus.map(0x60, 1, self.keyboard.port(0), "i8042 data")
-        self.bus.map(0x64, 1, self.keyboard.port(4), "i8042 status/command")
+        self.bus.map(0x60, 1, self.keyboard.port(0), "i8042 data", owner=self.keyboard)
+        self.bus.map(0x64, 1, self.keyboard.port(4), "i8042 status/command", owner=self.keyboard)
         self.port92 = SystemControlA(self._reset_request)
         self.bus.map(0x92, 1, self.port92, "system control port A")
         timed: list = [self.pit, self.rtc, self.hpet, self.lapic]
@@ -560,6 +571,7 @@ class Machine(DebugFeatures):
 
     def checkpoint(self) -> Checkpoint:
         """The whole machine now: CPU, RAM, device memory, devices and the virtual clock."""
+        self.ports.sync()
         memory = [self.framebuffer.memory.copy()] if self.framebuffer is not None else []
         return Checkpoint(
             instructions=self.core.icount,
@@ -610,6 +622,7 @@ class Machine(DebugFeatures):
             self._move_lapic(self._lapic_region.base, self.lapic.base)
         self.core.set_irq_pending(self.lapic.intr.level)
         self.core.after_restore()
+        self.ports.sync()  # published for another time
         self.core.resume_count_at(m["precise_icount"])
         self.core._resume_from = m.get("resume_from")
         self.core._pending_exception = m.get("pending_exception")
@@ -710,6 +723,7 @@ class Machine(DebugFeatures):
         exception: core.GuestException | None = None,
         state: CpuState | None = None,
     ) -> RunResult:
+        self.ports.sync()  # the counts of what the compiled port hooks answered
         state = state or self.core.state()
         fault_insn = None
         if exception is not None and not exception.software:

@@ -78,3 +78,19 @@ def golden_png():
         )
 
     return check
+
+
+@pytest.fixture(params=["python", "table"])
+def port_table(request, monkeypatch):
+    """The device tests run twice: as they are ("python"), and with every read a device
+    promised through ``stable_read`` checked against its model ("table": what the compiled
+    port read table would have answered; tests/stable_reads.py)."""
+    if request.param == "python":
+        yield None
+        return
+    from stable_reads import DEVICES, PromiseChecker
+
+    checker = PromiseChecker()
+    for cls in DEVICES:
+        checker.install(monkeypatch, cls)
+    yield checker

@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from devices.cmos_rtc import NS, CmosRtc, parse_rtc_base
 from devices.irq import IrqLine
+
+# every test also runs with the promises of stable_read checked (tests/stable_reads.py)
+pytestmark = pytest.mark.usefixtures("port_table")
 
 
 class Clock:

@@ -7,6 +7,9 @@ import pytest
 from devices.i8042 import I8042, KeyboardInput, SystemControlA, scancodes
 from devices.irq import IrqLine
 
+# every test also runs with the promises of stable_read checked (tests/stable_reads.py)
+pytestmark = pytest.mark.usefixtures("port_table")
+
 
 class Ctl:
     def __init__(self) -> None:

@@ -32,6 +32,9 @@ from devices.uart16550 import (
     serial_sink_for,
 )
 
+# every test also runs with the promises of stable_read checked (tests/stable_reads.py)
+pytestmark = pytest.mark.usefixtures("port_table")
+
 DR, OE, BI, THRE, FIFO_ERR = 0x01, 0x02, 0x10, 0x20, 0x80
 
 

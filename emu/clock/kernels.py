@@ -12,8 +12,9 @@ before the block runs (measured on 2.1.4), so slices end exactly on block bounda
 is counted only when it is let through: deterministic, and exact at every stop.
 
 Also here: ``armed_delivery`` (an armed timer interrupt delivered without stopping),
-``out_hook`` (every OUT; the steady-state 8259 EOI of an armed PIT interrupt is taken without
-Python) and ``lapic_write_hook`` (every write to the local APIC; likewise its EOI of an armed
+``out_hook`` (every OUT; the steady-state 8259 EOI of an armed PIT interrupt, and writes the
+devices published as changing nothing, are taken without Python), ``in_hook`` (every IN; reads
+the devices published ahead of time are answered from the port read table, emu/port_cache.py) and ``lapic_write_hook`` (every write to the local APIC; likewise its EOI of an armed
 local APIC timer interrupt).
 
 Everything the hooks need lives in one numpy ``uint64`` context array (``clock/layout.py``); it
@@ -26,6 +27,7 @@ import numpy as np
 from numba import carray, jit, types
 
 from ..core.intrinsics import (
+    call_in,
     call_out,
     call_ptr,
     call_ptr2,
@@ -43,6 +45,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     _HF_CS32,
     _HF_CS64,
     _HF_INHIBIT_IRQ,
+    _HF_LMA,
     CTX_ARM_TIME,
     CTX_ARM_VECTOR,
     CTX_ARMED,
@@ -69,6 +72,8 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_FAST_EOI_OK,
     CTX_ICOUNT,
     CTX_IN_SERVICE,
+    CTX_IO_DUE,
+    CTX_IO_LMA_WATCH,
     CTX_IRQ_PENDING,
     CTX_LAST_INFO,
     CTX_LAST_PC,
@@ -82,6 +87,10 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_MISS_PC,
     CTX_MISS_SIZE,
     CTX_OTHER_EVENT,
+    CTX_PORT_COUNTS,
+    CTX_PORT_ENTRIES,
+    CTX_PORT_NOOPS,
+    CTX_PY_IN,
     CTX_PY_MMIO_WRITE,
     CTX_PY_OUT,
     CTX_SIZE,
@@ -97,6 +106,8 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     INFO_WANT_MASK,
     LOG_ICOUNT,
     LOG_STRIDE,
+    PORT_ENTRY_UNMAPPED,
+    PORT_NOOP_VALID,
     STOP_ARMED,
     STOP_DEADLINE,
     STOP_IRQ,
@@ -220,10 +231,46 @@ def eoi_rearm(ctx):
 _eoi_rearm = jit(nopython=True)(eoi_rearm)
 
 
+def port_table_open(ctx):
+    """May the port read table answer now? Only where Python would not reschedule after the
+    access either (``Scheduler.after_io``: before the earliest event, and not where entering
+    long mode could let the timer be armed) and no delivery awaits ``core.settle``."""
+    icount = ctx[CTX_ICOUNT]
+    if ctx[CTX_DELIVERED] or icount >= ctx[CTX_IO_DUE]:
+        return False
+    return not (
+        ctx[CTX_IO_LMA_WATCH] and load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS)) & np.uint32(_HF_LMA)
+    )
+
+
+_port_table_open = jit(nopython=True)(port_table_open)
+
+IN_HOOK_SIGNATURE = types.uint32(types.voidptr, types.uint32, types.int32, types.voidptr)
+
+
+def in_hook(uc, port, size, user_data):
+    """Every IN. A byte read the port read table holds, before its entry's end (counted at the
+    end of the block: never later than the exact instruction), is answered here; any other
+    read goes to Python (the port bus), which publishes what it can for the next one."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    table = ctx[CTX_PORT_ENTRIES]
+    if size == 1 and table != 0 and _port_table_open(ctx):
+        entry = table + (np.uint64(port) & np.uint64(0xFFFF)) * np.uint64(16)
+        if ctx[CTX_ICOUNT] < load64(entry):
+            value = load64(entry + np.uint64(8))
+            counts = ctx[CTX_PORT_COUNTS]
+            store64(counts, load64(counts) + np.uint64(1))
+            if value & np.uint64(PORT_ENTRY_UNMAPPED):
+                store64(counts + np.uint64(8), load64(counts + np.uint64(8)) + np.uint64(1))
+            return np.uint32(value & np.uint64(0xFF))
+    return call_in(ctx[CTX_PY_IN], np.uint64(port), np.uint64(size))
+
+
 def out_hook(uc, port, size, value, user_data):
     """Every OUT. The EOI of an armed 8259 timer interrupt in its steady state is taken here
-    (``eoi_rearm``). Any other OUT goes to Python (the port bus), which first catches up with
-    what the hooks did."""
+    (``eoi_rearm``), and so is a byte write the device published as changing nothing (the
+    port read table's no-op writes). Any other OUT goes to Python (the port bus), which first
+    catches up with what the hooks did."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if (
         ctx[CTX_IN_SERVICE] and ctx[CTX_EOI_KIND] == np.uint64(EOI_PIC)
@@ -231,6 +278,13 @@ def out_hook(uc, port, size, value, user_data):
     ):  # fmt: skip
         _eoi_rearm(ctx)
         return
+    noops = ctx[CTX_PORT_NOOPS]
+    if size == 1 and noops != 0 and _port_table_open(ctx):
+        want = np.uint64(PORT_NOOP_VALID) | np.uint64(value & 0xFF)
+        if load64(noops + (np.uint64(port) & np.uint64(0xFFFF)) * np.uint64(8)) == want:
+            counts = ctx[CTX_PORT_COUNTS] + np.uint64(16)
+            store64(counts, load64(counts) + np.uint64(1))
+            return
     call_out(ctx[CTX_PY_OUT], np.uint64(port), np.uint64(size), np.uint64(value))
     if ctx[CTX_EXIT_NOW]:
         # The OUT ended the run: the CPU state is exact here (Unicorn restored EIP and the

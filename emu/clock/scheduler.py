@@ -68,6 +68,9 @@ class Scheduler:
         # Whether the PIT's channel 0 reaches IRQ 0 (the HPET's legacy replacement cuts it off):
         # the clock hook may deliver PIT interrupts only then.
         self.pit_connected: Callable[[], bool] = lambda: True
+        # Forgets the port reads the devices published (emu/port_cache.py): called when the
+        # devices tick or idle time is skipped, which can change what a read returns.
+        self.forget_published: Callable[[], None] = lambda: None
 
     def attach(self, pics, pit, timed: Sequence[TimedDevice], lapic=None) -> None:
         """The 8259 pair (INTA, and whether a timer interrupt would be the only one pending),
@@ -90,6 +93,8 @@ class Scheduler:
 
     @idle_ns.setter
     def idle_ns(self, value: int) -> None:
+        if value != self._idle_ns:
+            self.forget_published()  # their ends are instruction counts at the old idle time
         self._idle_ns = value
         self.core.time_offset = value  # RDTSC reads the same clock
 
@@ -97,10 +102,15 @@ class Scheduler:
         """Virtual time: one nanosecond per retired instruction, plus the time spent halted."""
         return self.core.precise_icount() + self._idle_ns
 
+    def count_at(self, ns: int) -> int:
+        """The first instruction count whose virtual time is at or after ``ns``."""
+        return ns - self._idle_ns
+
     def start_run(self, wall: float) -> None:
         self.realtime_origin = (wall, self.now_ns())
 
     def tick(self, now: int) -> None:
+        self.forget_published()
         for device in self.timed:
             device.tick(now)
 
@@ -150,6 +160,7 @@ class Scheduler:
         ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if other is None else other - idle
         if first is None:
             self._due = -1 if self._unwatched else NO_LIMIT
+            self._open_port_table()
             if self.lapic is not None and self.lapic.nmi_pending:
                 slice_end = 0
             ctx[K.CTX_DEADLINE] = slice_end
@@ -172,7 +183,16 @@ class Scheduler:
         if self.lapic is not None and self.lapic.nmi_pending:
             deadline = 0  # an NMI is taken at the next block boundary, whatever IF says
         ctx[K.CTX_DEADLINE] = deadline
+        self._open_port_table()
         return deadline
+
+    def _open_port_table(self) -> None:
+        """The compiled port hooks answer from the port read table only where ``after_io``
+        would not reschedule either: before ``_due``, and with the CPU not yet in long mode
+        where that alone kept the timer from being armed."""
+        ctx = self.core._ctxv
+        ctx[K.CTX_IO_DUE] = max(self._due, 0) if self.io_fast_path else 0
+        ctx[K.CTX_IO_LMA_WATCH] = int(self._hflags_view is not None)
 
     def _arm(self, first: int, other: int | None, next_edge, vector: int, eoi_kind: int,
              steady: bool, slice_end: int) -> int:  # fmt: skip

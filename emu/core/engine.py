@@ -98,6 +98,8 @@ MSR_EFER = 0xC0000080
 # int (*)(uc_engine*, void*): the RDTSC/RDTSCP/CPUID hook type; returning 1 skips the instruction.
 _INSN_CB = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
 _OUT_CB = ctypes.CFUNCTYPE(None, ctypes.c_uint32, ctypes.c_int32, ctypes.c_uint32)
+# uint32_t (*)(uint32_t port, int32_t size): the IN the compiled hook hands to Python
+_IN_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int32)
 # uint64_t (*)(uc_engine*, uint64_t offset, unsigned size, void *user_data): an MMIO read
 _MMIO_READ_CB = ctypes.CFUNCTYPE(
     ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
@@ -261,7 +263,15 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self._set_rom_ranges()
             fill = native.load("emu.mmu.kernels", "tlb_fill", "TLB_FILL_SIGNATURE")
             self._add_raw_hook(UC_HOOK_TLB_FILL, fill.address, self.fill_ctx.ctypes.data)
-        uc.hook_add(UC_HOOK_INSN, self._hook_in, None, 1, 0, X.UC_X86_INS_IN)
+        # IN goes through a compiled hook that answers the reads the devices published in the
+        # port read table (emu/port_cache.py) and hands every other IN to Python through this
+        # C callback (which also costs less than the binding's own hook: 0.6 us against 1.4)
+        self._in_cb = _IN_CB(self._hook_in_c)
+        self.ctx[K.CTX_PY_IN] = ctypes.cast(self._in_cb, ctypes.c_void_p).value
+        in_hook = native.load("emu.clock.kernels", "in_hook", "IN_HOOK_SIGNATURE")
+        self._add_raw_hook(
+            UC_HOOK_INSN, in_hook.address, self.ctx.ctypes.data, ctypes.c_int(X.UC_X86_INS_IN)
+        )
         # OUT goes through a compiled hook that takes the EOI of an armed timer interrupt
         # itself and hands every other OUT to Python through this C callback.
         self._out_cb = _OUT_CB(self._hook_out_c)
@@ -386,7 +396,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self.blocks.clear()
         self._alloc_table(_TABLE_SLOTS)
         for slot in (K.CTX_ARMED, K.CTX_IN_SERVICE, K.CTX_EDGE_COUNT, K.CTX_LOG_COUNT,
-                     K.CTX_CYCLES_DONE, K.CTX_DELIVERED):  # fmt: skip
+                     K.CTX_CYCLES_DONE, K.CTX_DELIVERED, K.CTX_IO_DUE):  # fmt: skip
             self.ctx[slot] = 0  # the machine schedules again before running
         self._stop = None
         self._resume_from = None

@@ -3,8 +3,9 @@
 Unicorn 2.1.4 runs most instructions itself; a few it calls a hook for, and there the
 architecture is ours (unicorn-2.1.4.md Q5, Q9):
 
-- IN/OUT go to the machine's port bus (OUT through a compiled hook first, which takes the EOI
-  of an armed timer interrupt itself);
+- IN/OUT go to the machine's port bus, through compiled hooks first: the IN hook answers the
+  reads the devices published in the port read table (emu/port_cache.py), the OUT hook takes
+  the EOI of an armed timer interrupt and the writes published as changing nothing;
 - RDTSC/RDTSCP read the virtual clock, not the host's;
 - CPUID answers as the machine's CPU model says;
 - SYSCALL/SYSENTER, which Unicorn treats as no-ops, do their architectural transfer here.
@@ -117,6 +118,16 @@ class CpuInstructions:
         self._ctxv[K.CTX_EXIT_EIP] = (eip + length) & mask
         self._ctxv[K.CTX_EXIT_NOW] = 1
         self._stop = replace(self._stop, address=linear + length)
+
+    def _hook_in_c(self, port: int, size: int) -> int:
+        """The IN the compiled hook passes on (see ``_hook_out_c`` for errors)."""
+        try:
+            return self._hook_in(self.uc, port, size, None) & 0xFFFFFFFF
+        except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
+            if self._hook_error is None:
+                self._hook_error = e
+            self.uc.emu_stop()
+            return 0
 
     def _hook_out_c(self, port: int, size: int, value: int) -> None:
         """The OUT the compiled hook passes on. A C callback cannot raise: an error is kept,

@@ -129,3 +129,17 @@ def call_ptr2(typingctx, fnptr, a, b):
         return builder.call(fn, [args[1], args[2]])
 
     return sig, codegen
+
+
+@intrinsic
+def call_in(typingctx, fnptr, port, size):
+    """Call ``uint32_t f(uint32_t port, int32_t size)`` through a pointer."""
+    sig = types.uint32(types.uint64, types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(i32, [i32, i32])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        return builder.call(fn, [builder.trunc(a, i32) for a in args[1:]])
+
+    return sig, codegen

@@ -1,0 +1,169 @@
+"""The port read table: values the devices publish ahead of time, answered by compiled code.
+
+Kernels poll: the UART's line status before every byte, the i8042 status, the CMOS
+update-in-progress bit, ports nobody decodes. Each such read through Python costs a few
+microseconds; the compiled IN hook (``clock/kernels.py`` ``in_hook``) answers it from this table
+in a fraction of that, and hands every other access to Python (``PortCache.read``), which keeps
+the table true. The Python device models stay the single source of truth:
+
+- After a 1-byte read reaches a device through Python, the device is asked what a read of that
+  port would return from now on (``stable_read(offset)``, docs/devices.md "Stable reads"):
+  ``(value, until_ns)``, a promise that the read returns ``value`` and changes nothing in the
+  device at every virtual time before ``until_ns`` (None: until the device is next accessed or
+  its state changes otherwise). The value goes into the table with ``until`` as an instruction
+  count. Reads of undecoded ports are published as all-ones (and still counted as unmapped).
+- A device may also name the one value whose write to a port changes nothing
+  (``stable_write(offset)``, the CMOS index already selected): the compiled OUT hook drops such
+  writes without Python.
+- Every Python access to a device drops what it published (its other registers may change with
+  it); every tick of the timed devices, interrupt delivery report, MMIO access, change of the
+  port map, skip of idle time and checkpoint restore drops everything. Entries are republished
+  by the next read that misses.
+- The compiled hooks answer only when Python itself would not reschedule after the access
+  (``CTX_IO_DUE``, see ``Scheduler.after_io``) and no delivery awaits ``settle``, so taking the
+  table changes no instruction count, no device state and no trace.
+
+``enabled=False`` (``Machine(port_table=False)``, ``--no-port-table``) publishes nothing: every
+access goes through Python, the reference the tests compare the table against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .clock import layout as K
+
+if TYPE_CHECKING:
+    from .bus import PortBus
+
+PORTS = 0x10000
+# entries[2 * port]: the instruction count before which the entry holds (0: no entry);
+# entries[2 * port + 1]: the byte read, with ENTRY_UNMAPPED for a port nobody decodes
+ENTRY_UNMAPPED = K.PORT_ENTRY_UNMAPPED
+# noop_writes[port]: NOOP_VALID | the byte whose write to the port changes nothing
+NOOP_VALID = K.PORT_NOOP_VALID
+NO_END = (1 << 64) - 1
+# counts: reads the compiled hook answered, of them from undecoded ports, writes it dropped
+COUNT_READS, COUNT_UNMAPPED, COUNT_WRITES = 0, 1, 2
+
+
+class PortCache:
+    """The port bus as the CPU reaches it: ``read``/``write`` for the accesses Python takes,
+    and the table the compiled IN/OUT hooks answer the others from.
+
+    Args:
+        bus: the port bus (decoding, unmapped ports).
+        count_at: virtual time (ns) -> the first instruction count at or after it.
+    """
+
+    def __init__(self, bus: PortBus, count_at: Callable[[int], int]) -> None:
+        self.bus = bus
+        self.count_at = count_at
+        self.enabled = True
+        self.entries = np.zeros(2 * PORTS, np.uint64)
+        self.noop_writes = np.zeros(PORTS, np.uint64)
+        self.counts = np.zeros(4, np.uint64)
+        self._entries = memoryview(self.entries)  # Python ints, faster than numpy scalars
+        self._noops = memoryview(self.noop_writes)
+        self._counts = memoryview(self.counts)
+        # what is published, by owner (a device, or None for undecoded ports): its ports
+        self._live: dict[object, list[int]] = {}
+        # the Python access counts of what the compiled hooks answered, folded in by ``sync``
+        self.reads_answered = 0
+        self.writes_dropped = 0
+        bus.on_map = self.drop_all
+
+    def attach(self, ctx: np.ndarray) -> None:
+        """Give the compiled hooks the table (its addresses in the clock context)."""
+        ctx[K.CTX_PORT_ENTRIES] = self.entries.ctypes.data
+        ctx[K.CTX_PORT_NOOPS] = self.noop_writes.ctypes.data
+        ctx[K.CTX_PORT_COUNTS] = self.counts.ctypes.data
+
+    # ------------------------------------------------------------ the Python path
+    def read(self, port: int, size: int) -> int:
+        r = self.bus._table[port]
+        if self._live and r is not None:  # (an undecoded port changes nothing)
+            self._drop(r.owner)
+        value = self.bus.read(port, size)
+        if size == 1 and self.enabled:
+            if r is None:
+                self._publish(None, port, 0xFF | ENTRY_UNMAPPED, NO_END)
+            else:
+                stable = getattr(r.device, "stable_read", None)
+                if stable is not None:
+                    answer = stable(port - r.base)
+                    if answer is not None:
+                        v, until = answer
+                        end = NO_END if until is None else self.count_at(until)
+                        self._publish(r.owner, port, v & 0xFF, end)
+                    noop = getattr(r.device, "stable_write", None)
+                    if noop is not None:
+                        self._publish_noop(r, noop)
+        return value
+
+    def write(self, port: int, size: int, value: int) -> None:
+        r = self.bus._table[port]
+        if self._live and r is not None:
+            self._drop(r.owner)
+        self.bus.write(port, size, value)
+        if size == 1 and self.enabled and r is not None:
+            noop = getattr(r.device, "stable_write", None)
+            if noop is not None:
+                self._publish_noop(r, noop)
+
+    # ------------------------------------------------------------ the table
+    def _publish(self, owner: object, port: int, value: int, until: int) -> None:
+        if until <= 0:
+            return
+        self._entries[2 * port + 1] = value
+        self._entries[2 * port] = until
+        self._live.setdefault(owner, []).append(port)
+
+    def _publish_noop(self, r, stable_write) -> None:
+        for offset in range(r.length):
+            v = stable_write(offset)
+            if v is not None:
+                port = r.base + offset
+                self._noops[port] = NOOP_VALID | (v & 0xFF)
+                self._live.setdefault(r.owner, []).append(port)
+
+    def _drop(self, owner: object) -> None:
+        ports = self._live.pop(owner, None)
+        if ports:
+            entries, noops = self._entries, self._noops
+            for port in ports:
+                entries[2 * port] = 0
+                noops[port] = 0
+
+    def drop_all(self) -> None:
+        """Forget everything published (a device may have changed outside a port access)."""
+        if self._live:
+            entries, noops = self._entries, self._noops
+            for ports in self._live.values():
+                for port in ports:
+                    entries[2 * port] = 0
+                    noops[port] = 0
+            self._live.clear()
+
+    def sync(self) -> None:
+        """Fold what the compiled hooks answered into the Python counters (the bus's count of
+        unmapped reads), and forget everything published."""
+        c = self._counts
+        if c[COUNT_READS] or c[COUNT_WRITES]:
+            self.reads_answered += c[COUNT_READS]
+            self.writes_dropped += c[COUNT_WRITES]
+            self.bus.unmapped_reads += c[COUNT_UNMAPPED]
+            c[COUNT_READS] = c[COUNT_UNMAPPED] = c[COUNT_WRITES] = 0
+        self.drop_all()
+
+    def published(self) -> dict[int, tuple[int, int]]:
+        """Every live read entry: port -> (value, until as an instruction count)."""
+        return {
+            port: (self._entries[2 * port + 1] & 0xFF, self._entries[2 * port])
+            for ports in self._live.values()
+            for port in ports
+            if self._entries[2 * port]
+        }
