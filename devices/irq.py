@@ -12,6 +12,10 @@ from collections.abc import Callable
 class IrqLine:
     """One level-sensitive wire. ``on_change`` is called only when the level changes."""
 
+    # Level changes of every line so far: the machine tells from it that an access to a device
+    # changed no interrupt controller (and so no timer deadline) without asking each of them.
+    changes = 0
+
     def __init__(self, name: str = "irq", on_change: Callable[[bool], None] | None = None) -> None:
         self.name = name
         self.level = False
@@ -28,6 +32,7 @@ class IrqLine:
         if level == self.level:
             return
         self.level = level
+        IrqLine.changes += 1
         if self._on_change is not None:
             self._on_change(level)
 

@@ -38,6 +38,11 @@ class PortRange:
     byte_only: bool = True
     # the device whose state an access changes (a device decoding several ranges: one owner)
     owner: object = None
+    # An access changes no other timed device and no interrupt controller but through the
+    # device's IRQ lines, and the device has ``events_changed`` (set when its own next event
+    # may have moved): the machine then need not ask every device whether its events moved.
+    quiet: bool = False
+    owner_has_events: bool = False  # the owner has ``events_changed``
 
     @property
     def end(self) -> int:
@@ -67,12 +72,15 @@ class PortBus:
         *,
         byte_only: bool = True,
         owner: object = None,
+        quiet: bool = False,
     ) -> PortRange:
         if length <= 0:
             raise ConfigError(f"port range for {name} has zero length")
         if base < 0 or base + length > 0x10000:
             raise ConfigError(f"port range for {name} is outside 0x0000-0xFFFF")
-        new = PortRange(base, length, device, name, byte_only, device if owner is None else owner)
+        owner = device if owner is None else owner
+        events = hasattr(owner, "events_changed")
+        new = PortRange(base, length, device, name, byte_only, owner, quiet, events)
         i = bisect.bisect_left(self._bases, base)
         for neighbour in self.ranges[max(0, i - 1) : i + 1]:
             if neighbour.base < new.end and base < neighbour.end:

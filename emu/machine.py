@@ -198,13 +198,15 @@ class Machine(DebugFeatures):
         self.ports.attach(self.core.ctx)
         self.core.port_read, self.core.port_write = self.ports.read, self.ports.write
         self.scheduler.forget_published = self.ports.sync
+        # every IN/OUT reschedules (the port cache calls it after the access)
+        self.ports.after_io = self.scheduler.after_io
+        self.ports.after_quiet_io = self.scheduler.after_quiet_io
         self._wire_devices()
         # the BIOS services behind the ROM's stubs: they reach the devices through the ports
         self.bios = BiosServices(size)
         self.core.bios_service = self.bios.call
         self.scheduler.attach(self.pics, self.pit, self.timed, self.lapic)
         self.core.on_armed_delivery = self.scheduler.armed_delivered
-        self.core.after_io = self.scheduler.after_io  # every IN/OUT reschedules
         if self.serial_input:
             self.com1.enqueue_input(bytes(self.serial_input))
 
@@ -215,7 +217,7 @@ class Machine(DebugFeatures):
         # (``isa_irq``), as on QEMU's pc machine: the kernel chooses by masking one side.
         self.ioapic = IoApic(self._ioapic_deliver, self._extint_vector)
         self.lapic = LocalApic(
-            IrqLine("INTR", self.core.set_irq_pending), self.now_ns,
+            IrqLine("INTR", self.core.set_irq_pending), self.scheduler.now_ns,
             eoi_broadcast=self.ioapic.eoi, on_base_change=self._move_lapic,
         )  # fmt: skip
         self.core.apic = self.lapic  # IA32_APIC_BASE and the CPUID APIC bit
@@ -238,20 +240,22 @@ class Machine(DebugFeatures):
         # gives IRQ 0 and 8 to timers 0 and 1.
         gsi = [self.isa_irq(n) for n in range(16)]
         gsi += [self.ioapic_pin(n) for n in range(16, GSI_COUNT)]
-        self.hpet = Hpet(gsi, self.now_ns)
+        self.hpet = Hpet(gsi, self.scheduler.now_ns)
         self.memory.add_mmio(HPET_BASE, 0x1000, MmioRegisters(self, self.hpet, None), "HPET")
         self.scheduler.pit_connected = lambda: not self.hpet.legacy
-        self.pit = Pit8254(self.hpet.pit_input, self.now_ns)
-        self.bus.map(0x40, 4, self.pit, "PIT (8254)")
+        self.pit = Pit8254(self.hpet.pit_input, self.scheduler.now_ns)
+        self.bus.map(0x40, 4, self.pit, "PIT (8254)", quiet=True)
         self.port61 = Port61(self.pit)
         self.bus.map(0x61, 1, self.port61, "system control port B")
-        self.rtc = CmosRtc(self.hpet.rtc_input, self.now_ns, self.rtc_base)
-        self.bus.map(0x70, 2, self.rtc, "CMOS RTC")
+        self.rtc = CmosRtc(self.hpet.rtc_input, self.scheduler.now_ns, self.rtc_base)
+        self.bus.map(0x70, 2, self.rtc, "CMOS RTC", quiet=True)
         self.keyboard = I8042(self.isa_irq(1), self.isa_irq(12), self._reset_request)
-        self.bus.map(0x60, 1, self.keyboard.port(0), "i8042 data", owner=self.keyboard)
-        self.bus.map(0x64, 1, self.keyboard.port(4), "i8042 status/command", owner=self.keyboard)
+        self.bus.map(0x60, 1, self.keyboard.port(0), "i8042 data", owner=self.keyboard, quiet=True)
+        self.bus.map(
+            0x64, 1, self.keyboard.port(4), "i8042 status/command", owner=self.keyboard, quiet=True
+        )
         self.port92 = SystemControlA(self._reset_request)
-        self.bus.map(0x92, 1, self.port92, "system control port A")
+        self.bus.map(0x92, 1, self.port92, "system control port A", quiet=True)
         timed: list = [self.pit, self.rtc, self.hpet, self.lapic]
         if self.keys:
             try:
@@ -262,15 +266,15 @@ class Machine(DebugFeatures):
         base, irq = COM_PORTS["COM1"]
         self.com1_irq = self.isa_irq(irq)
         self.com1 = Uart16550(self.com1_irq, self._serial_out, name="COM1")
-        self.bus.map(base, 8, self.com1, "COM1 (16550A)")
+        self.bus.map(base, 8, self.com1, "COM1 (16550A)", quiet=True)
         # VGA text: the cells are plain RAM at 0xB8000; the registers decode 0x3B0-0x3DF.
-        self.vga = VgaText(self.ram, now_ns=self.now_ns)
-        self.bus.map(0x3B0, 0x30, self.vga, "VGA")
+        self.vga = VgaText(self.ram, now_ns=self.scheduler.now_ns)
+        self.bus.map(0x3B0, 0x30, self.vga, "VGA", quiet=True)
         self.memory.add_mmio(VGA_WINDOW, VGA_TEXT - VGA_WINDOW, self.vga, "VGA window")
         self.lpt1 = ParallelPort()
-        self.bus.map(LPT1_BASE, 3, self.lpt1, "LPT1 (parallel port)")
+        self.bus.map(LPT1_BASE, 3, self.lpt1, "LPT1 (parallel port)", quiet=True)
         self.console = DebugConsole(self._console_out)
-        self.bus.map(0xE9, 1, self.console, "debugcon (port 0xE9)")
+        self.bus.map(0xE9, 1, self.console, "debugcon (port 0xE9)", quiet=True)
         if self.debug_exit:
             self.exit_device = DebugExit(self._on_debug_exit)
             self.bus.map(self.debug_exit_port, 1, self.exit_device, "isa-debug-exit")

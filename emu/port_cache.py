@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from devices.irq import IrqLine
+
 from .clock import layout as K
 
 if TYPE_CHECKING:
@@ -50,9 +52,14 @@ NO_END = (1 << 64) - 1
 COUNT_READS, COUNT_UNMAPPED, COUNT_WRITES = 0, 1, 2
 
 
+def _nothing() -> None:
+    pass
+
+
 class PortCache:
-    """The port bus as the CPU reaches it: ``read``/``write`` for the accesses Python takes,
-    and the table the compiled IN/OUT hooks answer the others from.
+    """The port bus as the CPU reaches it: ``read``/``write`` for the accesses Python takes
+    (each followed by the machine's rescheduling), and the table the compiled IN/OUT hooks
+    answer the others from.
 
     Args:
         bus: the port bus (decoding, unmapped ports).
@@ -61,6 +68,7 @@ class PortCache:
 
     def __init__(self, bus: PortBus, count_at: Callable[[int], int]) -> None:
         self.bus = bus
+        self._ranges = bus._table  # the range of each port (the bus keeps it up to date)
         self.count_at = count_at
         self.enabled = True
         self.entries = np.zeros(2 * PORTS, np.uint64)
@@ -71,6 +79,12 @@ class PortCache:
         self._counts = memoryview(self.counts)
         # what is published, by owner (a device, or None for undecoded ports): its ports
         self._live: dict[object, list[int]] = {}
+        # after each access the machine reschedules: ``after_quiet_io`` where the access changed
+        # no timed device or interrupt controller (an undecoded port; a quiet range whose IRQ
+        # lines kept their levels and whose device does not say its events changed), else
+        # ``after_io`` (Scheduler)
+        self.after_io: Callable[[], None] = _nothing
+        self.after_quiet_io: Callable[[], None] = _nothing
         # the Python access counts of what the compiled hooks answered, folded in by ``sync``
         self.reads_answered = 0
         self.writes_dropped = 0
@@ -84,10 +98,27 @@ class PortCache:
 
     # ------------------------------------------------------------ the Python path
     def read(self, port: int, size: int) -> int:
-        r = self.bus._table[port]
-        if self._live and r is not None:  # (an undecoded port changes nothing)
-            self._drop(r.owner)
-        value = self.bus.read(port, size)
+        r = self._ranges[port]
+        if r is None:
+            value = self.bus.read(port, size)  # an undecoded port: changes nothing
+            self.after_quiet_io()
+        else:
+            if self._live:
+                self._drop(r.owner)
+            if size == 1:
+                changes = IrqLine.changes
+                value = r.device.read(port - r.base, 1) & 0xFF  # PortBus.read, inlined
+            else:
+                changes = -1
+                value = self.bus.read(port, size)
+            if (
+                r.quiet
+                and IrqLine.changes == changes
+                and not (r.owner_has_events and r.owner.events_changed)
+            ):
+                self.after_quiet_io()
+            else:
+                self.after_io()
         if size == 1 and self.enabled:
             if r is None:
                 self._publish(None, port, 0xFF | ENTRY_UNMAPPED, NO_END)
@@ -105,10 +136,23 @@ class PortCache:
         return value
 
     def write(self, port: int, size: int, value: int) -> None:
-        r = self.bus._table[port]
+        r = self._ranges[port]
         if self._live and r is not None:
             self._drop(r.owner)
-        self.bus.write(port, size, value)
+        changes = IrqLine.changes
+        if size == 1 and r is not None:
+            r.device.write(port - r.base, 1, value & 0xFF)  # PortBus.write, inlined
+        else:
+            self.bus.write(port, size, value)
+        if r is None or (
+            r.quiet
+            and size == 1
+            and IrqLine.changes == changes
+            and not (r.owner_has_events and r.owner.events_changed)
+        ):
+            self.after_quiet_io()
+        else:
+            self.after_io()
         if size == 1 and self.enabled and r is not None:
             noop = getattr(r.device, "stable_write", None)
             if noop is not None:

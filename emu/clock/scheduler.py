@@ -23,6 +23,8 @@ from ..errors import EngineError
 from . import layout as K
 
 NO_LIMIT = 1 << 62
+_HFLAGS_SLOT = ENV_HFLAGS // 4  # in the core's 32-bit view of env
+_ICOUNT = K.CTX_ICOUNT
 
 
 class TimedDevice(Protocol):
@@ -47,6 +49,7 @@ class Scheduler:
         self, core, record_fast_delivery: Callable[..., None], *, realtime: bool = False
     ) -> None:
         self.core = core
+        self._ctxv = core._ctxv
         self.record_fast_delivery = record_fast_delivery
         self.realtime = realtime
         self.pics = None
@@ -337,14 +340,25 @@ class Scheduler:
         kept the timer from being armed, and on the time only once the earliest event is due:
         before that, every event is still where it was and the same ``schedule`` would write
         the same clock context. In every other case, or when a device cannot say, it runs."""
-        if self.io_fast_path and self.core._ctxv[K.CTX_ICOUNT] < self._due:
+        if self.io_fast_path and self._ctxv[_ICOUNT] < self._due:
             for device in self._watched:
                 if device.events_changed:
                     break
             else:
-                hflags = self._hflags_view
-                if hflags is None or not hflags.value & HF_LMA:
+                if self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_LMA:
                     return
+        if self.timed:
+            self.schedule(self.now_ns())
+
+    def after_quiet_io(self) -> None:
+        """``after_io`` for an access that changed no timed device and no interrupt controller
+        (so no ``events_changed``): only the time and the CPU mode can make it reschedule."""
+        if (
+            self.io_fast_path
+            and self._ctxv[_ICOUNT] < self._due
+            and (self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_LMA)
+        ):
+            return
         if self.timed:
             self.schedule(self.now_ns())
 

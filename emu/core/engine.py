@@ -105,6 +105,10 @@ _MMIO_READ_CB = ctypes.CFUNCTYPE(
     ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
 )
 _TABLE_SLOTS = 1 << 14
+# env words precise_icount reads (as indexes into 64- or 32-bit views of env)
+_EIP_SLOT = I.ENV_EIP // 8
+_HFLAGS_SLOT = I.ENV_HFLAGS // 4
+_CS_BASE_SLOT = (I.ENV_SEGS + I.SEG_CS * I.SEG_SIZE + 8) // 8
 
 
 @dataclass
@@ -197,6 +201,11 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
 
     # ----------------------------------------------------------------- setup
     def _init_clock(self) -> None:
+        # the start of env as 64- and 32-bit words: ``precise_icount`` reads EIP, hflags and
+        # the CS base at every port access that reads the clock (ctypes costs 4x as much)
+        head = (ctypes.c_uint64 * (_CS_BASE_SLOT + 1)).from_address(self.internals.env)
+        self._env64 = memoryview(head).cast("B").cast("Q")
+        self._env32 = memoryview(head).cast("B").cast("I")
         self.ctx = np.zeros(K.CTX_SIZE, np.uint64)
         self._ctxv = memoryview(self.ctx)  # Python ints, faster than numpy scalars
         self._alloc_table(_TABLE_SLOTS)
@@ -380,11 +389,11 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         block = self.blocks.get((ctx[K.CTX_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF))
         if block is None:
             return before
-        env = self.internals.env
-        pc = ctypes.c_uint64.from_address(env + I.ENV_EIP).value
-        if not ctypes.c_uint32.from_address(env + I.ENV_HFLAGS).value & I.HF_CS64:
+        env = self._env64
+        pc = env[_EIP_SLOT]
+        if not self._env32[_HFLAGS_SLOT] & I.HF_CS64:
             # blocks are at linear addresses: CS.base + EIP (real mode, 16-bit segments)
-            pc += ctypes.c_uint64.from_address(env + I.ENV_SEGS + I.SEG_CS * I.SEG_SIZE + 8).value
+            pc += env[_CS_BASE_SLOT]
         return before + bisect.bisect_left(block.insns, pc)
 
     def after_restore(self) -> None:

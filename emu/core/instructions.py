@@ -47,6 +47,7 @@ CPU_MODELS = ("qemu64", "unicorn")
 _OUT_OPCODES = {0xE6: 2, 0xE7: 2, 0xEE: 1, 0xEF: 1}
 _LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65})
 _CR0_PG = 1 << 31
+_DELIVERED = K.CTX_DELIVERED
 CPUID1_EDX_APIC = 1 << 9
 MSR_BIOS_SIGN_ID = 0x8B
 # RDMSR answers Unicorn 2.1.4's helper gets wrong, all read-only under QEMU 7.2 (writes are
@@ -120,9 +121,15 @@ class CpuInstructions:
         self._stop = replace(self._stop, address=linear + length)
 
     def _hook_in_c(self, port: int, size: int) -> int:
-        """The IN the compiled hook passes on (see ``_hook_out_c`` for errors)."""
+        """The IN the compiled hook passes on (see ``_hook_out_c`` for errors): ``_hook_in``,
+        inlined (this runs at every IN the port read table does not answer)."""
         try:
-            return self._hook_in(self.uc, port, size, None) & 0xFFFFFFFF
+            if self._ctxv[_DELIVERED]:
+                self.settle()
+            value = self.port_read(port, size)
+            if self.after_io is not None:
+                self.after_io()
+            return value
         except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
             if self._hook_error is None:
                 self._hook_error = e
