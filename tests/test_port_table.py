@@ -6,9 +6,12 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import numpy as np
 import pytest
+import test_delivery_oracle as T
 from mb2_kernel import build
 from stable_reads import PromiseChecker
+from test_io_fast_path import both
 
 from devices.cmos_rtc import NS, UIP_NS, CmosRtc
 from devices.irq import IrqLine
@@ -108,3 +111,59 @@ def test_compiled_hooks_answer_a_poll(tmp_path: Path) -> None:
         else:
             assert answered == (0, 0)
     assert runs[True] == runs[False] and runs[True][0] == "debug-exit"
+
+
+UIP_COUNT = 0x30010
+
+
+def uip_machine(spin: int, polls: int) -> Machine:
+    """Long mode: 18 PIT periods of 54.9 ms slept in HLT (idle time skipped), a spin of
+    ``spin`` iterations, then ``polls`` reads of CMOS status A counting those with the
+    update-in-progress bit set (at UIP_COUNT)."""
+    T.TRIGGERS["uip"] = f"""
+        movb $0x11, %al; outb %al, $0x20
+        movb $0x20, %al; outb %al, $0x21
+        movb $0x04, %al; outb %al, $0x21
+        movb $0x01, %al; outb %al, $0x21
+        movb $0xfe, %al; outb %al, $0x21
+        movb $0x34, %al; outb %al, $0x43
+        movb $0x00, %al; outb %al, $0x40
+        movb $0x00, %al; outb %al, $0x40
+        sti
+        movl $18, %ecx
+    1:  hlt
+        decl %ecx
+        jnz 1b
+        cli
+        movl ${spin}, %ecx
+    2:  decl %ecx
+        jnz 2b
+        movl ${polls}, %ecx
+    3:  movb $0x0a, %al; outb %al, $0x70; inb $0x71, %al
+        testb $0x80, %al; jz 4f
+        incq {UIP_COUNT}
+    4:  decl %ecx
+        jnz 3b
+        """
+    ram = T.image({"mode": "long", "trigger": "uip"})
+    handler = T.assemble(
+        ".code64\n pushq %rax\n movb $0x20, %al\n outb %al, $0x20\n popq %rax\n iretq\n"
+    )
+    ram[0x40000 : 0x40000 + len(handler)] = np.frombuffer(handler, np.uint8)
+    ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(T.gate64(0x40000), np.uint8)
+    m = Machine(memory=len(ram))
+    m.ram[:] = ram
+    m.boot = True
+    m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
+    m.core.uc.ctl_flush_tb()
+    return m
+
+
+def test_cmos_polled_across_the_update_cycle() -> None:
+    """Status A polled from 999.70 ms to 1000.15 ms of virtual time (after HLTs skipped idle
+    time): its update-in-progress bit rises at 999.756 ms and falls at the second, and the
+    table's entries end exactly there: the same 244 us of reads see it in every configuration."""
+    r = both(lambda: uip_machine(5_520_000, 60_000), answered=True)
+    uip = int(np.frombuffer(r[7][UIP_COUNT : UIP_COUNT + 8], np.uint64)[0])
+    assert r[0] == "halted" and 999_700_000 < r[3] - 60_000 * 7 < 999_756_000 < r[3]
+    assert 30_000 < uip < 31_000  # the whole window, and only the window
