@@ -109,6 +109,14 @@ _TABLE_SLOTS = 1 << 14
 _EIP_SLOT = I.ENV_EIP // 8
 _HFLAGS_SLOT = I.ENV_HFLAGS // 4
 _CS_BASE_SLOT = (I.ENV_SEGS + I.SEG_CS * I.SEG_SIZE + 8) // 8
+# the clock context slots precise_icount reads (module constants: cheaper than K.* lookups)
+_LAST_INFO, _LAST_PC, _ENABLED, _ICOUNT = (
+    K.CTX_LAST_INFO,
+    K.CTX_LAST_PC,
+    K.CTX_ENABLED,
+    K.CTX_ICOUNT,
+)
+_COUNT_SHIFT = K.INFO_COUNT_SHIFT
 
 
 @dataclass
@@ -381,12 +389,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     def precise_icount(self) -> int:
         """Instructions retired up to the one executing now (inside a hook), or the count."""
         ctx = self._ctxv  # _last_block, inlined: every port access that reads the clock runs this
-        info = ctx[K.CTX_LAST_INFO]
-        count = info >> K.INFO_COUNT_SHIFT
-        if ctx[K.CTX_ENABLED] == 0 or not count:
-            return ctx[K.CTX_ICOUNT]
-        before = ctx[K.CTX_ICOUNT] - count
-        block = self.blocks.get((ctx[K.CTX_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF))
+        info = ctx[_LAST_INFO]
+        count = info >> _COUNT_SHIFT
+        if not count or ctx[_ENABLED] == 0:
+            return ctx[_ICOUNT]
+        before = ctx[_ICOUNT] - count
+        block = self.blocks.get((ctx[_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF))
         if block is None:
             return before
         env = self._env64

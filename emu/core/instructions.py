@@ -139,8 +139,15 @@ class CpuInstructions:
     def _hook_out_c(self, port: int, size: int, value: int) -> None:
         """The OUT the compiled hook passes on. A C callback cannot raise: an error is kept,
         emulation stopped, and the error raised again when emu_start returns."""
-        try:
-            self._hook_out(self.uc, port, size, value, None)
+        try:  # _hook_out, inlined (this runs at every OUT the compiled hook does not take)
+            if self._ctxv[_DELIVERED]:
+                self.settle()
+            requested = self._stop is not None
+            self.port_write(port, size, value)
+            if self.after_io is not None:
+                self.after_io()
+            if not requested and self._stop is not None and self._stop.kind == KIND_REQUESTED:
+                self._stop_after_out()
         except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
             if self._hook_error is None:
                 self._hook_error = e
