@@ -584,6 +584,17 @@ class LocalApic:
         """The timer's interrupt after the one at ``expiry`` (None: one-shot, or stopped)."""
         return self._next_expiry(expiry)
 
+    def expiries_from(self, first: int, before: int | None, count: int) -> list[int]:
+        """The timer's interrupt at ``first`` and those after it: every one before ``before``
+        (None: no bound), then the first at or after it; ``count`` at most. The same instants
+        as ``expiry_after`` one by one (a periodic timer's interrupts are one period apart)."""
+        lvt = self.lvt[LVT_TIMER]
+        if lvt & LVT_MASKED or not lvt & TIMER_PERIODIC or not self.initial_count:
+            return [first][:count]
+        step = (self.initial_count + 1) << self.count_shift
+        n = count if before is None else min(count, max(0, -((first - before) // step)) + 1)
+        return list(range(first, first + n * step, step))
+
     # -------------------------------------------------------------- reports
     def describe(self) -> str:
         def vectors(bits: int) -> str:

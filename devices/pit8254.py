@@ -154,6 +154,23 @@ class Pit8254:
             return time_of_tick(ch.start_ns, n + 1 - ch.paused_ticks)
         return None
 
+    def events_from(self, first: int, before: int | None, count: int) -> list[int]:
+        """Channel 0's rising edge at ``first`` (a ``next_event``) and those after it: every
+        one before ``before`` (None: no bound), then the first at or after it; ``count`` at
+        most. The same instants as ``next_event`` asked again at each (modes 2 and 3 rise every
+        ``n`` input clocks; the other modes rise once)."""
+        ch = self.channels[0]
+        if ch.mode not in (2, 3):
+            return [first][:count]
+        n = ch.period()
+        target = (first * PIT_HZ) // NS  # the input clocks counted by the edge at ``first``
+        k = count
+        if before is not None:
+            # an edge ceil(t * NS / PIT_HZ) is before ``before`` when t <= last
+            last = ((before - 1) * PIT_HZ) // NS
+            k = min(count, (max(-1, (last - target) // n) + 1) + 1)
+        return [-((-t * NS) // PIT_HZ) for t in range(target, target + k * n, n)]
+
     def tick(self, now: int) -> None:
         """Bring IRQ 0 up to date at ``now``: a rising OUT edge since the last tick is passed
         to the PIC as a pulse (its edge-triggered input latches it)."""

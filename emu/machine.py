@@ -190,7 +190,7 @@ class Machine(DebugFeatures):
         # Called at the moment of a triple fault, before a --reboot reset (e.g. a screenshot).
         self.on_triple_fault: list[Callable[[Machine], None]] = []
         self.scheduler = Scheduler(
-            self.core, self.recorder.record_fast_delivery, realtime=self.realtime
+            self.core, self.recorder.record_fast_deliveries, realtime=self.realtime
         )
         # the CPU reaches the bus through the port read table (Python takes what it misses)
         self.ports = PortCache(self.bus, lambda ns: self.scheduler.count_at(ns))

@@ -51,6 +51,40 @@ def test_deferred_and_streamed_trace_entries_are_the_same(image) -> None:
     assert lines[0] == first.line()
 
 
+def test_the_trace_keeps_its_newest_entries_across_batches(image) -> None:
+    """The clock hook's deliveries reach the trace in batches; its limit still keeps exactly
+    the newest entries, numbered and counted as when they come one at a time (--trace)."""
+    runs = []
+    for sink in (None, [].append):
+        m = Machine.from_elf(image("timer"), trace_sink=sink)
+        m.trace.limit = 37
+        r = m.run(max_instructions=5_000_000)
+        runs.append((r.trace.to_list(), r.trace.dropped, len(r.trace), r.trace.next_index()))
+    assert runs[0] == runs[1]
+    entries, dropped, held, next_index = runs[0]
+    assert held == len(entries) == 37 and dropped == 310 - 37 and next_index == 310
+    assert [e["index"] for e in entries] == list(range(310 - 37, 310))
+
+
+def test_deferred_entry_batches_trim_from_the_oldest() -> None:
+    from emu.faults.trace import DeferredEntries, FaultTrace, TraceEntry
+
+    def entry(i: int) -> TraceEntry:
+        return TraceEntry(i, 10 * i, 0x20, "IRQ vector 0x20", "external", None, "", None,
+                          0, "", 0, 0, "long64", "", "", True, "", "")  # fmt: skip
+
+    trace = FaultTrace(limit=10)
+    trace.add(entry(0))
+    trace.add_batch(DeferredEntries(6, lambda i: entry(1 + i)))
+    trace.add_deferred(lambda: entry(7))
+    trace.add_batch(DeferredEntries(0, entry))  # nothing
+    trace.add_batch(DeferredEntries(7, lambda i: entry(8 + i)))
+    assert (len(trace), trace.dropped, trace.next_index()) == (10, 5, 15)
+    assert [e.index for e in trace.entries] == list(range(5, 15))
+    trace.add_batch(DeferredEntries(25, lambda i: entry(15 + i)))
+    assert [e.index for e in trace.entries] == list(range(30, 40)) and trace.dropped == 30
+
+
 @pytest.mark.parametrize("keys", ["", "Hello PS2\n"])
 def test_arming_changes_nothing_on_the_timer_image(image, keys: str) -> None:
     """images/timer with the clock hook delivering timer interrupts itself, and without."""

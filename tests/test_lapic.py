@@ -162,6 +162,30 @@ def test_timer_one_shot_periodic_divide_and_current_count() -> None:
     assert a.next_event(clock.now) is None
 
 
+def test_expiries_from_are_expiry_after_one_by_one() -> None:
+    """The clock hook's table of timer interrupts is filled in bulk: the same instants as
+    ``expiry_after`` one at a time (periodic at each divide, one-shot, masked)."""
+    for lvt, divide, initial in ((0x20040, 0xB, 1675), (0x20040, 0x3, 99), (0x20041, 0xA, 0),
+                                 (0x40, 0xB, 500), (0x20040, 0x9, 7)):  # fmt: skip
+        a, _intr, clock = apic()
+        a.mem_write(0x3E0, 4, divide)
+        a.mem_write(0x320, 4, lvt)
+        clock.now = 12_345
+        a.mem_write(0x380, 4, initial)
+        first = a.next_event(clock.now)
+        if first is None:
+            continue
+        for before in (None, first, first + 1, first + 10 * 1676 + 3, 1 << 62):
+            for count in (1, 3, 256):
+                want, e = [], first
+                while e is not None and len(want) < count:
+                    want.append(e)
+                    if before is not None and e >= before:
+                        break
+                    e = a.expiry_after(e)
+                assert a.expiries_from(first, before, count) == want, (lvt, divide, before)
+
+
 def test_msr_disable_cannot_be_undone_and_relocation_is_reported() -> None:
     moves = []
     a = LocalApic(IrqLine(), lambda: 0, on_base_change=lambda o, n: moves.append((o, n)))

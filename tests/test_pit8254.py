@@ -129,3 +129,38 @@ def test_a_never_programmed_channel_has_access_field_0() -> None:
     assert tm.pit.channels[1].latched is None
     assert tm.inb(0x41) == (0x10000 - 2 * 119) & 0xFF
     assert tm.inb(0x41) == (0x10000 - 2 * 119) & 0xFF
+
+
+def _edges_one_by_one(pit: Pit8254, first: int, before: int | None, count: int) -> list[int]:
+    """The reference of ``events_from``: ``next_event`` asked again at each edge."""
+    out: list[int] = []
+    e: int | None = first
+    while e is not None and len(out) < count:
+        out.append(e)
+        if before is not None and e >= before:
+            break
+        nxt = pit.next_event(e)
+        e = nxt if nxt is not None and nxt > e else None
+    return out
+
+
+def test_events_from_are_next_event_asked_at_each_edge() -> None:
+    """The clock hook's edge table is filled in bulk: it must hold the instants the PIT's own
+    ``next_event`` gives one by one, for every mode, divisor and load time."""
+    for mode in (0, 2, 3, 4):
+        for divisor in (2, 3, 1193, 11932, 0):
+            for start in (0, 7, 123_456_789, 10**13 + 3):
+                tm = Timer()
+                tm.t = start
+                tm.program(0, mode, divisor)
+                if mode == 2 and divisor == 3:  # counting paused once by the gate
+                    tm.pit.channels[0].paused_ticks = 1
+                first = tm.pit.next_event(start)
+                assert first is not None
+                period_ns = (divisor or 0x10000) * 1_000_000_000 // PIT_HZ
+                for before in (None, first, first + 1, first + 5 * period_ns + 1, 1 << 62):
+                    for count in (1, 2, 7, 256):
+                        got = tm.pit.events_from(first, before, count)
+                        assert got == _edges_one_by_one(tm.pit, first, before, count), (
+                            mode, divisor, start, before, count,
+                        )  # fmt: skip

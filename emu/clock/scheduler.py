@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+import numpy as np
+
 from ..core.internals import ENV_HFLAGS, HF_LMA
 from ..errors import EngineError
 from . import layout as K
@@ -38,19 +40,19 @@ class Scheduler:
 
     Args:
         core: the CPU core (its clock context is where deadlines and arming are written).
-        record_fast_delivery: records one compiled delivery in the fault trace
-            ``(raw delivery, instruction count)``.
+        record_fast_deliveries: records the clock hook's deliveries in the fault trace
+            ``(rows of its log, source)``; source None: the recorder's own.
         realtime: pace virtual time to the wall clock (a HLT sleeps until its event).
 
     The devices are attached once they exist (they read the clock while being wired).
     """
 
     def __init__(
-        self, core, record_fast_delivery: Callable[..., None], *, realtime: bool = False
+        self, core, record_fast_deliveries: Callable[..., None], *, realtime: bool = False
     ) -> None:
         self.core = core
         self._ctxv = core._ctxv
-        self.record_fast_delivery = record_fast_delivery
+        self.record_fast_deliveries = record_fast_deliveries
         self.realtime = realtime
         self.pics = None
         self.lapic = None
@@ -172,7 +174,7 @@ class Scheduler:
         deadline = min(slice_end, max(self.core.icount + 1, first - idle))
         pit_first = other is None or first < other
         if pit_first and first > now and self._timer_armable():
-            deadline = self._arm(first, other, self.pit.next_event, self.pics.master.vector_base,
+            deadline = self._arm(first, other, self.pit.events_from, self.pics.master.vector_base,
                                  K.EOI_PIC, self._timer_steady(), slice_end)  # fmt: skip
         elif (
             lapic_event == first and first > now and (not_lapic is None or first < not_lapic)
@@ -181,7 +183,7 @@ class Scheduler:
             # the local APIC timer's expiries, delivered by the hook; in the steady state its
             # EOI (a write to the EOI register) is taken by the compiled MMIO write hook
             ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if not_lapic is None else not_lapic - idle
-            deadline = self._arm(first, not_lapic, lapic.expiry_after, lapic.lvt[0] & 0xFF,
+            deadline = self._arm(first, not_lapic, lapic.expiries_from, lapic.lvt[0] & 0xFF,
                                  K.EOI_LAPIC, self._lapic_steady(), slice_end)  # fmt: skip
         if self.lapic is not None and self.lapic.nmi_pending:
             deadline = 0  # an NMI is taken at the next block boundary, whatever IF says
@@ -197,22 +199,20 @@ class Scheduler:
         ctx[K.CTX_IO_DUE] = max(self._due, 0) if self.io_fast_path else 0
         ctx[K.CTX_IO_LMA_WATCH] = int(self._hflags_view is not None)
 
-    def _arm(self, first: int, other: int | None, next_edge, vector: int, eoi_kind: int,
+    def _arm(self, first: int, other: int | None, edges_from, vector: int, eoi_kind: int,
              steady: bool, slice_end: int) -> int:  # fmt: skip
         """Arm the clock hook to deliver ``vector`` at the timer edge ``first`` (virtual ns),
-        with the next edges (``next_edge(e)``) before ``other`` for the compiled EOI to re-arm
-        (instruction counts); the slice's deadline."""
+        with the next edges (``edges_from(first, before, count)``) before ``other`` and the
+        slice's end for the compiled EOI to re-arm (instruction counts); the slice's deadline.
+        The edge after the last one armable ends the table: a deadline."""
         ctx = self.core._ctxv
         idle = self._idle_ns
         edges = self.core.edges
-        e, n = first, 0
-        while e is not None and n < edges.size and (other is None or e < other):
-            edges[n] = e - idle
-            n += 1
-            e = next_edge(e)
-        if n < edges.size and e is not None:
-            edges[n] = e - idle  # the edge after the last one armable: a deadline
-            n += 1
+        before = slice_end + idle if other is None else min(other, slice_end + idle)
+        times = edges_from(first, before, edges.size)
+        n = len(times)
+        edges[:n] = times
+        edges[:n] -= np.uint64(idle)
         ctx[K.CTX_EDGE_COUNT] = n
         ctx[K.CTX_EDGE_INDEX] = 0
         ctx[K.CTX_ARM_TIME] = first - idle
@@ -295,13 +295,13 @@ class Scheduler:
             or m.rotate_on_aeoi
         )  # fmt: skip
 
-    def armed_delivered(self, raws: list, eoi_done: bool) -> None:
-        """The clock hook delivered armed timer interrupts (and the OUT hook took the EOIs of all
-        of them, or of all but the last). Bring the devices to the last delivery (its PIT pulse,
-        INTA; the earlier ones were each acknowledged and ended by their EOI, which from the
-        steady state leaves the PICs as they were), apply the last EOI if it came, and record
-        every delivery with its instruction count."""
-        icount, last = raws[-1]
+    def armed_delivered(self, log, eoi_done: bool) -> None:
+        """The clock hook delivered armed timer interrupts (rows of its log, ``layout.LOG_*``),
+        and the EOI hook took the EOIs of all of them, or of all but the last. Bring the devices
+        to the last delivery (its timer edge, INTA; the earlier ones were each acknowledged and
+        ended by their EOI, which from the steady state leaves the controllers as they were),
+        apply the last EOI if it came, and record every delivery with its instruction count."""
+        icount, last_vector = (int(x) for x in log[-1, : K.LOG_VECTOR + 1])
         self.tick(icount + self._idle_ns)
         source = None
         if self.lapic is not None:
@@ -314,9 +314,9 @@ class Scheduler:
             )
         else:
             vector = self.pics.acknowledge()
-        if vector != last.vector:
+        if vector != last_vector:
             raise EngineError(
-                f"internal error: the armed interrupt was vector 0x{last.vector:x}, "
+                f"internal error: the armed interrupt was vector 0x{last_vector:x}, "
                 f"the PICs acknowledged 0x{vector:x}"
             )
         if eoi_done:
@@ -324,11 +324,7 @@ class Scheduler:
                 self.lapic.mem_write(0xB0, 4, 0)
             else:
                 self.pics.master.write(0, 1, 0x20)
-        for icount, raw in raws:
-            if source is None:
-                self.record_fast_delivery(raw, icount)
-            else:
-                self.record_fast_delivery(raw, icount, source=source)
+        self.record_fast_deliveries(log, source)
 
     def after_io(self) -> None:
         """A port access may have changed what the devices do next: reschedule, unless

@@ -138,9 +138,10 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     # Called after every delivery attempt: (event, exception as raised, delivery result).
     on_delivery: Callable[[Event, GuestException, DeliveryResult], None] | None = None
     on_fast_delivery: Callable[[FastDelivery], None] | None = None
-    # an armed interrupt the clock hook delivered (instruction count, what): the machine catches
-    # its devices up (PIC INTA) and records it; called before any other Python sees the guest
-    on_armed_delivery: Callable[[list[tuple[int, FastDelivery]], bool], None] | None = None
+    # the armed interrupts the clock hook delivered (rows of its log, clock/layout.py LOG_*:
+    # instruction count, then the FastDelivery values) and whether the last one's EOI came: the
+    # machine catches its devices up (INTA) and records them, before any other Python sees the guest
+    on_armed_delivery: Callable[[np.ndarray, bool], None] | None = None
     after_io: Callable[[], None] | None = None  # after every IN/OUT: the machine reschedules
     # Translates a linear address for supervisor delivery accesses when paging is on:
     # (linear, write) -> physical, raising MemoryFault. Set by the machine (our MMU).
@@ -559,12 +560,8 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             raise EngineError(f"internal error: {n} armed deliveries but {done} EOIs")
         self.fast_deliveries += n
         self.armed_deliveries += n
-        raws = [
-            (e[K.LOG_ICOUNT], FastDelivery(*e[K.LOG_VECTOR : K.LOG_STRIDE]))
-            for e in self._log[:n].tolist()
-        ]
         if self.on_armed_delivery is not None:
-            self.on_armed_delivery(raws, done == n)
+            self.on_armed_delivery(self._log[:n].copy(), done == n)
 
     def _request(self, end: SliceEnd) -> None:
         if self._stop is None:

@@ -9,7 +9,8 @@ from dataclasses import replace
 
 from ..core.cpu_state import cpu_mode
 from ..core.internals import ENV_REGS
-from .trace import FaultTrace, TraceEntry, decode_error_code, name_of
+from .raising import FastDelivery
+from .trace import DeferredEntries, FaultTrace, TraceEntry, decode_error_code, name_of
 
 
 class TraceRecorder:
@@ -84,6 +85,25 @@ class TraceRecorder:
             return self.entries(result.steps[0].event, exc, result, icount, index, "", source)[0]
 
         self.trace.add_deferred(entry)
+
+    def record_fast_deliveries(self, log, source: str | None = None) -> None:
+        """Interrupts the clock hook delivered, as rows of its log (clock/layout.py LOG_*: the
+        instruction count, then the ``FastDelivery`` values): one deferred batch, no Python
+        object per delivery until the trace is read (a periodic timer makes many)."""
+        source = self.source if source is None else source
+        if self.sink is not None:
+            for row in log.tolist():
+                self.record_fast_delivery(FastDelivery(*row[1:]), row[0], source)
+            return
+        index = self.trace.next_index()
+
+        def entry(i: int) -> TraceEntry:
+            row = log[i].tolist()
+            result, exc = FastDelivery(*row[1:]).describe()
+            event = result.steps[0].event
+            return self.entries(event, exc, result, row[0], index + i, "", source)[0]
+
+        self.trace.add_batch(DeferredEntries(len(log), entry))
 
     def entries(
         self, event, exc, result, icount: int, index: int, insn: str, source: str = ""

@@ -105,8 +105,9 @@ class FaultTrace:
 
     Only the newest ``limit`` entries are kept (a storm of IRQs must not eat the host's memory);
     ``dropped`` counts the others. An entry may be recorded as a function that builds it later
-    (``add_deferred``): interrupts delivered by the compiled path are frequent, and building
-    their text only when somebody reads the trace keeps them cheap.
+    (``add_deferred``), and a run of entries as one ``DeferredEntries`` (``add_batch``):
+    interrupts delivered by the compiled path are frequent, and building their text (or even
+    one Python object each) only when somebody reads the trace keeps them cheap.
     """
 
     def __init__(
@@ -116,7 +117,8 @@ class FaultTrace:
         self.limit = limit
         self.triple_fault = triple_fault
         self.dropped = 0
-        self._items: deque[TraceEntry | Callable[[], TraceEntry]] = deque(maxlen=limit)
+        self._items: deque[TraceEntry | Callable[[], TraceEntry] | DeferredEntries] = deque()
+        self._count = 0  # entries held (a batch holds several)
         for entry in entries or ():
             self.add(entry)
 
@@ -124,27 +126,57 @@ class FaultTrace:
         self.add_deferred(entry)
 
     def add_deferred(self, entry: TraceEntry | Callable[[], TraceEntry]) -> None:
-        if len(self._items) == self.limit:
-            self.dropped += 1
         self._items.append(entry)
+        self._count += 1
+        if self._count > self.limit:
+            self._trim()
+
+    def add_batch(self, batch: DeferredEntries) -> None:
+        """Entries ``next_index()`` on, built on demand by ``batch``."""
+        if len(batch):
+            self._items.append(batch)
+            self._count += len(batch)
+            if self._count > self.limit:
+                self._trim()
+
+    def _trim(self) -> None:
+        """Drop the oldest entries beyond ``limit``."""
+        items = self._items
+        while self._count > self.limit:
+            excess = self._count - self.limit
+            oldest = items[0]
+            if isinstance(oldest, DeferredEntries) and len(oldest) > excess:
+                oldest.drop_first(excess)
+                n = excess
+            else:
+                items.popleft()
+                n = len(oldest) if isinstance(oldest, DeferredEntries) else 1
+            self._count -= n
+            self.dropped += n
 
     @property
     def entries(self) -> list[TraceEntry]:
-        items = self._items
-        for i, item in enumerate(items):
-            if not isinstance(item, TraceEntry):
-                items[i] = item()
-        return list(items)  # type: ignore[arg-type]
+        out: list[TraceEntry] = []
+        for item in self._items:
+            if isinstance(item, TraceEntry):
+                out.append(item)
+            elif isinstance(item, DeferredEntries):
+                out.extend(item.build())
+            else:
+                out.append(item())
+        self._items = deque(out)  # built once
+        return list(out)
 
     @entries.setter
     def entries(self, value: list[TraceEntry]) -> None:
-        self._items = deque(value, maxlen=self.limit)
+        self._items = deque(value[-self.limit :] if self.limit else ())
+        self._count = len(self._items)
 
     def next_index(self) -> int:
-        return self.dropped + len(self._items)
+        return self.dropped + self._count
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._count
 
     def last_chain(self) -> list[TraceEntry]:
         """The entries of the last event chain: from the last successful delivery on."""
@@ -174,6 +206,25 @@ class FaultTrace:
 
     def to_list(self) -> list[dict]:
         return [asdict(e) for e in self.entries]
+
+
+class DeferredEntries:
+    """A run of consecutive trace entries kept as raw values and built when the trace is read:
+    ``make(i)`` builds the entry of the ``i``-th of the ``count`` values."""
+
+    def __init__(self, count: int, make: Callable[[int], TraceEntry]) -> None:
+        self._start = 0
+        self._stop = count
+        self._make = make
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    def drop_first(self, n: int) -> None:
+        self._start += n
+
+    def build(self) -> list[TraceEntry]:
+        return [self._make(i) for i in range(self._start, self._stop)]
 
 
 def name_of(vector: int, kind: str) -> str:
