@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from ..core.internals import ENV_HFLAGS, HF_LMA
+from ..core.internals import ENV_HFLAGS, HF_PE
 from ..errors import EngineError
 from . import layout as K
 
@@ -68,7 +68,7 @@ class Scheduler:
         self._unwatched = False  # a timed device without ``events_changed``: always reschedule
         self._due = 0  # the earliest event at the last schedule, as an instruction count
         self._armed_eoi = K.EOI_PIC  # which EOI ends the interrupt armed last
-        # hflags, when the timer was not armed only because the CPU is not in long mode
+        # hflags, when the timer was not armed only because the CPU is in real mode
         self._hflags_view: ctypes.c_uint32 | None = None
         # Whether the PIT's channel 0 reaches IRQ 0 (the HPET's legacy replacement cuts it off):
         # the clock hook may deliver PIT interrupts only then.
@@ -225,21 +225,24 @@ class Scheduler:
         return min(slice_end, int(after), ctx[K.CTX_OTHER_EVENT])
 
     def _lapic_steady(self) -> bool:
-        """Nothing in service or requested on the local APIC (nor the 8259s): the timer's
-        interrupt and its EOI leave it as it was (the compiled MMIO hook may take the EOI)."""
+        """Nothing in service or requested on the local APIC: the timer's interrupt and its EOI
+        leave it as it was (the compiled MMIO hook may take the EOI). The 8259s do not matter:
+        their INTR is low (``_lapic_timer_armable``) and stays so up to their next event, which
+        ends the armed window; a masked IRQ 0 the PIT latched in their IRR (the BIOS's 18.2 Hz
+        timer under a kernel that masked it) changes nothing."""
         lapic = self.lapic
-        return not (lapic.isr or lapic.irr) and self._timer_steady()
+        return not (lapic.isr or lapic.irr)
 
     def _timer_armable(self) -> bool:
-        """Would a PIT pulse now make the PICs signal IRQ 0 and nothing else (long mode, the
-        compiled delivery available)?"""
+        """Would a PIT pulse now make the PICs signal IRQ 0 and nothing else (protected or
+        long mode, the compiled delivery available)?"""
         c = self.core
         if not (self.arm_timer and c.fast_delivery and c.translate is None and c.tlb == "virtual"):
             return False
         if self.pics.cpu_line.level or not self.pit_connected() or not self._virtual_wire():
             return False
-        if not c.internals.hflags & HF_LMA:
-            # after_io looks again: the guest may enter long mode
+        if not c.internals.hflags & HF_PE:
+            # after_io looks again: the guest may enter protected mode
             self._hflags_view = ctypes.c_uint32.from_address(c.internals.env + ENV_HFLAGS)
             return False
         pic = self.pics.master
@@ -254,8 +257,8 @@ class Scheduler:
 
     def _lapic_timer_armable(self) -> bool:
         """Would the local APIC timer's expiry make INTA answer its vector and nothing else
-        (nothing pending now, the 8259s quiet, the vector above the PPR, long mode, the
-        compiled delivery available)?"""
+        (nothing pending now, the 8259s quiet, the vector above the PPR, protected or long
+        mode, the compiled delivery available)?"""
         c = self.core
         if not (self.arm_timer and c.fast_delivery and c.translate is None and c.tlb == "virtual"):
             return False
@@ -269,7 +272,7 @@ class Scheduler:
         ppr = lapic.ppr
         if ppr and (vector & 0xF0) <= (ppr & 0xF0):
             return False
-        if not c.internals.hflags & HF_LMA:
+        if not c.internals.hflags & HF_PE:
             self._hflags_view = ctypes.c_uint32.from_address(c.internals.env + ENV_HFLAGS)
             return False
         return True
@@ -341,7 +344,7 @@ class Scheduler:
                 if device.events_changed:
                     break
             else:
-                if self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_LMA:
+                if self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_PE:
                     return
         if self.timed:
             self.schedule(self.now_ns())
@@ -352,7 +355,7 @@ class Scheduler:
         if (
             self.io_fast_path
             and self._ctxv[_ICOUNT] < self._due
-            and (self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_LMA)
+            and (self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_PE)
         ):
             return
         if self.timed:

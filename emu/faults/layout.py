@@ -42,12 +42,15 @@ DELIVERED = 0
 FALLBACK = 1
 
 # Why the fast path declined (the Python model then delivers, or raises the fault it finds).
-FB_NOT_LONG_MODE = 1
+FB_REAL_MODE = 1  # CR0.PE=0: the interrupt vector table
 FB_IDT_LIMIT = 2
 FB_MEMORY = 3  # a walk failed, or an access crosses a page or leaves RAM
-FB_GATE = 4  # not a present 64-bit interrupt/trap gate
+FB_GATE = 4  # not a present interrupt/trap gate (64-bit, or 32-bit in protected mode)
 FB_SELECTOR = 5  # null, LDT or beyond the GDT limit
-FB_CODE_SEGMENT = 6  # not a present 64-bit code segment reachable from this CPL
-FB_TSS = 7  # no TSS, or the stack field is beyond its limit
+FB_CODE_SEGMENT = 6  # not a present (64-bit in long mode) code segment reachable from this CPL
+FB_TSS = 7  # no TSS, the stack field is beyond its limit, or (32-bit) its SS is not valid
 FB_VM86 = 8
 FB_GATE_DPL = 9  # a software interrupt through a gate whose DPL is below the CPL: #GP
+# protected mode, the interrupted code not flat 32-bit (a 16-bit code segment or a CS base):
+# the trace names such a place by CS:IP or its linear address, which the log does not carry
+FB_NOT_FLAT = 10

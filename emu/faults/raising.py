@@ -96,16 +96,21 @@ class FastDelivery(NamedTuple):
     def gate(self) -> Gate:
         low, high = self.gate_low, self.gate_high
         e1, e2 = low & 0xFFFFFFFF, low >> 32
+        offset = (e2 & 0xFFFF0000) | (e1 & 0xFFFF)
+        raw = low.to_bytes(8, "little")
+        if self.hflags & I.HF_LMA:  # a 16-byte gate
+            offset |= (high & 0xFFFFFFFF) << 32
+            raw += high.to_bytes(8, "little")
         return Gate(
             vector=self.vector,
             address=self.gate_address,
-            raw=low.to_bytes(8, "little") + high.to_bytes(8, "little"),
+            raw=raw,
             type=(e2 >> 8) & 0x1F,
             dpl=(e2 >> 13) & 3,
             present=True,
             selector=e1 >> 16,
-            offset=(e2 & 0xFFFF0000) | (e1 & 0xFFFF) | ((high & 0xFFFFFFFF) << 32),
-            ist=e2 & 7,
+            offset=offset,
+            ist=e2 & 7 if self.hflags & I.HF_LMA else 0,
         )
 
     def result(self, event: Event) -> DeliveryResult:
@@ -384,13 +389,13 @@ class ExceptionRaising:
         self.apply_delivery(result.cpu)
 
     def _deliver_fast(self, event: Event, exc: GuestException) -> bool:
-        """An exception or software interrupt through the compiled path (long mode, the common
-        gates): True if it was delivered; False sends it to the Python model, which then finds
+        """An exception or software interrupt through the compiled path (long mode or 32-bit
+        protected mode, the common gates): True if it was delivered; False sends it to the Python model, which then finds
         the same fault the compiled path declined on."""
         if not (self.fast_delivery and self.translate is None and self.tlb == "virtual"):
             return False
-        if not self.internals.hflags & I.HF_LMA:
-            return False
+        if not self.internals.hflags & I.HF_PE:
+            return False  # real mode: the model (the kernel would decline)
         a = self._exc_args
         a[DL.DA_VECTOR] = event.vector
         a[DL.DA_KIND] = DL.KIND_SOFTWARE if event.kind == "software" else DL.KIND_EXCEPTION
@@ -408,7 +413,8 @@ class ExceptionRaising:
         if self._fast_deliver(self._exc_args_ptr, self._fast_out_ptr) != DL.DELIVERED:
             return False
         self.fast_deliveries += 1
-        raw = FastDelivery(event.vector, 0, *self._fast_out[: DL.DO_WHY].tolist()[1:])
+        raw = FastDelivery(event.vector, int(self._fast_out[DL.DO_OLD_HFLAGS]),
+                           *self._fast_out[: DL.DO_WHY].tolist()[1:])  # fmt: skip
         if self.on_delivery is not None:
             # the state it happened in (the CPU already holds the handler's)
             self.on_delivery(event, replace(exc, rsp=raw.old_rsp), raw.result(event))
