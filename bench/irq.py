@@ -1,9 +1,13 @@
 """External interrupt benchmark, measured in one run:
 
-1. interrupts delivered per second, with a guest whose timer (PIT divisor 2) interrupts it every
-   1,676 instructions, against the same guest with IRQ 0 masked [goal >= 100k interrupts/s];
-   and the same with the local APIC timer (periodic, 1,676 ns, the 8259s masked, the EOI an
-   MMIO write) [goal >= 100k interrupts/s];
+1. interrupts delivered per second to a long-mode guest spinning in a 5-instruction loop whose
+   handler counts, EOIs and returns, the clock hook delivering them (armed) and taking their EOIs
+   without Python: its PIT (divisor 2, an interrupt every 1,676 instructions, the EOI an OUT to
+   the 8259), against the same guest with IRQ 0 masked [goal >= 100k interrupts/s]; and its
+   local APIC timer (periodic, every 1,676 ns, the 8259s masked, the EOI a write to the APIC's
+   EOI register, an MMIO write) [goal >= 100k interrupts/s]. Each figure is the median of RUNS
+   runs after a warm-up run, each on a fresh machine, wall time of Machine.run only; the host's
+   load average is printed with them (the host is shared: compare figures at similar loads);
 2. guest MIPS with a 1 kHz timer against raw Unicorn running the same loop with no hooks
    [goal >= 0.8x], and, for scale, raw Unicorn with one empty compiled block hook: the floor of
    any design that counts instructions per translation block, as virtual time does

@@ -98,17 +98,30 @@ TRIGGERS = {
 
 def guest_source(mode: str, trigger: str, cpl: int) -> str:
     if mode == "prot":
+        # ring 3: the 32-bit TSS (0x28) gives SS0:ESP0; user code 0x1B and data 0x23 (image)
+        ring3 = f"""
+        movw $0x28, %ax; ltr %ax
+        pushl $0x23
+        pushl ${USTACK}
+        pushl $0x202
+        pushl $0x1B
+        pushl ${USER_CODE}
+        iretl
+        """
         return f"""
         .code32
         ljmp $0x08, $1f
 1:      movl $0x10, %eax; movl %eax, %ds; movl %eax, %es; movl %eax, %ss
         movl ${KSTACK}, %esp
         lidt idtr
-        {TRIGGERS[trigger]}
+        {ring3 if cpl == 3 else TRIGGERS[trigger]}
         hlt
         .align 8
 idtr:   .short 0x7FF
         .long {IDT}
+        .org {USER_CODE - CODE}
+        {TRIGGERS[trigger]}
+        hlt
         """
     ring3 = ""
     if cpl == 3:
@@ -164,6 +177,9 @@ def image(sc: dict) -> np.ndarray:
     q = ram.view(np.uint64)
     if sc["mode"] == "prot":
         gdt = [0, 0x00CF9A000000FFFF, 0x00CF92000000FFFF]
+        if sc.get("cpl") == 3:  # user code and data, DPL 3, and a 32-bit TSS (available)
+            gdt += [0x00CFFA000000FFFF, 0x00CFF2000000FFFF, 0x0000890000000067 | TSS << 16]
+            struct.pack_into("<II", ram, TSS + 4, RSP0, 0x10)  # ESP0, SS0
         for i, d in enumerate(gdt):
             q[GDT // 8 + i] = d
         for v in range(256):
@@ -284,6 +300,11 @@ for trigger in ("ud2", "int3", "int80", "gp_selector", "pf_unmapped", "div0"):
         {"mode": "long", "trigger": trigger, "cpl": 3, "gate": {0x80: {"dpl": 3}, 3: {"dpl": 3}}}
     )
     SCENARIOS.append({"mode": "long", "trigger": trigger, "cpl": 3})  # INT n through DPL 0 gates
+    if not trigger.startswith("pf"):  # 32-bit ring 3 to ring 0 through the TSS's SS0:ESP0
+        SCENARIOS.append(
+            {"mode": "prot", "trigger": trigger, "cpl": 3, "gate": {80: {"dpl": 3}, 3: {"dpl": 3}}}
+        )
+        SCENARIOS.append({"mode": "prot", "trigger": trigger, "cpl": 3})
 # INT n for every vector through DPL 3 gates, from ring 0 and from ring 3 (software interrupts
 # never push an error code, whatever the vector)
 for n in range(0, 256, 1):
