@@ -170,8 +170,11 @@ class DebugFeatures:
         # As in a run: what the devices raised by now is delivered before the instruction
         # (a delivery retires nothing), then the instruction executes.
         self.scheduler.tick(self.now_ns())
-        lapic = self.lapic  # the CPU's interrupt pin (the 8259s reach it through LINT0)
-        if lapic.nmi_pending or (lapic.interrupt_pending and self.core.can_take_interrupt()):
+        if self._halted and not self._wakes():
+            # in the HLT state, and the last event woke nothing: the step waits for the next
+            return self._wait_halted(t0)
+        if self._wakes():  # the CPU's interrupt pin (the 8259s reach it through LINT0)
+            self._halted = False
             ended = self._take_interrupt()
             if ended is not None:
                 return self._finish(ended, t0)
@@ -180,7 +183,10 @@ class DebugFeatures:
             return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
         if end is not None and end.kind == core.KIND_HALT and self.scheduler.wait_for_interrupt():
             # HLT with IF=1 and a device that will interrupt: the CPU waits as in a run,
-            # virtual time goes on to that event, and the next step takes the interrupt
+            # virtual time goes on to that event, and the next step takes the interrupt (or,
+            # if that event woke nothing, waits on)
+            self._halted = True
+            self._halt_events = 0
             return None
         if end is None:
             return None

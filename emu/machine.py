@@ -61,6 +61,10 @@ MIN_MEMORY = 2 << 20
 MAX_MEMORY = 3 << 30
 # A slice is the longest stretch run without looking at the wall clock or the devices.
 SLICE_INSTRUCTIONS = 2_000_000
+# A HLT with IF=1 stays halted through device events that raise no interrupt the CPU takes (a
+# masked timer's pulses), as on a PC; after this many such events in a row the run ends as
+# halted instead of waiting on forever in virtual time (a PC, and QEMU, would never wake).
+HLT_WAIT_EVENTS = 200_000
 
 
 # The local APIC registers whose access reads the clock (LVT timer, initial and current count):
@@ -187,6 +191,9 @@ class Machine(DebugFeatures):
         self._exit_value: int | None = None
         self.reboots = 0
         self._reset_requested = False
+        # In the HLT state: the CPU waits for an interrupt (or NMI) and runs nothing until then.
+        self._halted = False
+        self._halt_events = 0  # device events waited through in the HLT state
         # Called at the moment of a triple fault, before a --reboot reset (e.g. a screenshot).
         self.on_triple_fault: list[Callable[[Machine], None]] = []
         self.scheduler = Scheduler(
@@ -383,6 +390,7 @@ class Machine(DebugFeatures):
     ) -> BootPlan:
         specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
         self._boot_args = (path, cmdline, tuple(specs), protocol)
+        self._halted = False
         tables = self._install_firmware()
         program_devices(self.bus, self.ram.size)  # the chips as SeaBIOS and GRUB leave them
         plan = boot_kernel(
@@ -487,7 +495,14 @@ class Machine(DebugFeatures):
             now = self.now_ns()
             self.scheduler.tick(now)
             lapic = self.lapic
-            if lapic.nmi_pending or (lapic.interrupt_pending and self.core.can_take_interrupt()):
+            if self._halted and not self._wakes():
+                # the event the HLT waited for raised nothing the CPU takes: it stays halted
+                ended = self._wait_halted(t0)
+                if ended is not None:
+                    return ended
+                continue
+            if self._wakes():
+                self._halted = False  # an interrupt (or NMI) ends the HLT state
                 reboots = self.reboots
                 ended = self._take_interrupt()
                 if ended is not None:
@@ -521,6 +536,8 @@ class Machine(DebugFeatures):
                     return self._finish(stopped, t0)
                 continue
             if end.kind == core.KIND_HALT and self.scheduler.wait_for_interrupt():
+                self._halted = True
+                self._halt_events = 0
                 continue
             if end.kind == core.KIND_BIOS_WAIT:
                 if self._bios_wait_can_end() and self.scheduler.skip_to_next_event():
@@ -528,6 +545,26 @@ class Machine(DebugFeatures):
                 detail = f"{end.detail}, and none will come (--keys types keys)"
                 return self._result("halted", t0, detail=detail)
             return self._finish(end, t0)
+
+    def _wakes(self) -> bool:
+        """Whether the CPU, halted, is woken now: an NMI, or an interrupt it takes (IF=1)."""
+        lapic = self.lapic
+        return lapic.nmi_pending or (lapic.interrupt_pending and self.core.can_take_interrupt())
+
+    def _wait_halted(self, t0: float) -> RunResult | None:
+        """The halted CPU waits on to the next device event; the result that ends the run when
+        none will come, or when ``HLT_WAIT_EVENTS`` came in a row and none woke it."""
+        self._halt_events += 1
+        if self._halt_events <= HLT_WAIT_EVENTS and self.scheduler.wait_for_interrupt():
+            return None
+        self._halted = False
+        if self._halt_events <= HLT_WAIT_EVENTS:
+            return self._finish(core.SliceEnd(core.KIND_HALT, "halted"), t0)
+        detail = (
+            f"HLT with IF=1: {HLT_WAIT_EVENTS:,} device events in a row raised no interrupt the "
+            "CPU takes (their sources are masked): it would stay halted"
+        )
+        return self._result("halted", t0, detail=detail, state=self.core.state())
 
     def _bios_wait_can_end(self) -> bool:
         """A BIOS service waits for a key (INT 16h AH=00h): will one come?"""
@@ -588,6 +625,7 @@ class Machine(DebugFeatures):
                 "idle_ns": self.idle_ns,
                 "exit_value": self._exit_value,
                 "reset_requested": self._reset_requested,
+                "halted": (self._halted, self._halt_events),
                 "serial": len(self._serial),
                 "console": len(self._console),
                 "trace": (list(self.trace.entries), self.trace.triple_fault, self.trace.dropped),
@@ -612,6 +650,7 @@ class Machine(DebugFeatures):
         self.scheduler.idle_ns = m["idle_ns"]
         self._exit_value = m["exit_value"]
         self._reset_requested = m["reset_requested"]
+        self._halted, self._halt_events = m["halted"]
         del self._serial[m["serial"] :]
         del self._console[m["console"] :]
         entries, triple, dropped = m["trace"]
@@ -667,6 +706,7 @@ class Machine(DebugFeatures):
         not cleared (it is not on a real reset either); devices return to their reset state.
         The virtual clock and the fault trace go on, so the reset stays visible."""
         self.reboots += 1
+        self._halted = False
         for hook in self.on_triple_fault:
             hook(self)
         if self.trace_sink is not None:

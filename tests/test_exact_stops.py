@@ -222,3 +222,108 @@ def test_a_watchpoint_outside_the_address_space_is_refused(tmp_path, address, si
     assert m.watchpoints == []
     m.add_watchpoint(0xFFFF_FFFF_FFFF_FFF0, 0x10, "rw")  # up to the last byte is fine
     assert m.run(max_instructions=100_000).stop_reason == "debug-exit"
+
+
+# HLT with IF=1 while the only timer that pulses is masked at the 8259 (the PIT, every 84 us):
+# its pulses set the IRR bit but wake nothing, so the CPU stays halted until the local APIC
+# timer's one-shot interrupt (1 ms). The COM1 line says how many interrupts the handler took
+# before HLT returned (QEMU: 1); with ``{lapic}`` 0x10041 (masked) nothing can ever wake it.
+HLT_MASKED_PULSE = """
+    movl $handler, %eax
+    movw %ax, idt + 8 * 0x41
+    movw %cs, idt + 8 * 0x41 + 2
+    movw $0x8E00, idt + 8 * 0x41 + 4
+    shrl $16, %eax
+    movw %ax, idt + 8 * 0x41 + 6
+    lidt idt_desc
+    movb $0xFF, %al
+    outb %al, $0x21
+    outb %al, $0xA1                   /* every 8259 input masked */
+    movb $0x34, %al
+    outb %al, $0x43
+    movb $100, %al
+    outb %al, $0x40
+    movb $0, %al
+    outb %al, $0x40                   /* PIT channel 0, mode 2, every 100 ticks (84 us) */
+    movl $0xB, 0xFEE003E0             /* divide by 1 */
+    movl ${lapic}, 0xFEE00320         /* one-shot, vector 0x41 */
+    movl $1000000, 0xFEE00380         /* in 1 ms */
+    sti
+halt_here:
+    hlt
+after_hlt:
+    cli
+    movb count, %al
+    addb $0x30, %al
+    movw $0x3F8, %dx
+    outb %al, %dx
+    movb $0x0A, %al
+    outb %al, %dx
+    jmp done
+handler:
+    incb count
+    movl $0, 0xFEE000B0
+    iret
+    .align 8
+count:
+    .long 0
+idt:
+    .fill 0x42, 8, 0
+idt_desc:
+    .word 0x42 * 8 - 1
+    .long idt
+done:
+"""
+
+
+def test_hlt_stays_halted_through_a_masked_pulse(tmp_path) -> None:
+    """A pulse of a masked timer is no interrupt: HLT returns only after one is delivered
+    (in the run, in a step, and from a checkpoint taken while halted)."""
+    elf = build(HLT_MASKED_PULSE.format(lapic=0x41), tmp_path)
+    m = Machine.from_elf(elf)
+    r = m.run(max_instructions=1_000_000)
+    assert r.stop_reason == "debug-exit", r.describe()
+    assert r.serial == b"1\n"
+    assert m.idle_ns > 990_000  # the clock waited for the local APIC timer (1 ms)
+    assert m.pics.master.irr & 1  # the PIT's pulses latched IRQ 0, masked
+
+    s = Machine.from_elf(elf)
+    s.add_breakpoint("halt_here")
+    assert s.run(max_instructions=1_000_000).stop_reason == "breakpoint"
+    assert s.step() is None  # HLT: waits to the PIT's first pulse, which wakes nothing
+    assert s.step() is None  # ... and so on to the next one
+    assert s.cpu_state().rip == s.symbolizer.address_of("after_hlt")  # still halted there
+    assert 0 < s.idle_ns < 1_000_000 and s.ram[s.symbolizer.address_of("count")] == 0
+    cp = s.checkpoint()
+    rest = s.run(max_instructions=1_000_000)
+    assert (rest.stop_reason, rest.serial, rest.instructions) == ("debug-exit", b"1\n",
+                                                                  r.instructions)  # fmt: skip
+    s.restore(cp)
+    again = s.run(max_instructions=1_000_000)
+    assert (again.serial, again.instructions) == (rest.serial, rest.instructions)
+
+
+def test_hlt_that_nothing_unmasked_can_wake_ends_halted(tmp_path, monkeypatch) -> None:
+    """Every interrupt source masked, a masked timer still pulsing: a PC (and QEMU) stays
+    halted forever; the run waits through HLT_WAIT_EVENTS pulses, then ends as halted."""
+    import emu.machine
+
+    monkeypatch.setattr(emu.machine, "HLT_WAIT_EVENTS", 500)
+    m = Machine.from_elf(build(HLT_MASKED_PULSE.format(lapic=0x10041), tmp_path))
+    r = m.run(max_instructions=1_000_000)
+    assert r.stop_reason == "halted" and "500 device events" in r.detail, r.describe()
+    assert r.serial == b"" and r.cpu.rip == m.symbolizer.address_of("after_hlt")
+    assert 500 * 83_000 < m.idle_ns < 502 * 85_000  # the PIT's pulses, one by one
+
+
+def test_hlt_masked_pulse_same_as_qemu(tmp_path) -> None:
+    """The guest above under QEMU + GRUB: HLT returns after the one interrupt it takes."""
+    from test_qemu_differential import MISSING, _qemu
+
+    if MISSING:
+        pytest.skip(f"the QEMU reference needs {', '.join(MISSING)} (not installed)")
+    elf = build(HLT_MASKED_PULSE.format(lapic=0x41), tmp_path)
+    ours = Machine.from_elf(elf).run(max_instructions=1_000_000)
+    ref = _qemu(elf)
+    assert ref["serial"] == ours.serial.decode() == "1\n"
+    assert ref["end"] == "isa-debug-exit" and ours.stop_reason == "debug-exit"
