@@ -45,7 +45,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     _HF_CS32,
     _HF_CS64,
     _HF_INHIBIT_IRQ,
-    _HF_LMA,
+    _HF_PE,
     CTX_ARM_TIME,
     CTX_ARM_VECTOR,
     CTX_ARMED,
@@ -73,7 +73,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_ICOUNT,
     CTX_IN_SERVICE,
     CTX_IO_DUE,
-    CTX_IO_LMA_WATCH,
+    CTX_IO_PE_WATCH,
     CTX_IRQ_PENDING,
     CTX_LAST_INFO,
     CTX_LAST_PC,
@@ -234,12 +234,12 @@ _eoi_rearm = jit(nopython=True)(eoi_rearm)
 def port_table_open(ctx):
     """May the port read table answer now? Only where Python would not reschedule after the
     access either (``Scheduler.after_io``: before the earliest event, and not where entering
-    long mode could let the timer be armed) and no delivery awaits ``core.settle``."""
+    protected mode could let the timer be armed) and no delivery awaits ``core.settle``."""
     icount = ctx[CTX_ICOUNT]
     if ctx[CTX_DELIVERED] or icount >= ctx[CTX_IO_DUE]:
         return False
     return not (
-        ctx[CTX_IO_LMA_WATCH] and load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS)) & np.uint32(_HF_LMA)
+        ctx[CTX_IO_PE_WATCH] and load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS)) & np.uint32(_HF_PE)
     )
 
 

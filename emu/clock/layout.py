@@ -80,10 +80,10 @@ CTX_PORT_NOOPS = 57  # address of the writes that change nothing: NOOP_VALID | v
 CTX_PORT_COUNTS = 58  # address of the counts: reads answered, of them unmapped, writes dropped
 CTX_PY_IN = 59  # address of the Python IN handler (a C callback), for every other IN
 # The hooks answer only while Python would not reschedule after the access either
-# (Scheduler.after_io): ICOUNT below IO_DUE, and, when IO_LMA_WATCH is set, the CPU not yet
-# in long mode (entering it may let the timer be armed).
+# (Scheduler.after_io): ICOUNT below IO_DUE, and, when IO_PE_WATCH is set, the CPU not yet
+# in protected mode (entering it may let the timer be armed).
 CTX_IO_DUE = 60
-CTX_IO_LMA_WATCH = 61
+CTX_IO_PE_WATCH = 61
 PORT_ENTRY_UNMAPPED = 1 << 8  # an entry of a port nobody decodes: counted as an unmapped read
 PORT_NOOP_VALID = 1 << 8
 CTX_SIZE = 64
@@ -115,7 +115,7 @@ _ENV_HFLAGS = X86.ENV_HFLAGS
 _ENV_EFLAGS = X86.ENV_EFLAGS
 _EFLAGS_IF = X86.RFLAGS_IF
 _HF_INHIBIT_IRQ = X86.HF_INHIBIT_IRQ
-_HF_LMA = X86.HF_LMA
+_HF_PE = X86.HF_PE
 
 
 def pack_value(icount: int, size: int, bits: int) -> int:

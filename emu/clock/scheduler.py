@@ -193,11 +193,11 @@ class Scheduler:
 
     def _open_port_table(self) -> None:
         """The compiled port hooks answer from the port read table only where ``after_io``
-        would not reschedule either: before ``_due``, and with the CPU not yet in long mode
-        where that alone kept the timer from being armed."""
+        would not reschedule either: before ``_due``, and with the CPU not yet in protected
+        mode where that alone kept the timer from being armed."""
         ctx = self.core._ctxv
         ctx[K.CTX_IO_DUE] = max(self._due, 0) if self.io_fast_path else 0
-        ctx[K.CTX_IO_LMA_WATCH] = int(self._hflags_view is not None)
+        ctx[K.CTX_IO_PE_WATCH] = int(self._hflags_view is not None)
 
     def _arm(self, first: int, other: int | None, edges_from, vector: int, eoi_kind: int,
              steady: bool, slice_end: int) -> int:  # fmt: skip
