@@ -1,7 +1,8 @@
 """Checkpoints: the whole machine at one instant, and going back to it.
 
-A checkpoint is the CPU context (Unicorn's context blob, a memcpy), a copy of guest RAM and of
-any device memory, the virtual clock, and every device's register state. Restoring flushes
+A checkpoint is the CPU context (Unicorn's context blob, a memcpy), guest memory (RAM and any
+device memory, as the pages written since the checkpoint before: emu/dirty_pages.py), the
+virtual clock, and every device's register state. Restoring flushes
 Unicorn's TLB and translated code (neither is part of a context, unicorn-2.1.4.md Q7), so the run
 continues exactly as it did from that instant: runs are deterministic, which is what reverse
 stepping will build on (restore the nearest checkpoint, replay forward). Unicorn's own
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from devices.irq import IrqLine
+
+from .dirty_pages import MemoryCheckpoint
 
 
 @dataclass
@@ -73,12 +76,16 @@ def restore_device(device: Any, state: DeviceState) -> None:
 
 @dataclass
 class Checkpoint:
-    """Everything needed to continue a run from one instant (see Machine.checkpoint)."""
+    """Everything needed to continue a run from one instant (see Machine.checkpoint).
+
+    Cost: taking one is O(pages written since the previous checkpoint) and a TLB flush, with no
+    copy of memory; ``memory.nbytes`` is what it holds at most (those pages), filled as they are
+    next written. Restoring is O(pages that differ). Keep as many as useful: one no longer
+    referenced is folded into the next."""
 
     instructions: int
     cpu: Any  # unicorn.UcContext
-    ram: np.ndarray
-    device_memory: list[np.ndarray]
+    memory: MemoryCheckpoint
     clock: np.ndarray
     machine: dict[str, Any]
     devices: dict[str, DeviceState]

@@ -44,6 +44,7 @@ from .core import engine as core
 from .core.cpu_state import CpuState
 from .core.instructions import CPU_MODELS
 from .debugging import DebugFeatures
+from .dirty_pages import DirtyPages
 from .errors import ConfigError
 from .faults.diagnosis import diagnose
 from .faults.recorder import TraceRecorder
@@ -183,6 +184,14 @@ class Machine(DebugFeatures):
             self.ram, self.bus.read, self.bus.write, memory=self.memory,
             bios_stub_at=pc_bios.stub_vector_at, cpu_model=self.cpu,
         )  # fmt: skip
+        # Checkpoints keep the pages written since the one before (emu/dirty_pages.py): the
+        # tracker sees every write, the guest's through our TLB-fill hook, the host's here.
+        self.pages = DirtyPages(self.ram, self.core.flush_tlb)
+        for region in self.memory.regions:
+            if region.buffer is not None:
+                self.pages.track_region(region.base, region.buffer)
+        self.memory.pages = self.pages
+        self.core.track_pages(self.pages)
         self.recorder = TraceRecorder(self.core, self.trace, self._describe, self.trace_sink)
         self.core.on_delivery = self.recorder.record_delivery
         self.core.on_fast_delivery = self.recorder.record_fast_delivery
@@ -401,6 +410,7 @@ class Machine(DebugFeatures):
             protocol=protocol,
             loader_name=self.loader_name,
             acpi_rsdp=tables.rsdp,  # GRUB copies SeaBIOS's RSDP into tag 14
+            before_write=self.pages.before_write,
         )
         self.boot = plan
         self.kernel_path = os.fspath(path)
@@ -412,6 +422,7 @@ class Machine(DebugFeatures):
                     plan.framebuffer.address, self.framebuffer.memory, "linear framebuffer"
                 )
             else:
+                self.pages.before_write(plan.framebuffer.address, self.framebuffer.memory.size)
                 self.framebuffer.reset()
             program_video_mode(self.bus, plan.framebuffer)
         self.symbolizer = Symbolizer(self.kernel_path) if plan.elf_class else None
@@ -611,14 +622,14 @@ class Machine(DebugFeatures):
         return devices
 
     def checkpoint(self) -> Checkpoint:
-        """The whole machine now: CPU, RAM, device memory, devices and the virtual clock."""
+        """The whole machine now: CPU, memory, devices and the virtual clock. Cheap: memory is
+        the pages written since the checkpoint before (emu/dirty_pages.py has the cost model);
+        dropping the checkpoint releases them."""
         self.ports.sync()
-        memory = [self.framebuffer.memory.copy()] if self.framebuffer is not None else []
         return Checkpoint(
             instructions=self.core.icount,
             cpu=self.core.uc.context_save(),
-            ram=self.ram.copy(),
-            device_memory=memory,
+            memory=self.pages.checkpoint(),
             clock=self.core.ctx.copy(),
             machine={
                 "precise_icount": self.core.precise_icount(),
@@ -641,10 +652,8 @@ class Machine(DebugFeatures):
 
     def restore(self, cp: Checkpoint) -> None:
         """Go back to a checkpoint of this machine; the run continues as it did from there."""
+        self.pages.restore(cp.memory)  # first: it refuses another machine's checkpoint
         self.core.uc.context_restore(cp.cpu)
-        self.ram[:] = cp.ram
-        if self.framebuffer is not None and cp.device_memory:
-            self.framebuffer.memory[:] = cp.device_memory[0]
         self.core.ctx[:] = cp.clock
         m = cp.machine
         self.scheduler.idle_ns = m["idle_ns"]

@@ -130,6 +130,9 @@ class PhysicalMemory:
         self.unassigned = UnassignedLog()
         # Set by the engine: (the access) -> None, called for every unassigned access.
         self.on_unassigned: Callable[[UnassignedAccess], None] | None = None
+        # The checkpoints' dirty-page tracker (emu/dirty_pages.py), told of every host write
+        # and of every buffer mapped; None: nothing is tracked.
+        self.pages = None
         self._installed = None
 
     # ---------------------------------------------------------------- the map
@@ -172,6 +175,8 @@ class PhysicalMemory:
         if self._installed is not None:
             self._carve(region)
             self._install_region(region)
+        if self.pages is not None and region.buffer is not None:
+            self.pages.track_region(region.base, region.buffer)
         self.regions.append(region)
         self.regions.sort(key=lambda r: r.base)
         return region
@@ -270,6 +275,8 @@ class PhysicalMemory:
             end = r.end if r is not None else self._hole_end(at)
             n = min(len(data) - done, end - at)
             if r is not None and r.buffer is not None and (r.kind != "rom" or rom):
+                if self.pages is not None:
+                    self.pages.before_write(at, n)
                 chunk = np.frombuffer(data[done : done + n], np.uint8)
                 r.buffer[at - r.base : at - r.base + n] = chunk
             done += n

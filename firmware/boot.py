@@ -21,7 +21,7 @@ import os
 import stat
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -174,6 +174,7 @@ def boot_kernel(
     protocol: str = "auto",
     loader_name: str = DEFAULT_LOADER_NAME,
     acpi_rsdp: bytes | None = None,
+    before_write: Callable[[int, int], None] | None = None,
 ) -> BootPlan:
     """Load a Multiboot2 or Multiboot kernel into ``ram`` (guest physical memory, index =
     address) and return how to start it.
@@ -182,12 +183,13 @@ def boot_kernel(
     Multiboot; "multiboot2" or "multiboot1" insists on one. ``loader_name`` is the boot loader
     name the kernel reads (GRUB's own by default). ``acpi_rsdp`` is the RSDP of the machine's
     ACPI tables, for the Multiboot2 ACPI tag GRUB adds (14 for a revision 0 RSDP, 15 for a
-    later one); None while the machine has no ACPI tables. Raises ``LoaderError`` (one line)
-    for anything that cannot be booted.
+    later one); None while the machine has no ACPI tables. ``before_write(address, length)``
+    is called before each write into ``ram`` (the machine's checkpoints track written pages).
+    Raises ``LoaderError`` (one line) for anything that cannot be booted.
     """
     if protocol not in PROTOCOLS:
         raise LoaderError(f"unknown boot protocol {protocol!r} (auto, multiboot2 or multiboot1)")
-    memory = GuestMemory(ram)
+    memory = GuestMemory(ram, before_write)
     data, name = _read_file(path, memory.size, "kernel")
     heap_top = memory.size - TOP_RESERVED - grub.HEAP_TOP_IN_USE
     loader = _Loader(name, memory, Relocator(memory.available, heap_top), [])

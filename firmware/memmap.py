@@ -15,6 +15,7 @@ Where things go is GRUB's relocator's business (``firmware/relocator.py``).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -107,7 +108,9 @@ def ram_windows(ram_size: int) -> list[tuple[int, int]]:
 class GuestMemory:
     """Writes into guest RAM, dropped (and counted) where QEMU has no RAM."""
 
-    def __init__(self, ram: np.ndarray) -> None:
+    def __init__(
+        self, ram: np.ndarray, before_write: Callable[[int, int], None] | None = None
+    ) -> None:
         if not isinstance(ram, np.ndarray) or ram.dtype != np.uint8 or ram.ndim != 1:
             raise ValueError("guest RAM must be a one-dimensional numpy uint8 array")
         check_ram_size(ram.size)
@@ -117,6 +120,7 @@ class GuestMemory:
         self.available = [(r.base, r.end) for r in self.regions if r.type == AVAILABLE]
         self.windows = ram_windows(self.size)
         self.dropped: list[tuple[int, int]] = []  # (start, end) of bytes that reached no RAM
+        self.before_write = before_write  # (address, length), before each write into RAM
 
     def _pieces(self, addr: int, length: int) -> list[tuple[int, int]]:
         end = addr + length
@@ -133,8 +137,12 @@ class GuestMemory:
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         view = np.frombuffer(data, np.uint8)
         for a, b in self._pieces(addr, len(view)):
+            if self.before_write is not None:
+                self.before_write(a, b - a)
             self.ram[a:b] = view[a - addr : b - addr]
 
     def zero(self, addr: int, length: int) -> None:
         for a, b in self._pieces(addr, length):
+            if self.before_write is not None:
+                self.before_write(a, b - a)
             self.ram[a:b] = 0

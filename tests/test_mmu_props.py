@@ -264,6 +264,7 @@ def compare_with_twin(sc: Scenario, check_mappings: bool = True) -> int:
 
     trace = np.zeros(K.TRACE_SIZE, np.uint64)
     ctx = np.zeros(K.CTX_SIZE, np.uint64)
+    no_tracker = np.zeros(0, np.uint64)
     u = np.uint64
     regs = dict(cr0=sc.cr0, cr3=sc.cr3, cr4=sc.cr4, efer=sc.efer)
     n = 0
@@ -272,7 +273,7 @@ def compare_with_twin(sc: Scenario, check_mappings: bool = True) -> int:
         expect = twin.translate(**regs, vaddr=v, access=acc, cpl=cpl, ac=ac, implicit=implicit)
         status, paddr, err, level, size, perms, rsvd = K._translate(
             ram64, u(sc.cr0), u(sc.cr3), u(sc.cr4), u(sc.efer), u(v), ACC[acc], cpl, ac,
-            implicit, True, trace,
+            implicit, True, trace, no_tracker,
         )  # fmt: skip
         kind = KIND_OF_STATUS[int(status)]
         assert kind == expect.kind, f"{where}: kernel {kind} twin {expect.kind}"
@@ -301,7 +302,7 @@ def compare_with_twin(sc: Scenario, check_mappings: bool = True) -> int:
         want = twin.fill(**regs, page=page, mem_type=mem_type, cpl=cpl, ac=ac)
         refused_before = int(ctx[K.CTX_REFUSED])
         got = K._fill(ram64, u(sc.cr0), u(sc.cr3), u(sc.cr4), u(sc.efer), u(hflags), u(eflags),
-                      u(page), mem_type, trace, ctx)  # fmt: skip
+                      u(page), mem_type, trace, ctx, no_tracker)  # fmt: skip
         assert (bool(got[0]), int(got[1]), int(got[2])) == want, f"{where}: fill {got} {want}"
         assert same_entries(expect.entries), f"{where}: fill A/D side effects differ"
         if not want[0]:

@@ -54,6 +54,7 @@ from .. import mmu
 from ..clock import fastpath as clock_fastpath
 from ..clock import layout as K
 from ..errors import EmuError, EngineError, InternalError
+from ..faults import layout as DL
 from ..faults.delivery import DeliveryResult, Event
 from ..faults.raising import (  # noqa: F401 - re-exported: the machine's and the tests' names
     ERROR_CODE_VECTORS,
@@ -164,6 +165,8 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     # The local APIC (devices/lapic.py), set by the machine: RDMSR and WRMSR of IA32_APIC_BASE
     # reach it, and CPUID shows the APIC bit while it is enabled. None: no APIC.
     apic: Any = None
+    # The checkpoints' dirty-page tracker (emu/dirty_pages.py, ``track_pages``); None: none.
+    pages: Any = field(init=False, default=None)
     uc: Uc = field(init=False)
     internals: I.EngineInternals = field(init=False)
     ctx: np.ndarray = field(init=False)
@@ -444,6 +447,19 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             raise EngineError(f"device memory at 0x{address:x} overlaps guest RAM")
         self._device_buffers.append(buffer)  # Unicorn does not own it: keep it alive
         self.uc.mem_map_ptr(address, size, UC_PROT_ALL, buffer.ctypes.data)
+
+    def track_pages(self, pages: Any) -> None:
+        """Report every write into memory to a dirty-page tracker (``DirtyPages``): the
+        TLB-fill hook withholds write access from pages it has not seen written since the last
+        checkpoint, and the compiled delivery, the page walker's A/D bits and the BIOS services
+        tell it what they write."""
+        if self.tlb != "virtual":
+            raise EngineError("dirty pages are tracked by our TLB-fill hook (tlb='virtual')")
+        self.pages = pages
+        self.fill_ctx[ML.FILL_TRACK] = pages.ctx.ctypes.data
+        self._fast_args[DL.DA_TRACK] = pages.ctx.ctypes.data  # interrupts (and armed ones)
+        self._exc_args[DL.DA_TRACK] = pages.ctx.ctypes.data  # exceptions
+        self.flush_tlb()  # entries granted write access before are not tracked
 
     def _set_rom_ranges(self) -> None:
         """Tell the TLB-fill hook which physical pages are ROM (never written, emu/memory.py)."""

@@ -70,9 +70,11 @@ class BiosBusView:
         if not data:
             return
         if self._in_ram(address, len(data)):
+            if self.core.pages is not None:
+                self.core.pages.before_write(address, len(data))
             self.ram[address : address + len(data)] = np.frombuffer(data, np.uint8)
         elif self.core.memory is not None:
-            self.core.memory.write(address, data)
+            self.core.memory.write(address, data)  # tracked there
         else:
             end = min(address + len(data), self.ram.size)
             if address < end:

@@ -37,8 +37,8 @@ from numba import carray, jit, types
 
 from ..core import x86_layout as X86
 from ..core.intrinsics import call_cc_compute, call_ptr, load32, load64, store32, store64, voidptr
-from ..mmu.kernels import TRACE_SIZE, _translate
-from ..mmu.layout import ACC_READ, ACC_WRITE, ST_OK
+from ..mmu.kernels import TRACE_SIZE, _touch, _translate
+from ..mmu.layout import ACC_READ, ACC_WRITE, ST_OK, TK_SIZE
 from .layout import (
     DA_CC_COMPUTE_ALL,
     DA_CR2,
@@ -50,6 +50,7 @@ from .layout import (
     DA_RAM_SIZE,
     DA_RETURN_RIP,
     DA_SIZE,
+    DA_TRACK,
     DA_UPDATE_HFLAGS,
     DA_VECTOR,
     DELIVERED,
@@ -128,18 +129,21 @@ _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 
 
 @jit(nopython=True, inline="always")
-def _phys(ram64, env, vaddr, size, write, scratch):
+def _phys(ram64, env, vaddr, size, write, scratch, tk):
     """Physical address of ``size`` bytes at ``vaddr`` (an implicit supervisor access, A/D set
-    as the CPU does), or -1 when the walk fails, the access crosses a page or leaves RAM."""
+    as the CPU does), or -1 when the walk fails, the access crosses a page or leaves RAM. A
+    write is reported to the dirty-page tracker ``tk`` before it is made."""
     if (vaddr & _U(0xFFF)) + _U(size) > _U(0x1000):
         return np.int64(-1)
     status, paddr, _err, _lvl, _ps, _perms, _rsvd = _translate(
         ram64, load64(env + _U(_ENV_CR0)), load64(env + _U(_ENV_CR3)),
         load64(env + _U(_ENV_CR4)), load64(env + _U(_ENV_EFER)), vaddr,
-        np.int64(ACC_WRITE if write else ACC_READ), np.int64(0), False, True, True, scratch,
+        np.int64(ACC_WRITE if write else ACC_READ), np.int64(0), False, True, True, scratch, tk,
     )  # fmt: skip
     if status != _U(ST_OK) or paddr + _U(size) > _U(ram64.size) * _U(8):
         return np.int64(-1)
+    if write:
+        _touch(tk, paddr)
     return np.int64(paddr)
 
 
@@ -342,6 +346,8 @@ def deliver(args_ptr, out_ptr):
     for k in range(DO_SIZE):
         out[k] = _U(0)
     scratch = out[DO_SCRATCH : DO_SCRATCH + TRACE_SIZE]  # the walks' per-level trace, unused
+    tracker = a[DA_TRACK]
+    tk = carray(voidptr(tracker), (TK_SIZE if tracker != _U(0) else 0,), np.uint64)
     hflags = _U(load32(env + _U(_ENV_HFLAGS)))
     if not (hflags & _U(_HF_LMA)):
         if not (hflags & _U(_HF_PE)):
@@ -356,7 +362,7 @@ def deliver(args_ptr, out_ptr):
     if vector * _U(16) + _U(15) > idt_limit:
         return _fallback(out, FB_IDT_LIMIT)
     gate_addr = (idt_base + vector * _U(16)) & _U(_MASK64)
-    p = _phys(ram64, env, gate_addr, 16, False, scratch)
+    p = _phys(ram64, env, gate_addr, 16, False, scratch, tk)
     if p < 0:
         return _fallback(out, FB_MEMORY)
     g_low = load64(ram + _U(p))
@@ -381,7 +387,7 @@ def deliver(args_ptr, out_ptr):
     index = sel & _U(0xFFF8)
     if index + _U(7) > gdt_limit:
         return _fallback(out, FB_SELECTOR)
-    p = _phys(ram64, env, (gdt_base + index) & _U(_MASK64), 8, False, scratch)
+    p = _phys(ram64, env, (gdt_base + index) & _U(_MASK64), 8, False, scratch, tk)
     if p < 0:
         return _fallback(out, FB_MEMORY)
     desc = load64(ram + _U(p))
@@ -417,7 +423,7 @@ def deliver(args_ptr, out_ptr):
         field = _U(8) * (ist + _U(3) if ist != _U(0) else dpl) + _U(4)
         if not (tr_flags & _U(_DESC_P)) or field + _U(7) > tr_limit:
             return _fallback(out, FB_TSS)
-        p = _phys(ram64, env, (tr_base + field) & _U(_MASK64), 8, False, scratch)
+        p = _phys(ram64, env, (tr_base + field) & _U(_MASK64), 8, False, scratch, tk)
         if p < 0:
             return _fallback(out, FB_MEMORY)
         rsp = load64(ram + _U(p))
@@ -440,13 +446,13 @@ def deliver(args_ptr, out_ptr):
     )
     for value in frame:
         rsp = (rsp - _U(8)) & _U(_MASK64)
-        p = _phys(ram64, env, rsp, 8, True, scratch)
+        p = _phys(ram64, env, rsp, 8, True, scratch, tk)
         if p < 0:
             return _fallback(out, FB_MEMORY)
         store64(ram + _U(p), value)
     if flags & _U(HAS_ERROR):
         rsp = (rsp - _U(8)) & _U(_MASK64)
-        p = _phys(ram64, env, rsp, 8, True, scratch)
+        p = _phys(ram64, env, rsp, 8, True, scratch, tk)
         if p < 0:
             return _fallback(out, FB_MEMORY)
         store64(ram + _U(p), a[DA_ERROR])

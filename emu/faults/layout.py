@@ -16,6 +16,7 @@ DA_FLAGS = 7  # HAS_ERROR | HAS_CR2 | HAS_RETURN_RIP
 DA_ERROR = 8  # the error code to push
 DA_CR2 = 9  # the faulting address of a #PF, written to CR2 once delivered
 DA_RETURN_RIP = 10  # where the handler returns (traps); else RIP, the interrupted instruction
+DA_TRACK = 11  # address of the dirty-page tracker's context (mmu/layout.py TK_*), 0: none
 DA_SIZE = 16
 
 KIND_EXTERNAL = 0

@@ -516,7 +516,10 @@ class DeliveryMemory:
         cr0, cr3, cr4, efer = self.cr0, self.cr3, self.cr4, self.efer
         # Delivery's IDT/GDT/TSS reads and stack pushes are implicit supervisor accesses.
         acc = ML.ACC_WRITE if write else ML.ACC_READ
-        w = mmu.translate_raw(self.ram, cr0, cr3, cr4, efer, address, acc, False, False, True)
+        pages = self.core.pages
+        track = pages.ctx if pages is not None else None
+        w = mmu.translate_raw(self.ram, cr0, cr3, cr4, efer, address, acc, False, False, True,
+                              track=track)  # fmt: skip
         status = int(w[ML.OUT_STATUS])
         if status == ML.ST_OK or (status == ML.ST_OUTSIDE_RAM and self.core.memory is not None):
             # (a page outside RAM is still a translation: the physical address space answers)
@@ -550,6 +553,8 @@ class DeliveryMemory:
                     13, 0, None, f"physical 0x{phys:x} (linear 0x{lin:x}) is outside guest RAM"
                 )
             elif write:
+                if self.core.pages is not None:
+                    self.core.pages.before_write(phys, chunk)
                 self.ram[phys : phys + chunk] = np.frombuffer(data[done : done + chunk], np.uint8)
             else:
                 out += self.ram[phys : phys + chunk].tobytes()

@@ -53,6 +53,7 @@ from .layout import (
     FILL_ROM_TABLE,
     FILL_SINK_PAGE,
     FILL_SIZE,
+    FILL_TRACK,
     FILL_VADDR,
     MAXPHYADDR,
     OUT_ERR,
@@ -75,6 +76,17 @@ from .layout import (
     ST_OUTSIDE_RAM,
     ST_PROTECTION,
     ST_RESERVED,
+    TK_COUNT,
+    TK_LIST,
+    TK_MARKS,
+    TK_PAGES,
+    TK_RAM,
+    TK_RAM_PAGES,
+    TK_SAVE,
+    TK_SEG_COUNT,
+    TK_SEG_WORDS,
+    TK_SEGS,
+    TK_SIZE,
 )
 
 OPTIONS = {"nopython": True, "nogil": True, "cache": True}
@@ -110,6 +122,7 @@ CTX_FAULT_ENTRY = 12  # ... that entry, raw
 CTX_ROM_TABLE = FILL_ROM_TABLE  # ROM ranges (physical (base, end) pairs): never written
 CTX_ROM_COUNT = FILL_ROM_COUNT
 CTX_SINK_PAGE = FILL_SINK_PAGE  # where a write to ROM goes (write only, never read)
+CTX_TRACK = FILL_TRACK  # the dirty-page tracker (TK_* of mmu/layout.py), 0: nothing tracked
 CTX_SIZE = FILL_SIZE
 
 # Rows of _mappings' output (uint64 columns).
@@ -146,7 +159,8 @@ TR_CPL = 8
 TR_AC = 9
 TR_IMPLICIT = 10
 TR_SET_AD = 11
-TR_ARGS = 12
+TR_TRACK = 12  # address of the dirty-page tracker's context, 0: none
+TR_ARGS = 13
 
 # ------------------------------------------------------------------ architectural bits
 
@@ -211,9 +225,85 @@ def _read_entry(ram64, phys, wide):
     return (value >> ((phys & _U(4)) << _U(3))) & _LOW32
 
 
-@jit(types.void(_RAM, _u64, _bool, _u64), **INLINE)
-def _set_entry_bits(ram64, phys, wide, bits):
+# ------------------------------------------------------------------ dirty pages
+# Checkpoints keep only the pages written since the one before (emu/dirty_pages.py): every write
+# into tracked memory that does not go through a TLB entry granting write access calls _touch
+# first, and the fill grants write access only to pages already touched.
+
+
+@jit(types.Tuple((_i64, _u64))(_VEC, _u64), **INLINE)
+def _tracked_page(tk, phys):
+    """(index, host address) of the tracked page holding ``phys``, or (-1, 0)."""
+    if tk.shape[0] == 0 or tk[TK_PAGES] == _ZERO:
+        return (np.int64(-1), _ZERO)
+    page = phys >> _U(12)
+    if page < tk[TK_RAM_PAGES]:
+        return (np.int64(page), tk[TK_RAM] + (page << _U(12)))
+    for s in range(np.int64(tk[TK_SEG_COUNT])):
+        k = TK_SEGS + TK_SEG_WORDS * s
+        if tk[k] <= phys and phys < tk[k + 1]:
+            offset = (phys - tk[k]) >> _U(12)
+            return (np.int64(tk[k + 3] + offset), tk[k + 2] + (offset << _U(12)))
+    return (np.int64(-1), _ZERO)
+
+
+@jit(_u64(_VEC, _i64), **INLINE)
+def _page_host(tk, index):
+    """Host address of tracked page ``index`` (0 if there is none)."""
+    if index < np.int64(tk[TK_RAM_PAGES]):
+        return tk[TK_RAM] + (_U(index) << _U(12))
+    for s in range(np.int64(tk[TK_SEG_COUNT])):
+        k = TK_SEGS + TK_SEG_WORDS * s
+        first = np.int64(tk[k + 3])
+        if first <= index and index < first + np.int64((tk[k + 1] - tk[k]) >> _U(12)):
+            return tk[k + 2] + (_U(index - first) << _U(12))
+    return _ZERO
+
+
+@jit(types.void(_VEC, _i64, _u64), **INLINE)
+def _touch_index(tk, index, host):
+    """_touch for tracked page ``index`` at host address ``host``."""
+    pages = np.int64(tk[TK_PAGES])
+    save = carray(voidptr(tk[TK_SAVE]), (pages,), np.uint64)
+    to = save[index]
+    if to != _ZERO:
+        src = carray(voidptr(host), (512,), np.uint64)
+        dst = carray(voidptr(to), (512,), np.uint64)
+        for i in range(512):
+            dst[i] = src[i]
+        save[index] = _ZERO
+    marks = carray(voidptr(tk[TK_MARKS]), (pages,), np.uint8)
+    if marks[index] == np.uint8(0):
+        marks[index] = np.uint8(1)
+        written = carray(voidptr(tk[TK_LIST]), (pages,), np.uint64)
+        written[np.int64(tk[TK_COUNT])] = _U(index)
+        tk[TK_COUNT] += _ONE
+
+
+@jit(types.void(_VEC, _u64), **INLINE)
+def _touch(tk, phys):
+    """Before a write into the page holding ``phys``: copy its contents where a checkpoint
+    wants them (once), and mark it written since the last checkpoint."""
+    index, host = _tracked_page(tk, phys)
+    if index >= 0:
+        _touch_index(tk, index, host)
+
+
+@jit(_bool(_VEC, _u64), **INLINE)
+def _untouched(tk, phys):
+    """Whether the page holding ``phys`` is tracked and not written since the last checkpoint:
+    a fill then withholds write access, so that the first write comes back to _touch."""
+    index, _host = _tracked_page(tk, phys)
+    if index < 0:
+        return False
+    marks = carray(voidptr(tk[TK_MARKS]), (np.int64(tk[TK_PAGES]),), np.uint8)
+    return marks[index] == np.uint8(0)
+
+
+@jit(types.void(_RAM, _u64, _bool, _u64, _VEC), **INLINE)
+def _set_entry_bits(ram64, phys, wide, bits, tk):
     """OR ``bits`` (A, D: always in the low dword) into the entry at ``phys``."""
+    _touch(tk, phys)
     word = phys >> _U(3)
     if wide:
         ram64[word] |= bits
@@ -234,17 +324,20 @@ def _lowest_bit(mask):
 
 
 @jit(
-    TRANSLATE_RESULT(_RAM, _u64, _u64, _u64, _u64, _u64, _i64, _i64, _bool, _bool, _bool, _VEC),
+    TRANSLATE_RESULT(
+        _RAM, _u64, _u64, _u64, _u64, _u64, _i64, _i64, _bool, _bool, _bool, _VEC, _VEC
+    ),
     **OPTIONS,
 )
-def _translate(ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, implicit, set_ad, trace):
+def _translate(ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, implicit, set_ad, trace, tk):
     """Translate ``vaddr`` for one access, as the CPU would.
 
     Args: the control registers; ``access`` ACC_READ/ACC_WRITE/ACC_FETCH; ``cpl``; ``ac`` is
     RFLAGS.AC; ``implicit`` marks an implicit supervisor access (descriptor tables, the TSS,
     the interrupt frame), which is a supervisor access at any CPL and ignores AC for SMAP;
     ``set_ad`` sets A in every entry used and D in the leaf of a write, only on success.
-    ``trace`` receives (table, index, raw entry) per level read.
+    ``trace`` receives (table, index, raw entry) per level read; ``tk`` is the dirty-page
+    tracker the A/D writes are reported to (an empty array: none).
 
     Returns (status ST_*, physical address, #PF error code, level of the deciding entry
     (0 = top), page size, effective rights PERM_* of this context, reserved bits found).
@@ -394,7 +487,7 @@ def _translate(ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, implicit, set
             if (trace[k + TRACE_ENTRY] & want) != want:
                 width = _U(8) if wide else _U(4)
                 phys = trace[k + TRACE_TABLE] + trace[k + TRACE_INDEX] * width
-                _set_entry_bits(ram64, phys, wide, want)
+                _set_entry_bits(ram64, phys, wide, want, tk)
     status = ST_OK if paddr < ram_size else ST_OUTSIDE_RAM
     return (_U(status), paddr, _ZERO, _U(leaf_level), page_size, perms, _ZERO)
 
@@ -404,15 +497,17 @@ def _translate(ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, implicit, set
 
 @jit(
     types.Tuple((_bool, _u64, _u64))(
-        _RAM, _u64, _u64, _u64, _u64, _u64, _u64, _u64, _i64, _VEC, _VEC
+        _RAM, _u64, _u64, _u64, _u64, _u64, _u64, _u64, _i64, _VEC, _VEC, _VEC
     ),
     **INLINE,
 )
-def _fill(ram64, cr0, cr3, cr4, efer, hflags, eflags, vaddr, mem_type, trace, ctx):
+def _fill(ram64, cr0, cr3, cr4, efer, hflags, eflags, vaddr, mem_type, trace, ctx, tk):
     """Answer one TLB fill: (granted, physical page, uc_prot bits), recording a refusal in
     ``ctx``. Read rights come with any fill; write rights only for a write or a page already
     dirty (so the first write to a clean page comes back here and sets D); execute rights only
-    for an instruction fetch (stores to pages QEMU holds executable are ~5x slower)."""
+    for an instruction fetch (stores to pages QEMU holds executable are ~5x slower). The
+    walk's A/D writes are reported to the dirty-page tracker ``tk``; ``tlb_fill`` withholds
+    write rights from pages not written since the last checkpoint."""
     access = ACC_READ
     if mem_type == UC_MEM_WRITE:
         access = ACC_WRITE
@@ -428,7 +523,7 @@ def _fill(ram64, cr0, cr3, cr4, efer, hflags, eflags, vaddr, mem_type, trace, ct
     cpl = np.int64(hflags & _U(3))
     ac = (eflags & _RFLAGS_AC) != _ZERO
     status, paddr, err, level, _size, perms, _rsvd = _translate(
-        ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, False, True, trace
+        ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, False, True, trace, tk
     )
     if status == _U(ST_OK) or status == _U(ST_OUTSIDE_RAM):
         # Beyond RAM the translation still stands: Unicorn's unmapped handling sees it.
@@ -483,6 +578,8 @@ def tlb_fill(uc, vaddr, mem_type, entry, user_data):
     env = ctx[CTX_ENV]
     ram64 = carray(voidptr(ctx[CTX_RAM]), (ctx[CTX_RAM_SIZE] >> np.uint64(3),), np.uint64)
     trace = carray(voidptr(ctx[CTX_SCRATCH]), (TRACE_SIZE,), np.uint64)
+    tracker = ctx[CTX_TRACK]
+    tk = carray(voidptr(tracker), (TK_SIZE if tracker != np.uint64(0) else 0,), np.uint64)
     granted, page, prot = _fill(
         ram64,
         load64(env + np.uint64(ENV_CR0)),
@@ -495,6 +592,7 @@ def tlb_fill(uc, vaddr, mem_type, entry, user_data):
         np.int64(mem_type),
         trace,
         ctx,
+        tk,
     )
     if granted:
         if ctx[CTX_ROM_COUNT] and _in_rom(ctx, page):
@@ -505,9 +603,37 @@ def tlb_fill(uc, vaddr, mem_type, entry, user_data):
                 prot = np.uint64(UC_PROT_WRITE)
             else:
                 prot &= ~np.uint64(UC_PROT_WRITE)
+        if mem_type == UC_MEM_WRITE:
+            if page != ctx[CTX_SINK_PAGE]:
+                _touch(tk, page)  # the first write since the last checkpoint
+        elif (prot & np.uint64(UC_PROT_WRITE)) and _untouched(tk, page):
+            prot &= ~np.uint64(UC_PROT_WRITE)  # so that the first write comes back here
         entry[0] = page
         entry[1] = prot
     return granted
+
+
+# ------------------------------------------------------------------ host writes, for Python
+
+TOUCH_SIGNATURE = types.void(types.voidptr, types.voidptr, types.int64)
+TOUCH_RANGE_SIGNATURE = types.void(types.voidptr, types.int64, types.int64)
+
+
+def touch_pages(tk_ptr, pages_ptr, n):
+    """Before the host writes the tracked pages ``pages[0:n]`` (int64 indices): keep what
+    checkpoints want of them and mark them written (emu/dirty_pages.py)."""
+    tk = carray(tk_ptr, (TK_SIZE,), np.uint64)
+    pages = carray(pages_ptr, (n,), np.int64)
+    for i in range(n):
+        index = pages[i]
+        _touch_index(tk, index, _page_host(tk, index))
+
+
+def touch_range(tk_ptr, first, end):
+    """``touch_pages`` for the indices first..end-1."""
+    tk = carray(tk_ptr, (TK_SIZE,), np.uint64)
+    for index in range(first, end):
+        _touch_index(tk, index, _page_host(tk, index))
 
 
 # ------------------------------------------------------------------ translate, for Python
@@ -522,6 +648,8 @@ def translate(args_ptr, out_ptr):
     a = carray(args_ptr, (TR_ARGS,), np.uint64)
     out = carray(out_ptr, (OUT_SIZE,), np.uint64)
     ram64 = carray(voidptr(a[TR_RAM]), (a[TR_RAM_SIZE] >> np.uint64(3),), np.uint64)
+    tracker = a[TR_TRACK]
+    tk = carray(voidptr(tracker), (TK_SIZE if tracker != np.uint64(0) else 0,), np.uint64)
     return _translate_into(
         ram64,
         a[TR_CR0],
@@ -535,6 +663,7 @@ def translate(args_ptr, out_ptr):
         a[TR_IMPLICIT] != np.uint64(0),
         a[TR_SET_AD] != np.uint64(0),
         out,
+        tk,
     )
 
 
@@ -548,14 +677,17 @@ def _levels(cr0, cr4, efer):
     return 3 if (cr4 & _CR4_PAE) else 2
 
 
-@jit(_u64(_RAM, _u64, _u64, _u64, _u64, _u64, _i64, _i64, _bool, _bool, _bool, _VEC), **OPTIONS)
-def _translate_into(ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, implicit, set_ad, out):
+@jit(
+    _u64(_RAM, _u64, _u64, _u64, _u64, _u64, _i64, _i64, _bool, _bool, _bool, _VEC, _VEC),
+    **OPTIONS,
+)
+def _translate_into(ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, implicit, set_ad, out, tk):
     """``_translate`` with its result spread over the OUT_* layout; returns the status."""
     for k in range(OUT_SIZE):
         out[k] = _ZERO
     trace = out[OUT_TRACE : OUT_TRACE + TRACE_SIZE]
     status, paddr, err, level, size, perms, rsvd = _translate(
-        ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, implicit, set_ad, trace
+        ram64, cr0, cr3, cr4, efer, vaddr, access, cpl, ac, implicit, set_ad, trace, tk
     )
     out[OUT_STATUS] = status
     out[OUT_PADDR] = paddr

@@ -56,4 +56,24 @@ FILL_ROM_TABLE = 13  # address of a uint64 array of (base, end) pairs
 FILL_ROM_COUNT = 14  # pairs in it
 FILL_SINK_PAGE = 15
 ROM_RANGES_MAX = 16
-FILL_SIZE = 16
+FILL_TRACK = 16  # address of the dirty-page tracker's context (TK_* below), 0: nothing tracked
+FILL_SIZE = 17
+
+# The dirty-page tracker's context (uint64; emu/dirty_pages.py owns it). It says which pages of
+# the machine's memory were written since the last checkpoint, and where a checkpoint wants a
+# page's contents copied before its next write (copy-on-write). Pages are numbered: RAM first
+# (index = physical page number), then each other host buffer (ROM beyond RAM, device memory).
+TK_PAGES = 0  # pages tracked in all (0: nothing is tracked)
+TK_RAM = 1  # host address of guest RAM (physical address 0)
+TK_RAM_PAGES = 2  # pages of RAM
+TK_MARKS = 3  # address of a uint8 array, one byte per page: written since the last checkpoint
+TK_SAVE = (
+    4  # address of a uint64 array, one per page: where to copy the page before a write (0: no)
+)
+TK_LIST = 5  # address of a uint64 array: the indices of the marked pages, in marking order
+TK_COUNT = 6  # entries in that list
+TK_SEG_COUNT = 7  # buffers besides RAM
+TK_SEGS = 8  # per buffer TK_SEG_WORDS words: physical base, physical end, host address, first index
+TK_SEG_WORDS = 4
+TK_SEGS_MAX = 4
+TK_SIZE = TK_SEGS + TK_SEG_WORDS * TK_SEGS_MAX

@@ -78,13 +78,13 @@ _U64 = (1 << 64) - 1
 # check that both agree.
 _TRACE_STRIDE = 3
 _TRACE_SIZE = 15
-_TR_ARGS = 12
+_TR_ARGS = 13
 _MAP_COLUMNS = 7
 _MAPF_WRITE, _MAPF_USER, _MAPF_EXEC, _MAPF_GLOBAL = 1, 2, 4, 8
 _CTX_ENV, _CTX_RAM, _CTX_RAM_SIZE, _CTX_FILLS, _CTX_REFUSED = 0, 1, 2, 3, 4
 _CTX_FAULT_PAGE, _CTX_FAULT_ACCESS, _CTX_FAULT_ERR, _CTX_FAULT_STATUS = 5, 6, 7, 8
 _CTX_SCRATCH, _CTX_PROBE_PAGE, _CTX_FAULT_LEVEL, _CTX_FAULT_ENTRY = 9, 10, 11, 12
-_CTX_ROM_TABLE, _CTX_ROM_COUNT, _CTX_SINK_PAGE, _CTX_SIZE = 13, 14, 15, 16
+_CTX_ROM_TABLE, _CTX_ROM_COUNT, _CTX_SINK_PAGE, _CTX_TRACK, _CTX_SIZE = 13, 14, 15, 16, 17
 
 
 class PagingMode(Enum):
@@ -398,13 +398,15 @@ def _warn_unmodelled(cr4: int) -> None:
 def translate_raw(
     ram: np.ndarray, cr0: int, cr3: int, cr4: int, efer: int, vaddr: int, access: int,
     user: bool, ac: bool = False, set_ad: bool = False, *, implicit: bool = False,
+    track: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     """One walk as the raw ``mmu/layout.py`` OUT_* array (for hot callers such as the IDT model).
 
     ``user`` means CPL 3; a supervisor access with ``ac=False`` behaves exactly as an
-    implicit supervisor access."""
+    implicit supervisor access. ``track``: the dirty-page tracker's context (TK_*), told of the
+    A/D bits the walk writes (emu/dirty_pages.py)."""
     return _translate(ram, cr0, cr3, cr4, efer, vaddr, access, 3 if user else 0, ac, implicit,
-                      set_ad)  # fmt: skip
+                      set_ad, track)  # fmt: skip
 
 
 def _jit_disabled() -> bool:
@@ -434,7 +436,7 @@ def _check_ram(ram: np.ndarray) -> None:
 
 def _translate(
     ram: np.ndarray, cr0: int, cr3: int, cr4: int, efer: int, vaddr: int, access: int,
-    cpl: int, ac: bool, implicit: bool, set_ad: bool,
+    cpl: int, ac: bool, implicit: bool, set_ad: bool, track: np.ndarray | None = None,
 ) -> np.ndarray:  # fmt: skip
     _check_ram(ram)
     out = np.zeros(OUT_SIZE, np.uint64)
@@ -443,11 +445,13 @@ def _translate(
         from . import kernels as K
 
         u = np.uint64
+        tk = track if track is not None else np.zeros(0, np.uint64)
         K._translate_into(ram.view(np.uint64), *(u(x) for x in regs), access, cpl, bool(ac),
-                          bool(implicit), bool(set_ad), out)  # fmt: skip
+                          bool(implicit), bool(set_ad), out, tk)  # fmt: skip
         return out
     args = np.array([ram.ctypes.data, ram.size, *regs, access, cpl, int(ac), int(implicit),
-                     int(set_ad)], dtype=np.uint64)  # fmt: skip
+                     int(set_ad), track.ctypes.data if track is not None else 0],
+                    dtype=np.uint64)  # fmt: skip
     assert args.size == _TR_ARGS
     _native("translate", "TRANSLATE_SIGNATURE", _CFUNC_TRANSLATE)(args.ctypes.data, out.ctypes.data)
     return out
