@@ -50,6 +50,27 @@ def _is_reference(value: Any) -> bool:
     )
 
 
+_ATOMS = (int, float, str, bytes, bool, type(None))
+
+
+def _copy(value: Any) -> Any:
+    """A copy that shares nothing mutable: plain values and lists or tuples of them (register
+    files, a DAC's colour table) are copied directly, anything else deep-copied (deepcopy is
+    the cost of a checkpoint otherwise)."""
+    kind = type(value)
+    if kind in _ATOMS:
+        return value
+    if kind is bytearray:
+        return bytearray(value)
+    if kind in (list, tuple):
+        if all(type(v) in _ATOMS for v in value):
+            return list(value) if kind is list else value
+        if all(type(v) in (list, tuple) and all(type(x) in _ATOMS for x in v) for v in value):
+            items = [list(v) if type(v) is list else v for v in value]
+            return items if kind is list else tuple(items)
+    return copy.deepcopy(value)
+
+
 def save_device(device: Any) -> DeviceState:
     state = DeviceState()
     for name, value in vars(device).items():
@@ -59,13 +80,13 @@ def save_device(device: Any) -> DeviceState:
             for i, line in enumerate(value):
                 state.lines[f"{name}[{i}]"] = line.level
         elif not _is_reference(value) and not name.startswith("_log"):
-            state.values[name] = copy.deepcopy(value)
+            state.values[name] = _copy(value)
     return state
 
 
 def restore_device(device: Any, state: DeviceState) -> None:
     for name, value in state.values.items():
-        setattr(device, name, copy.deepcopy(value))
+        setattr(device, name, _copy(value))
     for name, level in state.lines.items():
         attribute, _, index = name.partition("[")
         line = getattr(device, attribute)

@@ -475,6 +475,18 @@ class Machine(DebugFeatures):
             raise ConfigError(f"physical range 0x{address:x}+{size} is outside the address space")
         return self.memory.read(address, size)
 
+    def write_physical(self, address: int, data: bytes) -> None:
+        """Write guest physical memory from the host, as firmware does: RAM, ROM and device
+        memory take it (unassigned space drops it). Use this rather than writing ``ram``
+        directly: checkpoints keep only the pages they see written, and translated code of
+        those bytes is dropped."""
+        if address < 0 or address + len(data) > PHYS_END:
+            raise ConfigError(
+                f"physical range 0x{address:x}+{len(data)} is outside the address space"
+            )
+        self.memory.write(address, data, rom=True)
+        self.core.uc.ctl_remove_cache(address, address + len(data))
+
     def run(self, max_instructions: int | None = None, timeout: float | None = None) -> RunResult:
         """Run until the guest stops, ``max_instructions`` retire, or ``timeout`` wall seconds.
 
@@ -637,9 +649,11 @@ class Machine(DebugFeatures):
                 "exit_value": self._exit_value,
                 "reset_requested": self._reset_requested,
                 "halted": (self._halted, self._halt_events),
-                "serial": len(self._serial),
-                "console": len(self._console),
-                "trace": (list(self.trace.entries), self.trace.triple_fault, self.trace.dropped),
+                # the bytes themselves: a restore may go forward, to a checkpoint taken after
+                # the last one restored (on another branch, or later on the same run)
+                "serial": bytes(self._serial),
+                "console": bytes(self._console),
+                "trace": self.trace.save(),
                 "reboots": self.reboots,
                 "unassigned": self.memory.unassigned.copy(),
                 # stopped at a breakpoint (or on an exception not delivered yet): the run
@@ -660,11 +674,9 @@ class Machine(DebugFeatures):
         self._exit_value = m["exit_value"]
         self._reset_requested = m["reset_requested"]
         self._halted, self._halt_events = m["halted"]
-        del self._serial[m["serial"] :]
-        del self._console[m["console"] :]
-        entries, triple, dropped = m["trace"]
-        self.trace.entries = list(entries)
-        self.trace.triple_fault, self.trace.dropped = triple, dropped
+        self._serial[:] = m["serial"]
+        self._console[:] = m["console"]
+        self.trace.load(m["trace"])
         self.reboots = m["reboots"]
         self.memory.unassigned = m["unassigned"].copy()
         for name, device in self._stateful_devices().items():

@@ -11,6 +11,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
+# Every checkpoint of the suite also keeps a full copy of memory and checks, at each checkpoint
+# and restore, that no write went unseen by the dirty-page tracking (emu/dirty_pages.py).
+os.environ.setdefault("TRIPLEFAULT_VERIFY_CHECKPOINTS", "1")
+
 # Set TRIPLEFAULT_REGEN_GOLDEN=1 to rewrite golden files from the current behaviour
 # (then review the diff: a golden file is a claim about correct behaviour).
 REGEN = os.environ.get("TRIPLEFAULT_REGEN_GOLDEN") == "1"

@@ -332,7 +332,7 @@ def test_armed_delivery_declined_by_the_kernel_goes_to_the_model() -> None:
     m = _timer_guest(2, loop=2_000)
     entry = bytearray(m.ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21].tobytes())
     entry[2] |= 4  # selector 0x08 -> 0x0C (TI=1): not taken by the compiled path
-    m.ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(bytes(entry), np.uint8)
+    m.write_physical(T.IDT + 16 * 0x20, bytes(entry))
     r = m.run(max_instructions=1_000_000)
     assert m.core.armed_deliveries == 0
     assert r.trace.entries and r.trace.entries[0].vector == 0x20
@@ -473,7 +473,7 @@ def test_an_error_in_a_port_handler_reaches_the_caller() -> None:
     ram = T.image({"mode": "long", "trigger": "out80"})
     m = _timer_guest(2, loop=100)
     m.bus.map(0x80, 1, _BrokenDevice(), "broken")
-    m.ram[:] = ram
+    m.write_physical(0, ram.tobytes())
     m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
     with pytest.raises(InternalError, match="device failure, value 0x5a") as info:
         m.run(max_instructions=100_000)

@@ -180,7 +180,7 @@ def timer_machine(body: str, divisor: int = 4) -> Machine:
     ram[0x40000 : 0x40000 + len(handler)] = np.frombuffer(handler, np.uint8)
     ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(T.gate64(0x40000), np.uint8)
     m = Machine(memory=len(ram))
-    m.ram[:] = ram
+    m.write_physical(0, ram.tobytes())
     m.boot = True
     m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
     m.core.uc.ctl_flush_tb()

@@ -2,9 +2,9 @@
 
 For bundled images and many N, including the counts where exceptions, software interrupts and
 external interrupts happen (and one either side): ``run(N)`` == ``run(k)`` then ``step()``
-(N - k) times == ``restore(checkpoint at k)`` then ``run(N - k)``, compared on the count, RIP,
-the registers, RFLAGS, a hash of RAM, the serial bytes and the fault trace; ``run(N)`` never
-passes N."""
+(N - k) times == ``restore(checkpoint at k)`` (from beyond N, through the checkpoints taken
+since) then ``run(N - k)``, compared on the count, RIP, the registers, RFLAGS, a hash of RAM,
+the serial bytes and the fault trace; ``run(N)`` never passes N."""
 
 from __future__ import annotations
 
@@ -48,13 +48,19 @@ def _by_step_and_restore(elf, k: int, n: int):
         same = r.stop_reason, _snapshot(m)
         return same, same
     cp = m.checkpoint()
+    later = []  # checkpoints after k: the restore goes back through every one of them
     stepped = None
     while stepped is None and m.core.icount < n:
         ended = m.step()
         if ended is not None:
             stepped = ended.stop_reason, _snapshot(m)
+        elif m.core.icount % 3 == 0:
+            later.append(m.checkpoint())
     if stepped is None:
         stepped = "instruction-limit", _snapshot(m)
+    for _ in range(3):  # and on past n
+        m.run(max_instructions=1_000)
+        later.append(m.checkpoint())
     m.restore(cp)
     return stepped, (m.run(max_instructions=n - k).stop_reason, _snapshot(m))
 

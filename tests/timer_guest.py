@@ -35,7 +35,7 @@ def machine(divisor: int, *, loop: int, handler: str = "", user: bool = False) -
     ram[HANDLER : HANDLER + len(code)] = np.frombuffer(code, np.uint8)
     ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(T.gate64(HANDLER), np.uint8)
     m = Machine(memory=len(ram))
-    m.ram[:] = ram
+    m.write_physical(0, ram.tobytes())
     m.boot = True  # loaded by hand: not a Multiboot kernel
     m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
     for port, value in ((0x20, 0x11), (0x21, 0x20), (0x21, 0x04), (0x21, 0x01), (0x21, 0xFE),

@@ -14,7 +14,7 @@ from emu.report import RunResult
 # Runs that end the machine for good: only reverse steps (checkpoints) go on from there.
 FINAL = {"triple-fault", "debug-exit", "halted", "reset", "unmapped-memory", "unsupported"}
 ALL_EXCEPTIONS = tuple(range(32))
-KEEP_CHECKPOINTS = 4  # each holds a copy of guest RAM
+KEEP_CHECKPOINTS = 4  # each holds the pages written since the one before (emu/dirty_pages.py)
 
 
 @dataclass

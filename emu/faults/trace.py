@@ -172,6 +172,14 @@ class FaultTrace:
         self._items = deque(value[-self.limit :] if self.limit else ())
         self._count = len(self._items)
 
+    def save(self) -> tuple:
+        """What a checkpoint keeps (entries not built yet stay so)."""
+        return list(self._items), self.triple_fault, self.dropped
+
+    def load(self, saved: tuple) -> None:
+        items, self.triple_fault, self.dropped = saved
+        self._items = deque(items, maxlen=self.limit)
+
     def next_index(self) -> int:
         return self.dropped + self._count
 
