@@ -16,6 +16,7 @@ import pytest
 from emu import Machine
 
 pytestmark = pytest.mark.images
+MEMORY = "32M"  # the routes are compared at one size; a small one keeps the RAM hashes cheap
 
 
 def _snapshot(m: Machine) -> tuple:
@@ -34,7 +35,7 @@ def _snapshot(m: Machine) -> tuple:
 
 
 def _by_run(elf, n: int):
-    m = Machine.from_elf(elf)
+    m = Machine.from_elf(elf, memory=MEMORY)
     r = m.run(max_instructions=n)
     assert r.instructions <= n
     return r.stop_reason, _snapshot(m)
@@ -42,7 +43,7 @@ def _by_run(elf, n: int):
 
 def _by_step_and_restore(elf, k: int, n: int):
     """(run(k) + steps to n, restore(checkpoint at k) + run(n - k)), from one machine."""
-    m = Machine.from_elf(elf)
+    m = Machine.from_elf(elf, memory=MEMORY)
     r = m.run(max_instructions=k)
     if r.stop_reason != "instruction-limit":
         same = r.stop_reason, _snapshot(m)
@@ -54,7 +55,7 @@ def _by_step_and_restore(elf, k: int, n: int):
         ended = m.step()
         if ended is not None:
             stepped = ended.stop_reason, _snapshot(m)
-        elif m.core.icount % 3 == 0:
+        elif m.core.icount % 8 == 0:
             later.append(m.checkpoint())
     if stepped is None:
         stepped = "instruction-limit", _snapshot(m)
@@ -66,7 +67,7 @@ def _by_step_and_restore(elf, k: int, n: int):
 
 
 def _counts(elf) -> tuple[int, list[int]]:
-    m = Machine.from_elf(elf)
+    m = Machine.from_elf(elf, memory=MEMORY)
     r = m.run(max_instructions=3_000_000)
     return r.instructions, sorted({e.instructions for e in m.trace.entries})
 
