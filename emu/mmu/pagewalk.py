@@ -441,13 +441,12 @@ def _translate(
     _check_ram(ram)
     out = np.zeros(OUT_SIZE, np.uint64)
     regs = [x & _U64 for x in (cr0, cr3, cr4, efer, vaddr)]
-    if _jit_disabled():
+    if _jit_disabled() and track is None:  # (the tracker's copies need the native code)
         from . import kernels as K
 
         u = np.uint64
-        tk = track if track is not None else np.zeros(0, np.uint64)
         K._translate_into(ram.view(np.uint64), *(u(x) for x in regs), access, cpl, bool(ac),
-                          bool(implicit), bool(set_ad), out, tk)  # fmt: skip
+                          bool(implicit), bool(set_ad), out, np.zeros(0, np.uint64))  # fmt: skip
         return out
     args = np.array([ram.ctypes.data, ram.size, *regs, access, cpl, int(ac), int(implicit),
                      int(set_ad), track.ctypes.data if track is not None else 0],
