@@ -168,16 +168,16 @@ def _descriptor_limit(lo, hi):
 
 
 @jit(nopython=True, inline="always")
-def _phys32(ram64, env, vaddr, size, write, scratch):
+def _phys32(ram64, env, vaddr, size, write, scratch, tk):
     """``_phys`` for a protected-mode linear address: -1 also when the access would wrap
     past 4 GiB (the model does not wrap those)."""
     if vaddr + _U(size) > _U(0x1_0000_0000):
         return np.int64(-1)
-    return _phys(ram64, env, vaddr, size, write, scratch)
+    return _phys(ram64, env, vaddr, size, write, scratch, tk)
 
 
 @jit(nopython=True)
-def _deliver_protected(a, out, env, ram, ram64, scratch, hflags):
+def _deliver_protected(a, out, env, ram, ram64, scratch, hflags, tk):
     """32-bit protected mode, after ``IdtDelivery._deliver_one`` and ``_push32`` (32-bit
     interrupt and trap gates only)."""
     cs = env + _U(_ENV_SEGS + _SEG_CS * _SEG_SIZE)
@@ -196,7 +196,7 @@ def _deliver_protected(a, out, env, ram, ram64, scratch, hflags):
     if vector * _U(8) + _U(7) > idt_limit:
         return _fallback(out, FB_IDT_LIMIT)
     gate_addr = idt_base + vector * _U(8)
-    p = _phys32(ram64, env, gate_addr, 8, False, scratch)
+    p = _phys32(ram64, env, gate_addr, 8, False, scratch, tk)
     if p < 0:
         return _fallback(out, FB_MEMORY)
     g_low = load64(ram + _U(p))
@@ -219,7 +219,7 @@ def _deliver_protected(a, out, env, ram, ram64, scratch, hflags):
     index = sel & _U(0xFFF8)
     if index + _U(7) > gdt_limit:
         return _fallback(out, FB_SELECTOR)
-    p = _phys32(ram64, env, gdt_base + index, 8, False, scratch)
+    p = _phys32(ram64, env, gdt_base + index, 8, False, scratch, tk)
     if p < 0:
         return _fallback(out, FB_MEMORY)
     desc = load64(ram + _U(p))
@@ -252,11 +252,11 @@ def _deliver_protected(a, out, env, ram, ram64, scratch, hflags):
         sp_field = _U(8) * dpl + _U(4)  # ESPn at 4 + 8n, SSn at 8 + 8n
         if not (tr_flags & _U(_DESC_P)) or sp_field + _U(7) > tr_limit:
             return _fallback(out, FB_TSS)
-        p = _phys32(ram64, env, tr_base + sp_field, 4, False, scratch)
+        p = _phys32(ram64, env, tr_base + sp_field, 4, False, scratch, tk)
         if p < 0:
             return _fallback(out, FB_MEMORY)
         esp = _U(load32(ram + _U(p)))
-        p = _phys32(ram64, env, tr_base + sp_field + _U(4), 4, False, scratch)
+        p = _phys32(ram64, env, tr_base + sp_field + _U(4), 4, False, scratch, tk)
         if p < 0:
             return _fallback(out, FB_MEMORY)
         ss_sel = _U(load32(ram + _U(p))) & _U(0xFFFF)
@@ -265,7 +265,7 @@ def _deliver_protected(a, out, env, ram, ram64, scratch, hflags):
         sindex = ss_sel & _U(0xFFF8)
         if sindex + _U(7) > gdt_limit:
             return _fallback(out, FB_TSS)
-        p = _phys32(ram64, env, gdt_base + sindex, 8, False, scratch)
+        p = _phys32(ram64, env, gdt_base + sindex, 8, False, scratch, tk)
         if p < 0:
             return _fallback(out, FB_MEMORY)
         sdesc = load64(ram + _U(p))
@@ -298,7 +298,7 @@ def _deliver_protected(a, out, env, ram, ram64, scratch, hflags):
     last = 6 if flags & _U(HAS_ERROR) else 5
     for k in range(first, last):
         esp = (esp - _U(4)) & sp_mask
-        p = _phys32(ram64, env, (ss_base + esp) & _U(0xFFFFFFFF), 4, True, scratch)
+        p = _phys32(ram64, env, (ss_base + esp) & _U(0xFFFFFFFF), 4, True, scratch, tk)
         if p < 0:
             return _fallback(out, FB_MEMORY)
         store32(ram + _U(p), frame[k] & _U(0xFFFFFFFF))
@@ -352,7 +352,7 @@ def deliver(args_ptr, out_ptr):
     if not (hflags & _U(_HF_LMA)):
         if not (hflags & _U(_HF_PE)):
             return _fallback(out, FB_REAL_MODE)
-        return _deliver_protected(a, out, env, ram, ram64, scratch, hflags)
+        return _deliver_protected(a, out, env, ram, ram64, scratch, hflags, tk)
     cpl = hflags & _U(_HF_CPL)
     vector = a[DA_VECTOR]
 
