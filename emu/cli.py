@@ -22,6 +22,7 @@ from pathlib import Path
 from devices.cmos_rtc import parse_rtc_base
 from devices.uart16550 import serial_input_from, serial_sink_for
 
+from .clock import DEFAULT_CPU_MHZ, MAX_CPU_MHZ
 from .errors import ConfigError, EmuError, InternalError
 from .images import IMAGES_DIR, bundled_names, resolve_kernel
 from .mmu import view as ptview
@@ -107,6 +108,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _mhz(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of MHz") from None
+    if not 1 <= value <= MAX_CPU_MHZ:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_CPU_MHZ}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, exit 2, like every other error
         self.exit(EXIT_USAGE, f"triplefault: error: {message} (see triplefault --help)\n")
@@ -149,6 +160,10 @@ def _machine_options(serial_default: str) -> argparse.ArgumentParser:
                    help="pace virtual time to the wall clock (HLT sleeps)")  # fmt: skip
     g.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
                    help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
+    g.add_argument("--cpu-mhz", type=_mhz, default=DEFAULT_CPU_MHZ, metavar="N",
+                   help="instructions per microsecond of virtual time (default "
+                   f"{DEFAULT_CPU_MHZ}: one per nanosecond); timers tick N/{DEFAULT_CPU_MHZ} "
+                   "times slower in instructions")  # fmt: skip
     g.add_argument("--loader-name", default=LOADER_NAME, metavar="TEXT",
                    help=f"the boot loader name the kernel is given (default {LOADER_NAME!r})")  # fmt: skip
     g.add_argument("--strict-memory", action="store_true",
@@ -338,6 +353,7 @@ def _machine_from(args: argparse.Namespace, *, stdout_sink=None, **overrides):
         loader_name=args.loader_name,
         cpu=args.cpu,
         port_table=args.port_table,
+        cpu_mhz=args.cpu_mhz,
     )
     options.update(overrides)
     machine = Machine.from_elf(kernel, **options)

@@ -39,6 +39,7 @@ from firmware.post import program_devices, program_video_mode
 from . import mmu
 from .bus import PortBus
 from .checkpoint import Checkpoint, restore_device, save_device
+from .clock import DEFAULT_CPU_MHZ, MAX_CPU_MHZ
 from .clock.scheduler import NO_LIMIT, Scheduler
 from .core import engine as core
 from .core.cpu_state import CpuState
@@ -161,6 +162,9 @@ class Machine(DebugFeatures):
     # compiled code (emu/port_cache.py); False: every port access through the Python models.
     # The results are the same either way.
     port_table: bool = True
+    # The clock rate in MHz: how many instructions retire per microsecond of virtual time
+    # (1000: one per nanosecond). Timers, the RTC and the TSC follow it (docs/time.md).
+    cpu_mhz: int = DEFAULT_CPU_MHZ
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -174,6 +178,14 @@ class Machine(DebugFeatures):
     def __post_init__(self) -> None:
         if self.cpu not in CPU_MODELS:
             raise ConfigError(f"unknown CPU {self.cpu!r}: {' or '.join(CPU_MODELS)}")
+        if (
+            isinstance(self.cpu_mhz, bool)
+            or not isinstance(self.cpu_mhz, int)
+            or not 1 <= self.cpu_mhz <= MAX_CPU_MHZ
+        ):
+            raise ConfigError(
+                f"clock rate {self.cpu_mhz!r} MHz: must be a whole number from 1 to {MAX_CPU_MHZ}"
+            )
         size = parse_memory_size(self.memory)
         self.memory = size
         self.ram = np.zeros(size, np.uint8)
@@ -206,7 +218,10 @@ class Machine(DebugFeatures):
         # Called at the moment of a triple fault, before a --reboot reset (e.g. a screenshot).
         self.on_triple_fault: list[Callable[[Machine], None]] = []
         self.scheduler = Scheduler(
-            self.core, self.recorder.record_fast_deliveries, realtime=self.realtime
+            self.core,
+            self.recorder.record_fast_deliveries,
+            realtime=self.realtime,
+            cpu_mhz=self.cpu_mhz,
         )
         # the CPU reaches the bus through the port read table (Python takes what it misses)
         self.ports = PortCache(self.bus, lambda ns: self.scheduler.count_at(ns))
@@ -692,7 +707,7 @@ class Machine(DebugFeatures):
         self.core._pending_exception = m.get("pending_exception")
 
     def now_ns(self) -> int:
-        """Virtual time: one nanosecond per retired instruction, plus the time spent halted."""
+        """Virtual time: 1000/cpu_mhz ns per retired instruction, plus the time spent halted."""
         return self.scheduler.now_ns()
 
     @property
@@ -837,6 +852,7 @@ class Machine(DebugFeatures):
             diagnoses=tuple(diagnoses),
             reboots=self.reboots,
             idle_ns=self.idle_ns,
+            cpu_mhz=self.cpu_mhz,
             unassigned=unassigned,
             interrupt_controllers={"lapic": self.lapic.to_dict(), "ioapic": self.ioapic.to_dict()},
         )

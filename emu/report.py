@@ -83,6 +83,7 @@ class RunResult:
     diagnoses: tuple = ()  # diagnosis.Diagnosis: the likely cause, in words
     reboots: int = 0  # triple faults that reset the machine (Machine(reboot=True), --reboot)
     idle_ns: int = 0  # virtual time the CPU spent halted (skipped to the next device event)
+    cpu_mhz: int = 1000  # the clock rate: instructions per microsecond of virtual time
     # accesses to physical memory where nothing is: {"reads", "writes", "pages", "first": [...]}
     unassigned: dict | None = None
     # the interrupt controllers at the stop: {"lapic": {...}, "ioapic": {...}}
@@ -90,8 +91,8 @@ class RunResult:
 
     @property
     def virtual_time_ns(self) -> int:
-        # 1 instruction = 1 ns at the nominal 1 GHz, plus the time spent halted
-        return self.instructions + self.idle_ns
+        # 1 instruction = 1000/cpu_mhz ns (1 ns at the nominal 1000 MHz), plus the time halted
+        return self.instructions * 1000 // self.cpu_mhz + self.idle_ns
 
     def headline(self) -> str:
         if self.stop_reason == "exception" and self.exception is not None:
@@ -134,7 +135,8 @@ class RunResult:
             lines += ["  " + x for x in d.details]
         lines += unassigned_lines(self.unassigned)
         lines += [
-            f"instructions: {self.instructions:,} (virtual time {self.virtual_time_ns / 1e6:.3f} ms)",
+            f"instructions: {self.instructions:,} (virtual time {self.virtual_time_ns / 1e6:.3f} ms"
+            + (f" at {self.cpu_mhz} MHz)" if self.cpu_mhz != 1000 else ")"),
             f"cpu: {c.mode} CPL{c.cpl} "
             + (f"CS:IP={c.where()} (linear 0x{c.pc:x}) " if c.where() else f"RIP=0x{c.rip:x} ")
             + f"RFLAGS=0x{c.rflags:x} "
@@ -174,6 +176,7 @@ class RunResult:
             "instructions": self.instructions,
             "reboots": self.reboots,
             "virtual_time_ns": self.virtual_time_ns,
+            "cpu_mhz": self.cpu_mhz,
             "serial": self.serial.decode("latin-1"),
             "console": self.console.decode("latin-1"),
             "exception": exc,

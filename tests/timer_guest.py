@@ -12,7 +12,9 @@ COUNTER = 0x30000
 HANDLER = 0x40000
 
 
-def machine(divisor: int, *, loop: int, handler: str = "", user: bool = False) -> Machine:
+def machine(
+    divisor: int, *, loop: int, handler: str = "", user: bool = False, **options
+) -> Machine:
     """PIC remapped to 0x20 with only IRQ 0 unmasked and the PIT in mode 2 at ``divisor`` (set up
     through the port bus, as a driver would), then ``loop`` iterations of a busy loop with IF=1.
     The IRQ 0 handler counts at COUNTER, runs ``handler``, sends EOI and returns. The loop ends
@@ -34,7 +36,7 @@ def machine(divisor: int, *, loop: int, handler: str = "", user: bool = False) -
     )
     ram[HANDLER : HANDLER + len(code)] = np.frombuffer(code, np.uint8)
     ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(T.gate64(HANDLER), np.uint8)
-    m = Machine(memory=len(ram))
+    m = Machine(memory=len(ram), **options)
     m.write_physical(0, ram.tobytes())
     m.boot = True  # loaded by hand: not a Multiboot kernel
     m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})

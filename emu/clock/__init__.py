@@ -1,4 +1,5 @@
-"""Virtual time: one retired instruction is one nanosecond, counted per translation block.
+"""Virtual time: one retired instruction is one nanosecond at the nominal clock rate
+(``DEFAULT_CPU_MHZ``; ``Machine(cpu_mhz=N)`` makes it 1000/N ns), counted per translation block.
 
 - ``kernels.py``: the compiled block hook that counts instructions and stops a slice at the
   next device deadline, the OUT hook that takes a timer's plain EOI, and the armed timer
@@ -7,3 +8,6 @@
 - ``scheduler.py``: the ``Scheduler``: device deadlines, HLT skipping to the next event, and
   arming the clock hook to deliver timer interrupts without stopping.
 """
+
+DEFAULT_CPU_MHZ = 1000  # one instruction per nanosecond
+MAX_CPU_MHZ = 1_000_000

@@ -1,7 +1,9 @@
 """The scheduler: virtual time, device deadlines, HLT, and arming the clock hook.
 
-Time inside the guest is one nanosecond per retired instruction plus the time skipped while the
-CPU was halted (``idle_ns``). Each timed device says when its next event is (``next_event``) and
+Time inside the guest is one nanosecond per retired instruction at the nominal clock rate
+(``cpu_mhz`` 1000; at N MHz an instruction takes 1000/N ns) plus the time skipped while the CPU
+was halted (``idle_ns``). ``time_at`` and ``count_at`` are the only conversions between
+instruction counts and nanoseconds: every deadline the core is given goes through ``count_at``. Each timed device says when its next event is (``next_event``) and
 catches up when ticked (``tick``). The machine runs the CPU up to the earliest event, ticks, and
 delivers what is pending; HLT with IF=1 skips the clock straight to the next event. When the next
 event is a PIT pulse alone, the clock hook is armed to deliver that timer interrupt itself, so a
@@ -43,15 +45,22 @@ class Scheduler:
         record_fast_deliveries: records the clock hook's deliveries in the fault trace
             ``(rows of its log, source)``; source None: the recorder's own.
         realtime: pace virtual time to the wall clock (a HLT sleeps until its event).
+        cpu_mhz: instructions per microsecond of virtual time (1000: one per nanosecond).
 
     The devices are attached once they exist (they read the clock while being wired).
     """
 
     def __init__(
-        self, core, record_fast_deliveries: Callable[..., None], *, realtime: bool = False
+        self,
+        core,
+        record_fast_deliveries: Callable[..., None],
+        *,
+        realtime: bool = False,
+        cpu_mhz: int = 1000,
     ) -> None:
         self.core = core
         self._ctxv = core._ctxv
+        self.cpu_mhz = cpu_mhz
         self.record_fast_deliveries = record_fast_deliveries
         self.realtime = realtime
         self.pics = None
@@ -101,15 +110,26 @@ class Scheduler:
         if value != self._idle_ns:
             self.forget_published()  # their ends are instruction counts at the old idle time
         self._idle_ns = value
-        self.core.time_offset = value  # RDTSC reads the same clock
+        # RDTSC reads the same clock: the TSC ticks at cpu_mhz, once per instruction
+        self.core.time_offset = value * self.cpu_mhz // 1000
 
-    def now_ns(self) -> int:
-        """Virtual time: one nanosecond per retired instruction, plus the time spent halted."""
-        return self.core.precise_icount() + self._idle_ns
+    def time_at(self, icount: int) -> int:
+        """Virtual time (ns) when ``icount`` instructions have retired."""
+        mhz = self.cpu_mhz
+        if mhz == 1000:
+            return icount + self._idle_ns
+        return icount * 1000 // mhz + self._idle_ns
 
     def count_at(self, ns: int) -> int:
         """The first instruction count whose virtual time is at or after ``ns``."""
-        return ns - self._idle_ns
+        mhz = self.cpu_mhz
+        if mhz == 1000:
+            return ns - self._idle_ns
+        return -((self._idle_ns - ns) * mhz // 1000)
+
+    def now_ns(self) -> int:
+        """Virtual time: 1000/cpu_mhz ns per retired instruction, plus the time spent halted."""
+        return self.time_at(self.core.precise_icount())
 
     def start_run(self, wall: float) -> None:
         self.realtime_origin = (wall, self.now_ns())
@@ -140,7 +160,7 @@ class Scheduler:
         device's next event, and every port access that reaches Python reschedules.
         """
         ctx = self.core._ctxv
-        idle = self._idle_ns
+        count_at = self.count_at
         ctx[K.CTX_ARMED] = ctx[K.CTX_EDGE_COUNT] = ctx[K.CTX_FAST_EOI_OK] = 0
         for device in self._watched:
             device.events_changed = False
@@ -162,7 +182,7 @@ class Scheduler:
                 not_lapic = e
         slice_end = self.slice_end
         ctx[K.CTX_SLICE_END] = slice_end
-        ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if other is None else other - idle
+        ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if other is None else count_at(other)
         if first is None:
             self._due = -1 if self._unwatched else NO_LIMIT
             self._open_port_table()
@@ -170,8 +190,9 @@ class Scheduler:
                 slice_end = 0
             ctx[K.CTX_DEADLINE] = slice_end
             return slice_end
-        self._due = -1 if self._unwatched else first - idle
-        deadline = min(slice_end, max(self.core.icount + 1, first - idle))
+        first_count = count_at(first)
+        self._due = -1 if self._unwatched else first_count
+        deadline = min(slice_end, max(self.core.icount + 1, first_count))
         pit_first = other is None or first < other
         if pit_first and first > now and self._timer_armable():
             deadline = self._arm(first, other, self.pit.events_from, self.pics.master.vector_base,
@@ -182,7 +203,7 @@ class Scheduler:
         ):  # fmt: skip
             # the local APIC timer's expiries, delivered by the hook; in the steady state its
             # EOI (a write to the EOI register) is taken by the compiled MMIO write hook
-            ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if not_lapic is None else not_lapic - idle
+            ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if not_lapic is None else count_at(not_lapic)
             deadline = self._arm(first, not_lapic, lapic.expiries_from, lapic.lvt[0] & 0xFF,
                                  K.EOI_LAPIC, self._lapic_steady(), slice_end)  # fmt: skip
         if self.lapic is not None and self.lapic.nmi_pending:
@@ -206,16 +227,21 @@ class Scheduler:
         slice's end for the compiled EOI to re-arm (instruction counts); the slice's deadline.
         The edge after the last one armable ends the table: a deadline."""
         ctx = self.core._ctxv
+        count_at = self.count_at
         idle = self._idle_ns
         edges = self.core.edges
-        before = slice_end + idle if other is None else min(other, slice_end + idle)
+        end = self.time_at(slice_end)
+        before = end if other is None else min(other, end)
         times = edges_from(first, before, edges.size)
         n = len(times)
-        edges[:n] = times
-        edges[:n] -= np.uint64(idle)
+        if self.cpu_mhz == 1000:
+            edges[:n] = times
+            edges[:n] -= np.uint64(idle)
+        else:
+            edges[:n] = [self.count_at(int(t)) for t in times]
         ctx[K.CTX_EDGE_COUNT] = n
         ctx[K.CTX_EDGE_INDEX] = 0
-        ctx[K.CTX_ARM_TIME] = first - idle
+        ctx[K.CTX_ARM_TIME] = count_at(first)
         ctx[K.CTX_ARM_VECTOR] = vector
         ctx[K.CTX_ARMED] = 1
         ctx[K.CTX_EOI_KIND] = eoi_kind
@@ -305,7 +331,7 @@ class Scheduler:
         ended by their EOI, which from the steady state leaves the controllers as they were),
         apply the last EOI if it came, and record every delivery with its instruction count."""
         icount, last_vector = (int(x) for x in log[-1, : K.LOG_VECTOR + 1])
-        self.tick(icount + self._idle_ns)
+        self.tick(self.time_at(icount))
         source = None
         if self.lapic is not None:
             taken = self.lapic.acknowledge(self.pics.acknowledge)

@@ -133,7 +133,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     port_read: Callable[[int, int], int]
     port_write: Callable[[int, int, int], None]
     tsc_per_instruction: int = 1
-    time_offset: int = 0  # virtual nanoseconds spent halted (HLT skips time, not instructions)
+    # TSC ticks of the virtual time spent halted (HLT skips time, not instructions); the TSC
+    # ticks once per instruction, at the machine's clock rate
+    time_offset: int = 0
     # Deliver exceptions through the guest IDT (True) or stop at the first one (False).
     deliver_exceptions: bool = True
     # Called after every delivery attempt: (event, exception as raised, delivery result).

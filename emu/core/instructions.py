@@ -154,7 +154,8 @@ class CpuInstructions:
             self.uc.emu_stop()
 
     def _virtual_tsc(self) -> int:
-        """Virtual time at the RDTSC being executed (instructions retired + idle time)."""
+        """The TSC at the RDTSC being executed: instructions retired, plus the idle time in ticks
+        of the clock rate (``time_offset``)."""
         return (self.precise_icount() + self.time_offset) * self.tsc_per_instruction
 
     def _hook_rdtsc(self, _uc: int, _ud: int) -> int:
