@@ -14,7 +14,10 @@ several runs; the load average is printed with them (the machine may be shared).
 Goals (issue 13): <= 1 us per access through Python, <= 0.2 us answered by the compiled hooks
 (the PIT's counter moves at every instant: it is never published, both figures are Python's).
 
-Usage: python bench/io.py [--repeat N] [--iterations N]
+The whole-kernel side of the same issue (polling kernels against QEMU, fast-forward on and
+off) is bench/polling.py; ``--polling`` runs it after the table.
+
+Usage: python bench/io.py [--repeat N] [--iterations N] [--polling]
 """
 
 from __future__ import annotations
@@ -127,6 +130,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=5, help="runs per case (the median is shown)")
     ap.add_argument("--iterations", type=int, default=200_000, help="loop iterations per run")
+    ap.add_argument("--polling", action="store_true", help="then run bench/polling.py")
     args = ap.parse_args()
     n = args.iterations
     load_before = os.getloadavg()[0]
@@ -169,3 +173,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    if "--polling" in sys.argv:
+        import subprocess
+
+        subprocess.run([sys.executable, str(ROOT / "bench" / "polling.py")], check=False)

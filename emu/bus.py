@@ -127,6 +127,23 @@ class PortBus:
         for i in range(size):
             self.write(port + i, 1, (value >> (8 * i)) & 0xFF)
 
+    def stable_read(self, port: int, size: int) -> tuple[int, int | None] | None:
+        """What a read of ``port`` returns now with no side effect, and until when (virtual ns,
+        exclusive; None: until a device is written or ticked): the device's own
+        ``stable_read(offset)`` for a byte (a device without one promises nothing), all-ones
+        for a port nobody decodes. None: no promise. Wide accesses promise nothing."""
+        r = self._table[port] if 0 <= port < _TABLE_SIZE else None
+        if r is None:
+            # all-ones for ever (the read is counted in unmapped_reads, as often as it happens)
+            return ((1 << (8 * size)) - 1, None) if self._table_clear(port, size) else None
+        if size != 1:
+            return None
+        stable = getattr(r.device, "stable_read", None)
+        return stable(port - r.base) if stable is not None else None
+
+    def _table_clear(self, port: int, size: int) -> bool:
+        return all(self._table[p] is None for p in range(port, min(port + size, _TABLE_SIZE)))
+
     def _unmapped(self, kind: str, port: int) -> None:
         if kind == "read":
             self.unmapped_reads += 1

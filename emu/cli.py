@@ -43,6 +43,9 @@ IMAGE_SUMMARIES = {
     "faults-df": "a fault while delivering a fault: the double fault handler runs",
     "faults-triple": "drops its IDT, then faults: a triple fault",
     "paging": "its own 4-level tables: 4K/2M/1G pages, NX, read-only, user, a stale TLB entry",
+    "poll-cmos": "polls the CMOS UIP bit and seconds for 5 s of guest time, prints each second",
+    "poll-serial": "prints 256 KiB over COM1, polling LSR before each byte",
+    "poll-spin": "spins in jmp-self (IF=1) while a 100 Hz PIT counts 1000 ticks (10 s)",
     "fb": "a Multiboot2 linear framebuffer kernel (draws, then exits)",
     "timer": "PIT and PIC interrupts, HLT waits on the timer",
     "probe-cpuid": "prints CPUID leaves and MSRs (platform probe)",
@@ -160,6 +163,9 @@ def _machine_options(serial_default: str) -> argparse.ArgumentParser:
                    help="pace virtual time to the wall clock (HLT sleeps)")  # fmt: skip
     g.add_argument("--cpu", choices=("qemu64", "unicorn"), default="qemu64",
                    help="the CPU: QEMU 7.2's qemu64 (default) or Unicorn's own model")  # fmt: skip
+    g.add_argument("--no-fast-forward", dest="fast_forward", action="store_false",
+                   help="run every iteration of polling loops (default: skip those that cannot "
+                   "change anything before the next device event; the results are the same)")  # fmt: skip
     g.add_argument("--cpu-mhz", type=_mhz, default=DEFAULT_CPU_MHZ, metavar="N",
                    help="instructions per microsecond of virtual time (default "
                    f"{DEFAULT_CPU_MHZ}: one per nanosecond); timers tick N/{DEFAULT_CPU_MHZ} "
@@ -354,6 +360,7 @@ def _machine_from(args: argparse.Namespace, *, stdout_sink=None, **overrides):
         cpu=args.cpu,
         port_table=args.port_table,
         cpu_mhz=args.cpu_mhz,
+        fast_forward=args.fast_forward,
     )
     options.update(overrides)
     machine = Machine.from_elf(kernel, **options)

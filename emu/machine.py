@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import os
@@ -40,6 +41,7 @@ from . import mmu
 from .bus import PortBus
 from .checkpoint import Checkpoint, restore_device, save_device
 from .clock import DEFAULT_CPU_MHZ, MAX_CPU_MHZ
+from .clock.fastforward import FastForward
 from .clock.scheduler import NO_LIMIT, Scheduler
 from .core import engine as core
 from .core.cpu_state import CpuState
@@ -86,9 +88,11 @@ class MmioRegisters:
         self.device = device
         self._core = machine.core
         self._scheduler = machine.scheduler
+        self._memory = machine.memory
         self._clocked = clocked
 
     def _before(self, offset: int) -> None:
+        self._memory.device_accesses += 1
         core = self._core
         if core.armed_pending():
             core.settle()
@@ -165,6 +169,9 @@ class Machine(DebugFeatures):
     # The clock rate in MHz: how many instructions retire per microsecond of virtual time
     # (1000: one per nanosecond). Timers, the RTC and the TSC follow it (docs/time.md).
     cpu_mhz: int = DEFAULT_CPU_MHZ
+    # Skip the iterations of polling loops that cannot change anything before the next device
+    # event (fixed-point fast-forward, docs/time.md); the results are the same either way.
+    fast_forward: bool = True
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -238,6 +245,7 @@ class Machine(DebugFeatures):
         self.core.bios_service = self.bios.call
         self.scheduler.attach(self.pics, self.pit, self.timed, self.lapic)
         self.core.on_armed_delivery = self.scheduler.armed_delivered
+        self._fast_forward = FastForward(self)
         if self.serial_input:
             self.com1.enqueue_input(bytes(self.serial_input))
 
@@ -553,8 +561,16 @@ class Machine(DebugFeatures):
                     continue
                 # delivered, and nothing else can be taken now: run the handler (a delivery
                 # retires no instruction, so the time and the events computed above still hold)
-            self.scheduler.slice_end = min(limit, icount + SLICE_INSTRUCTIONS)
-            end = self.core.run_slice(self.scheduler.schedule(now), limit)
+            ff = self._fast_forward if self.fast_forward else None
+            scheduler = self.scheduler
+            scheduler.slice_end = min(
+                limit, icount + (ff.slice_budget if ff else SLICE_INSTRUCTIONS)
+            )
+            scheduler.io_count = 0
+            scheduler.io_budget = ff.io_budget if ff else NO_LIMIT
+            end = self.core.run_slice(scheduler.schedule(now), limit)
+            if ff is not None and end.kind == core.KIND_DEADLINE:
+                end = ff.after_slice(limit)
             if end.kind in (core.KIND_DEADLINE, core.KIND_IRQ):
                 continue
             if end.kind == core.KIND_WATCHPOINT:
@@ -670,6 +686,7 @@ class Machine(DebugFeatures):
                 "console": bytes(self._console),
                 "trace": self.trace.save(),
                 "reboots": self.reboots,
+                "fast_forward": dataclasses.replace(self._fast_forward.stats),
                 "unassigned": self.memory.unassigned.copy(),
                 # stopped at a breakpoint (or on an exception not delivered yet): the run
                 # continues past it, from a restore as from the stop itself
@@ -693,6 +710,8 @@ class Machine(DebugFeatures):
         self._console[:] = m["console"]
         self.trace.load(m["trace"])
         self.reboots = m["reboots"]
+        if "fast_forward" in m:
+            self._fast_forward.stats = dataclasses.replace(m["fast_forward"])
         self.memory.unassigned = m["unassigned"].copy()
         for name, device in self._stateful_devices().items():
             restore_device(device, cp.devices[name])
@@ -853,6 +872,7 @@ class Machine(DebugFeatures):
             reboots=self.reboots,
             idle_ns=self.idle_ns,
             cpu_mhz=self.cpu_mhz,
+            fast_forward=self._fast_forward.stats.to_dict(),
             unassigned=unassigned,
             interrupt_controllers={"lapic": self.lapic.to_dict(), "ioapic": self.ioapic.to_dict()},
         )

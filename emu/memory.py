@@ -133,6 +133,9 @@ class PhysicalMemory:
         # The checkpoints' dirty-page tracker (emu/dirty_pages.py), told of every host write
         # and of every buffer mapped; None: nothing is tracked.
         self.pages = None
+        # accesses to device registers through Python (fast-forward: a loop that made one
+        # is not skipped)
+        self.device_accesses = 0
         self._installed = None
 
     # ---------------------------------------------------------------- the map
@@ -351,9 +354,11 @@ class PhysicalMemory:
             device = r.device
 
             def read(_uc, offset, size, _ud, device=device):
+                self.device_accesses += 1
                 return device.mem_read(offset, size)
 
             def write(_uc, offset, size, value, _ud, device=device):
+                self.device_accesses += 1
                 device.mem_write(offset, size, value)
 
             self._keep += [read, write]

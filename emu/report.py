@@ -84,6 +84,8 @@ class RunResult:
     reboots: int = 0  # triple faults that reset the machine (Machine(reboot=True), --reboot)
     idle_ns: int = 0  # virtual time the CPU spent halted (skipped to the next device event)
     cpu_mhz: int = 1000  # the clock rate: instructions per microsecond of virtual time
+    # what fast-forward skipped since power-on: {"loops", "iterations", "instructions"}
+    fast_forward: dict | None = None
     # accesses to physical memory where nothing is: {"reads", "writes", "pages", "first": [...]}
     unassigned: dict | None = None
     # the interrupt controllers at the stop: {"lapic": {...}, "ioapic": {...}}
@@ -146,6 +148,12 @@ class RunResult:
             f"CS=0x{c.segments['cs'].selector:x} SS=0x{c.segments['ss'].selector:x}",
             f"serial: {len(self.serial):,} bytes; wall time {self.wall_seconds:.3f} s",
         ]
+        ff = self.fast_forward
+        if ff and ff["loops"]:
+            lines.append(
+                f"fast-forward: {ff['iterations']:,} loop iterations skipped "
+                f"({ff['instructions']:,} instructions, {ff['loops']:,} skips)"
+            )
         if self.reboots:
             lines.append(f"reboots: the machine reset {self.reboots} time(s) after a triple fault")
         return "\n".join(lines)
@@ -177,6 +185,7 @@ class RunResult:
             "reboots": self.reboots,
             "virtual_time_ns": self.virtual_time_ns,
             "cpu_mhz": self.cpu_mhz,
+            "fast_forward": self.fast_forward,
             "serial": self.serial.decode("latin-1"),
             "console": self.console.decode("latin-1"),
             "exception": exc,

@@ -83,6 +83,9 @@ EXPECTED: dict[str, Expected] = {
     "bios": Expected(64, "EM_X86_64", 2, "bios/probe.c", ("kmain", "bios_call", "isr_handler")),
     "apic": Expected(32, "EM_386", 2, "apic/probe.c", ("kmain", "interrupt", "isr_stubs")),
     "probe-lapic": Expected(32, "EM_386", 2, "probe-lapic/probe.c", ("kmain", "logbuf")),
+    "poll-cmos": Expected(64, "EM_X86_64", 2, "poll/poll.c", ("kmain", "isr_handler")),
+    "poll-serial": Expected(64, "EM_X86_64", 2, "poll/poll.c", ("kmain", "isr_handler")),
+    "poll-spin": Expected(64, "EM_X86_64", 2, "poll/poll.c", ("kmain", "isr_handler", "ticks")),
 }
 # images/video: one kernel, one variant per video mode request (the Makefile's VIDEO_VARIANTS)
 VIDEO_VARIANTS = (

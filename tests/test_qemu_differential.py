@@ -100,6 +100,23 @@ def test_same_as_qemu_under_grub(image, name: str) -> None:
         assert r.exit_code == ref["isa_debug_exit_code"]
 
 
+@pytest.mark.parametrize("name", ["poll-cmos", "poll-serial", "poll-spin"])
+def test_polling_kernels_same_as_qemu_under_grub(image, name: str) -> None:
+    """The polling kernels wait seconds of guest time (QEMU in real time, Triplefault in virtual
+    time with fast-forward): the same serial output and the same exit."""
+    elf = image(name)
+    out = subprocess.run(
+        [sys.executable, str(QEMU_REF), str(elf), "--isa-exit", "--json", "--idle", "0",
+         "--timeout", "60", "--mem", "128M", "--cpu", "qemu64"],
+        capture_output=True, text=True, check=False, timeout=120,
+    )  # fmt: skip
+    ref = json.loads(out.stdout)
+    r = Machine.from_elf(elf).run(timeout=120)
+    assert r.serial.decode("latin-1") == ref["serial"]
+    assert ref["end"] == "isa-debug-exit" and r.stop_reason == "debug-exit"
+    assert r.exit_code == ref["isa_debug_exit_code"] == 0
+
+
 def test_real_mode_same_as_qemu_under_grub(image) -> None:
     """images/real-mode: its real-mode interrupts and exceptions are not in QEMU's interrupt log
     (QEMU logs deliveries in protected mode only), so the serial output, which prints every

@@ -9,8 +9,9 @@ delivers what is pending; HLT with IF=1 skips the clock straight to the next eve
 event is a PIT pulse alone, the clock hook is armed to deliver that timer interrupt itself, so a
 periodic timer costs no stop at all (see ``schedule``).
 
-The LAPIC timer, the HPET and the polling fast-forward plug in here: a new timed device is one
-more entry in ``timed``; a new way of skipping time is one more rule in ``wait_for_interrupt``.
+The LAPIC timer and the HPET plug in here: a new timed device is one more entry in ``timed``; a
+new way of skipping time is one more rule in ``wait_for_interrupt``. The polling fast-forward
+(``fastforward.py``) skips time between slices, in whole loop iterations.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ class Scheduler:
         self._idle_ns = 0
         # False: every port access reschedules (the reference the fast path is tested against)
         self.io_fast_path = True
+        # Port accesses that reached Python in the running slice, and how many end it (the
+        # machine sets both per slice; fast-forward looks for a polling loop where it ends)
+        self.io_count = 0
+        self.io_budget = NO_LIMIT
         self._watched: tuple = ()  # what after_io looks at: the timed devices and the PICs
         self._unwatched = False  # a timed device without ``events_changed``: always reschedule
         self._due = 0  # the earliest event at the last schedule, as an instruction count
@@ -143,7 +148,7 @@ class Scheduler:
         events = [e for e in (d.next_event(now) for d in self.timed) if e is not None]
         return min(events) if events else None
 
-    def schedule(self, now: int) -> int:
+    def schedule(self, now: int, *, in_block: bool = False) -> int:
         """Where the running slice must stop next (an instruction count), and whether the clock
         hook may deliver the next timer interrupts itself (arming).
 
@@ -161,6 +166,11 @@ class Scheduler:
         """
         ctx = self.core._ctxv
         count_at = self.count_at
+        if ctx[K.CTX_ARMED] and ctx[K.CTX_ICOUNT] >= ctx[K.CTX_ARM_TIME]:
+            # The armed edge came while the CPU could not take it (IF=0): the devices take it
+            # now, as the stop path did at its deadline. Arming again would drop it, and the
+            # interrupt would wait for a later tick (the next edge, the end of the slice).
+            self.tick(now)
         ctx[K.CTX_ARMED] = ctx[K.CTX_EDGE_COUNT] = ctx[K.CTX_FAST_EOI_OK] = 0
         for device in self._watched:
             device.events_changed = False
@@ -192,7 +202,10 @@ class Scheduler:
             return slice_end
         first_count = count_at(first)
         self._due = -1 if self._unwatched else first_count
-        deadline = min(slice_end, max(self.core.icount + 1, first_count))
+        # Between slices the slice must make progress (at least one block); from a port access
+        # inside a block (``in_block``: the count already holds the whole block) an event due
+        # now ends the slice at the next block, not one block later each time the loop polls
+        deadline = min(slice_end, max(self.core.icount + (0 if in_block else 1), first_count))
         pit_first = other is None or first < other
         if pit_first and first > now and self._timer_armable():
             deadline = self._arm(first, other, self.pit.events_from, self.pics.master.vector_base,
@@ -365,19 +378,29 @@ class Scheduler:
         kept the timer from being armed, and on the time only once the earliest event is due:
         before that, every event is still where it was and the same ``schedule`` would write
         the same clock context. In every other case, or when a device cannot say, it runs."""
+        count = self.io_count = self.io_count + 1
         if self.io_fast_path and self._ctxv[_ICOUNT] < self._due:
             for device in self._watched:
                 if device.events_changed:
                     break
             else:
                 if self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_PE:
+                    if count >= self.io_budget:
+                        self._ctxv[K.CTX_DEADLINE] = 0
                     return
         if self.timed:
-            self.schedule(self.now_ns())
+            self.schedule(self.now_ns(), in_block=True)
+        if count >= self.io_budget:
+            # enough port accesses in this slice: end it at the next block, where fast-forward
+            # looks for a polling loop
+            self.core._ctxv[K.CTX_DEADLINE] = 0
 
     def after_quiet_io(self) -> None:
         """``after_io`` for an access that changed no timed device and no interrupt controller
         (so no ``events_changed``): only the time and the CPU mode can make it reschedule."""
+        count = self.io_count = self.io_count + 1
+        if count >= self.io_budget:
+            self._ctxv[K.CTX_DEADLINE] = 0  # set again below if it reschedules
         if (
             self.io_fast_path
             and self._ctxv[_ICOUNT] < self._due
@@ -385,7 +408,9 @@ class Scheduler:
         ):
             return
         if self.timed:
-            self.schedule(self.now_ns())
+            self.schedule(self.now_ns(), in_block=True)
+        if count >= self.io_budget:
+            self._ctxv[K.CTX_DEADLINE] = 0
 
     def skip_to_next_event(self) -> bool:
         """The CPU waits inside the BIOS for a device (INT 16h for a key): skip virtual time to

@@ -136,6 +136,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     # TSC ticks of the virtual time spent halted (HLT skips time, not instructions); the TSC
     # ticks once per instruction, at the machine's clock rate
     time_offset: int = 0
+    tsc_reads: int = 0  # RDTSC and RDTSCP executed (fast-forward skips no loop that reads it)
     # Deliver exceptions through the guest IDT (True) or stop at the first one (False).
     deliver_exceptions: bool = True
     # Called after every delivery attempt: (event, exception as raised, delivery result).

@@ -160,6 +160,7 @@ class CpuInstructions:
 
     def _hook_rdtsc(self, _uc: int, _ud: int) -> int:
         uc = self.uc
+        self.tsc_reads += 1
         tsc = self._virtual_tsc()
         uc.reg_write(X.UC_X86_REG_RAX, tsc & 0xFFFFFFFF)
         uc.reg_write(X.UC_X86_REG_RDX, (tsc >> 32) & 0xFFFFFFFF)
