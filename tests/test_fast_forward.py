@@ -26,6 +26,7 @@ def outcome(m: Machine, max_instructions: int) -> tuple:
     catches up first, so the guest cannot tell)."""
     r = m.run(max_instructions=max_instructions)
     m.scheduler.tick(m.now_ns())
+    m.ports.sync()  # the unmapped reads the port read table answered, counted
     devices = {}
     for name, device in m._stateful_devices().items():
         state = save_device(device)

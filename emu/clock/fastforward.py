@@ -78,7 +78,7 @@ class _Iteration:
 class FastForward:
     """Fast-forward of one machine's polling loops (``Machine.fast_forward`` turns it off).
 
-    ``machine`` is the Machine: its core, scheduler, port bus, physical memory, interrupt
+    ``machine`` is the Machine: its core, scheduler, port bus and read table, physical memory, interrupt
     controllers, stateful devices, and its serial, console, exit and reset state, which an
     iteration must leave as they were.
     """
@@ -190,6 +190,7 @@ class FastForward:
         bus = m.bus
         reads = sum(1 for d, p, s, _ in second.ports if d == "in" and bus.find(p) is None)
         writes = sum(1 for d, p, s, _ in second.ports if d == "out" and bus.find(p) is None)
+        m.ports.sync()  # what was published holds for instruction counts of before
         c.resume_count_at(now + iterations * k)
         bus.unmapped_reads += reads * iterations
         bus.unmapped_writes += writes * iterations
@@ -256,6 +257,12 @@ class FastForward:
             except Exception:  # noqa: BLE001 - a hook must not raise; unknown means changed
                 seen.memory_changed = True
 
+        # every access through Python, where it is recorded: the port read table answers
+        # nothing meanwhile (and what it answered so far is counted)
+        ports = m.ports
+        table = ports.enabled
+        ports.sync()
+        ports.enabled = False
         c.port_read, c.port_write = observed_read, observed_write
         hook = c.uc.hook_add(UC_HOOK_MEM_WRITE, memory_write)
         try:
@@ -275,6 +282,7 @@ class FastForward:
         finally:
             c.uc.hook_del(hook)
             c.port_read, c.port_write = read, write
+            ports.enabled = table
 
 
 def _touch(seen: _Iteration, bus, port: int) -> None:
