@@ -45,6 +45,8 @@ SHORT_SLICE = 4096  # the slice after a skip: the loop is likely to come back so
 IO_SLICE = 256  # port accesses that end a slice to look for a loop ...
 MAX_IO_SLICE = 4096  # ... and at most, after failed looks
 MAX_BACKOFF = 256  # candidates passed up after repeated failures
+MAX_MISSES = 4  # slice ends in a row that were no loop head before back-off applies to them
+MAX_NOT_LOOPS = 64
 # A saved context is a 40-byte header (host pointers among it) and then CPUX86State up to
 # end_reset_fields: every register, flag, segment, control register and MSR of the CPU.
 _CONTEXT_HEADER = 40
@@ -91,6 +93,11 @@ class FastForward:
         self._last_rip: int | None = None
         self._pass = 0  # candidates still to pass up
         self._backoff = 1
+        # slice ends where the code did not come back within an iteration's bounds: no loop
+        # head (up to MAX_NOT_LOOPS), and how many such in a row since the last skip
+        self._not_loops: set[int] = set()
+        self._misses = 0
+        self._no_loop = False  # the last look found no loop (rather than no fixed point)
 
     def reset_stats(self) -> None:
         self.stats = FastForwardStats()
@@ -107,6 +114,11 @@ class FastForward:
         last, self._last_rip = self._last_rip, rip
         if last is not None and abs(rip - last) > NEAR:
             return core.SliceEnd(core.KIND_DEADLINE)
+        if rip in self._not_loops:
+            # not the head of a short loop (the end of an interrupt handler, where the armed
+            # timer's table ran out): the loop it returns to may be: look again soon
+            self.slice_budget = SHORT_SLICE
+            return core.SliceEnd(core.KIND_DEADLINE)
         if self._pass:
             self._pass -= 1
             return core.SliceEnd(core.KIND_DEADLINE)
@@ -117,9 +129,16 @@ class FastForward:
             return core.SliceEnd(core.KIND_DEADLINE)
         end, skipped = self._try(rip, limit)
         if skipped:
+            self._misses = 0
             self._backoff = 1
             self.slice_budget = SHORT_SLICE
             self.io_budget = IO_SLICE
+        elif skipped is False and self._no_loop and self._misses < MAX_MISSES:
+            self._misses += 1
+            if len(self._not_loops) >= MAX_NOT_LOOPS:
+                self._not_loops.clear()
+            self._not_loops.add(rip)
+            self.slice_budget = SHORT_SLICE
         elif skipped is False:
             self._pass = self._backoff
             self._backoff = min(MAX_BACKOFF, self._backoff * 2)
@@ -166,6 +185,7 @@ class FastForward:
         due = self._horizon(NO_LIMIT)
         first = _Iteration()
         end = self._iterate(head, limit, due, first)
+        self._no_loop = end is None and not first.instructions
         if end is not None or not first.instructions:
             return end, None if m.core.icount >= due else False
         before = self._state(first)
