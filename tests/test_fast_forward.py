@@ -253,16 +253,16 @@ def test_no_skip_while_breakpoints_or_watchpoints_are_set(tmp_path: Path) -> Non
             m.add_watchpoint(0x7000, 4, "w")
         else:
             m.add_breakpoint(0x200000)
-        r = m.run(max_instructions=300_000)
+        r = m.run(max_instructions=3_000_000)  # past the first slice end, where loops are found
         assert r.stop_reason == "instruction-limit" and r.fast_forward["loops"] == 0
-    r = Machine.from_elf(elf).run(max_instructions=300_000)
+    r = Machine.from_elf(elf).run(max_instructions=3_000_000)
     assert r.fast_forward["loops"] > 0
 
 
 def test_cli_no_fast_forward(capsys, tmp_path: Path) -> None:
     elf = build("1: inb $0x80, %al; jmp 1b", tmp_path, "cli")
     for flag, skipped in (([], True), (["--no-fast-forward"], False)):
-        code = main(["run", str(elf), "--max-instructions", "500000", "--json", *flag])
+        code = main(["run", str(elf), "--max-instructions", "3000000", "--json", *flag])
         out = json.loads(capsys.readouterr().out)
-        assert code == out["exit_status"] and out["instructions"] == 500_000
+        assert code == out["exit_status"] and out["instructions"] == 3_000_000
         assert (out["fast_forward"]["instructions"] > 0) == skipped
