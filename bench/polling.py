@@ -35,7 +35,7 @@ QEMU_REF = ROOT.parent / "shared" / "tools" / "qemu-ref"
 
 
 def ours(name: str, fast_forward: bool, timeout: float) -> tuple[float, dict]:
-    cmd = [sys.executable, "-m", "emu", "run", f"images/{name}", "--json", "--serial", "none",
+    cmd = [sys.executable, "-m", "emu", "run", name, "--json", "--serial", "none",
            "--timeout", str(timeout)]  # fmt: skip
     if not fast_forward:
         cmd.append("--no-fast-forward")

@@ -234,7 +234,7 @@ class FastForward:
             states.append((key, values, state.lines))
         u = m.memory.unassigned
         outside = (len(m._serial), len(m._console), m._exit_value, m._reset_requested,
-                   len(m.trace.entries), u.reads, u.writes, m.memory.device_accesses,
+                   m.trace.next_index(), u.reads, u.writes, m.memory.device_accesses,
                    m.core.tsc_reads, m.lapic.interrupt_pending, m.lapic.nmi_pending)  # fmt: skip
         return bytes(m.core.uc.context_save())[_CONTEXT_HEADER:], states, outside
 
