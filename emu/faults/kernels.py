@@ -168,6 +168,29 @@ def _descriptor_limit(lo, hi):
 
 
 @jit(nopython=True, inline="always")
+def _gate_refused(a, e2, cpl):
+    """Why the compiled delivery declines the gate whose high word is ``e2`` (0: it takes it):
+    not a present interrupt or trap gate, or INT n from above the gate's DPL."""
+    gtype = (e2 >> _U(8)) & _U(0x1F)
+    if (gtype != _U(14) and gtype != _U(15)) or not (e2 & _U(_DESC_P)):
+        return _U(FB_GATE)
+    if a[DA_KIND] == _U(KIND_SOFTWARE) and ((e2 >> _U(13)) & _U(3)) < cpl:
+        return _U(FB_GATE_DPL)
+    return _U(0)
+
+
+@jit(nopython=True, inline="always")
+def _guest_rflags(a, env, env_eflags):
+    """The guest's whole EFLAGS: QEMU keeps the arithmetic flags lazily (CC_OP) and DF apart."""
+    rflags = env_eflags | call_cc_compute(
+        a[DA_CC_COMPUTE_ALL], env, _U(load32(env + _U(_ENV_CC_OP)))
+    )
+    if load32(env + _U(_ENV_DF)) & np.uint32(_DF_MASK):  # df is +1 or -1
+        rflags |= _U(_DF_MASK)
+    return rflags
+
+
+@jit(nopython=True, inline="always")
 def _phys32(ram64, env, vaddr, size, write, scratch, tk):
     """``_phys`` for a protected-mode linear address: -1 also when the access would wrap
     past 4 GiB (the model does not wrap those)."""
@@ -202,11 +225,10 @@ def _deliver_protected(a, out, env, ram, ram64, scratch, hflags, tk):
     g_low = load64(ram + _U(p))
     e1 = g_low & _U(0xFFFFFFFF)
     e2 = g_low >> _U(32)
+    refused = _gate_refused(a, e2, cpl)
+    if refused:
+        return _fallback(out, refused)
     gtype = (e2 >> _U(8)) & _U(0x1F)
-    if (gtype != _U(14) and gtype != _U(15)) or not (e2 & _U(_DESC_P)):
-        return _fallback(out, FB_GATE)
-    if a[DA_KIND] == _U(KIND_SOFTWARE) and ((e2 >> _U(13)) & _U(3)) < cpl:
-        return _fallback(out, FB_GATE_DPL)
     flags = a[DA_FLAGS]
     offset = (e2 & _U(0xFFFF0000)) | (e1 & _U(0xFFFF))
     sel = e1 >> _U(16)
@@ -232,11 +254,7 @@ def _deliver_protected(a, out, env, ram, ram64, scratch, hflags, tk):
         dpl = cpl
 
     # the stack: the 32-bit TSS's SSn:ESPn for an inner level, else the current one
-    rflags = env_eflags | call_cc_compute(
-        a[DA_CC_COMPUTE_ALL], env, _U(load32(env + _U(_ENV_CC_OP)))
-    )
-    if load32(env + _U(_ENV_DF)) & np.uint32(_DF_MASK):  # df is +1 or -1
-        rflags |= _U(_DF_MASK)
+    rflags = _guest_rflags(a, env, env_eflags)
     old_rsp = load64(env + _U(_ENV_RSP))
     new_stack = dpl < cpl
     ss_sel = _U(0)
@@ -369,11 +387,10 @@ def deliver(args_ptr, out_ptr):
     g_high = load64(ram + _U(p) + _U(8))
     e1 = g_low & _U(0xFFFFFFFF)
     e2 = g_low >> _U(32)
+    refused = _gate_refused(a, e2, cpl)
+    if refused:
+        return _fallback(out, refused)
     gtype = (e2 >> _U(8)) & _U(0x1F)
-    if (gtype != _U(14) and gtype != _U(15)) or not (e2 & _U(_DESC_P)):
-        return _fallback(out, FB_GATE)
-    if a[DA_KIND] == _U(KIND_SOFTWARE) and ((e2 >> _U(13)) & _U(3)) < cpl:
-        return _fallback(out, FB_GATE_DPL)
     flags = a[DA_FLAGS]
     offset = (e2 & _U(0xFFFF0000)) | (e1 & _U(0xFFFF)) | ((g_high & _U(0xFFFFFFFF)) << _U(32))
     ist = e2 & _U(7)
@@ -408,11 +425,7 @@ def deliver(args_ptr, out_ptr):
 
     # the stack
     env_eflags = load64(env + _U(_ENV_EFLAGS))
-    rflags = env_eflags | call_cc_compute(
-        a[DA_CC_COMPUTE_ALL], env, _U(load32(env + _U(_ENV_CC_OP)))
-    )
-    if load32(env + _U(_ENV_DF)) & np.uint32(_DF_MASK):  # df is +1 or -1
-        rflags |= _U(_DF_MASK)
+    rflags = _guest_rflags(a, env, env_eflags)
     old_rsp = load64(env + _U(_ENV_RSP))
     new_stack = dpl < cpl or ist != _U(0)
     if new_stack:
@@ -461,13 +474,9 @@ def deliver(args_ptr, out_ptr):
     new_rflags = env_eflags & ~_U(_RFLAGS_CLEARED)
     if gtype == _U(14):
         new_rflags &= ~_U(_RFLAGS_IF)
-    base = (d1 >> _U(16)) | ((d2 & _U(0xFF)) << _U(16)) | (d2 & _U(0xFF000000))
-    limit = (d1 & _U(0xFFFF)) | (d2 & _U(0x000F0000))
-    if d2 & _U(_DESC_G):
-        limit = (limit << _U(12)) | _U(0xFFF)
     store32(cs, (sel & ~_U(3)) | dpl)
-    store64(cs + _U(8), base)
-    store32(cs + _U(16), limit)
+    store64(cs + _U(8), _descriptor_base(d1, d2))
+    store32(cs + _U(16), _descriptor_limit(d1, d2))
     store32(cs + _U(20), d2)
     if new_stack:
         store32(ss, dpl)
