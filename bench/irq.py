@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import test_delivery_oracle as T  # noqa: E402
+from timer_guest import boot, install_handler, pic_and_pit  # noqa: E402
 
 from emu.core.engine import leave_reset_state  # noqa: E402
 from emu.machine import Machine  # noqa: E402
@@ -57,15 +58,9 @@ BODIES = {  # name: (loop body, instructions per iteration with decq/jnz, iterat
 
 
 def guest(divisor: int, mask: int, body: str = "tight") -> str:
-    return f"""
-        movb $0x11, %al; outb %al, $0x20
-        movb $0x20, %al; outb %al, $0x21
-        movb $0x04, %al; outb %al, $0x21
-        movb $0x01, %al; outb %al, $0x21
-        movb ${mask}, %al; outb %al, $0x21
-        movb $0x34, %al; outb %al, $0x43
-        movb ${divisor & 0xFF}, %al; outb %al, $0x40
-        movb ${divisor >> 8}, %al; outb %al, $0x40
+    return (
+        pic_and_pit(divisor, mask)
+        + f"""
         sti
         movq ${BODIES[body][2]}, %rcx
 2:      {BODIES[body][0]}
@@ -73,24 +68,18 @@ def guest(divisor: int, mask: int, body: str = "tight") -> str:
         jnz 2b
         cli
         """
+    )
 
 
 def machine_for(divisor: int, mask: int, body: str = "tight") -> Machine:
     T.TRIGGERS["irqloop"] = guest(divisor, mask, body)
     ram = T.image({"mode": "long", "trigger": "irqloop"})
     # the IRQ 0 handler: count, EOI, return
-    handler = T.assemble(
-        f".code64\n pushq %rax\n incq {COUNTER}\n movb $0x20, %al\n outb %al, $0x20\n"
-        " popq %rax\n iretq\n"
+    install_handler(
+        ram,
+        f"pushq %rax\n incq {COUNTER}\n movb $0x20, %al\n outb %al, $0x20\n popq %rax\n iretq\n",
     )
-    ram[0x40000 : 0x40000 + len(handler)] = np.frombuffer(handler, np.uint8)
-    ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(T.gate64(0x40000), np.uint8)
-    m = Machine(memory=len(ram))
-    m.ram[:] = ram
-    m.boot = True  # loaded by hand: the bench guest is not a Multiboot kernel
-    m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
-    m.core.uc.ctl_flush_tb()
-    return m
+    return boot(ram)
 
 
 LAPIC_GUEST = """
@@ -120,18 +109,13 @@ def lapic_machine(period: int) -> Machine:
     pd = 0x8000
     q[(T.PML4 + 0x1000) // 8 + 3] = pd | 3
     q[pd // 8 + (0xFEE00000 >> 21 & 511)] = 0xFEE00000 | 0x93
-    handler = T.assemble(
-        f".code64\n pushq %rax\n incq {COUNTER}\n movl $0xfee000b0, %eax\n movl $0, (%rax)\n"
-        " popq %rax\n iretq\n"
+    install_handler(
+        ram,
+        f"pushq %rax\n incq {COUNTER}\n movl $0xfee000b0, %eax\n movl $0, (%rax)\n"
+        " popq %rax\n iretq\n",
+        vector=0x40,
     )
-    ram[0x40000 : 0x40000 + len(handler)] = np.frombuffer(handler, np.uint8)
-    ram[T.IDT + 16 * 0x40 : T.IDT + 16 * 0x41] = np.frombuffer(T.gate64(0x40000), np.uint8)
-    m = Machine(memory=len(ram))
-    m.ram[:] = ram
-    m.boot = True
-    m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
-    m.core.uc.ctl_flush_tb()
-    return m
+    return boot(ram)
 
 
 def run_lapic(period: int) -> tuple[float, int, int]:

@@ -42,7 +42,7 @@ from .bus import PortBus
 from .checkpoint import Checkpoint, restore_device, save_device
 from .clock import DEFAULT_CPU_MHZ, MAX_CPU_MHZ
 from .clock.fastforward import FastForward
-from .clock.scheduler import NO_LIMIT, Scheduler
+from .clock.scheduler import NO_LIMIT, SLICE_INSTRUCTIONS, Scheduler
 from .core import engine as core
 from .core.cpu_state import CpuState
 from .core.instructions import CPU_MODELS
@@ -63,8 +63,6 @@ log = logging.getLogger(__name__)
 DEFAULT_MEMORY = 128 << 20
 MIN_MEMORY = 2 << 20
 MAX_MEMORY = 3 << 30
-# A slice is the longest stretch run without looking at the wall clock or the devices.
-SLICE_INSTRUCTIONS = 2_000_000
 # A HLT with IF=1 stays halted through device events that raise no interrupt the CPU takes (a
 # masked timer's pulses), as on a PC; after this many such events in a row the run ends as
 # halted instead of waiting on forever in virtual time (a PC, and QEMU, would never wake).
@@ -541,13 +539,14 @@ class Machine(DebugFeatures):
             now = self.now_ns()
             self.scheduler.tick(now)
             lapic = self.lapic
-            if self._halted and not self._wakes():
+            wakes = self._wakes()
+            if self._halted and not wakes:
                 # the event the HLT waited for raised nothing the CPU takes: it stays halted
                 ended = self._wait_halted(t0)
                 if ended is not None:
                     return ended
                 continue
-            if self._wakes():
+            if wakes:
                 self._halted = False  # an interrupt (or NMI) ends the HLT state
                 reboots = self.reboots
                 ended = self._take_interrupt()
@@ -710,8 +709,7 @@ class Machine(DebugFeatures):
         self._console[:] = m["console"]
         self.trace.load(m["trace"])
         self.reboots = m["reboots"]
-        if "fast_forward" in m:
-            self._fast_forward.stats = dataclasses.replace(m["fast_forward"])
+        self._fast_forward.stats = dataclasses.replace(m["fast_forward"])
         self.memory.unassigned = m["unassigned"].copy()
         for name, device in self._stateful_devices().items():
             restore_device(device, cp.devices[name])

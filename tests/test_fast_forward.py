@@ -13,6 +13,7 @@ import pytest
 import test_delivery_oracle as T
 from mb2_kernel import build
 from test_io_fast_path import COUNTER, POLLS, timer_machine
+from timer_guest import boot, install_handler, pic_and_pit
 
 from emu import Machine
 from emu.checkpoint import save_device
@@ -210,32 +211,19 @@ def test_armed_timer_loops_fast_forward_on_and_off(body: str) -> None:
 def test_spin_with_if1_skips_to_every_tick() -> None:
     """`1: jmp 1b` with IF=1 and a 1 kHz PIT: every wait between two ticks is skipped, and the
     ticks come at the same instructions."""
-    T.TRIGGERS["spin"] = """
-        movb $0x11, %al; outb %al, $0x20
-        movb $0x20, %al; outb %al, $0x21
-        movb $0x04, %al; outb %al, $0x21
-        movb $0x01, %al; outb %al, $0x21
-        movb $0xfe, %al; outb %al, $0x21
-        movb $0x34, %al; outb %al, $0x43
-        movb $0xa9, %al; outb %al, $0x40
-        movb $0x04, %al; outb %al, $0x40
+    T.TRIGGERS["ff_spin"] = (
+        pic_and_pit(0x04A9)
+        + """
         sti
     1:  jmp 1b
     """
+    )
 
     def make() -> Machine:
-        ram = T.image({"mode": "long", "trigger": "spin"})
-        handler = T.assemble(f".code64\n incq {COUNTER}\n pushq %rax\n movb $0x20, %al\n"
+        ram = T.image({"mode": "long", "trigger": "ff_spin"})
+        install_handler(ram, f"incq {COUNTER}\n pushq %rax\n movb $0x20, %al\n"
                              " outb %al, $0x20\n popq %rax\n iretq\n")  # fmt: skip
-        ram[0x40000 : 0x40000 + len(handler)] = np.frombuffer(handler, np.uint8)
-        ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(T.gate64(0x40000), np.uint8)
-        m = Machine(memory=len(ram))
-        m.write_physical(0, ram.tobytes())
-        m.boot = True
-        m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE,
-                                         registers={})  # fmt: skip
-        m.core.uc.ctl_flush_tb()
-        return m
+        return boot(ram)
 
     r, stats = both(make, 30_000_000)
     ticks = int(np.frombuffer(r[7][COUNTER : COUNTER + 8], np.uint64)[0])

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import test_delivery_oracle as T
 from mb2_kernel import build
+from timer_guest import boot, install_handler, pic_and_pit
 
 from emu import Machine
 from emu.bus import PortBus
@@ -163,15 +164,9 @@ def test_polling_guests_fast_path_on_and_off(tmp_path: Path, name: str) -> None:
 # Long mode with the PIT interrupting (the clock hook armed) while the loop does port I/O:
 # after_io runs between compiled deliveries and EOIs.
 def timer_machine(body: str, divisor: int = 4) -> Machine:
-    T.TRIGGERS["iotimer"] = f"""
-        movb $0x11, %al; outb %al, $0x20
-        movb $0x20, %al; outb %al, $0x21
-        movb $0x04, %al; outb %al, $0x21
-        movb $0x01, %al; outb %al, $0x21
-        movb $0xfe, %al; outb %al, $0x21
-        movb $0x34, %al; outb %al, $0x43
-        movb ${divisor & 0xFF}, %al; outb %al, $0x40
-        movb ${divisor >> 8}, %al; outb %al, $0x40
+    T.TRIGGERS["iotimer"] = (
+        pic_and_pit(divisor)
+        + f"""
         sti
         movq $5000, %rcx
     2:  {body}
@@ -179,19 +174,13 @@ def timer_machine(body: str, divisor: int = 4) -> Machine:
         jnz 2b
         cli
         """
-    ram = T.image({"mode": "long", "trigger": "iotimer"})
-    handler = T.assemble(
-        f".code64\n pushq %rax\n incq {COUNTER}\n movb $0x20, %al\n outb %al, $0x20\n"
-        " popq %rax\n iretq\n"
     )
-    ram[0x40000 : 0x40000 + len(handler)] = np.frombuffer(handler, np.uint8)
-    ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(T.gate64(0x40000), np.uint8)
-    m = Machine(memory=len(ram))
-    m.write_physical(0, ram.tobytes())
-    m.boot = True
-    m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
-    m.core.uc.ctl_flush_tb()
-    return m
+    ram = T.image({"mode": "long", "trigger": "iotimer"})
+    install_handler(
+        ram,
+        f"pushq %rax\n incq {COUNTER}\n movb $0x20, %al\n outb %al, $0x20\n popq %rax\n iretq\n",
+    )
+    return boot(ram)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import test_delivery_oracle as T
 from mb2_kernel import build
 from stable_reads import PromiseChecker
 from test_io_fast_path import both
+from timer_guest import boot, install_handler, pic_and_pit
 
 from devices.cmos_rtc import NS, UIP_NS, CmosRtc
 from devices.irq import IrqLine
@@ -120,15 +121,9 @@ def uip_machine(spin: int, polls: int) -> Machine:
     """Long mode: 18 PIT periods of 54.9 ms slept in HLT (idle time skipped), a spin of
     ``spin`` iterations, then ``polls`` reads of CMOS status A counting those with the
     update-in-progress bit set (at UIP_COUNT)."""
-    T.TRIGGERS["uip"] = f"""
-        movb $0x11, %al; outb %al, $0x20
-        movb $0x20, %al; outb %al, $0x21
-        movb $0x04, %al; outb %al, $0x21
-        movb $0x01, %al; outb %al, $0x21
-        movb $0xfe, %al; outb %al, $0x21
-        movb $0x34, %al; outb %al, $0x43
-        movb $0x00, %al; outb %al, $0x40
-        movb $0x00, %al; outb %al, $0x40
+    T.TRIGGERS["uip"] = (
+        pic_and_pit(0)
+        + f"""
         sti
         movl $18, %ecx
     1:  hlt
@@ -145,18 +140,10 @@ def uip_machine(spin: int, polls: int) -> Machine:
     4:  decl %ecx
         jnz 3b
         """
-    ram = T.image({"mode": "long", "trigger": "uip"})
-    handler = T.assemble(
-        ".code64\n pushq %rax\n movb $0x20, %al\n outb %al, $0x20\n popq %rax\n iretq\n"
     )
-    ram[0x40000 : 0x40000 + len(handler)] = np.frombuffer(handler, np.uint8)
-    ram[T.IDT + 16 * 0x20 : T.IDT + 16 * 0x21] = np.frombuffer(T.gate64(0x40000), np.uint8)
-    m = Machine(memory=len(ram))
-    m.ram[:] = ram
-    m.boot = True
-    m.core.enter_grub_protected_mode(gdt_base=T.GDT, gdt_limit=0x37, entry=T.CODE, registers={})
-    m.core.uc.ctl_flush_tb()
-    return m
+    ram = T.image({"mode": "long", "trigger": "uip"})
+    install_handler(ram, "pushq %rax\n movb $0x20, %al\n outb %al, $0x20\n popq %rax\n iretq\n")
+    return boot(ram)
 
 
 def test_cmos_polled_across_the_update_cycle() -> None:

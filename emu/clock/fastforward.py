@@ -33,14 +33,14 @@ from unicorn.x86_const import UC_X86_REG_RIP
 from ..checkpoint import save_device
 from ..core import engine as core
 from . import layout as K
-from .scheduler import NO_LIMIT
+from .scheduler import NO_LIMIT, SLICE_INSTRUCTIONS
 
 MAX_BLOCKS = 64  # translation blocks in one observed iteration at most
 MAX_ITERATION = 4096  # instructions in one observed iteration at most
 MIN_SKIP = 4  # fewer iterations than this are not worth a skip
 MIN_GAP = 1024  # instructions to the horizon below which no loop is looked for
 NEAR = 256  # bytes: two slice ends this close may be in the same loop
-SLICE = 2_000_000  # the normal slice (Machine's SLICE_INSTRUCTIONS)
+SLICE = SLICE_INSTRUCTIONS  # the normal slice
 SHORT_SLICE = 4096  # the slice after a skip: the loop is likely to come back soon
 IO_SLICE = 256  # port accesses that end a slice to look for a loop ...
 MAX_IO_SLICE = 4096  # ... and at most, after failed looks

@@ -28,6 +28,8 @@ from ..errors import EngineError
 from . import layout as K
 
 NO_LIMIT = 1 << 62
+# A slice is the longest stretch run without looking at the wall clock or the devices.
+SLICE_INSTRUCTIONS = 2_000_000
 _HFLAGS_SLOT = ENV_HFLAGS // 4  # in the core's 32-bit view of env
 _ICOUNT = K.CTX_ICOUNT
 
@@ -378,38 +380,33 @@ class Scheduler:
         kept the timer from being armed, and on the time only once the earliest event is due:
         before that, every event is still where it was and the same ``schedule`` would write
         the same clock context. In every other case, or when a device cannot say, it runs."""
-        count = self.io_count = self.io_count + 1
-        if self.io_fast_path and self._ctxv[_ICOUNT] < self._due:
-            for device in self._watched:
-                if device.events_changed:
-                    break
-            else:
-                if self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_PE:
-                    if count >= self.io_budget:
-                        self._ctxv[K.CTX_DEADLINE] = 0
-                    return
-        if self.timed:
-            self.schedule(self.now_ns(), in_block=True)
-        if count >= self.io_budget:
-            # enough port accesses in this slice: end it at the next block, where fast-forward
-            # looks for a polling loop
-            self.core._ctxv[K.CTX_DEADLINE] = 0
+        for device in self._watched:
+            if device.events_changed:
+                self.io_count += 1
+                self._reschedule_after_io()
+                return
+        self.after_quiet_io()
 
     def after_quiet_io(self) -> None:
         """``after_io`` for an access that changed no timed device and no interrupt controller
         (so no ``events_changed``): only the time and the CPU mode can make it reschedule."""
         count = self.io_count = self.io_count + 1
-        if count >= self.io_budget:
-            self._ctxv[K.CTX_DEADLINE] = 0  # set again below if it reschedules
         if (
             self.io_fast_path
             and self._ctxv[_ICOUNT] < self._due
             and (self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_PE)
         ):
+            if count >= self.io_budget:
+                self._ctxv[K.CTX_DEADLINE] = 0  # as below, on the path that stays cheap
             return
+        self._reschedule_after_io()
+
+    def _reschedule_after_io(self) -> None:
         if self.timed:
             self.schedule(self.now_ns(), in_block=True)
-        if count >= self.io_budget:
+        if self.io_count >= self.io_budget:
+            # enough port accesses in this slice: end it at the next block, where fast-forward
+            # looks for a polling loop
             self._ctxv[K.CTX_DEADLINE] = 0
 
     def skip_to_next_event(self) -> bool:
