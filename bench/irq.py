@@ -23,6 +23,7 @@ warm-up run; the host's load average is printed with it)
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -174,7 +175,16 @@ def median_rate(measure, runs: int) -> tuple[float, int, int]:
 
 
 def main() -> int:
-    runs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    parser = argparse.ArgumentParser(
+        description="External interrupt benchmark (see the module text)."
+    )
+    parser.add_argument(
+        "runs", nargs="?", type=int, default=5,
+        help="case 1: the median of RUNS runs after a warm-up run (default 5)",
+    )  # fmt: skip
+    runs = parser.parse_args().runs
+    if runs < 1:
+        parser.error("RUNS must be at least 1")
     load = os.getloadavg()[0]
     run(2, 0xFE)  # warm-up: the first run in a process pays once for loading the compiled hooks
     busy, irqs, icount = median_rate(lambda: run(2, 0xFE), runs)
