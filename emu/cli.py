@@ -26,11 +26,11 @@ from .clock import DEFAULT_CPU_MHZ, MAX_CPU_MHZ
 from .errors import ConfigError, EmuError, InternalError
 from .images import IMAGES_DIR, bundled_names, resolve_kernel
 from .mmu import view as ptview
+from .report import EXIT_INTERRUPTED
 from .version import LOADER_NAME, __version__
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70  # EX_SOFTWARE: an internal error (a bug in Triplefault)
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
 COMPILE_SECONDS = 60  # measured: 15 to 70 s for numba to compile the hooks on 2 busy cores
 
 # One line per bundled image for `triplefault images` and the KERNEL help.
@@ -460,14 +460,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.at:
         _break_at(machine, args.at)
     t0 = time.perf_counter()
-    interrupted = False
+
+    def stop_at_ctrl_c(_signum, _frame) -> None:
+        # the first Ctrl-C asks the machine to stop (a KeyboardInterrupt raised inside a CPU
+        # hook could be lost); a second one, if the first is not taken, raises
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        machine.interrupt(f"Ctrl-C (SIGINT) after {time.perf_counter() - t0:.1f} s of wall time")
+
+    previous = signal.signal(signal.SIGINT, stop_at_ctrl_c)
     try:
         result = machine.run(max_instructions=args.max_instructions, timeout=args.timeout or None)
     except KeyboardInterrupt:
-        interrupted = True
         result = machine.result_now("interrupted", "Ctrl-C (SIGINT) after "
                                     f"{time.perf_counter() - t0:.1f} s of wall time")  # fmt: skip
     finally:
+        signal.signal(signal.SIGINT, previous)
         _close(sink)
     if args.screenshot:
         final = f"{stem}-{len(shots) + 1}{ext}" if shots else args.screenshot
@@ -496,7 +503,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"kernel: {kernel}\n")
         sys.stderr.write(result.describe() + "\n")
     sys.stdout.flush()
-    return EXIT_INTERRUPTED if interrupted else result.exit_status
+    return result.exit_status
 
 
 # -------------------------------------------------------------------- pt, translate

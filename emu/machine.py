@@ -217,6 +217,9 @@ class Machine(DebugFeatures):
         self._exit_value: int | None = None
         self.reboots = 0
         self._reset_requested = False
+        # Set by interrupt() (a signal handler, another thread): the run in progress ends at
+        # the CPU's next stop with stop reason "interrupted".
+        self._interrupt: str | None = None
         # In the HLT state: the CPU waits for an interrupt (or NMI) and runs nothing until then.
         self._halted = False
         self._halt_events = 0  # device events waited through in the HLT state
@@ -508,6 +511,15 @@ class Machine(DebugFeatures):
         self.memory.write(address, data, rom=True)
         self.core.uc.ctl_remove_cache(address, address + len(data))
 
+    def interrupt(self, detail: str = "interrupted by the host") -> None:
+        """End the run in progress at the CPU's next block boundary, with stop reason
+        "interrupted" and the state intact (a stop like any other: it can be continued). Safe
+        from a signal handler and from another thread, where raising KeyboardInterrupt is not:
+        an exception that lands in the Unicorn binding's callback wrapper is dropped by ctypes.
+        Called while no run is in progress, it ends the next run before its first instruction."""
+        self._interrupt = detail
+        self.core.request_stop(detail)
+
     def run(self, max_instructions: int | None = None, timeout: float | None = None) -> RunResult:
         """Run until the guest stops, ``max_instructions`` retire, or ``timeout`` wall seconds.
 
@@ -516,12 +528,20 @@ class Machine(DebugFeatures):
         """
         if self.boot is None:
             raise ConfigError("no kernel loaded: use Machine.from_elf() or load() first")
+        result = self._run(max_instructions, timeout)
+        if result.stop_reason == "interrupted":
+            self._interrupt = None
+        return result
+
+    def _run(self, max_instructions: int | None, timeout: float | None) -> RunResult:
         start_icount = self.core.icount
         limit = NO_LIMIT if max_instructions is None else start_icount + max_instructions
         t0 = time.perf_counter()
         self.scheduler.start_run(t0)
         start = self.checkpoint() if self.core.watchpoints and self.core.watch_armed else None
         while True:
+            if self._interrupt is not None:
+                return self._result("interrupted", t0, detail=self._interrupt)
             if self._exit_value is not None:
                 return self._result("debug-exit", t0, detail=f"exit code {self._exit_value}")
             if self._reset_requested:
@@ -592,6 +612,8 @@ class Machine(DebugFeatures):
                 self._halted = True
                 self._halt_events = 0
                 continue
+            if end.kind == core.KIND_REQUESTED and self._interrupt is not None:
+                return self._result("interrupted", t0, detail=self._interrupt)
             if end.kind == core.KIND_BIOS_WAIT:
                 if self._bios_wait_can_end() and self.scheduler.skip_to_next_event():
                     continue

@@ -35,6 +35,7 @@ EXCEPTION_NAMES = {
 EXIT_HALTED = 0
 EXIT_GUEST_CRASHED = 3  # exception, triple fault, access outside RAM, unsupported instruction
 EXIT_LIMIT = 4  # instruction limit or wall-clock timeout reached
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a process ended by Ctrl-C
 
 
 def exit_status_for(reason: str, exit_value: int | None) -> int:
@@ -44,6 +45,8 @@ def exit_status_for(reason: str, exit_value: int | None) -> int:
         return EXIT_HALTED
     if reason in ("instruction-limit", "timeout", "breakpoint", "watchpoint"):
         return EXIT_LIMIT
+    if reason == "interrupted":
+        return EXIT_INTERRUPTED
     return EXIT_GUEST_CRASHED
 
 
