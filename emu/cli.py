@@ -132,15 +132,20 @@ def _machine_options(serial_default: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument(
         "kernel",
-        help="kernel ELF, or the name of a bundled image (`triplefault images` lists them)",
+        help="kernel ELF or Linux bzImage, or the name of a bundled image (`triplefault "
+        "images` lists them)",
     )
     g = p.add_argument_group("the kernel and the machine (every command that boots one)")
     g.add_argument("--append", "--cmdline", dest="cmdline", default="", help="kernel command line")
     g.add_argument("--memory", "-m", default="128M", help="guest RAM size (default 128M)")
     g.add_argument("--module", action="append", default=[], metavar="FILE[,ARGS]",
                    help="load a boot module (repeatable)")  # fmt: skip
-    g.add_argument("--protocol", choices=("auto", "multiboot2", "multiboot1", "mb2", "mb1"),
-                   default="auto", help="force the boot protocol (default: auto)")  # fmt: skip
+    g.add_argument("--initrd", default=None, metavar="FILE",
+                   help="a Linux kernel's initial ramdisk (e.g. a gzip-compressed cpio)")  # fmt: skip
+    g.add_argument("--protocol",
+                   choices=("auto", "multiboot2", "multiboot1", "linux", "mb2", "mb1"),
+                   default="auto", help="force the boot protocol (default: auto: a Linux "
+                   "bzImage, else Multiboot2, else Multiboot)")  # fmt: skip
     g.add_argument("--serial", default=serial_default,
                    help=f"COM1 output: stdio, file:PATH or none (default {serial_default})")  # fmt: skip
     g.add_argument("--serial-input", default=None,
@@ -208,8 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         parents=[_machine_options("stdio")],
-        help="boot a Multiboot2/Multiboot1 kernel headless",
-        description="Boot a kernel ELF the way GRUB 2.06 does and run it headless. "
+        help="boot a Multiboot2/Multiboot1 kernel or a Linux bzImage headless",
+        description="Boot a kernel ELF or a Linux bzImage the way GRUB 2.06 does and run it "
+        "headless. "
         "Without KERNEL, boots the bundled demo kernel (images/hello).",
     )
     run.set_defaults(kernel="hello")
@@ -345,6 +351,7 @@ def _machine_from(args: argparse.Namespace, *, stdout_sink=None, **overrides):
         cmdline=args.cmdline,
         modules=args.module,
         protocol=protocol,
+        initrd=args.initrd,
         serial_sink=sink,
         serial_input=serial_input,
         debug_exit=args.debug_exit,

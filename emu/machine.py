@@ -406,11 +406,13 @@ class Machine(DebugFeatures):
         cmdline: str = "",
         modules: Sequence[ModuleSpec | str] = (),
         protocol: str = "auto",
+        initrd: str | os.PathLike | None = None,
         **options,
     ) -> Machine:
-        """Create a machine and load a Multiboot2 or Multiboot1 kernel the way GRUB 2.06 does."""
+        """Create a machine and load a Multiboot2, Multiboot1 or Linux kernel the way GRUB 2.06
+        does (``initrd``: a Linux kernel's initial ramdisk)."""
         machine = cls(memory=memory, **options)
-        machine.load(path, cmdline=cmdline, modules=modules, protocol=protocol)
+        machine.load(path, cmdline=cmdline, modules=modules, protocol=protocol, initrd=initrd)
         return machine
 
     def load(
@@ -420,9 +422,10 @@ class Machine(DebugFeatures):
         cmdline: str = "",
         modules: Sequence[ModuleSpec | str] = (),
         protocol: str = "auto",
+        initrd: str | os.PathLike | None = None,
     ) -> BootPlan:
         specs = [m if isinstance(m, ModuleSpec) else ModuleSpec.parse(m) for m in modules]
-        self._boot_args = (path, cmdline, tuple(specs), protocol)
+        self._boot_args = (path, cmdline, tuple(specs), protocol, initrd)
         self._halted = False
         tables = self._install_firmware()
         program_devices(self.bus, self.ram.size)  # the chips as SeaBIOS and GRUB leave them
@@ -435,6 +438,7 @@ class Machine(DebugFeatures):
             loader_name=self.loader_name,
             acpi_rsdp=tables.rsdp,  # GRUB copies SeaBIOS's RSDP into tag 14
             before_write=self.pages.before_write,
+            initrd=initrd,
         )
         self.boot = plan
         self.kernel_path = os.fspath(path)
@@ -800,8 +804,8 @@ class Machine(DebugFeatures):
         self.port61.reset()
         self.port92.reset()
         self.lpt1.reset()
-        path, cmdline, modules, protocol = self._boot_args
-        self.load(path, cmdline=cmdline, modules=list(modules), protocol=protocol)
+        path, cmdline, modules, protocol, initrd = self._boot_args
+        self.load(path, cmdline=cmdline, modules=list(modules), protocol=protocol, initrd=initrd)
 
     def _finish(self, end: core.SliceEnd, t0: float) -> RunResult:
         if end.kind == core.KIND_REQUESTED and self._exit_value is not None:

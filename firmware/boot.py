@@ -28,7 +28,7 @@ import numpy as np
 
 from emu.errors import LoaderError
 
-from . import grub, multiboot1, multiboot2
+from . import grub, linux, multiboot1, multiboot2
 from .elf import (
     SHT_REL,
     SHT_RELA,
@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 MB2_BOOT_MAGIC = multiboot2.BOOT_MAGIC
 MB1_BOOT_MAGIC = multiboot1.BOOT_MAGIC
 DEFAULT_LOADER_NAME = grub.LOADER_NAME
-PROTOCOLS = ("auto", "multiboot2", "multiboot1")
+PROTOCOLS = ("auto", "multiboot2", "multiboot1", "linux")
 
 # GRUB's GDT (limit 0x20): slots 0x00 and 0x08 are null; flat 4 GiB code at 0x10, data at 0x18.
 GDT_ENTRIES = (0, 0, 0x00CF9A000000FFFF, 0x00CF93000000FFFF)
@@ -140,6 +140,7 @@ class BootPlan:
     load_base: int = 0  # lowest physical address of the image
     sections: tuple[LoadedSection, ...] = ()
     info_reserved: int = 0  # the room GRUB sets aside for the boot information
+    linux: linux.LinuxBoot | None = None  # a bzImage: where its parts and boot_params went
 
 
 @dataclass
@@ -175,6 +176,7 @@ def boot_kernel(
     loader_name: str = DEFAULT_LOADER_NAME,
     acpi_rsdp: bytes | None = None,
     before_write: Callable[[int, int], None] | None = None,
+    initrd: str | os.PathLike | None = None,
 ) -> BootPlan:
     """Load a Multiboot2 or Multiboot kernel into ``ram`` (guest physical memory, index =
     address) and return how to start it.
@@ -185,14 +187,26 @@ def boot_kernel(
     ACPI tables, for the Multiboot2 ACPI tag GRUB adds (14 for a revision 0 RSDP, 15 for a
     later one); None while the machine has no ACPI tables. ``before_write(address, length)``
     is called before each write into ``ram`` (the machine's checkpoints track written pages).
-    Raises ``LoaderError`` (one line) for anything that cannot be booted.
+    A Linux bzImage (protocol "auto" or "linux") is booted as GRUB's ``linux`` command boots
+    it, with ``initrd`` as its initial ramdisk (firmware/linux.py); ``modules`` are for
+    Multiboot kernels only. Raises ``LoaderError`` (one line) for anything that cannot be booted.
     """
     if protocol not in PROTOCOLS:
-        raise LoaderError(f"unknown boot protocol {protocol!r} (auto, multiboot2 or multiboot1)")
+        raise LoaderError(
+            f"unknown boot protocol {protocol!r} (auto, multiboot2, multiboot1 or linux)"
+        )
     memory = GuestMemory(ram, before_write)
     data, name = _read_file(path, memory.size, "kernel")
     heap_top = memory.size - TOP_RESERVED - grub.HEAP_TOP_IN_USE
     loader = _Loader(name, memory, Relocator(memory.available, heap_top), [])
+    if protocol == "linux" or (protocol == "auto" and linux.is_bzimage(data)):
+        if modules:
+            raise LoaderError(f"{name}: a Linux kernel takes --initrd, not --module")
+        return _boot_linux(data, loader, cmdline, initrd)
+    if initrd is not None:
+        raise LoaderError(
+            f"{name}: --initrd is for a Linux bzImage; a Multiboot kernel takes --module"
+        )
     image, used_protocol, header_offset, section_table, loaded_sections = _load_image(
         data, loader, protocol
     )
@@ -335,6 +349,59 @@ def _place_boot_info(
 
 
 # --------------------------------------------------------------------------- protocols
+
+
+def _boot_linux(
+    data: bytes, loader: _Loader, cmdline: str, initrd: str | os.PathLike | None
+) -> BootPlan:
+    """A bzImage, its initrd and boot_params as GRUB's linux, initrd and boot commands leave
+    them; the trampoline enters code32_start with ESI = boot_params."""
+    memory = loader.memory
+    initrd_data, initrd_name = None, ""
+    if initrd is not None:  # GRUB reads an initrd as it is (no gzip unpacking)
+        initrd_data, initrd_name = _read_file(initrd, memory.size, "initrd", unpack=False)
+    boot = linux.load_linux(
+        data, loader.name, memory, loader.relocator, cmdline=cmdline,
+        initrd=initrd_data, initrd_name=initrd_name,
+    )  # fmt: skip
+    trampoline = loader.relocator.aligned(
+        grub.TRAMPOLINE_LOW, grub.TRAMPOLINE_HIGH - grub.TRAMPOLINE_SIZE,
+        grub.TRAMPOLINE_SIZE, 16, "GRUB's trampoline (the boot stub and GDT)", PREFERENCE_LOW,
+    )  # fmt: skip
+    stub_addr = trampoline.target
+    gdt_base = stub_addr + grub.TRAMPOLINE_GDT_OFFSET
+    memory.zero(stub_addr, gdt_base + GDT_LIMIT - stub_addr)
+    memory.write(stub_addr, linux_stub(boot.zero_page, boot.entry, stub_addr))
+    memory.write(gdt_base, gdt_bytes())
+    segment = LoadedSegment(boot.kernel_addr, boot.kernel_addr, boot.kernel_size,
+                            boot.kernel_room, "RWX")  # fmt: skip
+    modules = ()
+    if initrd_data is not None:
+        modules = (LoadedModule(boot.initrd_addr, boot.initrd_addr + boot.initrd_size,
+                                initrd_name, "initrd"),)  # fmt: skip
+    ends = [segment.paddr + segment.memsz] + [m.end for m in modules]
+    return BootPlan(
+        protocol="linux",
+        entry=boot.entry,
+        magic=0,
+        info_addr=boot.zero_page,
+        stub_addr=stub_addr,
+        gdt_base=gdt_base,
+        gdt_limit=GDT_LIMIT,
+        stack_pointer=boot.zero_page,
+        elf_class=None,
+        elf_machine=None,
+        segments=(segment,),
+        image_end=max(ends),
+        notes=tuple(loader.notes),
+        modules=modules,
+        header_offset=linux.SETUP_HEADER,
+        memory_map=tuple(memory.regions),
+        info_size=linux.ZERO_PAGE_SIZE,
+        load_base=boot.kernel_addr,
+        info_reserved=boot.real_mode_size,
+        linux=boot,
+    )
 
 
 def _load_multiboot2(
@@ -627,11 +694,13 @@ def _load_modules(
     return loaded
 
 
-def _read_file(path: str | os.PathLike, limit: int, kind: str) -> tuple[bytes, str]:
-    """The whole file (unpacked if gzip compressed, as GRUB opens it), once it is known
-    to be a regular file no larger than guest RAM."""
+def _read_file(
+    path: str | os.PathLike, limit: int, kind: str, *, unpack: bool = True
+) -> tuple[bytes, str]:
+    """The whole file (unpacked if gzip compressed, as GRUB opens it, unless ``unpack`` is
+    False), once it is known to be a regular file no larger than guest RAM."""
     name = os.fspath(path)
-    label = name if kind == "kernel" else f"module {name}"
+    label = name if kind == "kernel" else f"{kind} {name}"
     try:
         info = os.stat(name)
     except FileNotFoundError:
@@ -642,7 +711,7 @@ def _read_file(path: str | os.PathLike, limit: int, kind: str) -> tuple[bytes, s
         raise LoaderError(f"{label}: is a directory, not a {kind} file")
     if not stat.S_ISREG(info.st_mode):
         raise LoaderError(f"{label}: not a regular file")
-    if kind == "kernel" and info.st_size == 0:
+    if kind in ("kernel", "initrd") and info.st_size == 0:
         raise LoaderError(f"{label}: the file is empty")
     if info.st_size > limit:
         raise LoaderError(
@@ -653,7 +722,7 @@ def _read_file(path: str | os.PathLike, limit: int, kind: str) -> tuple[bytes, s
             data = f.read()
     except OSError as e:
         raise LoaderError(f"{label}: cannot read: {e.strerror}") from None
-    return _unpack(data, label, limit), name
+    return (_unpack(data, label, limit) if unpack else data), name
 
 
 def _unpack(data: bytes, label: str, limit: int) -> bytes:
@@ -697,6 +766,26 @@ def firmware_stub(magic: int, info: int, entry: int, at: int = grub.TRAMPOLINE_L
             b"\xb8" + struct.pack("<I", magic),  # mov $magic,%eax
             b"\xbb" + struct.pack("<I", info),  # mov $info,%ebx
             b"\xea" + struct.pack("<IH", entry, CODE_SELECTOR),  # ljmp $0x10,$entry
+        ]
+    )
+
+
+def linux_stub(zero_page: int, entry: int, at: int = grub.TRAMPOLINE_LOW) -> bytes:
+    """GRUB's relocator32 hand-over for Linux: GRUB's segments, ESI = ESP = boot_params, EBX =
+    EBP = EDI = 0 (the 32-bit boot protocol), EAX = ECX = EDX = 0 (GRUB leaves them
+    unset), EFLAGS 0x46 as for Multiboot, then a far jump to code32_start."""
+    after_jump = at + 7
+    return b"".join(
+        [
+            b"\xea" + struct.pack("<IH", after_jump, CODE_SELECTOR),  # ljmp $0x10,$next
+            b"\xb8" + struct.pack("<I", DATA_SELECTOR),  # next: mov $0x18,%eax
+            b"\x8e\xd8\x8e\xc0\x8e\xe0\x8e\xe8\x8e\xd0",  # mov %eax,%ds/%es/%fs/%gs/%ss
+            b"\xbc" + struct.pack("<I", zero_page),  # mov $zero_page,%esp
+            b"\x31\xc0",  # xor %eax,%eax: EFLAGS 0x46
+            b"\xbe" + struct.pack("<I", zero_page),  # mov $zero_page,%esi
+            b"\xbb\0\0\0\0\xb9\0\0\0\0\xba\0\0\0\0",  # mov $0 to %ebx, %ecx, %edx
+            b"\xbf\0\0\0\0\xbd\0\0\0\0",  # mov $0 to %edi, %ebp
+            b"\xea" + struct.pack("<IH", entry, CODE_SELECTOR),  # ljmp $0x10,$code32_start
         ]
     )
 
