@@ -312,6 +312,36 @@ class Uart16550:
             return None if self.msr & MSR_DELTAS else (self.msr, None)
         return self.scr, None
 
+    def queued_writes(self) -> tuple[int, ...]:
+        """The offsets where a byte write now only transmits the byte and changes nothing else
+        (docs/devices.md "Stable reads"): THR outside DLAB and loopback, with THR and the shift
+        register empty and the THR-empty source already pending (a write clears it and the byte
+        moving on raises it again), nothing waiting on the host side, and nothing left to log.
+        Such bytes may reach the sink later, in order, through ``write_queued``."""
+        if (
+            self.lcr & LCR_DLAB
+            or self.mcr & MCR_LOOP
+            or not self.thr_empty_pending
+            or self.host_queue
+            or self.lsr & (LSR_THRE | LSR_TEMT) != LSR_THRE | LSR_TEMT
+            or (self.lcr & LCR_WORD_LENGTH != LCR_WORD_8 and "word length" not in self._logged)
+            or (
+                "OUT2" not in self._logged
+                and not self.mcr & MCR_OUT2
+                and self._interrupt_id() != IIR_NONE
+            )
+        ):
+            return ()
+        return (THR,)
+
+    def write_queued(self, offset: int, data: bytes) -> None:
+        """Byte writes of ``data`` to ``offset``, made while ``queued_writes`` named it: what
+        they do (the bytes go to the sink; the chip's state is as it was)."""
+        if offset != THR:
+            raise ValueError(f"{self.name}: writes to offset {offset} are never queued")
+        if self.sink is not None:
+            self.sink(data)
+
     def write(self, offset: int, size: int, value: int) -> None:
         if size != 1:
             self._note(f"{size}-byte write", "accessed as a byte (the low byte of the value)")

@@ -486,6 +486,7 @@ class Machine(DebugFeatures):
 
     @property
     def serial(self) -> bytes:
+        self.ports.drain()  # bytes the compiled OUT hook queued for COM1
         return bytes(self._serial)
 
     def cpu_state(self) -> CpuState:
@@ -723,6 +724,7 @@ class Machine(DebugFeatures):
 
     def restore(self, cp: Checkpoint) -> None:
         """Go back to a checkpoint of this machine; the run continues as it did from there."""
+        self.ports.drain()  # written before the restore: they reach the sink as they would have
         self.pages.restore(cp.memory)  # first: it refuses another machine's checkpoint
         self.core.uc.context_restore(cp.cpu)
         self.core.ctx[:] = cp.clock
@@ -784,6 +786,7 @@ class Machine(DebugFeatures):
         """A triple fault resets a PC: the firmware runs again and reloads the kernel. RAM is
         not cleared (it is not on a real reset either); devices return to their reset state.
         The virtual clock and the fault trace go on, so the reset stays visible."""
+        self.ports.drain()  # the bytes queued for COM1 were sent before the reset
         self.reboots += 1
         self._halted = False
         for hook in self.on_triple_fault:

@@ -15,6 +15,11 @@ the table true. The Python device models stay the single source of truth:
 - A device may also name the one value whose write to a port changes nothing
   (``stable_write(offset)``, the CMOS index already selected): the compiled OUT hook drops such
   writes without Python.
+- A device may also name the ports whose writes, for now, only hand the byte on and change
+  nothing else in it (``queued_writes()``, a UART's THR while it transmits): the compiled OUT
+  hook puts such writes in a queue, and Python gives the device the queued bytes, in order,
+  through ``write_queued(offset, data)`` before anything else reaches the device or sees its
+  output (every Python port access, every drop of what it published, ``sync``, ``drain``).
 - Every Python access to a device drops what it published (its other registers may change with
   it); every tick of the timed devices, interrupt delivery report, MMIO access, change of the
   port map, skip of idle time and checkpoint restore drops everything. Entries are republished
@@ -47,9 +52,12 @@ PORTS = 0x10000
 ENTRY_UNMAPPED = K.PORT_ENTRY_UNMAPPED
 # noop_writes[port]: NOOP_VALID | the byte whose write to the port changes nothing
 NOOP_VALID = K.PORT_NOOP_VALID
+# noop_writes[port] == NOOP_QUEUE: every byte written goes into the write queue
+NOOP_QUEUE = K.PORT_NOOP_QUEUE
 NO_END = (1 << 64) - 1
-# counts: reads the compiled hook answered, of them from undecoded ports, writes it dropped
-COUNT_READS, COUNT_UNMAPPED, COUNT_WRITES = 0, 1, 2
+# counts: reads the compiled hook answered, of them from undecoded ports, writes it dropped,
+# writes it queued (the queue's length)
+COUNT_READS, COUNT_UNMAPPED, COUNT_WRITES, COUNT_QUEUED = 0, 1, 2, 3
 
 
 def _nothing() -> None:
@@ -74,6 +82,7 @@ class PortCache:
         self.entries = np.zeros(2 * PORTS, np.uint64)
         self.noop_writes = np.zeros(PORTS, np.uint64)
         self.counts = np.zeros(4, np.uint64)
+        self.queue = np.zeros(K.PORT_QUEUE_CAP, np.uint64)  # port << 8 | byte, oldest first
         self._entries = memoryview(self.entries)  # Python ints, faster than numpy scalars
         self._noops = memoryview(self.noop_writes)
         self._counts = memoryview(self.counts)
@@ -88,6 +97,7 @@ class PortCache:
         # the Python access counts of what the compiled hooks answered, folded in by ``sync``
         self.reads_answered = 0
         self.writes_dropped = 0
+        self.writes_queued = 0
         bus.on_map = self.drop_all
 
     def attach(self, ctx: np.ndarray) -> None:
@@ -95,9 +105,12 @@ class PortCache:
         ctx[K.CTX_PORT_ENTRIES] = self.entries.ctypes.data
         ctx[K.CTX_PORT_NOOPS] = self.noop_writes.ctypes.data
         ctx[K.CTX_PORT_COUNTS] = self.counts.ctypes.data
+        ctx[K.CTX_PORT_QUEUE] = self.queue.ctypes.data
 
     # ------------------------------------------------------------ the Python path
     def read(self, port: int, size: int) -> int:
+        if self._counts[COUNT_QUEUED]:
+            self.drain()
         r = self._ranges[port]
         if r is None:
             value = self.bus.read(port, size)  # an undecoded port: changes nothing
@@ -130,12 +143,17 @@ class PortCache:
                         v, until = answer
                         end = NO_END if until is None else self.count_at(until)
                         self._publish(r.owner, port, v & 0xFF, end)
-                    noop = getattr(r.device, "stable_write", None)
-                    if noop is not None:
-                        self._publish_noop(r, noop)
+                noop = getattr(r.device, "stable_write", None)
+                if noop is not None:
+                    self._publish_noop(r, noop)
+                queued = getattr(r.device, "queued_writes", None)
+                if queued is not None:
+                    self._publish_queued(r, queued())
         return value
 
     def write(self, port: int, size: int, value: int) -> None:
+        if self._counts[COUNT_QUEUED]:
+            self.drain()
         r = self._ranges[port]
         if self._live and r is not None:
             self._drop(r.owner)
@@ -157,6 +175,9 @@ class PortCache:
             noop = getattr(r.device, "stable_write", None)
             if noop is not None:
                 self._publish_noop(r, noop)
+            queued = getattr(r.device, "queued_writes", None)
+            if queued is not None:
+                self._publish_queued(r, queued())
 
     # ------------------------------------------------------------ the table
     def _publish(self, owner: object, port: int, value: int, until: int) -> None:
@@ -174,7 +195,37 @@ class PortCache:
                 self._noops[port] = NOOP_VALID | (v & 0xFF)
                 self._live.setdefault(r.owner, []).append(port)
 
+    def _publish_queued(self, r, offsets: tuple[int, ...]) -> None:
+        if offsets:
+            ports = self._live.setdefault(r.owner, [])
+            for offset in offsets:
+                self._noops[r.base + offset] = NOOP_QUEUE
+                ports.append(r.base + offset)
+
+    def drain(self) -> None:
+        """Give the devices the writes the compiled OUT hook queued, in order (runs of bytes to
+        one port as one ``write_queued``)."""
+        c = self._counts
+        n = c[COUNT_QUEUED]
+        if not n:
+            return
+        items = self.queue[:n].tolist()
+        c[COUNT_QUEUED] = 0  # first: the device's output may reach Python code that drains
+        self.writes_queued += n
+        ranges = self._ranges
+        start = 0
+        while start < n:
+            port = items[start] >> 8
+            end = start + 1
+            while end < n and items[end] >> 8 == port:
+                end += 1
+            r = ranges[port]
+            r.device.write_queued(port - r.base, bytes(i & 0xFF for i in items[start:end]))
+            start = end
+
     def _drop(self, owner: object) -> None:
+        if self._counts[COUNT_QUEUED]:
+            self.drain()
         ports = self._live.pop(owner, None)
         if ports:
             entries, noops = self._entries, self._noops
@@ -184,6 +235,8 @@ class PortCache:
 
     def drop_all(self) -> None:
         """Forget everything published (a device may have changed outside a port access)."""
+        if self._counts[COUNT_QUEUED]:
+            self.drain()
         if self._live:
             entries, noops = self._entries, self._noops
             for ports in self._live.values():

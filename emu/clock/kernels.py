@@ -90,6 +90,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_PORT_COUNTS,
     CTX_PORT_ENTRIES,
     CTX_PORT_NOOPS,
+    CTX_PORT_QUEUE,
     CTX_PY_IN,
     CTX_PY_MMIO_WRITE,
     CTX_PY_OUT,
@@ -107,7 +108,9 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     LOG_ICOUNT,
     LOG_STRIDE,
     PORT_ENTRY_UNMAPPED,
+    PORT_NOOP_QUEUE,
     PORT_NOOP_VALID,
+    PORT_QUEUE_CAP,
     STOP_ARMED,
     STOP_DEADLINE,
     STOP_IRQ,
@@ -269,7 +272,8 @@ def in_hook(uc, port, size, user_data):
 def out_hook(uc, port, size, value, user_data):
     """Every OUT. The EOI of an armed 8259 timer interrupt in its steady state is taken here
     (``eoi_rearm``), and so is a byte write the device published as changing nothing (the
-    port read table's no-op writes). Any other OUT goes to Python (the port bus), which first
+    port read table's no-op writes), or as only handing the byte on (queued, while the queue
+    has room: Python gives the device the queue before anything else reaches it). Any other OUT goes to Python (the port bus), which first
     catches up with what the hooks did."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if (
@@ -281,10 +285,19 @@ def out_hook(uc, port, size, value, user_data):
     noops = ctx[CTX_PORT_NOOPS]
     if size == 1 and noops != 0 and _port_table_open(ctx):
         want = np.uint64(PORT_NOOP_VALID) | np.uint64(value & 0xFF)
-        if load64(noops + (np.uint64(port) & np.uint64(0xFFFF)) * np.uint64(8)) == want:
+        noop = load64(noops + (np.uint64(port) & np.uint64(0xFFFF)) * np.uint64(8))
+        if noop == want:
             counts = ctx[CTX_PORT_COUNTS] + np.uint64(16)
             store64(counts, load64(counts) + np.uint64(1))
             return
+        if noop & np.uint64(PORT_NOOP_QUEUE):
+            queued = ctx[CTX_PORT_COUNTS] + np.uint64(24)
+            n = load64(queued)
+            if n < np.uint64(PORT_QUEUE_CAP):
+                item = (np.uint64(port) & np.uint64(0xFFFF)) << np.uint64(8)
+                store64(ctx[CTX_PORT_QUEUE] + n * np.uint64(8), item | np.uint64(value & 0xFF))
+                store64(queued, n + np.uint64(1))
+                return
     call_out(ctx[CTX_PY_OUT], np.uint64(port), np.uint64(size), np.uint64(value))
     if ctx[CTX_EXIT_NOW]:
         # The OUT ended the run: the CPU state is exact here (Unicorn restored EIP and the

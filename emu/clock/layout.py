@@ -86,6 +86,12 @@ CTX_IO_DUE = 60
 CTX_IO_PE_WATCH = 61
 PORT_ENTRY_UNMAPPED = 1 << 8  # an entry of a port nobody decodes: counted as an unmapped read
 PORT_NOOP_VALID = 1 << 8
+# a port whose writes only hand the byte on (a UART's THR while it transmits): the OUT hook puts
+# port << 8 | byte in the write queue, which Python hands to the device later, in order
+PORT_NOOP_QUEUE = 1 << 9
+# the write queue's address (PORT_QUEUE_CAP uint64 entries); its length: the counts' 4th word
+CTX_PORT_QUEUE = 62
+PORT_QUEUE_CAP = 4096
 CTX_SIZE = 64
 
 # One delivery in the log.
