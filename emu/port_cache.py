@@ -209,19 +209,17 @@ class PortCache:
         n = c[COUNT_QUEUED]
         if not n:
             return
-        items = self.queue[:n].tolist()
+        queued = self.queue[:n]
+        ports = (queued >> np.uint64(8)).astype(np.int64)
+        data = (queued & np.uint64(0xFF)).astype(np.uint8).tobytes()
         c[COUNT_QUEUED] = 0  # first: the device's output may reach Python code that drains
         self.writes_queued += n
         ranges = self._ranges
-        start = 0
-        while start < n:
-            port = items[start] >> 8
-            end = start + 1
-            while end < n and items[end] >> 8 == port:
-                end += 1
+        starts = [0, *(np.flatnonzero(ports[1:] != ports[:-1]) + 1).tolist(), n]
+        for start, end in zip(starts, starts[1:]):  # noqa: B905 - one shorter by construction
+            port = int(ports[start])
             r = ranges[port]
-            r.device.write_queued(port - r.base, bytes(i & 0xFF for i in items[start:end]))
-            start = end
+            r.device.write_queued(port - r.base, data[start:end])
 
     def _drop(self, owner: object) -> None:
         if self._counts[COUNT_QUEUED]:
