@@ -26,6 +26,8 @@ SECONDS, SECONDS_ALARM, MINUTES, MINUTES_ALARM, HOURS, HOURS_ALARM = 0, 1, 2, 3,
 WEEKDAY, DAY, MONTH, YEAR = 6, 7, 8, 9
 REG_A, REG_B, REG_C, REG_D = 0x0A, 0x0B, 0x0C, 0x0D
 CENTURY = 0x32
+# the registers that read the clock
+TIME_REGISTERS = frozenset((SECONDS, MINUTES, HOURS, WEEKDAY, DAY, MONTH, YEAR, CENTURY))
 
 A_UIP = 0x80
 B_SET = 0x80
@@ -197,11 +199,11 @@ class CmosRtc:
 
     def _register(self, reg: int, now: int) -> int:
         """What register ``reg`` (not C) reads at virtual time ``now``."""
-        if reg in (SECONDS, MINUTES, HOURS, WEEKDAY, DAY, MONTH, YEAR, CENTURY):
-            return self._time_register(reg, self.now(now))
-        if reg == REG_A:
+        if reg == REG_A:  # first: status A's update-in-progress bit is what kernels poll
             uip = A_UIP if (now % NS) >= NS - UIP_NS and not self.ram[REG_B] & B_SET else 0
             return (self.ram[REG_A] & 0x7F) | uip
+        if reg in TIME_REGISTERS:
+            return self._time_register(reg, self.now(now))
         return self.ram[reg]
 
     def stable_read(self, offset: int) -> tuple[int, int | None] | None:
@@ -215,7 +217,7 @@ class CmosRtc:
         reg = self.index
         if reg == REG_C:
             return None
-        if reg not in (SECONDS, MINUTES, HOURS, WEEKDAY, DAY, MONTH, YEAR, CENTURY, REG_A):
+        if reg not in TIME_REGISTERS and reg != REG_A:
             return self.ram[reg], None
         now = self.now_ns()
         frozen = self.ram[REG_B] & B_SET
@@ -244,7 +246,7 @@ class CmosRtc:
             return
         self.events_changed = True
         reg = self.index
-        if reg in (SECONDS, MINUTES, HOURS, WEEKDAY, DAY, MONTH, YEAR, CENTURY):
+        if reg in TIME_REGISTERS:
             self._set_time(reg, value)
         elif reg == REG_B:
             was_set = self.ram[REG_B] & B_SET

@@ -263,6 +263,8 @@ class Uart16550:
         if size != 1:
             self._note(f"{size}-byte read", "accessed as a byte (the low byte of the port)")
         offset &= 7
+        if offset == LSR:  # first: the register polled before every byte
+            return self._read_lsr()
         dlab = self.lcr & LCR_DLAB
         if offset == RBR:
             return self.dll if dlab else self._read_rbr()
@@ -274,8 +276,6 @@ class Uart16550:
             return self.lcr
         if offset == MCR:
             return self.mcr
-        if offset == LSR:
-            return self._read_lsr()
         if offset == MSR:
             return self._read_msr()
         return self.scr
@@ -396,6 +396,13 @@ class Uart16550:
         return iid | (IIR_FIFOS_ENABLED if self.fcr & FCR_ENABLE else 0)
 
     def _read_lsr(self) -> int:
+        value = self.lsr
+        if not value & (LSR_LINE_ERRORS | LSR_RX_FIFO_ERROR) and (
+            not self.host_queue or self.mcr & MCR_LOOP
+        ):
+            # nothing to clear and nothing for the line to deliver: the state, and so the IRQ
+            # line (set from it at every change), stay as they are
+            return value
         self._deliver_host_input()
         value = self.lsr
         self.lsr &= ~LSR_LINE_ERRORS  # reading LSR clears OE, PE, FE and BI

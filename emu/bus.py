@@ -57,7 +57,8 @@ class PortBus:
     unmapped_reads: int = 0
     unmapped_writes: int = 0
     _bases: list[int] = field(default_factory=list, repr=False)
-    _logged: set[tuple[str, int]] = field(default_factory=set, repr=False)
+    _logged_reads: set[int] = field(default_factory=set, repr=False)
+    _logged_writes: set[int] = field(default_factory=set, repr=False)
     # the range decoding each port (None: nobody), filled by ``map``
     _table: list[PortRange | None] = field(default_factory=lambda: [None] * _TABLE_SIZE, repr=False)
     # called after a range is mapped (what was read from its ports before may not hold)
@@ -102,7 +103,9 @@ class PortBus:
         r = self._table[port]
         if size == 1:
             if r is None:
-                self._unmapped("read", port)
+                self.unmapped_reads += 1
+                if port not in self._logged_reads:
+                    self.log_unmapped("read", port)
                 return 0xFF
             return r.device.read(port - r.base, 1) & 0xFF
         if r is not None and not r.byte_only and port + size <= r.end:
@@ -117,7 +120,9 @@ class PortBus:
         r = self._table[port]
         if size == 1:
             if r is None:
-                self._unmapped("write", port)
+                self.unmapped_writes += 1
+                if port not in self._logged_writes:
+                    self.log_unmapped("write", port)
                 return
             r.device.write(port - r.base, 1, value & 0xFF)
             return
@@ -144,13 +149,11 @@ class PortBus:
     def _table_clear(self, port: int, size: int) -> bool:
         return all(self._table[p] is None for p in range(port, min(port + size, _TABLE_SIZE)))
 
-    def _unmapped(self, kind: str, port: int) -> None:
-        if kind == "read":
-            self.unmapped_reads += 1
-        else:
-            self.unmapped_writes += 1
-        if (kind, port) not in self._logged:
-            self._logged.add((kind, port))
+    def log_unmapped(self, kind: str, port: int) -> None:
+        """Say once per port that a read (``kind`` "read") or write of it reached nobody."""
+        logged = self._logged_reads if kind == "read" else self._logged_writes
+        if port not in logged:
+            logged.add(port)
             what = "reads as 0xFF" if kind == "read" else "write dropped"
             log.info("port 0x%04x: no device decodes this port (%s)", port, what)
 

@@ -112,8 +112,15 @@ class PortCache:
         if self._counts[COUNT_QUEUED]:
             self.drain()
         r = self._ranges[port]
-        if r is None:
-            value = self.bus.read(port, size)  # an undecoded port: changes nothing
+        if r is None:  # an undecoded port: changes nothing
+            if size == 1:
+                bus = self.bus  # PortBus.read, inlined
+                bus.unmapped_reads += 1
+                if port not in bus._logged_reads:
+                    bus.log_unmapped("read", port)
+                value = 0xFF
+            else:
+                value = self.bus.read(port, size)
             self.after_quiet_io()
         else:
             if self._live:
