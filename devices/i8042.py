@@ -10,8 +10,15 @@ The keyboard answers reset (0xFF -> FA AA), enable/disable scanning (0xF4/0xF5),
 (0xF2 -> FA AB 83), LEDs (0xED), typematic (0xF3), scancode set (0xF0) and echo (0xEE).
 Key presses come from the host as text and are sent as scancode set 1 (the controller's
 translation of set 2, on by default); with translation off the keyboard would send set 2, which
-is not modelled (logged once, and no key is sent). There is no mouse: the auxiliary port
-answers its tests but has no device (its commands are logged).
+is not modelled (logged once, and no key is sent).
+
+The auxiliary port (IRQ 12, command byte bit 1) has a PS/2 mouse, as QEMU's pc machine has:
+command 0xD4 sends a byte to it, 0xD3 puts a byte in the output buffer as if the mouse had sent
+it (Linux's loopback test), and the status register's bit 5 says the byte waiting at 0x60 came
+from the mouse. The mouse answers reset (0xFF -> FA AA 00), identify (0xF2 -> FA and its ID:
+0, 3 after the IntelliMouse rate sequence 200-100-80, 4 after 200-200-80, as QEMU's), status
+(0xE9), the mode, rate, resolution and scaling settings, and read data (0xEB) with an empty
+packet; it never moves (the host has no pointer to give it).
 
 Port 0x92 (system control port A): bit 1 is the fast A20 gate (stored; A20 is always enabled in
 this machine, as on every machine that can run a 64-bit kernel), bit 0 resets the machine.
@@ -22,6 +29,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 from .irq import IrqLine
 
@@ -32,7 +40,9 @@ ST_IBF = 0x02  # input buffer full (never: the controller answers at once)
 ST_SYS = 0x04  # system flag: set by a passed self-test (0xAA)
 ST_CMD = 0x08  # the last write was a command (to 0x64)
 ST_UNLOCKED = 0x10  # keyboard not inhibited
+ST_AUX_OBF = 0x20  # the byte in the output buffer came from the auxiliary device
 CB_IRQ1 = 0x01
+CB_IRQ12 = 0x02
 CB_SYS = 0x04
 CB_DISABLE_KBD = 0x10
 CB_DISABLE_AUX = 0x20
@@ -43,6 +53,7 @@ RESET_COMMAND_BYTE = CB_IRQ1 | CB_SYS | CB_TRANSLATE
 # the keyboard clock and data lines (high: idle). QEMU's value at power-on is 0xCF.
 OUTPUT_PORT_RESET = 0xCF
 OP_OBF = 0x10
+OP_AUX_OBF = 0x20
 # Input port (command 0xC0): bit 7 keyboard not inhibited; the other straps read 0 (QEMU).
 INPUT_PORT = 0x80
 
@@ -84,11 +95,14 @@ class I8042:
         self.irq12 = irq12
         self.request_reset = request_reset
         self._logged: set[str] = set()
+        self.mouse = PS2Mouse()
         self.reset()
 
     def reset(self) -> None:
         self.command_byte = RESET_COMMAND_BYTE
-        self.output: deque[int] = deque()  # bytes waiting for the CPU; the head is in 0x60
+        # bytes waiting for the CPU, each with whether the mouse sent it; the head is in 0x60
+        self.output: deque[tuple[int, bool]] = deque()
+        self.mouse.reset()
         self.last_was_command = False
         self.pending_command: int | None = None  # a controller command awaiting its data byte
         self.kbd_pending: int | None = None  # a keyboard command awaiting its argument
@@ -119,13 +133,13 @@ class I8042:
             and self.scanning
             and not self.command_byte & CB_DISABLE_KBD
         ):
-            self.output.append(self.keys.popleft())
+            self.output.append((self.keys.popleft(), False))
             self._update_irq()
 
     # ------------------------------------------------------------------ ports
     def read(self, offset: int, size: int) -> int:
         if offset & 4 == 0:  # 0x60: data
-            value = self.output.popleft() if self.output else 0
+            value = self.output.popleft()[0] if self.output else 0
             # OBF drops with the read; the next byte, when it comes, raises IRQ 1 again (an
             # edge the PIC sees, as when the keyboard's next byte arrives on the wire).
             self._update_irq()
@@ -136,7 +150,7 @@ class I8042:
     def _status(self) -> int:
         status = ST_UNLOCKED
         if self.output:
-            status |= ST_OBF
+            status |= ST_OBF | (ST_AUX_OBF if self.output[0][1] else 0)
         if self.system_flag:
             status |= ST_SYS
         if self.last_was_command:
@@ -168,7 +182,10 @@ class I8042:
         self._update_irq()
 
     def _reply(self, *data: int) -> None:
-        self.output.extend(data)
+        self.output.extend((b, False) for b in data)
+
+    def _aux_reply(self, *data: int) -> None:
+        self.output.extend((b, True) for b in data)
 
     def _controller_command(self, cmd: int) -> None:
         if cmd == 0x20:
@@ -193,7 +210,7 @@ class I8042:
         elif cmd == 0xC0:
             self._reply(INPUT_PORT)
         elif cmd == 0xD0:
-            self._reply((self.output_port & ~OP_OBF) | (OP_OBF if self.output else 0))
+            self._reply(self._output_port())
         elif 0xF0 <= cmd <= 0xFF:
             if not cmd & 1:  # pulse output port bit 0 (the CPU reset line) low
                 self.request_reset()
@@ -210,8 +227,13 @@ class I8042:
                 self.request_reset()
         elif cmd == 0xD2:
             self._reply(value)  # as if the keyboard had sent it
-        else:
-            self._note(f"controller command 0x{cmd:02x} (auxiliary device)")
+        elif cmd == 0xD3:
+            self._aux_reply(value)  # as if the mouse had sent it
+        elif cmd == 0xD4:
+            reply = self.mouse.command(value)
+            if reply == (MOUSE_RESEND,):
+                self._note(f"mouse command 0x{value:02x}")
+            self._aux_reply(*reply)
 
     def _keyboard_command(self, value: int) -> None:
         if self.kbd_pending is not None:
@@ -251,13 +273,93 @@ class I8042:
         """The bus decodes 0x60 and 0x64 separately (0x61-0x63 belong to others)."""
         return _Port(self, offset)
 
+    def _output_port(self) -> int:
+        """Bits 4 and 5: the keyboard's and the mouse's output-buffer-full lines."""
+        value = self.output_port & ~(OP_OBF | OP_AUX_OBF)
+        if self.output:
+            value |= OP_AUX_OBF if self.output[0][1] else OP_OBF
+        return value
+
     def _update_irq(self) -> None:
-        self.irq1.set_level(bool(self.output) and bool(self.command_byte & CB_IRQ1))
+        aux = bool(self.output) and self.output[0][1]
+        self.irq1.set_level(bool(self.output) and not aux and bool(self.command_byte & CB_IRQ1))
+        self.irq12.set_level(aux and bool(self.command_byte & CB_IRQ12))
 
     def _note(self, what: str) -> None:
         if what not in self._logged:
             self._logged.add(what)
             log.info("i8042: %s is not modelled", what)
+
+
+# The IntelliMouse detection sequences (set sample rate three times), and the ID each gives.
+_WHEEL_SEQUENCES = {(200, 100, 80): 3, (200, 200, 80): 4}
+MOUSE_ACK, MOUSE_RESEND = 0xFA, 0xFE
+
+
+@dataclass
+class PS2Mouse:
+    """A PS/2 mouse that is never moved: its command set and replies (ack 0xFA first; a
+    command it does not know gets 0xFE, resend)."""
+
+    pending: int | None = None  # a command awaiting its argument byte
+    device_id: int = 0
+    rates: tuple[int, ...] = ()  # the last three sample rates set
+    sample_rate: int = 100
+    resolution: int = 2  # 4 counts/mm
+    scaling_2to1: bool = False
+    enabled: bool = False  # data reporting
+    remote: bool = False
+    wrap: bool = False
+
+    def reset(self) -> None:
+        for f in fields(self):
+            setattr(self, f.name, f.default)
+
+    def _defaults(self) -> None:
+        self.sample_rate, self.resolution, self.scaling_2to1 = 100, 2, False
+        self.enabled = False
+
+    def command(self, value: int) -> tuple[int, ...]:
+        """The bytes the mouse sends back for ``value`` sent to it."""
+        if self.pending is not None:
+            cmd, self.pending = self.pending, None
+            if cmd == 0xF3:
+                self.sample_rate = value
+                self.rates = (*self.rates, value)[-3:]
+                self.device_id = _WHEEL_SEQUENCES.get(self.rates, self.device_id)
+            else:  # 0xE8
+                self.resolution = value & 3
+            return (MOUSE_ACK,)
+        if self.wrap and value not in (0xEC, 0xFF):
+            return (value,)  # wrap mode echoes everything but its exits
+        if value in (0xF3, 0xE8):
+            self.pending = value
+            return (MOUSE_ACK,)
+        if value == 0xFF:
+            self.reset()
+            return (MOUSE_ACK, 0xAA, 0x00)  # self-test passed, ID 0
+        if value == 0xF2:
+            return (MOUSE_ACK, self.device_id)
+        if value == 0xE9:
+            status = (self.remote << 6) | (self.enabled << 5) | (self.scaling_2to1 << 4)
+            return (MOUSE_ACK, status, self.resolution, self.sample_rate)
+        if value == 0xEB:
+            return (MOUSE_ACK, 0x08, 0x00, 0x00)  # a packet: no buttons, no movement
+        if value in (0xF6, 0xF5):
+            if value == 0xF6:
+                self._defaults()
+            self.enabled = False
+        elif value == 0xF4:
+            self.enabled = True
+        elif value in (0xE6, 0xE7):
+            self.scaling_2to1 = value == 0xE7
+        elif value in (0xEA, 0xF0):
+            self.remote = value == 0xF0
+        elif value in (0xEE, 0xEC):
+            self.wrap = value == 0xEE
+        else:
+            return (MOUSE_RESEND,)
+        return (MOUSE_ACK,)
 
 
 class _Port:

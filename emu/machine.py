@@ -29,6 +29,7 @@ from devices.ioapic import IOAPIC_BASE, IoApic, isa_pin
 from devices.irq import IrqLine
 from devices.lapic import APIC_BASE_DEFAULT, LocalApic
 from devices.parallel import LPT1_BASE, ParallelPort
+from devices.pci import CONFIG_ADDRESS, PciHost
 from devices.pic8259 import PicPair
 from devices.pit8254 import Pit8254, Port61
 from devices.uart16550 import COM_PORTS, Uart16550
@@ -296,6 +297,10 @@ class Machine(DebugFeatures):
         )
         self.port92 = SystemControlA(self._reset_request)
         self.bus.map(0x92, 1, self.port92, "system control port A", quiet=True)
+        # PCI configuration mechanism #1 and the PIIX3's reset control register (0xCF9)
+        self.pci = PciHost(self._reset_request)
+        self.bus.map(CONFIG_ADDRESS, 8, self.pci, "PCI configuration (i440FX, PIIX3)",
+                     byte_only=False, quiet=True)  # fmt: skip
         timed: list = [self.pit, self.rtc, self.hpet, self.lapic]
         if self.keys:
             try:
@@ -682,7 +687,7 @@ class Machine(DebugFeatures):
             "pic1": self.pics.master, "pic2": self.pics.slave, "pit": self.pit,
             "port61": self.port61, "rtc": self.rtc, "keyboard": self.keyboard,
             "port92": self.port92, "com1": self.com1, "vga": self.vga, "lpt1": self.lpt1,
-            "hpet": self.hpet, "lapic": self.lapic, "ioapic": self.ioapic,
+            "hpet": self.hpet, "lapic": self.lapic, "ioapic": self.ioapic, "pci": self.pci,
         }  # fmt: skip
         for i, device in enumerate(self.timed):
             devices.setdefault(f"timed{i}", device)
@@ -806,6 +811,7 @@ class Machine(DebugFeatures):
         self.keyboard.reset()
         self.port61.reset()
         self.port92.reset()
+        self.pci.reset()
         self.lpt1.reset()
         path, cmdline, modules, protocol, initrd = self._boot_args
         self.load(path, cmdline=cmdline, modules=list(modules), protocol=protocol, initrd=initrd)

@@ -132,3 +132,62 @@ def test_output_and_input_ports_read_as_on_qemu(c: Ctl) -> None:
     assert c.drain() == [0xCF]  # reset released, A20 on, clock and data idle, no OBF
     c.command(0xC0)
     assert c.drain() == [0x80]  # keyboard not inhibited
+
+
+# ------------------------------------------------------------------ the auxiliary port
+def aux(c: Ctl, value: int) -> list[tuple[int, bool]]:
+    """Send ``value`` to the mouse (0xD4) and read its reply with each byte's AUX bit."""
+    c.command(0xD4)
+    c.send(value)
+    out = []
+    while c.status() & 1:
+        aux_bit = bool(c.status() & 0x20)
+        out.append((c.data.read(0, 1), aux_bit))
+    return out
+
+
+def test_aux_loopback_is_mouse_data_and_raises_irq12(c: Ctl) -> None:
+    irq12 = c.kbd.irq12
+    c.command(0xD3)  # Linux's "internal loopback test"
+    c.send(0x5A)
+    assert c.status() & 0x21 == 0x21 and not irq12.level  # IRQ 12 off in the command byte
+    assert c.drain() == [0x5A] and not c.status() & 0x20
+    c.command(0x60)
+    c.send(0x47 | 0x02)  # IRQ 12 on
+    c.command(0xD3)
+    c.send(0xA5)
+    assert irq12.level and not c.irq1.level
+    assert c.drain() == [0xA5] and not irq12.level
+    c.command(0x20)  # a controller reply is not mouse data
+    assert c.status() & 0x21 == 0x01
+
+
+def test_aux_disable_and_enable_show_in_the_command_byte(c: Ctl) -> None:
+    c.command(0xA7)
+    c.command(0x20)
+    assert c.drain()[0] & 0x20
+    c.command(0xA8)
+    c.command(0x20)
+    assert not c.drain()[0] & 0x20
+    c.command(0xA9)  # the auxiliary interface test passes
+    assert c.drain() == [0x00]
+
+
+def test_mouse_reset_identify_status_and_wheel_detection(c: Ctl) -> None:
+    assert aux(c, 0xFF) == [(0xFA, True), (0xAA, True), (0x00, True)]
+    assert aux(c, 0xF2) == [(0xFA, True), (0x00, True)]
+    assert aux(c, 0xE9) == [(0xFA, True), (0x00, True), (2, True), (100, True)]
+    for rate in (200, 100, 80):  # IntelliMouse: ID 3
+        assert aux(c, 0xF3) == [(0xFA, True)]
+        assert aux(c, rate) == [(0xFA, True)]
+    assert aux(c, 0xF2) == [(0xFA, True), (0x03, True)]
+    for rate in (200, 200, 80):  # IntelliMouse Explorer: ID 4
+        aux(c, 0xF3)
+        aux(c, rate)
+    assert aux(c, 0xF2)[1] == (0x04, True)
+    assert aux(c, 0xF4) == [(0xFA, True)]
+    assert aux(c, 0xE9)[1] == (0x20, True)  # data reporting on
+    assert aux(c, 0xEB) == [(0xFA, True), (0x08, True), (0x00, True), (0x00, True)]
+    assert aux(c, 0xFF)[1:] == [(0xAA, True), (0x00, True)]
+    assert aux(c, 0xF2)[1] == (0x00, True)  # a reset forgets the wheel
+    assert aux(c, 0x12) == [(0xFE, True)]  # not a mouse command: resend
