@@ -215,3 +215,14 @@ def test_the_command_line_refuses_with_one_line(
 def test_initrd_with_a_multiboot_kernel_is_refused(image, tmp_path: Path) -> None:
     p = triplefault("run", str(image("hello")), "--initrd", str(write(tmp_path, "rd", b"x")))
     assert p.returncode == 2 and b"takes --module" in p.stderr
+
+
+@pytest.mark.parametrize(
+    "name, opcode", [("rdrand", "0fc7f0"), ("rdseed", "0fc7f8"), ("rdtscp", "0f01f9")]
+)
+def test_no_instruction_reads_host_entropy(tmp_path: Path, name: str, opcode: str) -> None:
+    """qemu64 has neither RDRAND, RDSEED nor RDTSCP: each raises #UD (here, with no IDT, a
+    triple fault), so no run can differ from another through them."""
+    kernel = write(tmp_path, "bzImage", bzimage(code=bytes.fromhex(opcode + "e6f4f4")))
+    result = Machine.from_elf(kernel, memory="64M").run(max_instructions=100_000)
+    assert result.stop_reason == "triple-fault" and result.detail.startswith("#UD ->")
