@@ -8,7 +8,9 @@ the pytest plugin use nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from . import mmu
@@ -120,24 +122,39 @@ class DebugFeatures:
         """Go back to ``checkpoint`` and run forward to exactly ``instructions`` with every stop
         set aside (breakpoints, watchpoints, exception stops): runs are deterministic, so this
         is the same instant again. Returns the result if the run ended before that count."""
-        c = self.core
         self.restore(checkpoint)
+        with self.stops_set_aside():
+            if instructions > self.instructions:
+                result = self.run(max_instructions=instructions - self.instructions)
+                if result.stop_reason != "instruction-limit":
+                    return result
+        return None
+
+    @contextlib.contextmanager
+    def stops_set_aside(self, aside: bool = True) -> Iterator[None]:
+        """Runs inside this block ignore breakpoints, watchpoints and exception stops (all
+        kept, and in force again after it). With ``aside`` False it changes nothing."""
+        c = self.core
+        if not aside:
+            yield
+            return
         breakpoints, vectors = c.breakpoints, set(c.break_vectors)
         for address in breakpoints:
             c.remove_breakpoint(address)
         c.break_vectors = set()
         c.watch_armed = False
         try:
-            if instructions > self.instructions:
-                result = self.run(max_instructions=instructions - self.instructions)
-                if result.stop_reason != "instruction-limit":
-                    return result
+            yield
         finally:
             c.watch_armed = True
             c.break_vectors = vectors
             for address in breakpoints:
                 c.add_breakpoint(address)
-        return None
+
+    def cancel_interrupt(self) -> None:
+        """Forget an ``interrupt()`` that came after the run it was meant for had ended, so it
+        does not end the next run."""
+        self._interrupt = None
 
     # ------------------------------------------------------- exception stops
     def break_on_exceptions(self, *vectors: int) -> None:

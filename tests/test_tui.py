@@ -29,6 +29,8 @@ def _drive(kernel, *keys: str, size=(170, 50)) -> DebuggerApp:
         async with app.run_test(size=size) as pilot:
             for key in keys:
                 await pilot.press(key)
+                await app.workers.wait_for_complete()
+                await pilot.pause()
             await pilot.pause()
 
     asyncio.run(go())
@@ -112,7 +114,7 @@ def test_memory_dump_and_page_walk_commands(image) -> None:
     assert "4-level paging: read of 0xffffffff80500000" in walk and "[511]" in walk
     assert "-> physical 0x500000 (2M page" in walk
     app = _drive(image("hello"), ":", *"x 0x100000 32", "enter")
-    dump = _plain(app.rendered["info"])
+    dump = _plain(app.rendered["memory"])
     assert "32 bytes at linear 0x100000" in dump
     assert "0000000000100000  " in dump and "0000000000100010  " in dump
 
@@ -124,3 +126,298 @@ def test_watch_command(image) -> None:
     assert "vga_clear" in _plain(app.rendered["regs"])
     app = _drive(image("hello"), ":", *"watch free_list 4 rw", "enter")
     assert "no symbol 'free_list'" in app.sub_title  # hello has no free_list
+
+
+# ---------------------------------------------------------------------- live runs
+def _at(kernel, symbol: str) -> Machine:
+    """A machine stopped before ``symbol``'s first instruction, the breakpoint removed."""
+    m = Machine.from_elf(kernel)
+    m.add_breakpoint(symbol)
+    assert m.run(max_instructions=10_000_000).stop_reason == "breakpoint"
+    m.remove_breakpoint(m.symbolizer.address_of(symbol))
+    return m
+
+
+def _live(app: DebuggerApp, start, stop_key: str, size=(120, 40)) -> list[str]:
+    """Start a run with ``start(pilot)``, watch the status line until it shows progress, stop
+    it with ``stop_key``; returns the status lines seen while it ran."""
+    seen: list[str] = []
+
+    async def go() -> None:
+        async with app.run_test(size=size) as pilot:
+            await start(pilot)
+            for _ in range(400):
+                await asyncio.sleep(0.02)
+                seen.append(str(app.rendered.get("status", "")))
+                if app.session.running and app.progress is not None:
+                    break
+            assert app.session.running, seen[-1]
+            await pilot.press(stop_key)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+    asyncio.run(go())
+    return seen
+
+
+@pytest.mark.parametrize("stop_key", ["escape", "ctrl+c"])
+def test_a_long_run_shows_progress_and_stops_at_once(image, stop_key) -> None:
+    m = Machine.from_elf(image("poll-spin"))
+    m.fast_forward = False  # every instruction emulated: a continue runs for minutes
+
+    async def press_c(pilot) -> None:
+        await pilot.press("c")
+
+    app = DebuggerApp(m)
+    seen = _live(app, press_c, stop_key)
+    s = app.session
+    running = [line for line in seen if "running: Esc stops" in line]
+    assert running and "MIPS" in running[-1] and "s virtual" in running[-1]
+    assert s.last.stop_reason == "interrupted" and not s.ended and not s.running
+    assert "interrupted" in app.rendered["status"]
+    stopped_at = m.instructions
+    assert stopped_at > 0
+    # the state is intact: the same count reached headless is the same machine
+    ref = Machine.from_elf(image("poll-spin"))
+    ref.fast_forward = False
+    ref.run(max_instructions=stopped_at)
+    assert ref.cpu_state() == m.cpu_state()
+    # and the run goes on from there, the stop leaving nothing behind
+    s.run(1000)
+    assert m.instructions == stopped_at + 1000
+
+
+def test_run_n_live_and_keys_refused_while_running(image) -> None:
+    m = Machine.from_elf(image("poll-spin"))
+    m.fast_forward = False
+
+    async def run_command(pilot) -> None:
+        await pilot.press(":", *"run 100_000_000_000", "enter")
+        await pilot.pause()
+        await pilot.press("s")  # refused while the run goes on
+
+    app = DebuggerApp(m)
+    seen = _live(app, run_command, "escape")
+    assert any("a run is in progress: Esc stops it" in line for line in seen) or (
+        app.session.last.stop_reason == "interrupted"
+    )
+    assert app.session.last.stop_reason == "interrupted"
+    assert m.instructions < 100_000_000_000
+
+
+def test_run_n_lands_exactly(image) -> None:
+    app = _drive(image("hello"), ":", *"run 12345", "enter")
+    assert app.session.machine.instructions == 12345
+    assert "ran 12,345 instructions" in app.sub_title
+
+
+# ---------------------------------------------------------------------- commands
+BAD_COMMANDS = {
+    "watch 0xb8000 0": "watch length must be 1 to 4,096",
+    "watch 0xb8000 -4": "watch length must be 1 to 4,096",
+    "watch 0xb8000 2 x": "watches r, w or rw, not 'x'",
+    "watch 0xffffffffffffffff 2": "would wrap past 2^64",
+    "run -5": "run count must be 1 to",
+    "run 0": "run count must be 1 to",
+    "run ten": "run count: 'ten' is not a number",
+    "goto -1": "instruction count must be 0 to",
+    "x 0x10000000000000000": "address must be 0 to",
+    "x 0x100000 0": "byte count must be 1 to 4,096",
+    "break 0x10000000000000000": "address must be 0 to",
+    "break": "usage: break SYMBOL|ADDR",
+    "delete 0x123456": "no breakpoint or watchpoint at 0x123456",
+    "delete #3": "list number must be 1 to 1",
+    "walk": "usage: walk VADDR",
+    "step 0": "step count must be 1 to",
+    "list nowhere_at_all": "no symbol 'nowhere_at_all'",
+    "frobnicate 3": "unknown command 'frobnicate': break, code, continue, delete, goto, help, "
+    "ioapic, lapic, list, pic, run, step, walk, watch, x",
+}
+
+
+def _session(kernel_or_machine, script, size=(120, 40)) -> DebuggerApp:
+    """Run ``script(app, pilot)`` inside one app session."""
+    m = kernel_or_machine
+    app = DebuggerApp(m if isinstance(m, Machine) else Machine.from_elf(m))
+
+    async def go() -> None:
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await script(app, pilot)
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+
+    asyncio.run(go())
+    return app
+
+
+async def _type(app: DebuggerApp, pilot, line: str) -> str:
+    """A command line: ``:``, the line (set at once: a press per character costs a frame),
+    Enter."""
+    await pilot.press(":")
+    app.query_one("#cmd").value = line
+    await pilot.press("enter")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+    return app.sub_title
+
+
+def test_every_bad_argument_gets_one_line(image) -> None:
+    """Regression: `watch ADDR 0` and a negative length crashed the app."""
+    said: dict[str, str] = {}
+
+    async def script(app, pilot) -> None:
+        await _type(app, pilot, "break kmain")
+        for line in BAD_COMMANDS:
+            said[line] = await _type(app, pilot, line)
+
+    app = _session(image("hello"), script)
+    for line, expected in BAD_COMMANDS.items():
+        assert expected in said[line], (line, said[line])
+    assert "\n" not in app.session.message
+    assert app.session.machine.watchpoints == []
+    assert app.session.machine.instructions == 0
+
+
+def test_delete_goto_and_walk(image) -> None:
+    said: dict[str, str] = {}
+
+    async def script(app, pilot) -> None:
+        kmain = app.session.machine.symbolizer.address_of("kmain")
+        said["break"] = await _type(app, pilot, "break kmain")
+        said["delete"] = await _type(app, pilot, f"delete {kmain:#x}")
+        said["again"] = await _type(app, pilot, f"delete {kmain:#x}")
+        said["walk"] = await _type(app, pilot, "walk 0x100000")
+        said["walk-text"] = _plain(app.rendered["info"])
+        await _type(app, pilot, "break kmain")
+        await _type(app, pilot, "watch 0xb8000 2")
+        said["breaks"] = _plain(app.rendered["breaks"])
+        said["goto"] = await _type(app, pilot, "goto 100000")
+        said["at"] = str(app.session.machine.instructions)
+        said["delete-all"] = await _type(app, pilot, "delete all")
+
+    _session(image("hello"), script)
+    assert "breakpoint at 0x" in said["break"] and "removed" in said["delete"]
+    assert "no breakpoint or watchpoint at" in said["again"]
+    # hello opens in 32-bit protected mode with paging off
+    assert "paging is off (CR0.PG=0): no page walk" in said["walk-text"]
+    assert "4K page" not in said["walk-text"]
+    assert "#1   break  0x" in said["breaks"] and "<kmain>" in said["breaks"]
+    assert "#2   watch  w  2 byte(s) at 0xb8000" in said["breaks"]
+    # goto lands on its count whatever breakpoints and watchpoints lie between
+    assert said["at"] == "100000" and "at instruction 100,000" in said["goto"]
+    assert "removed 1 breakpoint(s), 1 watchpoint(s)" in said["delete-all"]
+
+
+def test_help_history_and_completion(image) -> None:
+    seen: dict[str, object] = {}
+
+    async def script(app, pilot) -> None:
+        from tui.app import HelpScreen
+
+        await pilot.press("question_mark")
+        seen["help"] = isinstance(app.screen, HelpScreen)
+        seen["help-text"] = _plain(app.screen.query_one("#help-text").render())
+        await pilot.press("escape")
+        seen["closed"] = not isinstance(app.screen, HelpScreen)
+        await pilot.press("f1")
+        seen["f1"] = isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        await _type(app, pilot, "x 0x100000 16")
+        await _type(app, pilot, "walk 0x1000")
+        await pilot.press(":", "up")
+        cmd = app.query_one("#cmd")
+        seen["up1"] = cmd.value
+        await pilot.press("up")
+        seen["up2"] = cmd.value
+        await pilot.press("down", "down")
+        seen["down"] = cmd.value
+        await pilot.press(*"wal")
+        await pilot.pause(0.05)
+        await pilot.press("tab")
+        seen["complete-verb"] = cmd.value
+        cmd.value = ""
+        await pilot.press(*"break kma")
+        await pilot.pause(0.05)
+        await pilot.press("tab")
+        seen["complete-symbol"] = cmd.value
+        await pilot.press("escape")
+        seen["cmd-closed"] = not cmd.has_focus
+
+    _session(image("hello"), script)
+    assert seen["help"] and seen["closed"] and seen["f1"] and seen["cmd-closed"]
+    from tui.app import COMMANDS, KEYS
+
+    for keys, _what in KEYS:
+        assert keys in seen["help-text"]
+    for syntax, _what in COMMANDS:
+        assert syntax in seen["help-text"]
+    assert seen["up1"] == "walk 0x1000" and seen["up2"] == "x 0x100000 16"
+    assert seen["down"] == ""
+    assert seen["complete-verb"] == "walk"
+    assert seen["complete-symbol"] == "break kmain"
+
+
+# ---------------------------------------------------------------------- panes
+def test_panes_at_kmain(image) -> None:
+    m = _at(image("hello"), "kmain")
+    seen: dict[str, str] = {}
+
+    async def script(app, pilot) -> None:
+        await _type(app, pilot, "step 40")  # into kmain's calls: a return address on the stack
+        await _type(app, pilot, "x 0xb8000 64")
+        seen["memory0"] = _plain(app.rendered["memory"])
+        await _type(app, pilot, "run 20000")
+        seen["memory1"] = _plain(app.rendered["memory"])
+        seen["memory-spans"] = repr(app.rendered["memory"].spans)
+        seen["stack"] = _plain(app.rendered["stack"])
+        seen["source"] = _plain(app.rendered["source"])
+        await _type(app, pilot, "code kmain")
+        seen["code"] = _plain(app.rendered["code"])
+        await pilot.press("right_square_bracket")
+        seen["code-down"] = _plain(app.rendered["code"])
+        await pilot.press("left_square_bracket")
+        seen["code-up"] = _plain(app.rendered["code"])
+        await pilot.press("full_stop")
+        seen["code-rip"] = _plain(app.rendered["code"])
+        await _type(app, pilot, "list kmain")
+        seen["list"] = _plain(app.rendered["source"])
+
+    _session(m, script, size=(200, 50))
+    assert "64 bytes at linear 0xb8000" in seen["memory0"]
+    assert seen["memory0"] != seen["memory1"] and "bold reverse red" in seen["memory-spans"]
+    assert "stack at 0x" in seen["stack"] and "frames (RBP chain)" in seen["stack"]
+    assert "return to <ksnprintf+0x" in seen["stack"]
+    assert "▶" in seen["source"] and ".c:" in seen["source"]
+    assert "<kmain>:" in seen["code"] and "call 0x" in seen["code"]
+    assert "<console_line>" in seen["code"] or "<ksnprintf>" in seen["code"]
+    assert "64-bit code" in seen["code"]
+    assert seen["code-down"] != seen["code"] and "▶" in seen["code-rip"]
+    assert "(list: back to RIP)" in seen["list"] and "kmain" in seen["list"]
+
+
+def test_code_decodes_in_the_cpu_mode(image) -> None:
+    app = _drive(image("hello"), "s")
+    assert "32-bit code" in _plain(app.rendered["code"])
+
+
+def test_narrow_terminal_keeps_rip_visible(image) -> None:
+    seen: dict[str, object] = {}
+
+    async def script(app, pilot) -> None:
+        seen["mode"] = app.layout_mode
+        disasm = app.query_one("#disasm")
+        seen["rows"] = disasm.content_size.height
+        code = _plain(app.rendered["code"]).splitlines()
+        seen["rip-row"] = next(i for i, line in enumerate(code) if "▶" in line)
+        await pilot.press("1")
+        seen["tab"] = app.query_one("#tabs").active
+        seen["regs"] = _plain(app.rendered.get("regs-tab", ""))
+        await pilot.press("p")
+        seen["pages"] = _plain(app.rendered["pages"])
+
+    _session(_at(image("hello"), "kmain"), script, size=(80, 24))
+    assert seen["mode"] == "narrow"
+    assert seen["rip-row"] < seen["rows"]
+    assert seen["tab"] == "regs-tab" and "RIP 0x" in seen["regs"]
+    assert "4-level paging" in seen["pages"]

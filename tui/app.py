@@ -1,85 +1,206 @@
-"""The Textual debugger: registers, disassembly, the fault trace, serial output, page tables
-and the VGA screen of one machine, driven a step, a breakpoint or a reverse step at a time.
+"""The Textual debugger: registers, disassembly, source, memory, the stack, breakpoints, the
+fault trace, serial output, page tables and the VGA screen of one machine, driven a step, a
+breakpoint or a reverse step at a time, or run live (Esc stops).
 
     triplefault debug KERNEL [--append ...]
 
-Keys: s step, c continue, u reverse step, b breakpoint at RIP, e stop on exceptions (before
-delivery: then s or c delivers, so a triple fault can be walked through one delivery at a
-time), p page tables, v screen, : command (break SYMBOL|ADDR, delete ADDR, watch SYMBOL|ADDR
-[LEN] [r|w|rw] to stop right after an access, run N, goto N, x ADDR [N] for memory, walk VADDR
-for a page walk explained, lapic, ioapic and pic for the interrupt controllers' state), i hide
-command output, q quit.
+``?`` or F1 lists every key and command (KEYS and COMMANDS below are that list). Runs go on a
+worker thread in chunks (tui/session.py): the status line shows the instruction count, virtual
+time and MIPS while COM1 and the screen follow. The layout follows the terminal: below 100
+columns one column with the registers in a tab, from 160 a third column with the source and
+the stack.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import App, ComposeResult
-from textual.containers import Horizontal, Vertical
-from textual.widgets import Footer, Header, Input, Static
+from textual.binding import Binding
+from textual.containers import Container, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.suggester import Suggester
+from textual.widgets import Input, Static, TabbedContent, TabPane
 
 from emu import Machine, mmu
 from emu.core.cpu_state import CpuState
 from emu.mmu import view as ptview
 from emu.report import vector_name
 
-from .session import DebugSession
+from . import panes
+from .session import DebugSession, Progress
 
-FLAG_NAMES = ((0, "CF"), (2, "PF"), (4, "AF"), (6, "ZF"), (7, "SF"), (8, "TF"), (9, "IF"),
-              (10, "DF"), (11, "OF"), (14, "NT"), (16, "RF"), (17, "VM"), (18, "AC"))  # fmt: skip
+# (keys, what): the help screen, the README and docs/debugging.md list these
+KEYS = (
+    ("s", "step one instruction (a pending exception: deliver it)"),
+    ("c", "continue until a breakpoint, watchpoint, exception stop or the end"),
+    ("Esc, Ctrl-C", "stop a run at the next block boundary; close the command line or help"),
+    ("u", "reverse step: back one instruction"),
+    ("b", "breakpoint at RIP (again: remove it)"),
+    ("e", "stop on exceptions before delivery (toggle)"),
+    ("[  ]", "scroll the code up or down"),
+    (".", "the code back to RIP"),
+    ("1-9", "show tab 1-9 (registers in a narrow terminal, trace, COM1, memory, ...)"),
+    ("p", "the page tables tab"),
+    ("v", "the VGA screen tab"),
+    ("i", "leave the command output tab"),
+    (":", "command line (Up/Down: history, Tab: complete a command or a symbol)"),
+    ("?, F1", "this help"),
+    ("q", "quit"),
+)
+COMMANDS = (
+    ("break SYMBOL|ADDR", "breakpoint (again: remove it); also b"),
+    ("delete ADDR|SYMBOL|#N|all", "remove a breakpoint or watchpoint (#N as listed); also d"),
+    ("watch SYMBOL|ADDR [LEN] [r|w|rw]", "stop right after an access (LEN 1-4096, default 1 w)"),
+    ("continue", "as c; also cont"),
+    ("run N", "run N more instructions (N >= 1), or less if something stops it"),
+    ("goto N", "go to exactly instruction N, back or forth; stops between are set aside"),
+    ("step [N]", "N single steps (default 1)"),
+    ("x ADDR|SYMBOL [N]", "memory pane: N bytes (1-4096, default 256) at a linear address"),
+    ("list [SYMBOL|ADDR|[FILE:]LINE]", "source pane there; list alone: back to RIP"),
+    ("code ADDR|SYMBOL", "code pane from there (. goes back to RIP)"),
+    ("walk VADDR", "a page walk, level by level"),
+    ("lapic, ioapic, pic", "an interrupt controller's state"),
+    ("help", "this help"),
+)
+VERBS = {
+    "break": "break", "b": "break", "delete": "delete", "d": "delete", "watch": "watch",
+    "w": "watch", "continue": "continue", "cont": "continue", "c": "continue", "run": "run",
+    "goto": "goto", "step": "step", "s": "step", "x": "x", "list": "list", "l": "list",
+    "code": "code", "walk": "walk", "lapic": "lapic", "ioapic": "ioapic", "pic": "pic",
+    "help": "help", "?": "help",
+}  # fmt: skip
+COMMAND_NAMES = sorted({v for v in VERBS.values()})
+TABS = ("regs-tab", "trace", "serial", "memory", "stack-tab", "source-tab", "breaks", "pages",
+        "screen", "info")  # fmt: skip
+# the key line at the bottom (Textual's Footer rebuilds itself at each focus change: slow)
+HINTS = Text.assemble(
+    *(
+        part
+        for key, what in (
+            ("s", "step"),
+            ("c", "continue"),
+            ("Esc", "stop"),
+            ("u", "back"),
+            ("b", "break"),
+            ("e", "exceptions"),
+            (":", "command"),
+            ("?", "help"),
+            ("q", "quit"),
+        )  # fmt: skip
+        for part in ((f" {key} ", "reverse bold"), (f" {what} ", ""))
+    ),
+)
+NARROW_BELOW = 100  # columns: one column, registers in a tab
+WIDE_FROM = 160  # columns: a third column with the source and the stack
+MAX_ADDRESS = (1 << 64) - 1
+MAX_BYTES = 4096
 
 
-def registers_text(c: CpuState, instructions: int, where: str) -> Text:
-    t = Text()
-    t.append(f"{c.mode} CPL{c.cpl}  ", style="bold")
-    t.append(f"RIP {c.rip:#x}", style="bold yellow")
-    t.append(f"  {where}\n")
-    flags = " ".join(name for bit, name in FLAG_NAMES if c.rflags >> bit & 1)
-    t.append(f"RFLAGS {c.rflags:#x} [{flags}]   instructions {instructions:,}\n")
-    names = list(c.gpr)
-    for i in range(0, len(names), 4):
-        t.append("  ".join(f"{n.upper():>3} {c.gpr[n]:016x}" for n in names[i : i + 4]) + "\n")
-    segs = "  ".join(f"{k.upper()} {v.selector:04x}" for k, v in c.segments.items())
-    t.append(segs + "\n")
-    t.append(f"CR0 {c.cr0:#x}  CR2 {c.cr2:#x}  CR3 {c.cr3:#x}  CR4 {c.cr4:#x}  EFER {c.efer:#x}\n")
-    t.append(f"GDTR {c.gdtr[0]:#x}/{c.gdtr[1]:#x}  IDTR {c.idtr[0]:#x}/{c.idtr[1]:#x}")
-    return t
+class CommandError(ValueError):
+    """A command the debugger cannot take, with the one line that says why."""
 
 
-def disassembly_text(machine: Machine, c: CpuState, count: int = 40, before: int = 8) -> Text:
-    """The code around RIP: up to ``before`` instructions of the function that leads to it
-    (decoded from the function's start, so they are the real instruction boundaries), then RIP
-    and what follows."""
-    t = Text()
-    breakpoints = set(machine.core.breakpoints)
-    sym = machine.symbolizer
-    start = c.rip
-    named = sym.symbol(c.rip) if sym is not None else None
-    if named is not None and 0 < named[1] <= 0x2000:
-        start = c.rip - named[1]
+def parse_number(text: str, what: str, low: int = 0, high: int = MAX_ADDRESS) -> int:
     try:
-        rows = machine.core.disassemble(start, c.code_bits, 2048 if start != c.rip else count)
-        if start != c.rip:
-            at = next((i for i, r in enumerate(rows) if r[0] == c.rip), None)
-            if at is None:  # RIP is not on an instruction boundary from the symbol: from RIP
-                rows = machine.core.disassemble(c.rip, c.code_bits, count)
-            else:
-                rows = rows[max(0, at - before) : at + count - min(at, before)]
-    except Exception as e:  # noqa: BLE001 - unreadable memory is shown, not raised
-        return Text(f"cannot read code at {c.rip:#x}: {e}", style="red")
-    if not rows:
-        return Text(f"no instruction decodes at {c.rip:#x}", style="red")
-    for address, raw, text in rows:
-        if sym is not None:
-            label = sym.symbol(address)
-            if label is not None and label[1] == 0:
-                t.append(f"<{label[0]}>:\n", style="bold cyan")
-        mark = "●" if address in breakpoints else " "
-        arrow = "▶" if address == c.rip else " "
-        style = "bold yellow" if address == c.rip else ("dim" if address < c.rip else "")
-        t.append(f"{mark}{arrow} {address:#x}  {raw.hex(' '):<33} {text}\n", style=style)
+        value = int(text.replace("_", "").replace(",", ""), 0)
+    except ValueError:
+        raise CommandError(f"{what}: {text!r} is not a number") from None
+    if not low <= value <= high:
+        raise CommandError(f"{what} must be {low:,} to {high:,} ({text} is not)")
+    return value
+
+
+def is_number(text: str) -> bool:
+    return text[:1].isdigit() or text[:1] in "+-"
+
+
+def help_text() -> Text:
+    t = Text("Keys\n", style="bold")
+    for keys, what in KEYS:
+        t.append(f"  {keys:<14}", style="bold yellow")
+        t.append(f"{what}\n")
+    t.append("\nCommands (after :)\n", style="bold")
+    for syntax, what in COMMANDS:
+        t.append(f"  {syntax:<34}", style="bold yellow")
+        t.append(f"{what}\n")
+    t.append("\nNumbers: 0x1f, 1_000_000 or 1,000,000. Esc closes this help.", style="dim")
     return t
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [("escape,q,question_mark,f1", "dismiss", "Close")]
+    CSS = "HelpScreen { align: center middle; } #help { width: auto; max-width: 100%; " \
+          "height: auto; max-height: 100%; border: round $accent; padding: 0 1; " \
+          "background: $surface; }"  # fmt: skip
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help"):
+            yield Static(help_text(), id="help-text")
+
+    def action_dismiss(self) -> None:  # type: ignore[override]
+        self.app.pop_screen()
+
+
+class CommandSuggester(Suggester):
+    """The rest of a command name (first word) or of a symbol (later words)."""
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        self.names = names
+
+    async def get_suggestion(self, value: str) -> str | None:
+        head, _, last = value.rpartition(" ")
+        if not last:
+            return None
+        pool = COMMAND_NAMES if not head else self.names
+        for name in pool:
+            if name.startswith(last) and name != last:
+                return f"{head} {name}" if head else name
+        return None
+
+
+class CommandLine(Input):
+    """The command line, with a history (Up/Down) and Tab completion."""
+
+    BINDINGS = [
+        Binding("up", "history(-1)", show=False),
+        Binding("down", "history(1)", show=False),
+        Binding("tab", "complete", show=False),
+    ]
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.history: list[str] = []
+        self.at = 0
+
+    def remember(self, line: str) -> None:
+        if line and (not self.history or self.history[-1] != line):
+            self.history.append(line)
+        self.at = len(self.history)
+
+    def action_history(self, delta: int) -> None:
+        if not self.history:
+            return
+        self.at = max(0, min(len(self.history), self.at + delta))
+        self.value = self.history[self.at] if self.at < len(self.history) else ""
+        self.cursor_position = len(self.value)
+
+    def action_complete(self) -> None:
+        if self._suggestion:
+            self.value = self._suggestion
+            self.cursor_position = len(self.value)
+
+
+@dataclass
+class MemoryView:
+    address: int | None = None  # None: at RSP
+    size: int = 256
+    before: bytes | None = None  # what the range held at the last stop
+    before_at: int | None = None
 
 
 class DebuggerApp(App):
@@ -88,72 +209,214 @@ class DebuggerApp(App):
     TITLE = "Triplefault"
     AUTO_FOCUS = None  # keys go to the bindings, not to the (hidden) command line
     CSS = """
+    #status { dock: top; height: 1; background: $primary-background; }
+    #main { layout: horizontal; height: 1fr; }
     #left { width: 3fr; }
-    #right { width: 2fr; }
+    #mid { width: 3fr; display: none; }
+    #tabs { width: 2fr; }
     #regs { height: auto; border: round $accent; padding: 0 1; }
     #disasm { height: 1fr; border: round $accent; padding: 0 1; }
-    #trace { height: 1fr; border: round $warning; padding: 0 1; }
-    #serial { height: 1fr; border: round $success; padding: 0 1; }
-    #pages, #screen, #info { height: 2fr; border: round $primary; padding: 0 1; display: none; }
-    #cmd { dock: bottom; display: none; }
+    #source-wide { height: 1fr; border: round $accent; padding: 0 1; }
+    #stack-wide { height: 1fr; border: round $accent; padding: 0 1; }
+    TabPane { padding: 0 1; }
+    #main.wide #mid { display: block; }
+    #main.wide #tabs { width: 3fr; }
+    #main.narrow { layout: vertical; }
+    #main.narrow #left { width: 100%; height: 11; }
+    #main.narrow #regs { display: none; }
+    #main.narrow #disasm { border: none; padding: 0; }
+    #main.narrow #tabs { width: 100%; height: 1fr; }
+    #hints { dock: bottom; height: 1; }
+    #cmd { dock: bottom; height: 1; border: none; padding: 0 1; }
     """
     BINDINGS = [
         ("s", "step", "Step"),
         ("c", "cont", "Continue"),
-        ("u", "reverse", "Reverse step"),
-        ("b", "breakpoint", "Breakpoint"),
-        ("e", "exceptions", "Stop on exceptions"),
-        ("p", "pages", "Page tables"),
-        ("v", "screen", "Screen"),
-        ("i", "hide_info", "Hide output"),
+        ("u", "reverse", "Back"),
+        ("b", "breakpoint", "Break"),
+        ("e", "exceptions", "Exceptions"),
+        ("p", "tab('pages')", "Pages"),
+        ("v", "tab('screen')", "Screen"),
+        Binding("i", "leave_info", "Leave output", show=False),
+        Binding("left_square_bracket", "scroll_code(-1)", "Code up", show=False),
+        Binding("right_square_bracket", "scroll_code(1)", "Code down", show=False),
+        Binding("full_stop", "code_at_rip", "Code at RIP", show=False),
+        *(Binding(str(n), f"tab_number({n})", show=False) for n in range(1, 10)),
         (":", "command", "Command"),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("escape", "stop", "Stop", show=False),
+        Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
         ("q", "quit", "Quit"),
     ]
 
     def __init__(self, machine: Machine, kernel: str = "") -> None:
         super().__init__()
         self.session = DebugSession(machine)
-        self.kernel = kernel
+        self.kernel = kernel or getattr(machine, "kernel_path", "") or ""
         self.rendered: dict[str, object] = {}  # what each panel shows now (for tests and tools)
+        self.code_top: int | None = None  # None: the code pane follows RIP
+        self.memory = MemoryView()
+        self.listing: tuple[str, int] | None = None  # (file, line) chosen by list; None: RIP
+        self.layout_mode = "normal"
+        self.previous_tab = "trace"
+        self.progress: Progress | None = None
+        self._shown: dict[str, object] = {}  # selector -> what that widget shows
 
     def compose(self) -> ComposeResult:
-        yield Header()
-        with Horizontal():
+        yield Static(id="status")
+        with Container(id="main"):
             with Vertical(id="left"):
                 yield Static(id="regs")
                 yield Static(id="disasm")
-            with Vertical(id="right"):
-                yield Static(id="info")
-                yield Static(id="pages")
-                yield Static(id="screen")
-                yield Static(id="trace")
-                yield Static(id="serial")
-        yield Input(
+            with Vertical(id="mid"):
+                yield Static(id="source-wide")
+                yield Static(id="stack-wide")
+            with TabbedContent(id="tabs", initial="trace"):
+                for pane_id, title in (
+                    ("regs-tab", "regs"), ("trace", "trace"), ("serial", "COM1"),
+                    ("memory", "memory"), ("stack-tab", "stack"), ("source-tab", "source"),
+                    ("breaks", "breaks"), ("pages", "pages"), ("screen", "VGA"),
+                    ("info", "output"),
+                ):  # fmt: skip
+                    with TabPane(title, id=pane_id), VerticalScroll():
+                        yield Static(id=f"{pane_id}-body")
+        yield CommandLine(
             id="cmd",
-            placeholder="break SYMBOL|ADDR  delete ADDR  run N  goto N  x ADDR [N]  walk VADDR",
+            placeholder=": a command (help lists them; Up/Down history, Tab completes)",
+            suggester=CommandSuggester(self._symbol_names()),
         )
-        yield Footer()
+        yield Static(HINTS, id="hints")
+
+    def _symbol_names(self) -> list[str]:
+        sym = self.session.machine.symbolizer
+        if sym is None:
+            return []
+        try:
+            sym.symbol(0)  # loads the table
+            return sorted({name for _s, _z, name in sym._symbols or ()})
+        except Exception:  # noqa: BLE001 - completion is a convenience
+            return []
 
     def on_mount(self) -> None:
-        for name, title in (("regs", "registers"), ("disasm", "code"), ("trace", "fault trace"),
-                            ("serial", "COM1"), ("pages", "page tables"), ("screen", "VGA"),
-                            ("info", "command output (i hides)")):  # fmt: skip
+        for name, title in (("regs", "registers"), ("disasm", "code"), ("source-wide", "source"),
+                            ("stack-wide", "stack")):  # fmt: skip
             self.query_one(f"#{name}", Static).border_title = title
+        self._apply_layout(self.size.width)
         self.refresh_views()
 
+    def on_resize(self, event: events.Resize) -> None:
+        self._apply_layout(event.size.width)
+        self.call_after_refresh(self.refresh_views)
+
+    def _apply_layout(self, width: int) -> None:
+        mode = "narrow" if width < NARROW_BELOW else "wide" if width >= WIDE_FROM else "normal"
+        self.layout_mode = mode
+        main = self.query_one("#main")
+        main.set_class(mode == "narrow", "narrow")
+        main.set_class(mode == "wide", "wide")
+        tabs = self.query_one("#tabs", TabbedContent)
+        for pane_id, shown in (("regs-tab", mode == "narrow"), ("stack-tab", mode != "wide"),
+                               ("source-tab", mode != "wide")):  # fmt: skip
+            if shown:
+                tabs.show_tab(pane_id)
+            else:
+                tabs.hide_tab(pane_id)
+        if not self._tab_shown(tabs.active):
+            tabs.active = "trace"
+
+    def _tab_shown(self, pane_id: str) -> bool:
+        if pane_id == "regs-tab":
+            return self.layout_mode == "narrow"
+        if pane_id in ("stack-tab", "source-tab"):
+            return self.layout_mode != "wide"
+        return True
+
+    def _visible_tabs(self) -> list[str]:
+        return [t for t in TABS if self._tab_shown(t)]
+
     # ------------------------------------------------------------------ drawing
+    def _rows(self, widget_id: str, default: int) -> int:
+        h = self.query_one(widget_id).content_size.height
+        return h if h > 2 else default
+
+    def _show(self, pane_id: str, key: str, content) -> None:
+        self.rendered[key] = content
+        self._put(f"#{pane_id}-body", content)
+
+    def _put(self, selector: str, content) -> None:
+        """Update a widget only if what it shows changed, and lay the screen out again only if
+        its height may have (a full layout of a wide screen costs more than the rest)."""
+        old = self._shown.get(selector)
+        if old is not None and isinstance(content, Text) and old == content:
+            return
+        same_height = (
+            isinstance(content, Text)
+            and isinstance(old, Text)
+            and old.plain.count("\n") == content.plain.count("\n")
+        )
+        self._shown[selector] = content
+        self.query_one(selector, Static).update(content, layout=not same_height)
+
     def refresh_views(self) -> None:
         s = self.session
         m = s.machine
         c = m.cpu_state()
         where = m.symbolizer.describe(c.rip) if m.symbolizer else ""
-        regs, code = registers_text(c, m.instructions, where), disassembly_text(m, c)
+        regs = panes.registers_text(c, m.instructions, where, self.layout_mode == "narrow")
+        code = panes.disassembly_text(m, c, self._rows("#disasm", 20) - 1, self.code_top)
         self.rendered.update(regs=regs, code=code)
-        self.query_one("#regs", Static).update(regs)
-        self.query_one("#disasm", Static).update(code)
+        self._put("#regs", regs)
+        self._put("#disasm", code)
+        active = self.query_one("#tabs", TabbedContent).active
+        if self.layout_mode == "narrow" and active == "regs-tab":
+            self._show("regs-tab", "regs-tab", regs)
+        self._show("trace", "trace", self._trace())
+        self._show("serial", "serial", self._serial(m.serial))
+        self._show("breaks", "breaks", panes.breakpoints_text(m))
+        if active == "memory":
+            self._show("memory", "memory", self._memory(c))
+        stack = panes.stack_text(m, c)
+        source = panes.source_text(self._source_view(c), self._rows("#source-wide", 30))
+        self.rendered.update(stack=stack, source=source)
+        if self.layout_mode == "wide":
+            self._put("#stack-wide", stack)
+            self._put("#source-wide", source)
+        else:
+            self._show("stack-tab", "stack", stack)
+            self._show("source-tab", "source", source)
+        if active == "pages":
+            self._show("pages", "pages", self._pages(c))
+        if active == "screen":
+            self._show("screen", "screen", Text(m.screen_text()))
+        self._status()
+
+    def _status(self) -> None:
+        s, m = self.session, self.session.machine
+        p = self.progress if s.running else None
+        count = p.instructions if p else m.instructions
+        ns = p.virtual_ns if p else m.now_ns()
+        parts = [f"{count:,} instructions", f"{ns / 1e9:.6f} s virtual"]
+        mips = p.mips if p else s.mips
+        if mips:
+            parts.append(f"{mips:.1f} MIPS")
+        if s.running:
+            parts.append("running: Esc stops")
+        else:
+            if s.stop_on_exceptions:
+                parts.append("stop on exceptions")
+            if m.pending_exception is not None:
+                parts.append("exception pending: s or c delivers it")
+            if s.message:
+                parts.append(s.message)
+        line = " | ".join(parts)
+        self.sub_title = line
+        self.rendered["status"] = line
+        self._put("#status", Text(line, style="bold" if s.running else ""))
+
+    def _trace(self) -> Text:
+        m, s = self.session.machine, self.session
         trace = Text()
-        entries = m.trace.entries[-12:]
-        for e in entries:
+        for e in m.trace.entries[-12:]:
             trace.append(e.line() + "\n", style="" if e.delivered else "bold red")
             if not e.delivered:
                 trace.append(f"    {e.reason}\n", style="red")
@@ -172,26 +435,37 @@ class DebuggerApp(App):
         if s.last is not None and s.ended:
             for d in s.last.diagnoses:
                 trace.append(f"diagnosis ({d.kind}): {d.message}\n", style="yellow")
-        if not trace.plain:
-            trace = Text("(no events yet)")
-        serial = Text("\n".join(m.serial.decode("latin-1").replace("\r", "").split("\n")[-20:]))
-        self.rendered.update(trace=trace, serial=serial)
-        self.query_one("#trace", Static).update(trace)
-        self.query_one("#serial", Static).update(serial)
-        if self.query_one("#pages", Static).display:
-            self.rendered["pages"] = self._pages(c)
-            self.query_one("#pages", Static).update(self.rendered["pages"])
-        if self.query_one("#screen", Static).display:
-            self.rendered["screen"] = Text(m.screen_text())
-            self.query_one("#screen", Static).update(self.rendered["screen"])
-        status = [f"{m.instructions:,} instructions"]
-        if s.stop_on_exceptions:
-            status.append("stop on exceptions")
-        if m.pending_exception is not None:
-            status.append("exception pending: s or c delivers it")
-        if s.message:
-            status.append(s.message)
-        self.sub_title = " | ".join(status)
+        return trace if trace.plain else Text("(no events yet)")
+
+    @staticmethod
+    def _serial(data: bytes) -> Text:
+        return Text("\n".join(data.decode("latin-1").replace("\r", "").split("\n")[-200:]))
+
+    def _memory(self, c: CpuState) -> Text:
+        mv = self.memory
+        address = mv.address if mv.address is not None else c.gpr["rsp"] & ~0xF
+        text = panes.memory_text(
+            self.session.machine, address, mv.size, mv.before if mv.before_at == address else None
+        )
+        return text
+
+    def _remember_memory(self) -> None:
+        """What the memory pane shows now, to highlight what the next run changes."""
+        c = self.session.machine.cpu_state()
+        mv = self.memory
+        address = mv.address if mv.address is not None else c.gpr["rsp"] & ~0xF
+        mv.before, mv.before_at = self.session.machine.read_linear(address, mv.size), address
+
+    def _source_view(self, c: CpuState) -> panes.SourceView | None:
+        sym = self.session.machine.symbolizer
+        if self.listing is not None:
+            name, line = self.listing
+            return panes.SourceView(panes.find_source(self.kernel, name), name, line, False)
+        found = sym.source_line(c.rip) if sym is not None else None
+        if found is None:
+            return None
+        return panes.SourceView(panes.find_source(self.kernel, found.file), found.file,
+                                found.line, True)  # fmt: skip
 
     def _pages(self, c: CpuState):
         mode = mmu.paging_mode(c.cr0, c.cr4, c.efer)
@@ -201,124 +475,285 @@ class DebuggerApp(App):
         table: Table = ptview.ranges_table(maps, f"{mode.value}, CR3={c.cr3:#x}")
         return table
 
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if not self.session.running:
+            self.refresh_views()
+
     # ------------------------------------------------------------------ command output
     def show_info(self, text: Text) -> None:
-        self.rendered["info"] = text
-        w = self.query_one("#info", Static)
-        w.update(text)
-        w.display = True
+        self._show("info", "info", text)
+        tabs = self.query_one("#tabs", TabbedContent)
+        if tabs.active != "info":
+            self.previous_tab = tabs.active
+        tabs.active = "info"
 
-    def action_hide_info(self) -> None:
-        self.query_one("#info", Static).display = False
+    def action_leave_info(self) -> None:
+        tabs = self.query_one("#tabs", TabbedContent)
+        if tabs.active == "info":
+            tabs.active = self.previous_tab if self._tab_shown(self.previous_tab) else "trace"
 
-    def _dump(self, address: int, size: int) -> Text:
-        """Memory at a linear address, through the MMU without side effects (no A/D bits)."""
-        size = max(1, min(size, 4096))
-        data = self.session.machine.core.read_linear(address, size)
-        t = Text(f"{size} bytes at linear {address:#x}\n", style="bold")
-        if not data:
-            t.append("not mapped (the walk fails: try walk ADDR)", style="red")
-            return t
-        for off in range(0, len(data), 16):
-            chunk = data[off : off + 16]
-            text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-            t.append(f"{address + off:016x}  {chunk.hex(' '):<47}  {text}\n")
-        if len(data) < size:
-            t.append(f"(stops at {address + len(data):#x}: not mapped)", style="red")
-        return t
+    def action_tab(self, pane_id: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = pane_id
 
-    def _walk(self, vaddr: int) -> Text:
-        """Every paging level of one translation, explained (no side effects)."""
-        m = self.session.machine
-        c = m.cpu_state()
-        w = mmu.walk(m.ram, c.cr3, vaddr, "r", cr0=c.cr0, cr4=c.cr4, efer=c.efer, cpl=c.cpl)
-        return Text(w.explain(), style="" if w.ok else "red")
+    def action_tab_number(self, n: int) -> None:
+        shown = self._visible_tabs()
+        if n <= len(shown):
+            self.action_tab(shown[n - 1])
 
-    # ------------------------------------------------------------------ actions
-    def _after(self) -> None:
-        self.refresh_views()
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    # ------------------------------------------------------------------ running
+    def _busy(self) -> bool:
+        if self.session.running:
+            self.session.message = "a run is in progress: Esc stops it"
+            self._status()
+            return True
+        return False
+
+    def _live(self, work, *args) -> None:
+        """Run ``work(*args, report)`` on a worker thread; the UI shows its progress and
+        refreshes when it stops."""
+        if self._busy():
+            return
+        self._remember_memory()
+        self.session.running = True  # until the worker's run starts: no second run
+        self.progress = None
+        self._status()
+
+        def report(p: Progress) -> None:
+            self.call_from_thread(self._show_progress, p)
+
+        def go() -> None:
+            try:
+                work(*args, report)
+            finally:
+                self.session.running = False
+                self.call_from_thread(self.refresh_views)
+
+        self.run_worker(go, thread=True, exclusive=True, group="run", name="run")
+
+    def _show_progress(self, p: Progress) -> None:
+        self.progress = p
+        self._show("serial", "serial", self._serial(p.serial))
+        if self.query_one("#tabs", TabbedContent).active == "screen":
+            self._show("screen", "screen", Text(p.screen))
+        self._status()
+
+    def action_stop(self) -> None:
+        if self.session.stop():
+            return
+        cmd = self.query_one("#cmd", CommandLine)
+        if cmd.has_focus:
+            cmd.value = ""
+            self.set_focus(None)
 
     def action_step(self) -> None:
+        if self._busy():
+            return
+        self._remember_memory()
         self.session.step()
-        self._after()
+        self.code_top = None
+        self.refresh_views()
 
     def action_cont(self) -> None:
-        self.session.cont()
-        self._after()
+        self.code_top = None
+        self._live(self.session.cont)
 
     def action_reverse(self) -> None:
-        self.session.reverse_step()
-        self._after()
+        self.code_top = None
+        self._live(self.session.reverse_step)
 
     def action_breakpoint(self) -> None:
+        if self._busy():
+            return
         self.session.toggle_breakpoint(self.session.machine.cpu_state().rip)
-        self._after()
+        self.refresh_views()
 
     def action_exceptions(self) -> None:
+        if self._busy():
+            return
         self.session.set_stop_on_exceptions(not self.session.stop_on_exceptions)
-        self._after()
+        self.refresh_views()
 
-    def action_pages(self) -> None:
-        w = self.query_one("#pages", Static)
-        w.display = not w.display
-        self._after()
+    def action_scroll_code(self, direction: int) -> None:
+        if self._busy():
+            return
+        m = self.session.machine
+        c = m.cpu_state()
+        rows = max(4, self._rows("#disasm", 20) - 1)
+        try:
+            shown = panes.disassembly_rows(m, c, self.code_top, rows)
+        except Exception:  # noqa: BLE001 - unreadable code: stay
+            return
+        if not shown:
+            return
+        if direction > 0:
+            last = shown[-1]
+            self.code_top = last[0] + len(last[1])
+        else:
+            # back by about a page of bytes, to an instruction that decodes up to the top
+            top = shown[0][0]
+            self.code_top = max(0, top - 4 * rows)
+            found = m.core.disassemble(self.code_top, c.code_bits, 4 * rows)
+            starts = [a for a, _r, _t in found if a < top]
+            self.code_top = starts[-(rows - 1)] if len(starts) >= rows - 1 else self.code_top
+        self.refresh_views()
 
-    def action_screen(self) -> None:
-        w = self.query_one("#screen", Static)
-        w.display = not w.display
-        self._after()
+    def action_code_at_rip(self) -> None:
+        self.code_top = None
+        self.refresh_views()
 
     def action_command(self) -> None:
-        cmd = self.query_one("#cmd", Input)
-        cmd.display = True
+        if self._busy():
+            return
+        cmd = self.query_one("#cmd", CommandLine)
         cmd.value = ""
         cmd.focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        event.input.display = False
+        event.input.value = ""
         self.set_focus(None)
+        assert isinstance(event.input, CommandLine)
+        event.input.remember(event.value.strip())
         self.run_command(event.value)
 
+    # ------------------------------------------------------------------ commands
+    def _where(self, text: str, what: str = "address") -> int | str:
+        return parse_number(text, what) if is_number(text) else text
+
+    def _address(self, text: str, what: str = "address") -> int:
+        where = self._where(text, what)
+        if isinstance(where, int):
+            return where
+        sym = self.session.machine.symbolizer
+        address = sym.address_of(where) if sym is not None else None
+        if address is None:
+            raise CommandError(f"no symbol {where!r} in the kernel")
+        return address
+
     def run_command(self, line: str) -> None:
-        s = self.session
         words = line.split()
         if not words:
             return
-        verb, args = words[0], words[1:]
-
-        def number(text: str) -> int:
-            return int(text.replace("_", "").replace(",", ""), 0)
-
+        if self._busy():
+            return
         try:
-            if verb in ("break", "b") and args:
-                target = args[0]
-                s.toggle_breakpoint(number(target) if target[0].isdigit() else target)
-            elif verb in ("delete", "d") and args:
-                s.machine.remove_breakpoint(number(args[0]))
-                s.message = f"breakpoint at {args[0]} removed"
-            elif verb == "run" and args:
-                s.run(number(args[0]))
-            elif verb == "goto" and args:
-                s.goto(number(args[0]))
-            elif verb in ("watch", "w") and args:
-                target = args[0]
-                where = number(target) if target[0].isdigit() else target
-                size = number(args[1]) if len(args) > 1 else 1
-                kind = args[2] if len(args) > 2 else "w"
-                s.toggle_watchpoint(where, size, kind)
-            elif verb == "x" and args:
-                self.show_info(
-                    self._dump(number(args[0]), number(args[1]) if len(args) > 1 else 128)
-                )
-            elif verb == "walk" and args:
-                self.show_info(self._walk(number(args[0])))
-            elif verb in ("lapic", "ioapic", "pic"):
-                self.show_info(Text(s.controller_state(verb)))
+            self._command(words)
+        except CommandError as e:
+            self.session.message = str(e)
+        self.refresh_views()
+
+    def _command(self, words: list[str]) -> None:
+        s = self.session
+        verb, args = VERBS.get(words[0]), words[1:]
+        if verb is None:
+            raise CommandError(f"unknown command {words[0]!r}: {', '.join(COMMAND_NAMES)}")
+        usage = {syntax.split()[0].rstrip(","): syntax for syntax, _w in COMMANDS}
+        needs = {"break": 1, "delete": 1, "watch": 1, "run": 1, "goto": 1, "x": 1, "code": 1,
+                 "walk": 1}  # fmt: skip
+        most = {"break": 1, "delete": 1, "watch": 3, "run": 1, "goto": 1, "x": 2, "code": 1,
+                "walk": 1, "step": 1, "list": 1}  # fmt: skip
+        if len(args) < needs.get(verb, 0) or len(args) > most.get(verb, 0):
+            raise CommandError(f"usage: {usage.get(verb, verb)}")
+        if verb == "break":
+            s.toggle_breakpoint(self._where(args[0]))
+        elif verb == "delete":
+            self._delete(args[0])
+        elif verb == "watch":
+            where = self._where(args[0])
+            size = parse_number(args[1], "watch length", 1, MAX_BYTES) if len(args) > 1 else 1
+            kind = args[2] if len(args) > 2 else "w"
+            if kind not in ("r", "w", "rw"):
+                raise CommandError(f"a watchpoint watches r, w or rw, not {kind!r}")
+            if isinstance(where, int) and where + size - 1 > MAX_ADDRESS:
+                raise CommandError(f"{size} byte(s) at {where:#x} would wrap past 2^64")
+            s.toggle_watchpoint(where, size, kind)
+        elif verb == "continue":
+            self.action_cont()
+        elif verb == "run":
+            count = parse_number(args[0], "run count", 1, 1 << 62)
+            self._live(s.run, count)
+        elif verb == "goto":
+            target = parse_number(args[0], "instruction count", 0, 1 << 62)
+            self.code_top = None
+            self._live(s.goto, target)
+        elif verb == "step":
+            count = parse_number(args[0], "step count", 1, 100_000) if args else 1
+            self._remember_memory()
+            before = s.last
+            for _ in range(count):
+                s.step()
+                if s.last is not before or s.ended:
+                    break  # the run ended, or the step stopped on something
+        elif verb == "x":
+            address = self._address(args[0])
+            size = parse_number(args[1], "byte count", 1, MAX_BYTES) if len(args) > 1 else 256
+            self.memory = MemoryView(address, size)
+            self.action_tab("memory")
+        elif verb == "list":
+            self._list(args[0] if args else None)
+        elif verb == "code":
+            self.code_top = self._address(args[0])
+        elif verb == "walk":
+            self.show_info(panes.walk_text(s.machine, parse_number(args[0], "address")))
+        elif verb in ("lapic", "ioapic", "pic"):
+            self.show_info(Text(s.controller_state(verb)))
+        elif verb == "help":
+            self.action_help()
+
+    def _delete(self, arg: str) -> None:
+        m = self.session.machine
+        bps, wps = m.core.breakpoints, m.watchpoints
+        if arg == "all":
+            for a in bps:
+                m.remove_breakpoint(a)
+            for w in wps:
+                m.remove_watchpoint(*w)
+            self.session.message = f"removed {len(bps)} breakpoint(s), {len(wps)} watchpoint(s)"
+            return
+        if arg.startswith("#"):
+            n = parse_number(arg[1:], "list number", 1, max(1, len(bps) + len(wps)))
+            if n > len(bps) + len(wps):
+                raise CommandError(f"no #{n}: the breaks tab lists {len(bps) + len(wps)}")
+            if n <= len(bps):
+                address = bps[n - 1]
             else:
-                s.message = (
-                    f"unknown command {line!r}: break, delete, run N, goto N, x ADDR [N], "
-                    "walk VADDR, lapic, ioapic, pic"
-                )
-        except ValueError:
-            s.message = f"not a number in {line!r}"
-        self._after()
+                m.remove_watchpoint(*wps[n - len(bps) - 1])
+                self.session.message = f"watchpoint at {wps[n - len(bps) - 1][0]:#x} removed"
+                return
+        else:
+            address = self._address(arg)
+        if address in bps:
+            m.remove_breakpoint(address)
+            self.session.message = f"breakpoint at {address:#x} removed"
+            return
+        watched = [w for w in wps if w[0] == address]
+        if watched:
+            for w in watched:
+                m.remove_watchpoint(*w)
+            self.session.message = f"watchpoint at {address:#x} removed"
+            return
+        raise CommandError(f"no breakpoint or watchpoint at {address:#x}")
+
+    def _list(self, arg: str | None) -> None:
+        sym = self.session.machine.symbolizer
+        if arg is None:
+            self.listing = None
+        elif ":" in arg or arg.isdigit():
+            name, _, number = arg.rpartition(":")
+            if not name:
+                view = self._source_view(self.session.machine.cpu_state())
+                if view is None:
+                    raise CommandError("no source line at RIP: list FILE:LINE or SYMBOL")
+                name = view.name
+            self.listing = (name, parse_number(number, "line", 1, 1 << 31))
+        else:
+            address = self._address(arg)
+            found = sym.source_line(address) if sym is not None else None
+            if found is None:
+                raise CommandError(f"no source line for {address:#x}")
+            self.listing = (found.file, found.line)
+        if self.layout_mode != "wide":
+            self.action_tab("source-tab")

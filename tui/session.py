@@ -1,9 +1,18 @@
 """What the debugger does to a machine, apart from drawing it: step, continue, reverse step,
 breakpoints and stopping on exceptions. Kept free of Textual so it can be driven and tested
-directly (and reused by a gdb stub)."""
+directly (and reused by a gdb stub).
+
+Runs (continue, ``run N``, ``goto N``, reverse steps) go in chunks of about a quarter of a
+second of wall time, calling a progress callback between chunks; ``stop()``, from any thread,
+ends the run at the CPU's next block boundary. Chunking changes nothing the guest sees: a run
+of N instructions in pieces is the same machine as one run of N (tests/test_route_equivalence.py).
+"""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emu import Machine
@@ -15,16 +24,33 @@ from emu.report import RunResult
 FINAL = {"triple-fault", "debug-exit", "halted", "reset", "unmapped-memory", "unsupported"}
 ALL_EXCEPTIONS = tuple(range(32))
 KEEP_CHECKPOINTS = 4  # each holds the pages written since the one before (emu/dirty_pages.py)
+CHUNK_SECONDS = 0.25  # wall time between progress reports of a run
+CHECKPOINT_SECONDS = 5.0  # a long run keeps a checkpoint this often, so going back is quick
+FIRST_CHUNK = 200_000  # instructions; later chunks are sized from the measured rate
+STOP_DETAIL = "stopped by the user"
+
+
+@dataclass
+class Progress:
+    """Where a run in progress is, reported between chunks."""
+
+    instructions: int
+    virtual_ns: int
+    mips: float  # millions of instructions per wall second since the run began
+    serial: bytes  # everything the guest wrote to COM1 so far
+    screen: str  # the VGA text screen
 
 
 @dataclass
 class DebugSession:
     machine: Machine
-    budget: int = 50_000_000  # instructions per "continue", so a wild guest cannot hang the UI
     last: RunResult | None = None
     message: str = ""
     stop_on_exceptions: bool = False
     checkpoints: list[Checkpoint] = field(default_factory=list)
+    running: bool = False
+    mips: float = 0.0  # the rate of the last run (0 before any)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         self.checkpoints.append(self.machine.checkpoint())
@@ -65,44 +91,116 @@ class DebugSession:
             return
         self._keep(m.step())
 
-    def cont(self) -> None:
-        """Run until something stops the guest (a breakpoint, an exception if asked, the end),
-        or ``budget`` instructions."""
+    def cont(self, report: Callable[[Progress], None] | None = None) -> None:
+        """Run until something stops the guest (a breakpoint, a watchpoint, an exception if
+        asked, the end of the run) or ``stop()`` is called."""
         if self._refuse_if_ended():
             return
         self._checkpoint()
-        self._keep(self.machine.run(max_instructions=self.budget))
+        self._keep(self._run_chunks(None, report, stops=True))
 
-    def run(self, count: int) -> None:
+    def run(self, count: int, report: Callable[[Progress], None] | None = None) -> None:
+        """Run ``count`` more instructions, or less if something stops the guest first."""
         if self._refuse_if_ended():
             return
+        if count < 1:
+            self.message = f"run needs a count of at least 1, not {count}"
+            return
         self._checkpoint()
-        self._keep(self.machine.run(max_instructions=count))
+        result = self._run_chunks(self.machine.instructions + count, report, stops=True)
+        self._keep(result)
+        if result is None:
+            self.message = f"ran {count:,} instructions, at {self.machine.instructions:,}"
+
+    def stop(self) -> bool:
+        """End the run in progress at the next block boundary (from any thread); the run then
+        ends with stop reason "interrupted", a stop like any other. False if nothing runs."""
+        with self._lock:
+            if self.running:
+                self.machine.interrupt(STOP_DETAIL)
+                return True
+        return False
+
+    def _run_chunks(
+        self, target: int | None, report: Callable[[Progress], None] | None, *, stops: bool
+    ) -> RunResult | None:
+        """Run to instruction ``target`` (None: until a stop) in chunks, reporting between
+        them. With ``stops`` False, breakpoints, watchpoints and exception stops are set
+        aside (a replay: ``goto`` lands on its count). Returns None on reaching ``target``."""
+        m = self.machine
+        start, t0 = m.instructions, time.perf_counter()
+        chunk = FIRST_CHUNK
+        kept = t0
+        with self._lock:
+            self.running = True
+        try:
+            with m.stops_set_aside(not stops):
+                while True:
+                    n = chunk if target is None else min(chunk, target - m.instructions)
+                    if n <= 0:
+                        return None
+                    t = time.perf_counter()
+                    result = m.run(max_instructions=n)
+                    dt = time.perf_counter() - t
+                    if result.stop_reason != "instruction-limit":
+                        return result
+                    # the next chunk lasts about CHUNK_SECONDS at the rate just measured
+                    chunk = max(10_000, min(int(n * CHUNK_SECONDS / max(dt, 1e-4)), 1 << 34))
+                    if stops and t - kept >= CHECKPOINT_SECONDS:
+                        self._checkpoint()
+                        kept = t
+                    if report is not None:
+                        report(self.progress(t0, start))
+        finally:
+            with self._lock:
+                self.running = False
+                # a stop that came after the last chunk had ended must not end the next run
+                m.cancel_interrupt()
+            elapsed = time.perf_counter() - t0
+            self.mips = (m.instructions - start) / elapsed / 1e6 if elapsed > 0 else 0.0
+
+    def progress(self, t0: float, start: int) -> Progress:
+        m = self.machine
+        elapsed = time.perf_counter() - t0
+        done = m.instructions - start
+        return Progress(
+            instructions=m.instructions,
+            virtual_ns=m.now_ns(),
+            mips=done / elapsed / 1e6 if elapsed > 0 else 0.0,
+            serial=bytes(m.serial),
+            screen=m.screen_text(),
+        )
 
     # ------------------------------------------------------------------ backward
-    def goto(self, target: int) -> None:
-        """Bring the machine to exactly ``target`` instructions: forward by running, backward by
-        restoring the latest checkpoint before it and running the rest again."""
+    def goto(self, target: int, report: Callable[[Progress], None] | None = None) -> None:
+        """Bring the machine to exactly ``target`` instructions, whatever breakpoints,
+        watchpoints or exception stops lie between: forward by running on with the stops set
+        aside, backward by restoring the latest checkpoint before it and running the rest
+        again. Only the end of the run (or ``stop()``) lands short of it."""
         m = self.machine
         if target < 0:
             self.message = "there is nothing before instruction 0"
             return
-        if target >= m.instructions and not self.ended:
-            if target > m.instructions:
-                self.run(target - m.instructions)
+        if target == m.instructions and not self.ended:
+            self.message = f"at instruction {m.instructions:,}"
             return
-        cp = max(
-            (c for c in self.checkpoints if c.instructions <= target), key=lambda c: c.instructions
-        )
-        self.last = None
-        result = m.replay(cp, target)  # without stopping: the stops are for the user's runs
+        if target > m.instructions and not self.ended:
+            self._checkpoint()
+        else:
+            cp = max(
+                (c for c in self.checkpoints if c.instructions <= target),
+                key=lambda c: c.instructions,
+            )
+            self.last = None
+            m.restore(cp)
+        result = self._run_chunks(target, report, stops=False)
         if result is not None:
             self._keep(result)
             return
         self.message = f"at instruction {m.instructions:,}"
 
-    def reverse_step(self) -> None:
-        self.goto(self.machine.instructions - 1)
+    def reverse_step(self, report: Callable[[Progress], None] | None = None) -> None:
+        self.goto(self.machine.instructions - 1, report)
 
     # ------------------------------------------------------------------ setup
     def toggle_breakpoint(self, where: int | str) -> None:
