@@ -294,9 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[_machine_options("none")],
         help="open the debugger (registers, code, fault trace, page tables; step and reverse)",
         description="Boot KERNEL and open the Textual debugger at its entry point. Keys: "
-        "s step, c continue, u reverse step, b breakpoint, e stop on exceptions, p page tables, "
-        "v screen, : command (break SYMBOL, delete ADDR, run N, goto N), q quit. COM1 is shown "
-        "in its panel (--serial also copies it to a file).",
+        "s step, c continue (Esc stops it), u reverse step, b breakpoint, e stop on exceptions, "
+        ": command (break SYMBOL, delete ADDR, run N, goto N, x ADDR, ...), ? every key and "
+        "command, q quit. COM1 is shown in its tab (--serial also copies it to a file).",
     )
     dbg.add_argument("--break", dest="breaks", action="append", default=[], metavar="SYMBOL",
                      help="a breakpoint at SYMBOL or ADDR before the first instruction")  # fmt: skip

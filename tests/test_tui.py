@@ -22,13 +22,24 @@ def _plain(renderable) -> str:
     return console.export_text()
 
 
-def _drive(kernel, *keys: str, size=(170, 50)) -> DebuggerApp:
+def _drive(kernel, *keys: str, size=(170, 50), typed: bool = False) -> DebuggerApp:
+    """Press ``keys``; the characters of a command line after ":" go in at once (each press
+    costs a frame) unless ``typed``."""
     app = DebuggerApp(Machine.from_elf(kernel))
 
     async def go() -> None:
         async with app.run_test(size=size) as pilot:
+            line: list[str] | None = None
             for key in keys:
+                if line is not None and key != "enter" and not typed:
+                    line.append(key)
+                    continue
+                if line is not None:
+                    app.query_one("#cmd").value = "".join(line)
+                    line = None
                 await pilot.press(key)
+                if key == ":":
+                    line = []
                 await app.workers.wait_for_complete()
                 await pilot.pause()
             await pilot.pause()
@@ -72,7 +83,7 @@ def test_walk_through_a_triple_fault(image) -> None:
 
 
 def test_breakpoint_from_the_command_line(image) -> None:
-    app = _drive(image("hello"), ":", *"break kmain", "enter", "c")
+    app = _drive(image("hello"), ":", *"break kmain", "enter", "c", typed=True)
     m = app.session.machine
     kmain = m.symbolizer.address_of("kmain")
     assert app.session.last.stop_reason == "breakpoint"

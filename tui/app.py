@@ -133,9 +133,11 @@ def help_text() -> Text:
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [("escape,q,question_mark,f1", "dismiss", "Close")]
-    CSS = "HelpScreen { align: center middle; } #help { width: auto; max-width: 100%; " \
-          "height: auto; max-height: 100%; border: round $accent; padding: 0 1; " \
-          "background: $surface; }"  # fmt: skip
+    CSS = """
+    HelpScreen { align: center middle; }
+    #help { width: 100; max-width: 100%; height: 90%; border: round $accent; padding: 0 1;
+            background: $surface; }
+    """
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help"):
@@ -219,6 +221,9 @@ class DebuggerApp(App):
     #source-wide { height: 1fr; border: round $accent; padding: 0 1; }
     #stack-wide { height: 1fr; border: round $accent; padding: 0 1; }
     TabPane { padding: 0 1; }
+    #disasm, #source-wide, #stack-wide, #source-tab-body, #stack-tab-body, #memory-body {
+        text-wrap: nowrap; text-overflow: clip;
+    }
     #main.wide #mid { display: block; }
     #main.wide #tabs { width: 3fr; }
     #main.narrow { layout: vertical; }
@@ -226,8 +231,9 @@ class DebuggerApp(App):
     #main.narrow #regs { display: none; }
     #main.narrow #disasm { border: none; padding: 0; }
     #main.narrow #tabs { width: 100%; height: 1fr; }
-    #hints { dock: bottom; height: 1; }
-    #cmd { dock: bottom; height: 1; border: none; padding: 0 1; }
+    #bottom { dock: bottom; height: 2; }
+    #hints { height: 1; }
+    #cmd { height: 1; border: none; padding: 0 1; }
     """
     BINDINGS = [
         ("s", "step", "Step"),
@@ -280,12 +286,13 @@ class DebuggerApp(App):
                 ):  # fmt: skip
                     with TabPane(title, id=pane_id), VerticalScroll():
                         yield Static(id=f"{pane_id}-body")
-        yield CommandLine(
-            id="cmd",
-            placeholder=": a command (help lists them; Up/Down history, Tab completes)",
-            suggester=CommandSuggester(self._symbol_names()),
-        )
-        yield Static(HINTS, id="hints")
+        with Vertical(id="bottom"):
+            yield CommandLine(
+                id="cmd",
+                placeholder=": a command (help lists them; Up/Down history, Tab completes)",
+                suggester=CommandSuggester(self._symbol_names()),
+            )
+            yield Static(HINTS, id="hints")
 
     def _symbol_names(self) -> list[str]:
         sym = self.session.machine.symbolizer
@@ -362,7 +369,10 @@ class DebuggerApp(App):
         m = s.machine
         c = m.cpu_state()
         where = m.symbolizer.describe(c.rip) if m.symbolizer else ""
-        regs = panes.registers_text(c, m.instructions, where, self.layout_mode == "narrow")
+        columns = self.query_one("#regs").content_size.width
+        if self.layout_mode == "narrow":
+            columns = self.size.width - 4
+        regs = panes.registers_text(c, m.instructions, where, columns if columns > 10 else 88)
         code = panes.disassembly_text(m, c, self._rows("#disasm", 20) - 1, self.code_top)
         self.rendered.update(regs=regs, code=code)
         self._put("#regs", regs)
@@ -396,7 +406,7 @@ class DebuggerApp(App):
         count = p.instructions if p else m.instructions
         ns = p.virtual_ns if p else m.now_ns()
         parts = [f"{count:,} instructions", f"{ns / 1e9:.6f} s virtual"]
-        mips = p.mips if p else s.mips
+        mips = p.mips if p else s.mips if s.run_seconds >= 0.5 else 0.0
         if mips:
             parts.append(f"{mips:.1f} MIPS")
         if s.running:
@@ -610,7 +620,8 @@ class DebuggerApp(App):
             return
         cmd = self.query_one("#cmd", CommandLine)
         cmd.value = ""
-        cmd.focus()
+        # at once, not later as Widget.focus() does: keys typed right after ":" are the line's
+        self.set_focus(cmd)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.input.value = ""

@@ -20,7 +20,8 @@ BRANCH = re.compile(r"^(call|jmp|j[a-z]{1,3}|loop[a-z]*|jrcxz|jecxz|jcxz)\s+(0x[
 MAX_FUNCTION_BYTES = 0x2000  # decode from a symbol's start when RIP is this close to it
 
 
-def registers_text(c: CpuState, instructions: int, where: str, compact: bool = False) -> Text:
+def registers_text(c: CpuState, instructions: int, where: str, columns: int = 88) -> Text:
+    """The registers, as many general registers to a row as ``columns`` holds."""
     t = Text()
     t.append(f"{c.mode} CPL{c.cpl}  ", style="bold")
     t.append(f"RIP {c.rip:#x}", style="bold yellow")
@@ -28,7 +29,7 @@ def registers_text(c: CpuState, instructions: int, where: str, compact: bool = F
     flags = " ".join(name for bit, name in FLAG_NAMES if c.rflags >> bit & 1)
     t.append(f"RFLAGS {c.rflags:#x} [{flags}]   instructions {instructions:,}\n")
     names = list(c.gpr)
-    per_row = 3 if compact else 4
+    per_row = max(2, min(4, (columns + 2) // 22))
     for i in range(0, len(names), per_row):
         row = names[i : i + per_row]
         t.append("  ".join(f"{n.upper():>3} {c.gpr[n]:016x}" for n in row) + "\n")
@@ -79,7 +80,7 @@ def disassembly_rows(
 
 
 def disassembly_text(machine: Machine, c: CpuState, rows: int = 40, top: int | None = None) -> Text:
-    t = Text()
+    t = Text(no_wrap=True, overflow="crop")
     try:
         found = disassembly_rows(machine, c, top, rows)
     except Exception as e:  # noqa: BLE001 - unreadable memory is shown, not raised
@@ -145,7 +146,8 @@ def stack_text(machine: Machine, c: CpuState, slots: int = 32) -> Text:
     sp = c.gpr["rsp"] if width == 8 else c.gpr["rsp"] & 0xFFFFFFFF
     bp = c.gpr["rbp"] if width == 8 else c.gpr["rbp"] & 0xFFFFFFFF
     sym = machine.symbolizer
-    t = Text(f"stack at {sp:#x} ({width * 8}-bit slots)\n", style="bold")
+    t = Text(f"stack at {sp:#x} ({width * 8}-bit slots)\n", style="bold", no_wrap=True,
+             overflow="crop")  # fmt: skip
     data = machine.read_linear(sp, slots * width)
     if not data:
         t.append("not mapped", style="red")
@@ -263,7 +265,7 @@ def source_text(view: SourceView | None, rows: int) -> Text:
         return Text(f"{view.name}: {e.strerror}", style="red")
     first = max(1, view.line - rows // 3)
     t = Text(f"{view.name}:{view.line}{'' if view.at_rip else '  (list: back to RIP)'}\n",
-             style="bold")  # fmt: skip
+             style="bold", no_wrap=True, overflow="crop")  # fmt: skip
     for n in range(first, min(len(lines), first + rows - 1) + 1):
         mark = "▶" if n == view.line else " "
         style = "bold yellow" if n == view.line else ""

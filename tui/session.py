@@ -50,6 +50,7 @@ class DebugSession:
     checkpoints: list[Checkpoint] = field(default_factory=list)
     running: bool = False
     mips: float = 0.0  # the rate of the last run (0 before any)
+    run_seconds: float = 0.0  # how long the last run took
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +158,7 @@ class DebugSession:
                 # a stop that came after the last chunk had ended must not end the next run
                 m.cancel_interrupt()
             elapsed = time.perf_counter() - t0
+            self.run_seconds = elapsed
             self.mips = (m.instructions - start) / elapsed / 1e6 if elapsed > 0 else 0.0
 
     def progress(self, t0: float, start: int) -> Progress:
