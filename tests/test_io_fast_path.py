@@ -254,3 +254,60 @@ def test_bus_table_matches_the_ranges() -> None:
         assert bus.find(port) is (found[0] if found else None)
     assert bus.find(0x10000) is None and bus.find(-1) is None
     assert bus.read(0xFFFF, 2) == 0xFF01  # past the last port: all-ones
+
+
+def irr_machine() -> Machine:
+    """Long mode, the PIT at divisor 100 (about 84 us) interrupting a busy loop with IF=1; six
+    times the guest then clears IF and polls the master 8259's IRR (OCW3 read-IRR, then port
+    0x20) until IRQ 0's bit is set, keeps the number of polls it took, and sets IF again."""
+    T.TRIGGERS["irrpoll"] = (
+        pic_and_pit(100)
+        + """
+        sti
+        movq $6, %rsi
+    1:  movq $20000, %rcx
+    2:  decq %rcx
+        jnz 2b
+        cli
+        xorq %rdx, %rdx
+    3:  incq %rdx
+        movb $0x0a, %al; outb %al, $0x20; inb $0x20, %al
+        testb $1, %al
+        jz 3b
+        movq %rdx, 0x30100(,%rsi,8)
+        sti
+        decq %rsi
+        jnz 1b
+        cli
+        """
+    )
+    ram = T.image({"mode": "long", "trigger": "irrpoll"})
+    install_handler(
+        ram,
+        f"pushq %rax\n incq {COUNTER}\n movb $0x20, %al\n outb %al, $0x20\n popq %rax\n iretq\n",
+    )
+    return boot(ram)
+
+
+def test_irr_polled_with_if_clear_while_the_timer_is_armed() -> None:
+    """The PIT's edge that comes while IF=0 is in the IRR at the same instruction whether the
+    clock hook had it armed or the devices alone (the stop path) raised it, with the port read
+    table and the I/O fast path on and off."""
+    results = []
+    for arm, fast, table in ((True, True, True), (False, True, True), (True, False, False),
+                             (False, False, False)):  # fmt: skip
+        m = irr_machine()
+        m.arm_timer = arm
+        m.scheduler.io_fast_path = fast
+        m.ports.enabled = table
+        r = outcome(m, 50_000_000)
+        if arm:
+            assert r[9] > 0  # the hook delivered the timer's interrupts itself
+        results.append(r[:9] + r[10:])  # all but the count of the hook's own deliveries
+    assert all(r == results[0] for r in results[1:])
+    r = results[0]
+    assert r[0] == "halted"
+    ram = r[7]
+    polls = np.frombuffer(ram[0x30108 : 0x30108 + 6 * 8], np.uint64)
+    ticks = int(np.frombuffer(ram[COUNTER : COUNTER + 8], np.uint64)[0])
+    assert (polls > 1).all() and ticks >= 6, (polls, ticks)

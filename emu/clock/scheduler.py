@@ -83,6 +83,7 @@ class Scheduler:
         self._watched: tuple = ()  # what after_io looks at: the timed devices and the PICs
         self._unwatched = False  # a timed device without ``events_changed``: always reschedule
         self._due = 0  # the earliest event at the last schedule, as an instruction count
+        self._first_event: int | None = None  # ... and in virtual ns (None: none)
         self._armed_eoi = K.EOI_PIC  # which EOI ends the interrupt armed last
         # hflags, when the timer was not armed only because the CPU is in real mode
         self._hflags_view: ctypes.c_uint32 | None = None
@@ -173,6 +174,12 @@ class Scheduler:
             # now, as the stop path did at its deadline. Arming again would drop it, and the
             # interrupt would wait for a later tick (the next edge, the end of the slice).
             self.tick(now)
+        elif in_block and self._first_event is not None and self._first_event <= now:
+            # A port access inside the block that passed the earliest event: the devices take
+            # it now, as the armed edge above. The devices' next events are those after now, so
+            # scheduling without the tick would lose it until the slice ended elsewhere (a PIT
+            # edge polled in the IRR with IF=0 was seen up to a whole slice late).
+            self.tick(now)
         ctx[K.CTX_ARMED] = ctx[K.CTX_EDGE_COUNT] = ctx[K.CTX_FAST_EOI_OK] = 0
         for device in self._watched:
             device.events_changed = False
@@ -195,6 +202,7 @@ class Scheduler:
         slice_end = self.slice_end
         ctx[K.CTX_SLICE_END] = slice_end
         ctx[K.CTX_OTHER_EVENT] = NO_LIMIT if other is None else count_at(other)
+        self._first_event = first
         if first is None:
             self._due = -1 if self._unwatched else NO_LIMIT
             self._open_port_table()
