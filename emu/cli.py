@@ -307,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the bundled kernel images, one line each",
         description="List the bundled images: any command takes one of these names as KERNEL.",
     )
+    eng = sub.add_parser(
+        "engine",
+        help="build the counting engine (Unicorn with exact instruction counting) or show it",
+        description="The counting engine: Unicorn 2.1.4 patched to count instructions inside its "
+        "blocks (docs/engine.md). build: download the sdist with pip, patch, build x86 only, "
+        "install into the user cache (exit 1 when a step fails). status: which engine runs.",
+    )
+    eng.add_argument("action", choices=["build", "status"])
+    eng.add_argument("--sdist", type=Path, metavar="FILE",
+                     help="build from this unicorn-2.1.4.tar.gz instead of downloading it")  # fmt: skip
     return p
 
 
@@ -634,8 +644,32 @@ def _cmd_images(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_engine(args: argparse.Namespace) -> int:
+    from . import engine
+
+    if args.action == "status":
+        s = engine.status()
+        name = "counting engine" if s.engine == "counting" else "stock Unicorn"
+        answers = "answers" if s.answers else "refuses"
+        print(f"engine: {name}\nlibrary: {s.path or '(not found)'}")
+        print(f"UC_CTL_ICOUNT_BUDGET: {answers}" + (f" ({s.detail})" if s.detail else ""))
+        if s.engine != "counting":
+            print(f"build it with: triplefault engine build (into {engine.library_path()})")
+        return 0
+    if args.sdist is not None and not args.sdist.is_file():
+        sys.stderr.write(f"triplefault: error: engine build: {args.sdist}: no such file\n")
+        return EXIT_USAGE
+    try:
+        engine.build(progress=lambda line: print(f"triplefault: engine: {line}", flush=True),
+                     sdist=args.sdist)  # fmt: skip
+    except engine.EngineError as e:
+        sys.stderr.write(f"triplefault: error: engine {e}\n")
+        return 1
+    return 0
+
+
 COMMANDS = {"run": _cmd_run, "pt": _cmd_pt, "translate": _cmd_translate, "debug": _cmd_debug,
-            "gdbserver": _cmd_gdbserver, "images": _cmd_images}  # fmt: skip
+            "gdbserver": _cmd_gdbserver, "images": _cmd_images, "engine": _cmd_engine}  # fmt: skip
 
 
 def _quiet_broken_pipe() -> int:
