@@ -259,7 +259,8 @@ def build(
             with tarfile.open(sdist) as tar:
                 tar.extractall(work, filter="data")
         except (OSError, tarfile.TarError) as e:
-            raise EngineError(f"unpack: {sdist}: {e}") from None
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise EngineError(f"unpack: {sdist}: {first}") from None
         top = work / f"unicorn-{UNICORN_VERSION}"
         if not (top / "src" / "uc.c").is_file():
             raise EngineError(f"unpack: {sdist} is not the unicorn {UNICORN_VERSION} sdist")

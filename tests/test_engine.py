@@ -1,0 +1,114 @@
+"""The counting engine (emu/engine): exact stops against emu_start(count=N), and the build and
+status commands. The exactness checks need the engine built (`triplefault engine build`); each
+runs in a process of its own (tests/engine_checks.py), since the binding calls one library per
+process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from emu import cli, engine
+
+HERE = Path(__file__).resolve().parent
+BUILT = engine.status().engine == "counting"
+needs_engine = pytest.mark.skipif(
+    not BUILT, reason="the counting engine is not built (triplefault engine build)"
+)
+
+
+def _check(name: str) -> dict:
+    r = subprocess.run(
+        [sys.executable, str(HERE / "engine_checks.py"), str(engine.library_path()), name],
+        capture_output=True, text=True, timeout=600, cwd=HERE.parent,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@needs_engine
+def test_every_budget_stops_where_count_stops():
+    # budgets 1..399 and every 7th up to the end: inside and on the boundaries of the tight,
+    # load/store and 41-instruction blocks, and across five #DE faults in the middle of a block
+    out = _check("budgets")
+    assert out["budgets"] > 400 and out["faults_total"] == 5
+    assert out["mismatches"] == []
+
+
+@needs_engine
+def test_refills_from_the_expiry_callback():
+    out = _check("refill")
+    assert out["mismatches"] == []
+    # one call per spent budget: the refills, then the one that stops (steps 1, 3, 64, 200, 7
+    # up to 97, 500, 700, 740, 750 instructions)
+    assert out["callbacks"] == [97, 167, 11, 4, 108]
+
+
+@needs_engine
+def test_a_fault_mid_block_is_charged_only_what_retired():
+    out = _check("unmapped")
+    assert out["mismatches"] == []
+    assert out["charged"] == 3 and out["rip"] == 9  # three incq, RIP on the faulting load
+
+
+def test_the_stock_library_refuses_the_control():
+    import ctypes
+
+    stock = engine.stock_library_path()
+    assert stock is not None
+    assert not engine.answers_icount(ctypes.CDLL(str(stock)))
+
+
+def test_status_says_which_engine(capsys):
+    assert cli.main(["engine", "status"]) == 0
+    out = capsys.readouterr().out
+    assert ("counting engine" if BUILT else "stock Unicorn") in out.splitlines()[0]
+
+
+def test_build_with_a_missing_sdist_is_one_line(capsys):
+    assert cli.main(["engine", "build", "--sdist", "/nonexistent/unicorn.tar.gz"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_build_from_a_bad_sdist_fails_on_unpack(tmp_path, capsys):
+    bad = tmp_path / "unicorn-2.1.4.tar.gz"
+    bad.write_bytes(b"not a tarball")
+    assert cli.main(["engine", "build", "--sdist", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("triplefault: error: engine unpack:") and err.count("\n") == 1
+
+
+def test_build_when_the_patch_does_not_apply(tmp_path, capsys):
+    import tarfile
+
+    top = tmp_path / "unicorn-2.1.4" / "src"
+    top.mkdir(parents=True)
+    (top / "uc.c").write_text("not unicorn\n")
+    sdist = tmp_path / "unicorn-2.1.4.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        tar.add(tmp_path / "unicorn-2.1.4", arcname="unicorn-2.1.4")
+    assert cli.main(["engine", "build", "--sdist", str(sdist)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("triplefault: error: engine patch failed:") and err.count("\n") == 1
+
+
+def test_build_without_a_tool(monkeypatch, capsys):
+    monkeypatch.setattr(engine.shutil, "which", lambda tool: None if tool == "cmake" else tool)
+    assert cli.main(["engine", "build"]) == 1
+    assert "cmake is not installed" in capsys.readouterr().err
+
+
+def test_build_without_network(monkeypatch, tmp_path, capsys):
+    # pip pointed at an index that cannot answer: the download step fails with one line
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", "")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+    assert cli.main(["engine", "build"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("triplefault: error: engine download failed:") and err.count("\n") == 1
