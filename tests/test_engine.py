@@ -112,3 +112,15 @@ def test_build_without_network(monkeypatch, tmp_path, capsys):
     assert cli.main(["engine", "build"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("triplefault: error: engine download failed:") and err.count("\n") == 1
+
+
+def test_a_stock_library_in_the_cache_is_not_taken_for_the_engine(tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    engine.library_path().parent.mkdir(parents=True)
+    shutil.copyfile(engine.stock_library_path(), engine.library_path())
+    s = engine.status()
+    assert s.engine == "stock" and "refuses UC_CTL_ICOUNT_BUDGET" in s.detail
+    with pytest.raises(engine.EngineError, match="is not the counting engine"):
+        engine.load_library(engine.library_path())

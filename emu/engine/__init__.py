@@ -70,6 +70,17 @@ def library_path() -> Path:
     return cache_dir() / LIBRARY_NAME
 
 
+def patch_digest() -> str:
+    import hashlib
+
+    return hashlib.sha256(PATCH.read_bytes()).hexdigest()
+
+
+def _stamp_path(library: Path) -> Path:
+    """Next to the library: the digest of the patch it was built from."""
+    return library.with_name(library.name + ".patch-sha256")
+
+
 def stock_library_path() -> Path | None:
     """The library the stock binding loads (the wheel's ``unicorn/lib``)."""
     import unicorn
@@ -207,6 +218,10 @@ def status() -> Status:
             ok = answers_icount(ctypes.CDLL(str(path)))
         except OSError as e:
             return Status("stock", stock_library_path(), False, f"{path} does not load: {e}")
+        stamp = _stamp_path(path)
+        if ok and (not stamp.is_file() or stamp.read_text().strip() != patch_digest()):
+            detail = "built from another version of the patch: run triplefault engine build"
+            return Status("stock", stock_library_path(), False, f"{path} is {detail}")
         if ok:
             return Status("counting", path, True)
         return Status("stock", stock_library_path(), False, f"{path} refuses UC_CTL_ICOUNT_BUDGET")
@@ -284,6 +299,7 @@ def build(
             part = dest.with_name(dest.name + ".part")
             shutil.copyfile(built, part)
             part.replace(dest)  # a running process keeps the library it mapped
+            _stamp_path(dest).write_text(patch_digest() + "\n")
         except OSError as e:
             raise EngineError(f"install: {dest}: {e}") from None
     progress(f"counting engine built in {time.monotonic() - start:.0f} s: {dest}")
