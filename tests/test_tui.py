@@ -242,7 +242,7 @@ BAD_COMMANDS = {
     "step 0": "step count must be 1 to",
     "list nowhere_at_all": "no symbol 'nowhere_at_all'",
     "frobnicate 3": "unknown command 'frobnicate': break, code, continue, delete, goto, help, "
-    "ioapic, lapic, list, pic, run, step, walk, watch, x",
+    "ioapic, lapic, list, pic, ptx, run, step, walk, watch, x",
 }
 
 
@@ -432,3 +432,54 @@ def test_narrow_terminal_keeps_rip_visible(image) -> None:
     assert seen["rip-row"] < seen["rows"]
     assert seen["tab"] == "regs-tab" and "RIP 0x" in seen["regs"]
     assert "4-level paging" in seen["pages"]
+
+
+# ---------------------------------------------------------------------- page-table explorer
+def test_explorer_keys_and_walks(image) -> None:
+    m = Machine.from_elf(image("paging"))
+    m.add_breakpoint("paging_ready")
+    assert m.run(max_instructions=10_000_000).stop_reason == "breakpoint"
+    seen: dict[str, str] = {}
+
+    async def script(app, pilot) -> None:
+        await pilot.press("t")
+        seen["root"] = _plain(app.rendered["ptx"])
+        await pilot.press("down", "up", "enter")
+        seen["down"] = _plain(app.rendered["ptx"])
+        await pilot.press("backspace")
+        seen["up"] = _plain(app.rendered["ptx"])
+        await _type(app, pilot, "ptx 0xffffffff80500000")
+        seen["walk"] = _plain(app.rendered["ptx"])
+
+    _session(m, script, size=(160, 50))
+    assert "CR3 0x107000 > PML4E table 0x107000" in seen["root"]
+    assert "2 of 512 entries present" in seen["root"] and "-> table 0x106000" in seen["root"]
+    assert "CR3 0x107000 > PML4E[0] > PDPTE table 0x106000" in seen["down"]
+    assert "0x0000000000000000-0x000000003fffffff  frame 0x0" in seen["down"]
+    assert seen["up"].startswith("CR3 0x107000 > PML4E table")
+    walk = seen["walk"]
+    assert "read of 0xffffffff80500000 by the supervisor" in walk
+    assert "111111111 111111110 000000010 100000000 000000000000" in walk  # the index fields
+    assert "PML4E[47:39] = 0x1ff (511)" in walk and "-> physical 0x500000 (2M page)" in walk
+    assert "> PML4E[511] > PDPTE[510] > PDE table 0x10a000" in walk
+
+
+def test_explorer_opens_on_a_page_fault(image) -> None:
+    m = Machine.from_elf(image("faults"))
+    m.break_on_exceptions(14)
+    assert m.run(max_instructions=10_000_000).stop_reason == "exception"
+    seen: dict[str, str] = {}
+
+    async def script(app, pilot) -> None:
+        await pilot.press("t")
+        seen["ptx"] = _plain(app.rendered["ptx"])
+
+    _session(m, script, size=(160, 50))
+    assert f"write of {m.pending_exception.cr2:#x} by the supervisor" in seen["ptx"]
+    assert "<- fails here" in seen["ptx"]
+    assert "page-fault: PDE.RW=0 and CR0.WP=1 on a supervisor write" in seen["ptx"]
+
+
+def test_explorer_with_paging_off(image) -> None:
+    app = _drive(image("hello"), "t")
+    assert "paging is off (CR0.PG=0): there is no page-table tree" in app.sub_title

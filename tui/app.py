@@ -21,6 +21,7 @@ from textual import events
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Container, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.suggester import Suggester
 from textual.widgets import Input, Static, TabbedContent, TabPane
@@ -30,7 +31,7 @@ from emu.core.cpu_state import CpuState
 from emu.mmu import view as ptview
 from emu.report import vector_name
 
-from . import panes
+from . import explorer, panes
 from .session import DebugSession, Progress
 
 # (keys, what): the help screen, the README and docs/debugging.md list these
@@ -45,6 +46,8 @@ KEYS = (
     (".", "the code back to RIP"),
     ("1-9", "show tab 1-9 (registers in a narrow terminal, trace, COM1, memory, ...)"),
     ("p", "the page tables tab"),
+    ("t", "the page-table explorer (after a #PF: on its walk)"),
+    ("Up/Down Enter Bksp", "explorer: select an entry, into its table, back up a level"),
     ("v", "the VGA screen tab"),
     ("i", "leave the command output tab"),
     (":", "command line (Up/Down: history, Tab: complete a command or a symbol)"),
@@ -63,6 +66,7 @@ COMMANDS = (
     ("list [SYMBOL|ADDR|[FILE:]LINE]", "source pane there; list alone: back to RIP"),
     ("code ADDR|SYMBOL", "code pane from there (. goes back to RIP)"),
     ("walk VADDR", "a page walk, level by level"),
+    ("ptx [VADDR]", "the explorer on an address's walk (alone: the last #PF's CR2)"),
     ("lapic, ioapic, pic", "an interrupt controller's state"),
     ("help", "this help"),
 )
@@ -71,11 +75,11 @@ VERBS = {
     "w": "watch", "continue": "continue", "cont": "continue", "c": "continue", "run": "run",
     "goto": "goto", "step": "step", "s": "step", "x": "x", "list": "list", "l": "list",
     "code": "code", "walk": "walk", "lapic": "lapic", "ioapic": "ioapic", "pic": "pic",
-    "help": "help", "?": "help",
+    "help": "help", "?": "help", "ptx": "ptx",
 }  # fmt: skip
 COMMAND_NAMES = sorted({v for v in VERBS.values()})
 TABS = ("regs-tab", "trace", "serial", "memory", "stack-tab", "source-tab", "breaks", "pages",
-        "screen", "info")  # fmt: skip
+        "ptx", "screen", "info")  # fmt: skip
 # the key line at the bottom (Textual's Footer rebuilds itself at each focus change: slow)
 HINTS = Text.assemble(
     *(
@@ -197,6 +201,14 @@ class CommandLine(Input):
             self.cursor_position = len(self.value)
 
 
+class RunProgress(Message):
+    """Where a run on the worker thread is (posted between its chunks)."""
+
+    def __init__(self, progress: Progress) -> None:
+        super().__init__()
+        self.progress = progress
+
+
 @dataclass
 class MemoryView:
     address: int | None = None  # None: at RSP
@@ -243,6 +255,11 @@ class DebuggerApp(App):
         ("e", "exceptions", "Exceptions"),
         ("p", "tab('pages')", "Pages"),
         ("v", "tab('screen')", "Screen"),
+        Binding("t", "explore", "Explorer", show=False),
+        Binding("up", "explorer_move(-1)", show=False),
+        Binding("down", "explorer_move(1)", show=False),
+        Binding("enter", "explorer_enter", show=False),
+        Binding("backspace", "explorer_leave", show=False),
         Binding("i", "leave_info", "Leave output", show=False),
         Binding("left_square_bracket", "scroll_code(-1)", "Code up", show=False),
         Binding("right_square_bracket", "scroll_code(1)", "Code down", show=False),
@@ -262,6 +279,7 @@ class DebuggerApp(App):
         self.rendered: dict[str, object] = {}  # what each panel shows now (for tests and tools)
         self.code_top: int | None = None  # None: the code pane follows RIP
         self.memory = MemoryView()
+        self.explorer = explorer.Explorer()
         self.listing: tuple[str, int] | None = None  # (file, line) chosen by list; None: RIP
         self.layout_mode = "normal"
         self.previous_tab = "trace"
@@ -281,7 +299,8 @@ class DebuggerApp(App):
                 for pane_id, title in (
                     ("regs-tab", "regs"), ("trace", "trace"), ("serial", "COM1"),
                     ("memory", "memory"), ("stack-tab", "stack"), ("source-tab", "source"),
-                    ("breaks", "breaks"), ("pages", "pages"), ("screen", "VGA"),
+                    ("breaks", "breaks"), ("pages", "pages"), ("ptx", "explorer"),
+                    ("screen", "VGA"),
                     ("info", "output"),
                 ):  # fmt: skip
                     with TabPane(title, id=pane_id), VerticalScroll():
@@ -398,6 +417,8 @@ class DebuggerApp(App):
             self._show("pages", "pages", self._pages(c))
         if active == "screen":
             self._show("screen", "screen", Text(m.screen_text()))
+        if active == "ptx":
+            self._show("ptx", "ptx", explorer.render(m, self.explorer, self._rows("#tabs", 40)))
         self._status()
 
     def _status(self) -> None:
@@ -510,6 +531,37 @@ class DebuggerApp(App):
         if n <= len(shown):
             self.action_tab(shown[n - 1])
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action.startswith("explorer_"):  # the explorer's keys, only where it is in front
+            return self.query_one("#tabs", TabbedContent).active == "ptx"
+        return True
+
+    def action_explore(self, address: int | None = None) -> None:
+        if self._busy():
+            return
+        m = self.session.machine
+        if explorer.geometry(m) is None:
+            self.session.message = "paging is off (CR0.PG=0): there is no page-table tree"
+        else:
+            if address is not None:
+                explorer.open_at(m, self.explorer, address)
+            else:
+                explorer.open_at_fault(m, self.explorer)
+        self.action_tab("ptx")
+        self.refresh_views()
+
+    def action_explorer_move(self, delta: int) -> None:
+        explorer.move(self.session.machine, self.explorer, delta)
+        self.refresh_views()
+
+    def action_explorer_enter(self) -> None:
+        explorer.enter(self.session.machine, self.explorer)
+        self.refresh_views()
+
+    def action_explorer_leave(self) -> None:
+        explorer.leave(self.explorer)
+        self.refresh_views()
+
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
@@ -533,7 +585,8 @@ class DebuggerApp(App):
         self._status()
 
         def report(p: Progress) -> None:
-            self.call_from_thread(self._show_progress, p)
+            # posted, not waited for: the run goes on while the UI draws
+            self.post_message(RunProgress(p))
 
         def go() -> None:
             try:
@@ -543,6 +596,10 @@ class DebuggerApp(App):
                 self.call_from_thread(self.refresh_views)
 
         self.run_worker(go, thread=True, exclusive=True, group="run", name="run")
+
+    def on_run_progress(self, message: RunProgress) -> None:
+        if self.session.running:
+            self._show_progress(message.progress)
 
     def _show_progress(self, p: Progress) -> None:
         self.progress = p
@@ -665,7 +722,7 @@ class DebuggerApp(App):
         needs = {"break": 1, "delete": 1, "watch": 1, "run": 1, "goto": 1, "x": 1, "code": 1,
                  "walk": 1}  # fmt: skip
         most = {"break": 1, "delete": 1, "watch": 3, "run": 1, "goto": 1, "x": 2, "code": 1,
-                "walk": 1, "step": 1, "list": 1}  # fmt: skip
+                "walk": 1, "step": 1, "list": 1, "ptx": 1}  # fmt: skip
         if len(args) < needs.get(verb, 0) or len(args) > most.get(verb, 0):
             raise CommandError(f"usage: {usage.get(verb, verb)}")
         if verb == "break":
@@ -709,6 +766,8 @@ class DebuggerApp(App):
             self.code_top = self._address(args[0])
         elif verb == "walk":
             self.show_info(panes.walk_text(s.machine, parse_number(args[0], "address")))
+        elif verb == "ptx":
+            self.action_explore(self._address(args[0]) if args else None)
         elif verb in ("lapic", "ioapic", "pic"):
             self.show_info(Text(s.controller_state(verb)))
         elif verb == "help":
