@@ -327,3 +327,34 @@ def test_hlt_masked_pulse_same_as_qemu(tmp_path) -> None:
     ref = _qemu(elf)
     assert ref["serial"] == ours.serial.decode() == "1\n"
     assert ref["end"] == "isa-debug-exit" and ours.stop_reason == "debug-exit"
+
+
+def _stepped(elf, **kw):
+    """Step from the first instruction to the end: the stop, count and RIP."""
+    m = Machine.from_elf(elf, **kw)
+    result = None
+    while result is None:
+        result = m.step()
+    return result.stop_reason, result.instructions, result.cpu.rip
+
+
+def test_stepping_onto_ud_without_an_idt_is_a_triple_fault(tmp_path) -> None:
+    """LOCK on a register operand (#UD) with an empty IDT: #UD -> #GP -> #DF -> triple fault,
+    stepped as run (the step said "exception": the triple fault its #UD hook raised was lost)."""
+    idt_desc = 0x100018 + 16  # six zero bytes after the code: limit 0, base 0
+    code = b"\x0f\x01\x1d" + struct.pack("<I", idt_desc) + b"\x90\xf0\x01\xde"
+    elf = _flat_elf(tmp_path, code + b"\0" * (16 - len(code)) + b"\0" * 8)
+    ran = _end(elf)
+    assert ran[0] == "triple-fault" and ran[2] == 0x100018 + 8  # on the LOCK ADD
+    assert _stepped(elf) == ran
+
+
+def test_stepping_a_jump_into_unassigned_memory_counts_the_jump(tmp_path) -> None:
+    """mov $0x300000, %eax; jmp *%eax with 2M of RAM: the jump retired, the fetch at its
+    target found nothing; the step counted nothing for it (one short of the run)."""
+    elf = _flat_elf(tmp_path, b"\x90\xb8\x00\x00\x30\x00\xff\xe0")
+    m = Machine.from_elf(elf, memory="2M")
+    r = m.run(max_instructions=100)
+    ran = r.stop_reason, r.instructions, r.cpu.rip
+    assert ran[0] == "unsupported" and ran[2] == 0x300000
+    assert _stepped(elf, memory="2M") == ran

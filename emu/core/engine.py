@@ -749,7 +749,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         if stop is not None and stop.kind in (KIND_EXCEPTION, KIND_UNMAPPED, KIND_UNSUPPORTED):
             return stop  # a trap that stopped the run was counted when it was raised
         if err == UC_ERR_INSN_INVALID:
+            if stop is not None:  # the #UD was raised: its delivery ended the step (a triple fault)
+                return stop
             return SliceEnd(KIND_EXCEPTION, "", self._exception(6, rip, False), rip)
+        if err == UC_ERR_FETCH_PROT and self.uc.reg_read(X.UC_X86_REG_RIP) != rip:
+            # the step's instruction retired (a jump) and the fetch at its target found nothing
+            self.ctx[K.CTX_ICOUNT] += 1
         if err == UC_ERR_EXCEPTION and self.tlb == "virtual":
             # a fill our walker refused: #PF (or #GP) through the IDT, as in a run; the
             # instruction did not retire, and the step ends at the handler. RIP elsewhere: the
