@@ -230,6 +230,11 @@ class ExceptionRaising:
             # QEMU's -d int does.
             self._raise(self._exception(intno, self._software_insn(rip), True), next_rip=rip)
             return
+        if intno == 1 and not uc.reg_read(X.UC_X86_REG_DR7) & 0xFF:
+            # #DB with no hardware breakpoint enabled: the single-step trap (TF), raised after
+            # its instruction retired, at the next one (SDM 17.3.1.4)
+            self._raise(self._exception(intno, rip, software), next_rip=rip)
+            return
         self._raise(self._exception(intno, rip, software))
 
     def _software_insn(self, next_rip: int) -> int:
