@@ -276,3 +276,25 @@ def test_a_single_step_trap_counts_its_instruction(benches, kind) -> None:
     trap was taken for a fault, one instruction short of the run)."""
     ops = [("tf_on",), ("nop",), ("alu", 0x01, 0, 3), ("tf_off",), ("nop",)]
     assert _run_vs_step(benches[kind], ops) == []
+
+
+@pytest.mark.parametrize("back", [0, 1, 2])
+def test_reverse_steps_undo_steps_across_a_fault(benches, back: int) -> None:
+    """The debugger's ``s, s, u, u`` comes back to where it started when a step delivered a
+    fault (which retires nothing: two states at one count); it came back one instruction
+    early."""
+    from tui.session import DebugSession
+
+    bench = benches[KINDS[0]]
+    m = bench.machine
+    bench.start(encode([("nop",), ("div0",), ("nop",)], bench.code, bench.scratch))
+    s = DebugSession(m)
+    m.run(max_instructions=LIMIT)
+    fault = m.trace.entries[0].instructions
+    s.goto(fault - back)
+    start = m.instructions, m.cpu_state(), len(m.trace.entries)
+    s.step()
+    s.step()
+    s.reverse_step()
+    s.reverse_step()
+    assert (m.instructions, m.cpu_state(), len(m.trace.entries)) == start

@@ -52,6 +52,8 @@ class DebugSession:
     mips: float = 0.0  # the rate of the last run (0 before any)
     run_seconds: float = 0.0  # how long the last run took
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    # where each step since the last other move started: (instructions, trace entries)
+    _stepped_from: list[tuple[int, int]] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         self.checkpoints.append(self.machine.checkpoint())
@@ -90,6 +92,9 @@ class DebugSession:
             if not self.message:
                 self.message = "delivered; the next step runs the handler"
             return
+        # a step that delivers a fault retires nothing: the count alone does not say where it
+        # started, so the reverse step goes back to this position (count, trace entries)
+        self._stepped_from.append((m.instructions, len(m.trace.entries)))
         self._keep(m.step())
 
     def cont(self, report: Callable[[Progress], None] | None = None) -> None:
@@ -97,6 +102,7 @@ class DebugSession:
         asked, the end of the run) or ``stop()`` is called."""
         if self._refuse_if_ended():
             return
+        self._stepped_from.clear()
         self._checkpoint()
         self._keep(self._run_chunks(None, report, stops=True))
 
@@ -107,6 +113,7 @@ class DebugSession:
         if count < 1:
             self.message = f"run needs a count of at least 1, not {count}"
             return
+        self._stepped_from.clear()
         self._checkpoint()
         result = self._run_chunks(self.machine.instructions + count, report, stops=True)
         self._keep(result)
@@ -180,6 +187,7 @@ class DebugSession:
         aside, backward by restoring the latest checkpoint before it and running the rest
         again. Only the end of the run (or ``stop()``) lands short of it."""
         m = self.machine
+        self._stepped_from.clear()
         if target < 0:
             self.message = "there is nothing before instruction 0"
             return
@@ -202,7 +210,24 @@ class DebugSession:
         self.message = f"at instruction {m.instructions:,}"
 
     def reverse_step(self, report: Callable[[Progress], None] | None = None) -> None:
-        self.goto(self.machine.instructions - 1, report)
+        """Back to where the last step started (``s, s, u, u`` returns to the start, even
+        across a fault delivered at one count), else one instruction back."""
+        m = self.machine
+        if not self._stepped_from:
+            self.goto(m.instructions - 1, report)
+            return
+        count, entries = self._stepped_from.pop()
+        cp = max((c for c in self.checkpoints if c.instructions <= count),
+                 key=lambda c: c.instructions)  # fmt: skip
+        self.last = None
+        m.restore(cp)
+        result = self._run_chunks(count, report, stops=False)
+        while result is None and m.instructions == count and len(m.trace.entries) < entries:
+            result = m.step()  # the delivery the step started after
+        if result is not None:
+            self._keep(result)
+            return
+        self.message = f"at instruction {m.instructions:,}"
 
     # ------------------------------------------------------------------ setup
     def toggle_breakpoint(self, where: int | str) -> None:
