@@ -91,6 +91,10 @@ class Symbolizer:
             dedup.append(s)
         self._symbols = dedup
         self._starts = [s[0] for s in dedup]
+        # every name, also the labels deduplicated above (they share an address with another)
+        self._addresses: dict[str, int] = {}
+        for start, _size, name in syms:
+            self._addresses.setdefault(name, start)
 
     def symbol(self, address: int) -> tuple[str, int] | None:
         """(name, offset) of the symbol containing ``address``, or None."""
@@ -111,11 +115,7 @@ class Symbolizer:
     def address_of(self, name: str) -> int | None:
         if self._symbols is None:
             self._load_symbols()
-        assert self._symbols is not None
-        for start, _size, sym in self._symbols:
-            if sym == name:
-                return start
-        return None
+        return self._addresses.get(name)
 
     # ------------------------------------------------------------ lines
     def _open_dwarf(self):

@@ -32,3 +32,19 @@ def test_a_c_function_needs_only_its_unit(image) -> None:
     assert kmain is not None
     assert str(s.source_line(kmain + 4)).startswith("hello/kmain.c:")
     assert s._lines is None and len(s._cu_lines) == 1
+
+
+def test_a_label_sharing_its_address_with_another_is_found(tmp_path) -> None:
+    """Labels at one address: the address names one of them, and each name finds it (the
+    others were dropped with the duplicates, and a breakpoint on them failed)."""
+    from mb2_kernel import build
+
+    from emu import Machine
+
+    elf = build("    nop\nfirst:\nsecond:\n    .globl third\nthird:\n    nop\n", tmp_path)
+    m = Machine.from_elf(elf)
+    first = m.symbolizer.address_of("first")
+    assert first == m.symbolizer.address_of("_start") + 1
+    assert m.symbolizer.address_of("second") == m.symbolizer.address_of("third") == first
+    assert m.add_breakpoint("third") == first
+    assert m.run(max_instructions=1000).stop_reason == "breakpoint"
