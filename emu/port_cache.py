@@ -150,12 +150,7 @@ class PortCache:
                         v, until = answer
                         end = NO_END if until is None else self.count_at(until)
                         self._publish(r.owner, port, v & 0xFF, end)
-                noop = getattr(r.device, "stable_write", None)
-                if noop is not None:
-                    self._publish_noop(r, noop)
-                queued = getattr(r.device, "queued_writes", None)
-                if queued is not None:
-                    self._publish_queued(r, queued())
+                self._publish_writes(r)
         return value
 
     def write(self, port: int, size: int, value: int) -> None:
@@ -179,14 +174,19 @@ class PortCache:
         else:
             self.after_io()
         if size == 1 and self.enabled and r is not None:
-            noop = getattr(r.device, "stable_write", None)
-            if noop is not None:
-                self._publish_noop(r, noop)
-            queued = getattr(r.device, "queued_writes", None)
-            if queued is not None:
-                self._publish_queued(r, queued())
+            self._publish_writes(r)
 
     # ------------------------------------------------------------ the table
+    def _publish_writes(self, r) -> None:
+        """The writes to ``r``'s ports the compiled OUT hook may take without Python: those
+        that change nothing (``stable_write``) and those the device queues (``queued_writes``)."""
+        noop = getattr(r.device, "stable_write", None)
+        if noop is not None:
+            self._publish_noop(r, noop)
+        queued = getattr(r.device, "queued_writes", None)
+        if queued is not None:
+            self._publish_queued(r, queued())
+
     def _publish(self, owner: object, port: int, value: int, until: int) -> None:
         if until <= 0:
             return

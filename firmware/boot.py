@@ -217,12 +217,7 @@ def boot_kernel(
         used_protocol, loader, cmdline, loader_name, loaded_modules, section_table, image,
         acpi_rsdp,
     )  # fmt: skip
-    trampoline = loader.relocator.aligned(
-        grub.TRAMPOLINE_LOW, grub.TRAMPOLINE_HIGH - grub.TRAMPOLINE_SIZE,
-        grub.TRAMPOLINE_SIZE, 16, "GRUB's trampoline (the boot stub and GDT)", PREFERENCE_LOW,
-    )  # fmt: skip
-    stub_addr = trampoline.target
-    gdt_base = stub_addr + grub.TRAMPOLINE_GDT_OFFSET
+    stub_addr, gdt_base = _place_trampoline(loader)
     _write_firmware(memory, image.magic, info_addr, image.entry, stub_addr, gdt_base)
     for start, end in memory.dropped:
         loader.notes.append(
@@ -364,12 +359,7 @@ def _boot_linux(
         data, loader.name, memory, loader.relocator, cmdline=cmdline,
         initrd=initrd_data, initrd_name=initrd_name,
     )  # fmt: skip
-    trampoline = loader.relocator.aligned(
-        grub.TRAMPOLINE_LOW, grub.TRAMPOLINE_HIGH - grub.TRAMPOLINE_SIZE,
-        grub.TRAMPOLINE_SIZE, 16, "GRUB's trampoline (the boot stub and GDT)", PREFERENCE_LOW,
-    )  # fmt: skip
-    stub_addr = trampoline.target
-    gdt_base = stub_addr + grub.TRAMPOLINE_GDT_OFFSET
+    stub_addr, gdt_base = _place_trampoline(loader)
     memory.zero(stub_addr, gdt_base + GDT_LIMIT - stub_addr)
     memory.write(stub_addr, linux_stub(boot.zero_page, boot.entry, stub_addr))
     memory.write(gdt_base, gdt_bytes())
@@ -788,6 +778,16 @@ def linux_stub(zero_page: int, entry: int, at: int = grub.TRAMPOLINE_LOW) -> byt
             b"\xea" + struct.pack("<IH", entry, CODE_SELECTOR),  # ljmp $0x10,$code32_start
         ]
     )
+
+
+def _place_trampoline(loader: _Loader) -> tuple[int, int]:
+    """Where GRUB's relocator puts its trampoline (the boot stub, then the GDT), placed last:
+    the stub's address and the GDT's."""
+    trampoline = loader.relocator.aligned(
+        grub.TRAMPOLINE_LOW, grub.TRAMPOLINE_HIGH - grub.TRAMPOLINE_SIZE,
+        grub.TRAMPOLINE_SIZE, 16, "GRUB's trampoline (the boot stub and GDT)", PREFERENCE_LOW,
+    )  # fmt: skip
+    return trampoline.target, trampoline.target + grub.TRAMPOLINE_GDT_OFFSET
 
 
 def _write_firmware(
