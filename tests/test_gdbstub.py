@@ -253,6 +253,11 @@ def test_garbage_never_ends_the_server(image) -> None:
     assert c.ask(b"m100000,4}") == b"E01"
     assert c.ask(b"Z2,1000,0") == b"E22" and c.ask(b"Z3,1000,-4") == b"E01"
     assert c.ask(b"Z2,1000,4") == b"OK" and c.ask(b"z2,1000,4") == b"OK"
+    # a range that wraps past 2^64 is refused (it used to fire on every access); up to the
+    # last byte is taken
+    assert c.ask(b"Z2,fffffffffffffff0,20").startswith(b"E")
+    assert c.ask(b"Z4,ffffffffffffffff,2").startswith(b"E")
+    assert c.ask(b"Z2,fffffffffffffff0,10") == b"OK" and c.ask(b"z2,fffffffffffffff0,10") == b"OK"
     # a wrong checksum is NAKed and the next packet is answered
     c.s.sendall(b"$g#00")
     deadline = time.time() + 5
