@@ -187,6 +187,9 @@ class CmosRtc:
             return 0xFF
         now = self.now_ns()
         reg = self.index
+        if reg == REG_A:  # _register, inlined for the bit kernels poll
+            uip = A_UIP if (now % NS) >= NS - UIP_NS and not self.ram[REG_B] & B_SET else 0
+            return (self.ram[REG_A] & 0x7F) | uip
         if reg != REG_C:
             return self._register(reg, now)
         # the flags of everything that happened by now (the only register they show in: reading

@@ -43,6 +43,9 @@ class PortRange:
     # may have moved): the machine then need not ask every device whether its events moved.
     quiet: bool = False
     owner_has_events: bool = False  # the owner has ``events_changed``
+    # the device publishes something for the port read table (``stable_read``,
+    # ``stable_write`` or ``queued_writes``, emu/port_cache.py): looked up once, here
+    publishes: bool = False
 
     @property
     def end(self) -> int:
@@ -81,7 +84,10 @@ class PortBus:
             raise ConfigError(f"port range for {name} is outside 0x0000-0xFFFF")
         owner = device if owner is None else owner
         events = hasattr(owner, "events_changed")
-        new = PortRange(base, length, device, name, byte_only, owner, quiet, events)
+        publishes = any(
+            hasattr(device, a) for a in ("stable_read", "stable_write", "queued_writes")
+        )
+        new = PortRange(base, length, device, name, byte_only, owner, quiet, events, publishes)
         i = bisect.bisect_left(self._bases, base)
         for neighbour in self.ranges[max(0, i - 1) : i + 1]:
             if neighbour.base < new.end and base < neighbour.end:

@@ -142,7 +142,7 @@ class PortCache:
         if size == 1 and self.enabled:
             if r is None:
                 self._publish(None, port, 0xFF | ENTRY_UNMAPPED, NO_END)
-            else:
+            elif r.publishes:  # a device that publishes nothing (the PIT) costs nothing here
                 stable = getattr(r.device, "stable_read", None)
                 if stable is not None:
                     answer = stable(port - r.base)
@@ -173,7 +173,7 @@ class PortCache:
             self.after_quiet_io()
         else:
             self.after_io()
-        if size == 1 and self.enabled and r is not None:
+        if size == 1 and self.enabled and r is not None and r.publishes:
             self._publish_writes(r)
 
     # ------------------------------------------------------------ the table

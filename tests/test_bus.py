@@ -105,3 +105,31 @@ def test_wide_access_straddling_the_end_of_a_range() -> None:
     bus.map(0x3FE, 2, Recorder(0x40), "tail")
     # bytes 0x3FE, 0x3FF from the device, 0x400 and 0x401 unmapped (0xFF)
     assert bus.read(0x3FE, 4) == 0xFFFF4140
+
+
+def test_a_range_knows_whether_its_device_publishes_for_the_port_table() -> None:
+    """The port cache asks a device for table entries only where the range says it has any: a
+    device with none of the publishing methods (the PIT) pays nothing for the table."""
+
+    class Publisher(Recorder):
+        def stable_read(self, offset: int) -> tuple[int, int | None] | None:
+            return None
+
+    class Queuer(Recorder):
+        def queued_writes(self) -> tuple[int, ...]:
+            return ()
+
+    bus = PortBus()
+    plain = bus.map(0x40, 4, Recorder(), "timer")
+    reads = bus.map(0x60, 1, Publisher(), "kbd")
+    queues = bus.map(0x3F8, 8, Queuer(), "COM1")
+    assert (plain.publishes, reads.publishes, queues.publishes) == (False, True, True)
+
+
+def test_the_machine_asks_the_pit_for_no_table_entries() -> None:
+    from emu.machine import Machine
+
+    m = Machine(serial_sink=None)
+    by_device = {type(r.device).__name__: r.publishes for r in m.ports.bus.ranges}
+    assert by_device["Pit8254"] is False
+    assert by_device["CmosRtc"] is True and by_device["Uart16550"] is True

@@ -174,6 +174,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     internals: I.EngineInternals = field(init=False)
     ctx: np.ndarray = field(init=False)
     blocks: dict[tuple[int, int, int], _BlockInfo] = field(init=False, default_factory=dict)
+    # precise_icount's last lookup in ``blocks``: (CTX_LAST_PC, CTX_LAST_INFO) -> its block (a
+    # polling loop asks for the same block at every access); reset whenever ``blocks`` changes
+    _recent_block: tuple[int, int, _BlockInfo | None] = field(init=False, default=(-1, -1, None))
 
     def __post_init__(self) -> None:
         if self.ram.dtype != np.uint8 or not self.ram.flags.c_contiguous:
@@ -401,7 +404,11 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         if not count or ctx[_ENABLED] == 0:
             return ctx[_ICOUNT]
         before = ctx[_ICOUNT] - count
-        block = self.blocks.get((ctx[_LAST_PC], info & 0xFFFF, (info >> 16) & 0xFF))
+        last_pc = ctx[_LAST_PC]
+        recent_pc, recent_info, block = self._recent_block
+        if recent_pc != last_pc or recent_info != info:
+            block = self.blocks.get((last_pc, info & 0xFFFF, (info >> 16) & 0xFF))
+            self._recent_block = (last_pc, info, block)
         if block is None:
             return before
         env = self._env64
@@ -418,6 +425,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self.uc._Uc__ctl_w(UC_CTL_TLB_FLUSH)  # the binding has no public wrapper for it
         self.uc.ctl_flush_tb()
         self.blocks.clear()
+        self._recent_block = (-1, -1, None)
         self._alloc_table(_TABLE_SLOTS)
         for slot in (K.CTX_ARMED, K.CTX_IN_SERVICE, K.CTX_EDGE_COUNT, K.CTX_LOG_COUNT,
                      K.CTX_CYCLES_DONE, K.CTX_DELIVERED, K.CTX_IO_DUE):  # fmt: skip
@@ -793,6 +801,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             # translated before its instruction hooks existed: translate it again before it runs
             self.uc.ctl_remove_cache(pc, pc + size)
         self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
+        self._recent_block = (-1, -1, None)
         self._table_insert(pc, size, bits, len(insns))
 
     def _account_partial_block(self, rip: int) -> None:
