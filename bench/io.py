@@ -9,7 +9,9 @@ default: what the devices published is answered without Python). The baselines, 
 the same run, are a raw Unicorn engine running ``in $0x80`` in a loop with one empty Python IN
 hook, through the binding's ``hook_add`` and as a bare ctypes callback (what our compiled hook
 calls for a miss): the floor of any access that reaches Python. Every figure is the median of
-several runs; the load average is printed with them (the machine may be shared).
+several runs. Times are the CPU time of this process (every case runs in it, on one thread),
+not wall time, so that other work on a shared host does not count against the access; the load
+average is printed with them, since a busy host still slows a process through its caches.
 
 Goals (issue 13): <= 1 us per access through Python, <= 0.2 us answered by the compiled hooks
 (the PIT's counter moves at every instant: it is never published, both figures are Python's).
@@ -73,9 +75,9 @@ def loop(body: str, iterations: int) -> str:
 def machine_seconds(elf: Path, port_table: bool) -> tuple[float, int]:
     m = Machine(serial_sink=None, port_table=port_table)
     m.load(elf)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     r = m.run(timeout=600)
-    t = time.perf_counter() - t0
+    t = time.process_time() - t0
     if r.stop_reason != "debug-exit":
         raise SystemExit(f"{elf.name}: stopped with {r.stop_reason}")
     return t, r.instructions
@@ -98,9 +100,9 @@ def baseline_us(iterations: int) -> float:
         return 0xFF
 
     uc.hook_add(unicorn.UC_HOOK_INSN, hook_in, None, 1, 0, unicorn.x86_const.UC_X86_INS_IN)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     uc.emu_start(0x1000, end)
-    return (time.perf_counter() - t0) / iterations * 1e6
+    return (time.process_time() - t0) / iterations * 1e6
 
 
 _IN_CB = ctypes.CFUNCTYPE(
@@ -121,9 +123,9 @@ def ctypes_floor_us(iterations: int) -> float:
     )  # fmt: skip
     if err:
         raise SystemExit(f"cannot install the ctypes IN hook (unicorn error {err})")
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     uc.emu_start(0x1000, end)
-    return (time.perf_counter() - t0) / iterations * 1e6
+    return (time.process_time() - t0) / iterations * 1e6
 
 
 def main() -> None:
