@@ -301,6 +301,16 @@ def build_parser() -> argparse.ArgumentParser:
     dbg.add_argument("--break", dest="breaks", action="append", default=[], metavar="SYMBOL",
                      help="a breakpoint at SYMBOL or ADDR before the first instruction")  # fmt: skip
     _entry_options(dbg)
+    web = dbg.add_argument_group("in a browser (needs the web extra: textual-serve)")
+    web.add_argument("--web", action="store_true",
+                     help="serve the debugger to browsers instead of opening it here: each "
+                     "browser tab gets its own machine (exit 2 if the port is taken)")  # fmt: skip
+    web.add_argument("--host", default="127.0.0.1",
+                     help="with --web: the address to listen on (default 127.0.0.1)")  # fmt: skip
+    web.add_argument("--port", type=_port, default=8000,
+                     help="with --web: the TCP port (default 8000; 0 = any free one)")  # fmt: skip
+    dbg.set_defaults(long_options=[o for a in dbg._actions for o in a.option_strings
+                                   if o.startswith("--")])  # fmt: skip
 
     sub.add_parser(
         "images",
@@ -620,19 +630,58 @@ def _cmd_gdbserver(args: argparse.Namespace) -> int:
         _close(sink)
 
 
-def _cmd_debug(args: argparse.Namespace) -> int:
-    from tui.app import DebuggerApp
-
+def _debugger_machine(args: argparse.Namespace):
+    """The machine the debugger opens on: at the entry point (or the stub), with the
+    breakpoints of --break."""
     machine, kernel, sink = _machine_from(args)
     try:
         if not args.stub:
             _to_entry(machine)
         for where in args.breaks:
             _break_at(machine, where)
+    except BaseException:
+        _close(sink)
+        raise
+    return machine, kernel, sink
+
+
+def _cmd_debug(args: argparse.Namespace) -> int:
+    from tui import web
+    from tui.app import DebuggerApp
+
+    if args.web:
+        return _serve_debugger(args)
+    if web.session_argv(args.argv, args.long_options) != args.argv:
+        raise ConfigError("debug: --host and --port go with --web")
+    machine, kernel, sink = _debugger_machine(args)
+    try:
         DebuggerApp(machine, str(kernel)).run()
     finally:
         _close(sink)
     return 0
+
+
+def _serve_debugger(args: argparse.Namespace) -> int:
+    """debug --web: the kernel and the breakpoints are checked once here, so that a mistake is
+    one line now rather than one in every browser tab; then each tab gets a session."""
+    from tui import web
+
+    for option, value in (("--serial", args.serial), ("--serial-input", args.serial_input)):
+        if value == "stdio":
+            raise ConfigError(f"debug --web: {option} stdio would go into the browser's "
+                              "terminal stream: use file:PATH")  # fmt: skip
+    _machine, kernel, sink = _debugger_machine(args)
+    _close(sink)
+
+    def say(text: str) -> None:
+        sys.stderr.write(f"triplefault: {text}\n")
+        sys.stderr.flush()
+
+    command = web.session_command(args.argv, args.long_options)
+    try:
+        return web.serve(command, args.host, args.port, f"triplefault debug {kernel.name}", say)
+    except web.WebError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _cmd_images(_args: argparse.Namespace) -> int:
@@ -683,6 +732,7 @@ def _quiet_broken_pipe() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="triplefault: %(name)s: %(message)s",

@@ -242,7 +242,7 @@ BAD_COMMANDS = {
     "step 0": "step count must be 1 to",
     "list nowhere_at_all": "no symbol 'nowhere_at_all'",
     "frobnicate 3": "unknown command 'frobnicate': break, code, continue, delete, goto, help, "
-    "ioapic, lapic, list, pic, ptx, run, step, walk, watch, x",
+    "ioapic, lapic, list, pic, ptx, run, screenshot, step, walk, watch, x",
 }
 
 

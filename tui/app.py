@@ -51,6 +51,7 @@ KEYS = (
     ("v", "the VGA screen tab"),
     ("i", "leave the command output tab"),
     (":", "command line (Up/Down: history, Tab: complete a command or a symbol)"),
+    ("Ctrl-S", "the screen as SVG, even while running (in a browser: a download)"),
     ("?, F1", "this help"),
     ("q", "quit"),
 )
@@ -68,6 +69,7 @@ COMMANDS = (
     ("walk VADDR", "a page walk, level by level"),
     ("ptx [VADDR]", "the explorer on an address's walk (alone: the last #PF's CR2)"),
     ("lapic, ioapic, pic", "an interrupt controller's state"),
+    ("screenshot [FILE]", "the screen as SVG (default: a new file here; in a browser, a download)"),
     ("help", "this help"),
 )
 VERBS = {
@@ -75,7 +77,7 @@ VERBS = {
     "w": "watch", "continue": "continue", "cont": "continue", "c": "continue", "run": "run",
     "goto": "goto", "step": "step", "s": "step", "x": "x", "list": "list", "l": "list",
     "code": "code", "walk": "walk", "lapic": "lapic", "ioapic": "ioapic", "pic": "pic",
-    "help": "help", "?": "help", "ptx": "ptx",
+    "help": "help", "?": "help", "ptx": "ptx", "screenshot": "screenshot",
 }  # fmt: skip
 COMMAND_NAMES = sorted({v for v in VERBS.values()})
 TABS = ("regs-tab", "trace", "serial", "memory", "stack-tab", "source-tab", "breaks", "pages",
@@ -269,6 +271,7 @@ class DebuggerApp(App):
         Binding("question_mark,f1", "help", "Help"),
         Binding("escape", "stop", "Stop", show=False),
         Binding("ctrl+c", "stop", "Stop", show=False, priority=True),
+        Binding("ctrl+s", "save_screen", "Screenshot", show=False, priority=True),
         ("q", "quit", "Quit"),
     ]
 
@@ -722,7 +725,7 @@ class DebuggerApp(App):
         needs = {"break": 1, "delete": 1, "watch": 1, "run": 1, "goto": 1, "x": 1, "code": 1,
                  "walk": 1}  # fmt: skip
         most = {"break": 1, "delete": 1, "watch": 3, "run": 1, "goto": 1, "x": 2, "code": 1,
-                "walk": 1, "step": 1, "list": 1, "ptx": 1}  # fmt: skip
+                "walk": 1, "step": 1, "list": 1, "ptx": 1, "screenshot": 1}  # fmt: skip
         if len(args) < needs.get(verb, 0) or len(args) > most.get(verb, 0):
             raise CommandError(f"usage: {usage.get(verb, verb)}")
         if verb == "break":
@@ -772,6 +775,28 @@ class DebuggerApp(App):
             self.show_info(Text(s.controller_state(verb)))
         elif verb == "help":
             self.action_help()
+        elif verb == "screenshot":
+            self._save_screen(args[0] if args else None)
+
+    def action_save_screen(self) -> None:
+        try:
+            self._save_screen(None)
+        except CommandError as e:
+            self.session.message = str(e)
+        self._status()
+
+    def _save_screen(self, name: str | None) -> None:
+        """An SVG of the screen as it is: saved here, or, in a browser, offered as a download
+        (Textual's delivery through textual-serve)."""
+        if self.is_web:
+            self.deliver_screenshot(name)
+            self.session.message = "screenshot sent to the browser"
+            return
+        try:
+            path = self.save_screenshot(name)
+        except OSError as e:
+            raise CommandError(f"screenshot: cannot write {name or 'it'}: {e.strerror}") from None
+        self.session.message = f"screenshot saved to {path}"
 
     def _delete(self, arg: str) -> None:
         m = self.session.machine
