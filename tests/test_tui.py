@@ -483,3 +483,101 @@ def test_explorer_opens_on_a_page_fault(image) -> None:
 def test_explorer_with_paging_off(image) -> None:
     app = _drive(image("hello"), "t")
     assert "paging is off (CR0.PG=0): there is no page-table tree" in app.sub_title
+
+
+# ---------------------------------------------------------------------- v, e, i, controllers
+def test_screen_tab_follows_the_machine(image) -> None:
+    seen: dict[str, object] = {}
+
+    async def script(app, pilot) -> None:
+        seen["before"] = "screen" in app.rendered  # drawn only while its tab is in front
+        await pilot.press("v")
+        seen["tab"] = app.query_one("#tabs").active
+        seen["at-entry"] = _plain(app.rendered["screen"])
+        await _type(app, pilot, "run 100000")
+        seen["after-run"] = _plain(app.rendered["screen"])
+
+    app = _session(image("hello"), script)
+    assert seen["before"] is False and seen["tab"] == "screen"
+    assert "long mode OK" not in seen["at-entry"]
+    assert "Triplefault hello: long mode OK" in seen["after-run"]
+    assert "COM1: loopback self-test passed" in seen["after-run"]
+    assert app.session.machine.screen_text() in seen["after-run"]
+
+
+def test_e_toggles_stopping_on_exceptions(image) -> None:
+    seen: dict[str, object] = {}
+
+    async def script(app, pilot) -> None:
+        await pilot.press("e")
+        seen["on"] = (app.session.stop_on_exceptions, app.sub_title)
+        await pilot.press("e")
+        seen["off"] = (app.session.stop_on_exceptions, app.sub_title)
+        await pilot.press("c")  # off: the #UD is delivered, and so on to the triple fault
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+    app = _session(image("lost-in-32bit"), script)
+    on, off = seen["on"], seen["off"]
+    assert on[0] is True and "stop on exceptions: on (before delivery)" in on[1]
+    assert off[0] is False and "stop on exceptions: off" in off[1]
+    # the status line's standing mark goes with it
+    assert "| stop on exceptions |" in on[1] and "| stop on exceptions |" not in off[1] + " |"
+    s = app.session
+    assert s.last.stop_reason == "triple-fault" and s.machine.pending_exception is None
+    assert s.machine.instructions == 279_570
+
+
+def test_interrupt_controllers_and_i(image) -> None:
+    """lapic, ioapic and pic show the controllers as they are now; i leaves their output."""
+    seen: dict[str, str] = {}
+
+    async def script(app, pilot) -> None:
+        await pilot.press("3")
+        seen["tab"] = app.query_one("#tabs").active
+        await _type(app, pilot, "pic")
+        seen["pic-boot"] = _plain(app.rendered["info"])
+        seen["shown"] = app.query_one("#tabs").active
+        await pilot.press("i")
+        seen["back"] = app.query_one("#tabs").active
+        await pilot.press("i")  # off the output tab: nothing to leave
+        seen["still"] = app.query_one("#tabs").active
+        await _type(app, pilot, "run 360000")  # the kernel has programmed all three
+        for name in ("lapic", "ioapic", "pic"):
+            await _type(app, pilot, name)
+            seen[name] = _plain(app.rendered["info"])
+
+    app = _session(image("apic"), script)
+    assert seen["tab"] == "memory" and seen["shown"] == "info"
+    assert seen["back"] == "memory" and seen["still"] == "memory"
+    # at hand-over the PICs have the BIOS's bases; by 360,000 the kernel moved them
+    assert "PIC1: irr=10 isr=00 imr=b8 base=08" in seen["pic-boot"]
+    assert "PIC2:" in seen["pic-boot"] and "base=70" in seen["pic-boot"]
+    assert "PIC1: irr=03 isr=00 imr=ff base=20" in seen["pic"]
+    assert "LAPIC id 0 base 0xfee00000 enabled, SVR 0x1ff" in seen["lapic"]
+    assert "TMR 0x34" in seen["lapic"] and "LVT timer=0x00010000" in seen["lapic"]
+    assert "I/O APIC id 0 at 0xfec00000" in seen["ioapic"]
+    assert "pin  2: vector 0x32 fixed" in seen["ioapic"]
+    assert "pin 20: vector 0x34 fixed, dest 0x00 physical, level" in seen["ioapic"]
+    m = app.session.machine
+    assert seen["lapic"].strip() == m.lapic.describe().strip()
+
+
+def test_screenshot_command_and_ctrl_s(image, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    said: dict[str, str] = {}
+
+    async def script(app, pilot) -> None:
+        said["file"] = await _type(app, pilot, f"screenshot {tmp_path / 'shot.svg'}")
+        said["bad"] = await _type(app, pilot, f"screenshot {tmp_path / 'no' / 'shot.svg'}")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        said["key"] = app.sub_title
+
+    _session(image("hello"), script)
+    assert f"screenshot saved to {tmp_path / 'shot.svg'}" in said["file"]
+    svg = (tmp_path / "shot.svg").read_text()
+    assert svg.startswith("<svg") and "registers" in svg and "RIP&#160;0x" in svg
+    assert "screenshot: cannot write" in said["bad"] and "No such file or directory" in said["bad"]
+    made = sorted(p.name for p in tmp_path.glob("Triplefault_*.svg"))
+    assert len(made) == 1 and f"screenshot saved to ./{made[0]}" in said["key"]
