@@ -245,7 +245,7 @@ class CmosRtc:
         value &= 0xFF
         if offset & 1 == 0:
             self.index = value & 0x7F
-            self.nmi_disabled = bool(value & 0x80)
+            self.nmi_disabled = value > 0x7F
             return
         self.events_changed = True
         reg = self.index

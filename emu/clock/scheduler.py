@@ -63,6 +63,7 @@ class Scheduler:
     ) -> None:
         self.core = core
         self._ctxv = core._ctxv
+        self._precise_icount = core.precise_icount  # bound once: devices read the time per access
         self.cpu_mhz = cpu_mhz
         self.record_fast_deliveries = record_fast_deliveries
         self.realtime = realtime
@@ -137,7 +138,7 @@ class Scheduler:
 
     def now_ns(self) -> int:
         """Virtual time: 1000/cpu_mhz ns per retired instruction, plus the time spent halted."""
-        icount = self.core.precise_icount()  # time_at, inlined: devices read the time per access
+        icount = self._precise_icount()  # time_at, inlined: devices read the time per access
         mhz = self.cpu_mhz
         if mhz == 1000:
             return icount + self._idle_ns
