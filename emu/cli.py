@@ -196,6 +196,11 @@ def _stop_options(p: argparse.ArgumentParser, *, after: bool = True) -> None:
                    help="stop after this many wall-clock seconds (default 30; 0 = never)")  # fmt: skip
 
 
+def _picture_options(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--svg", type=Path, metavar="FILE", help=f"draw {what} as SVG into FILE")
+    p.add_argument("--png", type=Path, metavar="FILE", help=f"draw {what} as PNG into FILE")
+
+
 def _entry_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stub", action="store_true",
                    help="start on the firmware stub (GRUB's hand-over code) instead of the "
@@ -255,8 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         choices=sorted(ptview.FILTERS),
-        help="keep only ranges that are: wx, user, kernel, nx, x, w, ro, dirty, global",
+        help="keep only ranges that are: wx, user, kernel, nx, x, w, ro, accessed, dirty, global",
     )
+    pt.add_argument("--diff", metavar="N|SYMBOL|ADDR",
+                    help="what changed since an earlier point of the same run: after N "
+                    "instructions (a decimal count), or at the first arrival at SYMBOL or 0xADDR; "
+                    "the later point is --at, --after or the end, as without --diff")  # fmt: skip
+    _picture_options(pt, "the tree's top levels and the ranges they map")
     tr = sub.add_parser(
         "translate",
         parents=[_machine_options("none")],
@@ -268,6 +278,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--plain", action="store_true", help="no colours")
     tr.add_argument("--access", choices=("read", "write", "fetch"), default="read")
     tr.add_argument("--cpl", type=int, choices=(0, 3), default=0)
+    _picture_options(tr, "the walk")
 
     gs = sub.add_parser(
         "gdbserver",
@@ -534,20 +545,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 # -------------------------------------------------------------------- pt, translate
-def _stop_point(args: argparse.Namespace):
-    """Boot the kernel and run it to the requested point: (machine, result, description)."""
+def _stop_point(args: argparse.Namespace, at: str | None = None, after: int | None = None):
+    """Boot the kernel and run it to a point (``at`` SYMBOL|ADDR, ``after`` N instructions, or
+    where the run ends): (machine, result, description)."""
     machine, _kernel, sink = _machine_from(args)
     try:
-        if args.at:
-            address = _break_at(machine, args.at)
+        if at:
+            address = _break_at(machine, at)
             result = machine.run(timeout=args.timeout or None)
             if result.stop_reason != "breakpoint":
                 raise ConfigError(
-                    f"the run ended ({result.headline()}) before reaching {args.at} at 0x{address:x}"
+                    f"the run ended ({result.headline()}) before reaching {at} at 0x{address:x}"
                 )
-            where = f"at {args.at} (0x{address:x}), after {result.instructions:,} instructions"
-        elif args.after:
-            result = machine.run(max_instructions=args.after, timeout=args.timeout or None)
+            where = f"at {at} (0x{address:x}), after {result.instructions:,} instructions"
+        elif after:
+            result = machine.run(max_instructions=after, timeout=args.timeout or None)
             where = f"after {result.instructions:,} instructions ({result.stop_reason})"
         else:
             result = machine.run(timeout=args.timeout or None)
@@ -557,25 +569,94 @@ def _stop_point(args: argparse.Namespace):
     return machine, result, where
 
 
+def _check_pictures(args: argparse.Namespace) -> None:
+    """Before the boot: a picture's file must be writable where it is named."""
+    for option, path in (("--svg", args.svg), ("--png", args.png)):
+        if path is not None and not path.parent.resolve().is_dir():
+            raise ConfigError(f"{option} {path}: no directory {path.parent}")
+
+
+def _write_pictures(args: argparse.Namespace, drawing) -> None:
+    from .mmu import picture
+
+    for option, path in (("--svg", args.svg), ("--png", args.png)):
+        if path is None:
+            continue
+        try:
+            picture.save(drawing, **{option[2:]: path})
+        except OSError as e:
+            raise ConfigError(f"{option} {path}: {e.strerror or e}") from None
+        sys.stderr.write(f"triplefault: wrote {path}\n")
+
+
+def _filtered(args: argparse.Namespace, machine, c) -> list:
+    from . import mmu
+
+    maps = mmu.mappings(machine.ram, c.cr3, cr0=c.cr0, cr4=c.cr4, efer=c.efer)
+    for name in args.filter:
+        maps = [m for m in maps if ptview.FILTERS[name](m)]
+    return maps
+
+
 def _cmd_pt(args: argparse.Namespace) -> int:
     from . import mmu
 
-    machine, result, where = _stop_point(args)
+    if args.diff is not None:
+        return _pt_diff(args)
+    _check_pictures(args)
+    machine, result, where = _stop_point(args, args.at, args.after)
     c = result.cpu
     out = ptview.console(args.plain or not sys.stdout.isatty())
     mode = mmu.paging_mode(c.cr0, c.cr4, c.efer)
     out.print(f"{args.kernel}: {mode.value}, CR3=0x{c.cr3:x}, {where}")
+    if mode is mmu.PagingMode.OFF:
+        if args.svg or args.png:
+            raise ConfigError("paging is off (CR0.PG=0) there: no tree to draw")
+        out.print("paging is off (CR0.PG=0): linear addresses are physical")
+        return 0
+    maps = _filtered(args, machine, c)
+    if args.svg or args.png:
+        from .mmu import picture
+
+        title = f"{args.kernel}, {where}" + (f" (ranges: {', '.join(args.filter)})"
+                                             if args.filter else "")  # fmt: skip
+        _write_pictures(args, picture.tree_drawing(machine.ram, c.cr3, mode, maps, title))
     if args.tree:
         out.print(ptview.tree_text(machine.ram, c.cr3, cr0=c.cr0, cr4=c.cr4, efer=c.efer), end="")
         return 0
-    maps = mmu.mappings(machine.ram, c.cr3, cr0=c.cr0, cr4=c.cr4, efer=c.efer)
-    for name in args.filter:
-        maps = [m for m in maps if ptview.FILTERS[name](m)]
-    if mode is mmu.PagingMode.OFF:
-        out.print("paging is off (CR0.PG=0): linear addresses are physical")
-        return 0
     title = f"{len(maps)} range(s)" + (f" ({', '.join(args.filter)})" if args.filter else "")
     out.print(ptview.ranges_table(maps, title))
+    return 0
+
+
+def _pt_diff(args: argparse.Namespace) -> int:
+    """Two boots of the same kernel with the same flags (runs are deterministic): one to the
+    earlier point, one to the later, and the ranges compared."""
+    from . import mmu
+
+    if args.tree:
+        raise ConfigError("--diff compares ranges: it does not go with --tree")
+    if args.svg or args.png:
+        raise ConfigError("--svg and --png draw one point of the run: not with --diff")
+    since = args.diff.replace("_", "").replace(",", "")
+    if since.isdigit():
+        if int(since) <= 0:
+            raise ConfigError(f"--diff {args.diff}: an instruction count must be at least 1")
+        first = _stop_point(args, after=int(since))
+    else:
+        first = _stop_point(args, at=args.diff)
+    second = _stop_point(args, args.at, args.after)
+    out = ptview.console(args.plain or not sys.stdout.isatty())
+    sides = []
+    for label, (machine, result, where) in (("from", first), ("to", second)):
+        c = result.cpu
+        mode = mmu.paging_mode(c.cr0, c.cr4, c.efer)
+        maps = [] if mode is mmu.PagingMode.OFF else _filtered(args, machine, c)
+        sides.append(maps)
+        out.print(f"{args.kernel}, {label + ':':5} {where} ({mode.value}, CR3=0x{c.cr3:x})")
+    diff = mmu.diff_mappings(*sides, accessed_dirty=True)
+    title = ptview.diff_title(diff) + (f" ({', '.join(args.filter)})" if args.filter else "")
+    out.print(ptview.diff_table(diff, title) if diff else title)
     return 0
 
 
@@ -586,13 +667,20 @@ def _cmd_translate(args: argparse.Namespace) -> int:
         vaddr = int(args.vaddr, 0)
     except ValueError:
         raise ConfigError(f"{args.vaddr!r} is not an address") from None
-    machine, result, where = _stop_point(args)
+    if not 0 <= vaddr < 1 << 64:
+        raise ConfigError(f"{args.vaddr} is not an address: 0 to 2^64-1")
+    _check_pictures(args)
+    machine, result, where = _stop_point(args, args.at, args.after)
     c = result.cpu
     w = mmu.walk(machine.ram, c.cr3, vaddr, args.access, cr0=c.cr0, cr4=c.cr4, efer=c.efer,
                  cpl=args.cpl)  # fmt: skip
     out = ptview.console(args.plain or not sys.stdout.isatty())
     out.print(f"{args.kernel}: CR3=0x{c.cr3:x}, {where}")
     out.print(ptview.walk_text(w), end="")
+    if args.svg or args.png:
+        from .mmu import picture
+
+        _write_pictures(args, picture.walk_drawing(w, c.cr3, f"{args.kernel}, {where}"))
     return 0 if w.ok else 1
 
 

@@ -42,7 +42,7 @@ class Mapping:
     Rights are those of the entries (RW, US and XD of every level), not of one access: a
     supervisor may write a read-only page while CR0.WP=0. ``accessed_pages``/``dirty_pages``
     count the pages whose leaf entry has A/D set; they are None for a piece cut out of a run
-    (``diff_mappings``), whose per-page state is not known.
+    of mixed pages (``diff_mappings``), whose per-page state is not known.
     """
 
     virt: int
@@ -191,7 +191,8 @@ def reverse_lookup(maps: Iterable[Mapping], phys: int) -> list[int]:
 class MappingDiff:
     """What changed between two trees, as ranges of the ``after`` side (``removed``: of the
     ``before`` side). ``changed`` pairs (before, after) pieces of equal virtual extent whose
-    physical address or rights differ. Page size and A/D alone are not a change."""
+    physical address or rights differ (with ``accessed_dirty``, also whose A or D bits do).
+    Page size alone is not a change."""
 
     added: list[Mapping] = field(default_factory=list)
     removed: list[Mapping] = field(default_factory=list)
@@ -201,9 +202,14 @@ class MappingDiff:
         return bool(self.added or self.removed or self.changed)
 
 
-def diff_mappings(before: Sequence[Mapping], after: Sequence[Mapping]) -> MappingDiff:
+def diff_mappings(
+    before: Sequence[Mapping], after: Sequence[Mapping], *, accessed_dirty: bool = False
+) -> MappingDiff:
     """Compare two lists from ``mappings()`` (say, before and after a MOV CR3 or a page-table
-    edit) by sweeping their boundaries: linear in the number of ranges.
+    edit) by sweeping their boundaries: linear in the number of ranges. ``accessed_dirty``
+    counts a change of the A or D bits as a change too (what the CPU did between two points of
+    a run); it needs rows that are all-accessed or none (``mappings(split_ad=True)``, the
+    default), else a piece cut out of a mixed row is compared as not accessed.
 
     >>> a = [Mapping(0x1000, 0x1000, 0x2000, 0x1000, False, False, True, False)]
     >>> b = [Mapping(0x1000, 0x1000, 0x2000, 0x1000, True, False, True, False)]
@@ -223,14 +229,21 @@ def diff_mappings(before: Sequence[Mapping], after: Sequence[Mapping]) -> Mappin
         if old is None and new is None:
             continue
         if old is None:
-            _append_merged(diff.added, _cut(new, lo, hi))
+            _append_merged(diff.added, _cut(new, lo, hi), accessed_dirty)
         elif new is None:
-            _append_merged(diff.removed, _cut(old, lo, hi))
+            _append_merged(diff.removed, _cut(old, lo, hi), accessed_dirty)
         else:
             a, b = _cut(old, lo, hi), _cut(new, lo, hi)
-            if _identity(a) != _identity(b):
+            key_a, key_b = _identity(a), _identity(b)
+            if accessed_dirty:
+                key_a, key_b = (*key_a, a.accessed, a.dirty), (*key_b, b.accessed, b.dirty)
+            if key_a != key_b:
                 prev = diff.changed[-1] if diff.changed else None
-                if prev and _mergeable(prev[0], a) and _mergeable(prev[1], b):
+                if (
+                    prev
+                    and _mergeable(prev[0], a, accessed_dirty)
+                    and _mergeable(prev[1], b, accessed_dirty)
+                ):
                     diff.changed[-1] = (_join(prev[0], a), _join(prev[1], b))
                 else:
                     diff.changed.append((a, b))
@@ -242,18 +255,26 @@ def _identity(m: Mapping) -> tuple[int, bool, bool, bool, bool]:
 
 
 def _cut(m: Mapping, start: int, end: int) -> Mapping:
+    """The piece [start, end) of ``m``; its A/D page counts are known when ``m``'s pages are
+    all alike (none or all accessed, none or all dirty), None otherwise."""
     if start == m.virt and end == m.virt_end:
         return m
+    pages = (end - start) // m.page_size
+
+    def count(n: int | None) -> int | None:
+        return 0 if n == 0 else max(1, pages) if n is not None and n == m.pages else None
+
     return replace(m, virt=start, phys=m.phys + (start - m.virt), size=end - start,
-                   accessed_pages=None, dirty_pages=None)  # fmt: skip
+                   accessed_pages=count(m.accessed_pages), dirty_pages=count(m.dirty_pages))  # fmt: skip
 
 
-def _mergeable(a: Mapping, b: Mapping) -> bool:
+def _mergeable(a: Mapping, b: Mapping, accessed_dirty: bool = False) -> bool:
     return (
         a.virt_end == b.virt
         and a.phys_end == b.phys
         and (a.writable, a.user, a.executable, a.global_)
         == (b.writable, b.user, b.executable, b.global_)
+        and (not accessed_dirty or (a.accessed, a.dirty) == (b.accessed, b.dirty))
     )
 
 
@@ -266,8 +287,8 @@ def _join(a: Mapping, b: Mapping) -> Mapping:
                    dirty_pages=total(a.dirty_pages, b.dirty_pages))  # fmt: skip
 
 
-def _append_merged(rows: list[Mapping], m: Mapping) -> None:
-    if rows and _mergeable(rows[-1], m):
+def _append_merged(rows: list[Mapping], m: Mapping, accessed_dirty: bool = False) -> None:
+    if rows and _mergeable(rows[-1], m, accessed_dirty):
         rows[-1] = _join(rows[-1], m)
     else:
         rows.append(m)

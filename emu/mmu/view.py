@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from . import Mapping, PageWalk, PagingMode, WalkLevel, paging_mode
+from . import Mapping, MappingDiff, PageWalk, PagingMode, WalkLevel, paging_mode
 
 SIZE_NAMES = {4096: "4K", 2 << 20: "2M", 4 << 20: "4M", 1 << 30: "1G"}
 FILTERS = {
@@ -22,6 +22,7 @@ FILTERS = {
     "x": lambda m: m.executable,
     "w": lambda m: m.writable,
     "ro": lambda m: not m.writable,
+    "accessed": lambda m: m.accessed,
     "dirty": lambda m: m.dirty,
     "global": lambda m: m.global_,
 }
@@ -60,6 +61,42 @@ def ranges_table(maps: list[Mapping], title: str) -> Table:
     table.add_column("rights", no_wrap=True)
     for m in maps:
         table.add_row(
+            f"{m.virt:016x}-{m.virt_end - 1:016x}",
+            f"{m.phys:010x}",
+            human(m.size),
+            SIZE_NAMES.get(m.page_size, human(m.page_size)),
+            flags_text(m),
+        )
+    return table
+
+
+def diff_title(diff: MappingDiff) -> str:
+    n = len(diff.added) + len(diff.removed) + len(diff.changed)
+    if not n:
+        return "no change"
+    return (f"{n} change(s): {len(diff.added)} added, {len(diff.removed)} removed, "
+            f"{len(diff.changed)} changed")  # fmt: skip
+
+
+def diff_table(diff: MappingDiff, title: str) -> Table:
+    """The ranges a diff found, in virtual-address order, as a diff prints them: ``+`` added,
+    ``-`` removed, a changed range as its ``-`` before row and its ``+`` after row."""
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    table.add_column("", no_wrap=True)
+    table.add_column("virtual", no_wrap=True)
+    table.add_column("physical", no_wrap=True)
+    table.add_column("size", justify="right")
+    table.add_column("page", justify="right")
+    table.add_column("rights", no_wrap=True)
+    rows: list[tuple[int, int, str, Mapping]] = []
+    rows += [(m.virt, 1, "+", m) for m in diff.added]
+    rows += [(m.virt, 0, "-", m) for m in diff.removed]
+    for before, after in diff.changed:
+        rows += [(before.virt, 0, "-", before), (after.virt, 1, "+", after)]
+    for _va, _order, sign, m in sorted(rows, key=lambda r: (r[0], r[1])):
+        style = "green" if sign == "+" else "red"
+        table.add_row(
+            Text(sign, style=f"bold {style}"),
             f"{m.virt:016x}-{m.virt_end - 1:016x}",
             f"{m.phys:010x}",
             human(m.size),
