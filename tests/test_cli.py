@@ -189,6 +189,35 @@ def test_pt_and_translate_commands(image) -> None:
     assert p.returncode == 2 and p.stderr.startswith(b"triplefault: error: no symbol")
 
 
+def test_pt_diff_between_two_points(image) -> None:
+    image("paging")
+    p = triplefault("pt", "paging", "--diff", "pages_touched", "--plain")
+    assert p.returncode == 0, p.stderr.decode()
+    out = p.stdout.decode()
+    assert "paging, from: at pages_touched (0x100190), after 22,629 instructions" in out
+    assert "paging, to:   where the run ended (debug-exit)" in out
+    assert "5 change(s): 0 added, 0 removed, 5 changed" in out
+    # the #PF handler made 0x40001000 writable; the TLB experiment moved 0x40006000's frame
+    assert "-  0000000040001000-0000000040001fff  0000601000    4K    4K  RS- ---" in out
+    assert "+  0000000040001000-0000000040001fff  0000601000    4K    4K  WS- -AD" in out
+    assert "-  0000000040006000-0000000040006fff  0000606000" in out
+    assert "+  0000000040006000-0000000040006fff  0000607000" in out
+    # counts on both sides, and a filter applied to both
+    p = triplefault("pt", "paging", "--diff", "7561", "--after", "22629", "--filter", "dirty",
+                    "--plain")  # fmt: skip
+    out = p.stdout.decode()
+    assert "1 change(s): 1 added, 0 removed, 0 changed (dirty)" in out, out
+    assert "+  0000000040004000-0000000040004fff  0000604000    4K    4K  WS- -AD" in out
+    p = triplefault("pt", "paging", "--diff", "7561", "--after", "7562", "--plain")
+    assert p.stdout.decode().rstrip().endswith("no change")
+    for args, expected in ((("--diff", "0"), "an instruction count must be at least 1"),
+                           (("--diff", "1", "--tree"), "it does not go with --tree"),
+                           (("--diff", "no_such_symbol"), "no symbol 'no_such_symbol'")):  # fmt: skip
+        p = triplefault("pt", "paging", *args)
+        err = p.stderr.decode()
+        assert p.returncode == 2 and err.count("\n") == 1 and expected in err, (args, err)
+
+
 # ------------------------------------------------------------------------- hygiene
 def test_a_closed_pipe_ends_quietly(image) -> None:
     image("hello")

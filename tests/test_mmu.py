@@ -371,7 +371,7 @@ def test_reports(t: Tables) -> None:
     assert [m.virt for m in find_user(maps)] == [0x402000]
     pieces = find_user_kernel(maps, [(0x402800, 0x500000), (0, 0x1000)])
     assert [(p.virt, p.phys, p.size, p.accessed_pages) for p in pieces] == [
-        (0x402800, 0x802800, 0x800, None)
+        (0x402800, 0x802800, 0x800, 0)  # a piece of a run none of whose pages is accessed
     ]
     assert sorted(reverse_lookup(maps, 0x200010)) == [0x40200010, 0xFFFFFFFF80000010]
 
@@ -604,3 +604,26 @@ def test_paging_off_fills_are_identity() -> None:
     g.run(READ_RBX + HLT, rbx=0x30000)
     assert g.uc.reg_read(X.UC_X86_REG_RAX) == 0xABCD
     assert g.hook.fills >= 2 and g.hook.refused == 0 and g.hook.last_refusal() is None
+
+
+def test_diff_with_accessed_and_dirty_bits() -> None:
+    """What the CPU did between two points of a run: A and D set count as a change when asked,
+    and a piece cut out of an all-alike run keeps its A/D state."""
+
+    def run(virt: int, size: int, accessed: bool, dirty: bool = False) -> Mapping:
+        pages = size >> 12
+        return Mapping(virt, virt, size, 0x1000, True, False, False, False,
+                       pages if accessed else 0, pages if dirty else 0)  # fmt: skip
+
+    before = [run(0x10000, 0x8000, False)]
+    after = [run(0x10000, 0x2000, False), run(0x12000, 0x1000, True, True),
+             run(0x13000, 0x1000, True), run(0x14000, 0x4000, False)]  # fmt: skip
+    assert not diff_mappings(before, after)  # rights and frames alone: nothing changed
+    d = diff_mappings(before, after, accessed_dirty=True)
+    assert not d.added and not d.removed
+    assert [(a.virt, a.size, a.accessed, b.accessed, b.dirty) for a, b in d.changed] == [
+        (0x12000, 0x1000, False, True, True), (0x13000, 0x1000, False, True, False)]  # fmt: skip
+    assert d.changed[0][0].accessed_pages == 0 and d.changed[0][1].dirty_pages == 1
+    mixed = Mapping(0x10000, 0x10000, 0x4000, 0x1000, True, False, False, False, 2, 0)
+    piece = diff_mappings([mixed], [run(0x10000, 0x1000, False)]).removed[0]
+    assert piece.accessed_pages is None and piece.dirty_pages == 0
