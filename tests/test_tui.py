@@ -242,7 +242,7 @@ BAD_COMMANDS = {
     "step 0": "step count must be 1 to",
     "list nowhere_at_all": "no symbol 'nowhere_at_all'",
     "frobnicate 3": "unknown command 'frobnicate': break, code, continue, delete, goto, help, "
-    "ioapic, lapic, list, pic, ptx, run, screenshot, step, walk, watch, x",
+    "ioapic, lapic, list, pic, ptdiff, ptmark, ptx, run, screenshot, step, walk, watch, x",
 }
 
 
@@ -581,3 +581,61 @@ def test_screenshot_command_and_ctrl_s(image, tmp_path, monkeypatch) -> None:
     assert "screenshot: cannot write" in said["bad"] and "No such file or directory" in said["bad"]
     made = sorted(p.name for p in tmp_path.glob("Triplefault_*.svg"))
     assert len(made) == 1 and f"screenshot saved to ./{made[0]}" in said["key"]
+
+
+def test_explorer_diff_between_a_mark_and_now(image) -> None:
+    """m marks a point, d shows what the tables changed since (the CPU's A/D bits here, then a
+    #PF handler's RW fix and a PTE pointed at another frame); d or Backspace goes back."""
+    m = Machine.from_elf(image("paging"))
+    seen: dict[str, str] = {}
+
+    async def script(app, pilot) -> None:
+        await pilot.press("t", "d")  # paging is off at the entry: no mark yet
+        seen["no mark"] = app.sub_title
+        await pilot.press("m")
+        seen["marked off"] = app.sub_title
+        await _type(app, pilot, "break paging_ready")
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("t", "d")
+        seen["since entry"] = _plain(app.rendered["ptx"])
+        await pilot.press("m")
+        seen["marked"] = app.sub_title
+        await _type(app, pilot, "break pages_touched")
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await pilot.press("t", "d")
+        seen["touched"] = _plain(app.rendered["ptx"])
+        await pilot.press("d")
+        seen["back"] = _plain(app.rendered["ptx"])
+        await _type(app, pilot, "delete all")
+        await pilot.press("c")
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        await _type(app, pilot, "ptdiff")
+        seen["end"] = _plain(app.rendered["ptx"])
+        await pilot.press("backspace")
+        seen["backspace"] = _plain(app.rendered["ptx"])
+
+    _session(m, script, size=(160, 50))
+    assert "no mark yet" in seen["no mark"]
+    assert "marked at 0 instructions: 0 range(s)" in seen["marked off"]
+    since = seen["since entry"]
+    assert "from the mark at 0 instructions (paging off" in since
+    assert "to now at 7,561 (4-level paging, CR3 0x107000)" in since
+    assert "9 change(s): 9 added, 0 removed, 0 changed" in since
+    assert "+ 0000000040002000-0000000040002fff  0000602000     4K   4K  WU- ---" in since
+    assert "marked at 7,561 instructions: 9 range(s)" in seen["marked"]
+    touched = seen["touched"]
+    assert "2 change(s): 0 added, 0 removed, 2 changed" in touched
+    assert "- 0000000040004000-0000000040004fff  0000604000     4K   4K  WS- ---" in touched
+    assert "+ 0000000040004000-0000000040004fff  0000604000     4K   4K  WS- -AD" in touched
+    assert "+ 0000000040000000-0000000040000fff  0000600000     4K   4K  WS- -A-" in touched
+    assert seen["back"].startswith("CR3 0x107000 > ")
+    end = seen["end"]
+    assert "from the mark at 7,561 instructions" in end
+    assert "+ 0000000040001000-0000000040001fff  0000601000     4K   4K  WS- -AD" in end
+    assert "+ 0000000040006000-0000000040006fff  0000607000" in end
+    assert seen["backspace"].startswith("CR3 0x107000 > ")

@@ -48,6 +48,7 @@ KEYS = (
     ("p", "the page tables tab"),
     ("t", "the page-table explorer (after a #PF: on its walk)"),
     ("Up/Down Enter Bksp", "explorer: select an entry, into its table, back up a level"),
+    ("m, d", "explorer: mark this point; what changed in the tables since the mark (again: back)"),
     ("v", "the VGA screen tab"),
     ("i", "leave the command output tab"),
     (":", "command line (Up/Down: history, Tab: complete a command or a symbol)"),
@@ -68,6 +69,8 @@ COMMANDS = (
     ("code ADDR|SYMBOL", "code pane from there (. goes back to RIP)"),
     ("walk VADDR", "a page walk, level by level"),
     ("ptx [VADDR]", "the explorer on an address's walk (alone: the last #PF's CR2)"),
+    ("ptmark", "mark this point of the run for ptdiff (also m in the explorer)"),
+    ("ptdiff", "the explorer's diff: ranges added, removed, changed since the mark (also d)"),
     ("lapic, ioapic, pic", "an interrupt controller's state"),
     ("screenshot [FILE]", "the screen as SVG (default: a new file here; in a browser, a download)"),
     ("help", "this help"),
@@ -77,7 +80,8 @@ VERBS = {
     "w": "watch", "continue": "continue", "cont": "continue", "c": "continue", "run": "run",
     "goto": "goto", "step": "step", "s": "step", "x": "x", "list": "list", "l": "list",
     "code": "code", "walk": "walk", "lapic": "lapic", "ioapic": "ioapic", "pic": "pic",
-    "help": "help", "?": "help", "ptx": "ptx", "screenshot": "screenshot",
+    "help": "help", "?": "help", "ptx": "ptx", "ptmark": "ptmark", "ptdiff": "ptdiff",
+    "screenshot": "screenshot",
 }  # fmt: skip
 COMMAND_NAMES = sorted({v for v in VERBS.values()})
 TABS = ("regs-tab", "trace", "serial", "memory", "stack-tab", "source-tab", "breaks", "pages",
@@ -262,6 +266,8 @@ class DebuggerApp(App):
         Binding("down", "explorer_move(1)", show=False),
         Binding("enter", "explorer_enter", show=False),
         Binding("backspace", "explorer_leave", show=False),
+        Binding("m", "explorer_mark", show=False),
+        Binding("d", "explorer_diff", show=False),
         Binding("i", "leave_info", "Leave output", show=False),
         Binding("left_square_bracket", "scroll_code(-1)", "Code up", show=False),
         Binding("right_square_bracket", "scroll_code(1)", "Code down", show=False),
@@ -543,6 +549,7 @@ class DebuggerApp(App):
         if self._busy():
             return
         m = self.session.machine
+        self.explorer.diff = False
         if explorer.geometry(m) is None:
             self.session.message = "paging is off (CR0.PG=0): there is no page-table tree"
         else:
@@ -562,7 +569,28 @@ class DebuggerApp(App):
         self.refresh_views()
 
     def action_explorer_leave(self) -> None:
-        explorer.leave(self.explorer)
+        if self.explorer.diff:
+            self.explorer.diff = False
+        else:
+            explorer.leave(self.explorer)
+        self.refresh_views()
+
+    def action_explorer_mark(self) -> None:
+        if self._busy():
+            return
+        mark = explorer.mark(self.session.machine, self.explorer)
+        self.session.message = (f"marked at {mark.instructions:,} instructions: "
+                                f"{len(mark.maps)} range(s); d shows what changes")  # fmt: skip
+        self.refresh_views()
+
+    def action_explorer_diff(self) -> None:
+        if self._busy():
+            return
+        self.explorer.diff = not self.explorer.diff
+        if self.explorer.diff and self.explorer.mark is None:
+            self.explorer.diff = False
+            self.session.message = "no mark yet: m (or :ptmark) marks a point to diff against"
+        self.action_tab("ptx")
         self.refresh_views()
 
     def action_help(self) -> None:
@@ -771,6 +799,11 @@ class DebuggerApp(App):
             self.show_info(panes.walk_text(s.machine, parse_number(args[0], "address")))
         elif verb == "ptx":
             self.action_explore(self._address(args[0]) if args else None)
+        elif verb == "ptmark":
+            self.action_explorer_mark()
+        elif verb == "ptdiff":
+            self.explorer.diff = False
+            self.action_explorer_diff()
         elif verb in ("lapic", "ioapic", "pic"):
             self.show_info(Text(s.controller_state(verb)))
         elif verb == "help":

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from emu import Machine, mmu
 from emu.mmu import PagingMode
+from emu.mmu import view as ptview
 
 # per mode: the low bit of each level's index, and the index width
 SHIFTS = {PagingMode.LONG5: (48, 39, 30, 21, 12), PagingMode.LONG4: (39, 30, 21, 12),
@@ -21,6 +22,16 @@ FLAGS = ((0, "P"), (1, "RW"), (2, "US"), (3, "PWT"), (4, "PCD"), (5, "A"), (6, "
          (8, "G"))  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Mark:
+    """The page tables' ranges at one point of the run, to diff a later (or earlier) one with."""
+
+    instructions: int
+    cr3: int
+    mode: PagingMode
+    maps: tuple[mmu.Mapping, ...]
+
+
 @dataclass
 class Explorer:
     path: list[int] = field(default_factory=list)  # the entry chosen at each level above
@@ -28,6 +39,8 @@ class Explorer:
     address: int | None = None  # the address whose walk is shown
     access: str = "r"  # that walk's access: r, w or x
     user: bool = False  # a user-mode access (CPL 3)
+    mark: Mark | None = None  # the point the diff view compares with
+    diff: bool = False  # the diff view in front of the tree
 
 
 @dataclass(frozen=True)
@@ -178,6 +191,47 @@ def open_at_fault(machine: Machine, ex: Explorer) -> bool:
     return True
 
 
+def _ranges(machine: Machine) -> tuple[int, PagingMode, list[mmu.Mapping]]:
+    c = machine.cpu_state()
+    mode = mmu.paging_mode(c.cr0, c.cr4, c.efer)
+    if mode is PagingMode.OFF:
+        return c.cr3, mode, []
+    return c.cr3, mode, mmu.mappings(machine.ram, c.cr3, cr0=c.cr0, cr4=c.cr4, efer=c.efer)
+
+
+def mark(machine: Machine, ex: Explorer) -> Mark:
+    """Remember the ranges mapped now (paging off: none), for ``diff_text``."""
+    cr3, mode, maps = _ranges(machine)
+    ex.mark = Mark(machine.instructions, cr3, mode, tuple(maps))
+    return ex.mark
+
+
+def diff_text(machine: Machine, ex: Explorer) -> Text:
+    """The ranges added, removed and changed (frame, rights, A/D) from the mark to now."""
+    t = Text(no_wrap=True, overflow="crop")
+    m = ex.mark
+    if m is None:
+        t.append("no mark yet: m (or :ptmark) marks this point, d shows what changed since\n")
+        return t
+    cr3, mode, maps = _ranges(machine)
+    t.append(f"from the mark at {m.instructions:,} instructions ({m.mode.value}, CR3 {m.cr3:#x})"
+             f"\n  to now at {machine.instructions:,} ({mode.value}, CR3 {cr3:#x})\n",
+             style="bold")  # fmt: skip
+    diff = mmu.diff_mappings(list(m.maps), maps, accessed_dirty=True)
+    t.append(ptview.diff_title(diff) + "  (d: back to the tree, m: mark again)\n", style="dim")
+    rows = [(r.virt, 1, "+", r) for r in diff.added] + [(r.virt, 0, "-", r) for r in diff.removed]
+    for before, after in diff.changed:
+        rows += [(before.virt, 0, "-", before), (after.virt, 1, "+", after)]
+    for _va, _order, sign, r in sorted(rows, key=lambda row: (row[0], row[1])):
+        t.append(f"{sign} ", style="bold green" if sign == "+" else "bold red")
+        page = ptview.SIZE_NAMES.get(r.page_size, ptview.human(r.page_size))
+        t.append(f"{r.virt:016x}-{r.virt_end - 1:016x}  {r.phys:010x}  "
+                 f"{ptview.human(r.size):>5}  {page:>3}  ")  # fmt: skip
+        t.append_text(ptview.flags_text(r))
+        t.append("\n")
+    return t
+
+
 def address_fields(g: Geometry, address: int) -> Text:
     """The address in binary, each level's index bits in that level's colour."""
     t = Text()
@@ -205,6 +259,8 @@ def address_fields(g: Geometry, address: int) -> Text:
 
 
 def render(machine: Machine, ex: Explorer, rows: int = 40) -> Text:
+    if ex.diff:
+        return diff_text(machine, ex)
     g = geometry(machine)
     if g is None:
         return Text("paging is off (CR0.PG=0): there is no page-table tree")
