@@ -219,3 +219,23 @@ def test_bad_picture_requests_get_one_line(image, tmp_path) -> None:
         assert lines[-1].startswith("triplefault: error: ") and expected in lines[-1], lines
         assert "Traceback" not in p.stderr
     assert not (tmp_path / "t.svg").exists()
+
+
+def test_the_tree_picture_of_32_bit_paging() -> None:
+    """One level above the page tables: the page directory, a 4M page and a page table."""
+    ram = np.zeros(1 << 20, np.uint8)
+    d = ram.view(np.uint32)
+    d[0x1000 // 4 + 1] = 0x2003  # PDE 1 -> the page table at 0x2000
+    d[0x1000 // 4 + 2] = 0x00800000 | 0x87  # PDE 2: a 4M user page
+    d[0x2000 // 4 + 3] = 0x7003  # PTE 3 -> 0x7000
+    regs = {"cr0": 0x80000011, "cr4": 0x10, "efer": 0}  # PG, PSE
+    maps = mmu.mappings(ram, 0x1000, **regs)
+    root = _svg(picture.tree_drawing(ram, 0x1000, mmu.PagingMode.LEGACY32, maps))
+    assert [(t.get("data-level"), t.get("data-present")) for t in _groups(root, "table")] == [
+        ("PDE", "2")]  # fmt: skip
+    assert [(e.get("data-index"), e.get("data-kind"), e.get("data-start"), e.get("data-end"))
+            for e in _groups(root, "entry")] == [("1", "table", "0x400000", "0x7fffff"),
+                                                 ("2", "leaf", "0x800000", "0xbfffff")]  # fmt: skip
+    assert [(r.get("data-start"), r.get("data-rights")) for r in _groups(root, "range")] == [
+        ("0x403000", "WSX"), ("0x800000", "WUX")]  # fmt: skip
+    assert len([p for p in root.iter(f"{NS}path") if p.get("class") == "link"]) == 2

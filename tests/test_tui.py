@@ -583,6 +583,12 @@ def test_screenshot_command_and_ctrl_s(image, tmp_path, monkeypatch) -> None:
     assert len(made) == 1 and f"screenshot saved to ./{made[0]}" in said["key"]
 
 
+async def _continue(app: DebuggerApp, pilot) -> None:
+    await pilot.press("c")
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
 def test_explorer_diff_between_a_mark_and_now(image) -> None:
     """m marks a point, d shows what the tables changed since (the CPU's A/D bits here, then a
     #PF handler's RW fix and a PTE pointed at another frame); d or Backspace goes back."""
@@ -595,25 +601,19 @@ def test_explorer_diff_between_a_mark_and_now(image) -> None:
         await pilot.press("m")
         seen["marked off"] = app.sub_title
         await _type(app, pilot, "break paging_ready")
-        await pilot.press("c")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await _continue(app, pilot)
         await pilot.press("t", "d")
         seen["since entry"] = _plain(app.rendered["ptx"])
         await pilot.press("m")
         seen["marked"] = app.sub_title
         await _type(app, pilot, "break pages_touched")
-        await pilot.press("c")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await _continue(app, pilot)
         await pilot.press("t", "d")
         seen["touched"] = _plain(app.rendered["ptx"])
         await pilot.press("d")
         seen["back"] = _plain(app.rendered["ptx"])
         await _type(app, pilot, "delete all")
-        await pilot.press("c")
-        await app.workers.wait_for_complete()
-        await pilot.pause()
+        await _continue(app, pilot)
         await _type(app, pilot, "ptdiff")
         seen["end"] = _plain(app.rendered["ptx"])
         await pilot.press("backspace")

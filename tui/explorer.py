@@ -219,10 +219,7 @@ def diff_text(machine: Machine, ex: Explorer) -> Text:
              style="bold")  # fmt: skip
     diff = mmu.diff_mappings(list(m.maps), maps, accessed_dirty=True)
     t.append(ptview.diff_title(diff) + "  (d: back to the tree, m: mark again)\n", style="dim")
-    rows = [(r.virt, 1, "+", r) for r in diff.added] + [(r.virt, 0, "-", r) for r in diff.removed]
-    for before, after in diff.changed:
-        rows += [(before.virt, 0, "-", before), (after.virt, 1, "+", after)]
-    for _va, _order, sign, r in sorted(rows, key=lambda row: (row[0], row[1])):
+    for sign, r in ptview.diff_rows(diff):
         t.append(f"{sign} ", style="bold green" if sign == "+" else "bold red")
         page = ptview.SIZE_NAMES.get(r.page_size, ptview.human(r.page_size))
         t.append(f"{r.virt:016x}-{r.virt_end - 1:016x}  {r.phys:010x}  "

@@ -58,6 +58,16 @@ def _text(x: float, y: float, s: str, size: float = 13, **kw) -> dw.Text:
     return dw.Text(s, size, x, y, **kw)
 
 
+def _canvas(width: float, height: float, headline: str, title: str) -> dw.Drawing:
+    """A white page with the headline and, under it in grey, the title."""
+    d = dw.Drawing(width, height, font_family=FONT)
+    d.append(dw.Rectangle(0, 0, width, height, fill="white"))
+    d.append(_text(MARGIN, 30, headline, 18, font_weight="bold", class_="headline"))
+    if title:
+        d.append(_text(MARGIN, 52, title, 13, fill=GREY))
+    return d
+
+
 def _arrow_marker(colour: str) -> dw.Marker:
     m = dw.Marker(-0.1, -0.5, 0.9, 0.5, scale=7, orient="auto")
     m.append(dw.Lines(-0.1, -0.5, -0.1, 0.5, 0.9, 0, fill=colour, close=True))
@@ -128,14 +138,8 @@ def walk_drawing(w: PageWalk, cr3: int, title: str = "") -> dw.Drawing:
     # columns: CR3 (under the sign field, if any), one per level, the frame or the fault
     columns = 1 + len(levels) + 1
     width = 2 * MARGIN + columns * COL_W + (columns - 1) * COL_GAP
-    height = 560
-    d = dw.Drawing(width, height, font_family=FONT)
-    d.append(dw.Rectangle(0, 0, width, height, fill="white"))
     who = "implicit supervisor" if w.implicit else f"CPL {w.cpl}"
-    head = f"{w.mode.value}: {w.access} of 0x{w.vaddr:x} at {who}"
-    d.append(_text(MARGIN, 30, head, 18, font_weight="bold", class_="headline"))
-    if title:
-        d.append(_text(MARGIN, 52, title, 13, fill=GREY))
+    d = _canvas(width, 560, f"{w.mode.value}: {w.access} of 0x{w.vaddr:x} at {who}", title)
 
     def col_x(i: int) -> float:
         return MARGIN + i * (COL_W + COL_GAP)
@@ -374,13 +378,8 @@ def _connect(d: dw.Drawing, a: tuple[float, float], b: tuple[float, float], mark
 
 
 def _paging_off(w: PageWalk, title: str) -> dw.Drawing:
-    width, height = 640, 170
-    d = dw.Drawing(width, height, font_family=FONT)
-    d.append(dw.Rectangle(0, 0, width, height, fill="white"))
-    d.append(_text(MARGIN, 30, f"paging off: {w.access} of 0x{w.vaddr:x}", 18,
-                   font_weight="bold", class_="headline"))  # fmt: skip
-    if title:
-        d.append(_text(MARGIN, 52, title, 13, fill=GREY))
+    width = 640
+    d = _canvas(width, 170, f"paging off: {w.access} of 0x{w.vaddr:x}", title)
     g = dw.Group(class_="frame", data_physical=f"0x{w.vaddr:x}")
     g.append(dw.Rectangle(MARGIN, 72, width - 2 * MARGIN, 70, rx=6, fill="#f2f3f4",
                           stroke="black"))  # fmt: skip
@@ -491,12 +490,7 @@ def tree_drawing(ram: np.ndarray, cr3: int, mode: PagingMode, maps: list[Mapping
     shown_maps = maps[:RANGE_ROWS]
     range_h = 26 + 20 * (len(shown_maps) + (1 if len(maps) > RANGE_ROWS else 0))
     height = int(max([*heights, y_top + range_h + 20, y_top + 120]) + 30 + 18 * len(missing))
-    d = dw.Drawing(width, height, font_family=FONT)
-    d.append(dw.Rectangle(0, 0, width, height, fill="white"))
-    d.append(_text(MARGIN, 30, f"{mode.value}, CR3=0x{cr3:x}: the top of the tree", 18,
-                   font_weight="bold", class_="headline"))  # fmt: skip
-    if title:
-        d.append(_text(MARGIN, 52, title, 13, fill=GREY))
+    d = _canvas(width, height, f"{mode.value}, CR3=0x{cr3:x}: the top of the tree", title)
     black = _arrow_marker("black")
     grey = _arrow_marker(GREY)
 

@@ -53,21 +53,7 @@ def flags_text(m: Mapping) -> Text:
 
 
 def ranges_table(maps: list[Mapping], title: str) -> Table:
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    table.add_column("virtual", no_wrap=True)
-    table.add_column("physical", no_wrap=True)
-    table.add_column("size", justify="right")
-    table.add_column("page", justify="right")
-    table.add_column("rights", no_wrap=True)
-    for m in maps:
-        table.add_row(
-            f"{m.virt:016x}-{m.virt_end - 1:016x}",
-            f"{m.phys:010x}",
-            human(m.size),
-            SIZE_NAMES.get(m.page_size, human(m.page_size)),
-            flags_text(m),
-        )
-    return table
+    return _table(title, [(None, m) for m in maps])
 
 
 def diff_title(diff: MappingDiff) -> str:
@@ -78,25 +64,36 @@ def diff_title(diff: MappingDiff) -> str:
             f"{len(diff.changed)} changed")  # fmt: skip
 
 
-def diff_table(diff: MappingDiff, title: str) -> Table:
+def diff_rows(diff: MappingDiff) -> list[tuple[str, Mapping]]:
     """The ranges a diff found, in virtual-address order, as a diff prints them: ``+`` added,
     ``-`` removed, a changed range as its ``-`` before row and its ``+`` after row."""
-    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
-    table.add_column("", no_wrap=True)
-    table.add_column("virtual", no_wrap=True)
-    table.add_column("physical", no_wrap=True)
-    table.add_column("size", justify="right")
-    table.add_column("page", justify="right")
-    table.add_column("rights", no_wrap=True)
     rows: list[tuple[int, int, str, Mapping]] = []
     rows += [(m.virt, 1, "+", m) for m in diff.added]
     rows += [(m.virt, 0, "-", m) for m in diff.removed]
     for before, after in diff.changed:
         rows += [(before.virt, 0, "-", before), (after.virt, 1, "+", after)]
-    for _va, _order, sign, m in sorted(rows, key=lambda r: (r[0], r[1])):
-        style = "green" if sign == "+" else "red"
+    return [(sign, m) for _va, _order, sign, m in sorted(rows, key=lambda r: (r[0], r[1]))]
+
+
+def diff_table(diff: MappingDiff, title: str) -> Table:
+    return _table(title, diff_rows(diff))
+
+
+def _table(title: str, rows: list[tuple[str | None, Mapping]]) -> Table:
+    """Ranges as rows of a table; a diff's rows start with their sign."""
+    signed = any(sign is not None for sign, _m in rows)
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False)
+    if signed:
+        table.add_column("", no_wrap=True)
+    table.add_column("virtual", no_wrap=True)
+    table.add_column("physical", no_wrap=True)
+    table.add_column("size", justify="right")
+    table.add_column("page", justify="right")
+    table.add_column("rights", no_wrap=True)
+    for sign, m in rows:
+        cells = [Text(sign, style="bold green" if sign == "+" else "bold red")] if signed else []
         table.add_row(
-            Text(sign, style=f"bold {style}"),
+            *cells,
             f"{m.virt:016x}-{m.virt_end - 1:016x}",
             f"{m.phys:010x}",
             human(m.size),
