@@ -55,4 +55,7 @@ def test_lab_command_output(image, tmp_path, command: str, expected: str) -> Non
     if "--svg" in args:
         name = args[args.index("--svg") + 1]
         drawn = (tmp_path / name).read_text()
-        assert drawn == (PICTURES / name).read_text(), f"docs/paging-lab/{name} is out of date"
+        assert drawn == (PICTURES / name).read_text(), (
+            f"docs/paging-lab/{name} is not what `{command}` draws now: run it in "
+            "docs/paging-lab/ and look at the picture before committing it"
+        )

@@ -207,6 +207,7 @@ def test_bad_picture_requests_get_one_line(image, tmp_path) -> None:
         (("translate", "paging", "0x1000", "--svg", tmp_path / "nowhere" / "w.svg"),
          "--svg "),
         (("pt", "paging", "--png", tmp_path / "no" / "t.png"), "--png "),
+        (("pt", "paging", "--png", tmp_path), f"--png {tmp_path}: Is a directory"),
         (("pt", "hello", "--after", "1", "--svg", tmp_path / "t.svg"),
          "paging is off (CR0.PG=0) there: no tree to draw"),
         (("translate", "paging", str(1 << 64)), "is not an address: 0 to 2^64-1"),

@@ -50,8 +50,10 @@ def save(drawing: dw.Drawing, svg: str | Path | None = None, png: str | Path | N
     if png is not None:
         import cairosvg
 
-        cairosvg.svg2png(bytestring=drawing.as_svg().encode(), write_to=str(png), scale=2.0,
-                         background_color="white")  # fmt: skip
+        # into memory first: cairo's own file writing reports a failure by a status number
+        pixels = cairosvg.svg2png(bytestring=drawing.as_svg().encode(), scale=2.0,
+                                  background_color="white")  # fmt: skip
+        Path(png).write_bytes(pixels)
 
 
 def _text(x: float, y: float, s: str, size: float = 13, **kw) -> dw.Text:
