@@ -46,7 +46,7 @@ from .clock.fastforward import FastForward
 from .clock.scheduler import NO_LIMIT, SLICE_INSTRUCTIONS, Scheduler
 from .core import engine as core
 from .core.cpu_state import CpuState
-from .core.instructions import CPU_MODELS
+from .core.instructions import CPU_MODELS, TSC_HOOKS
 from .debugging import DebugFeatures
 from .dirty_pages import DirtyPages
 from .errors import ConfigError
@@ -165,6 +165,9 @@ class Machine(DebugFeatures):
     # compiled code (emu/port_cache.py); False: every port access through the Python models.
     # The results are the same either way.
     port_table: bool = True
+    # RDTSC and RDTSCP through the compiled hook ("compiled") or its readable Python model
+    # ("python"): the values and counts are the same either way.
+    tsc_hook: str = "compiled"
     # The clock rate in MHz: how many instructions retire per microsecond of virtual time
     # (1000: one per nanosecond). Timers, the RTC and the TSC follow it (docs/time.md).
     cpu_mhz: int = DEFAULT_CPU_MHZ
@@ -184,6 +187,8 @@ class Machine(DebugFeatures):
     def __post_init__(self) -> None:
         if self.cpu not in CPU_MODELS:
             raise ConfigError(f"unknown CPU {self.cpu!r}: {' or '.join(CPU_MODELS)}")
+        if self.tsc_hook not in TSC_HOOKS:
+            raise ConfigError(f"unknown TSC hook {self.tsc_hook!r}: {' or '.join(TSC_HOOKS)}")
         if (
             isinstance(self.cpu_mhz, bool)
             or not isinstance(self.cpu_mhz, int)
@@ -200,7 +205,7 @@ class Machine(DebugFeatures):
         self.trace = FaultTrace()
         self.core = core.UnicornCore(
             self.ram, self.bus.read, self.bus.write, memory=self.memory,
-            bios_stub_at=pc_bios.stub_vector_at, cpu_model=self.cpu,
+            bios_stub_at=pc_bios.stub_vector_at, cpu_model=self.cpu, tsc_hook=self.tsc_hook,
         )  # fmt: skip
         # Checkpoints keep the pages written since the one before (emu/dirty_pages.py): the
         # tracker sees every write, the guest's through our TLB-fill hook, the host's here.

@@ -31,6 +31,7 @@ from ..core.intrinsics import (
     call_out,
     call_ptr,
     call_ptr2,
+    load16,
     load32,
     load64,
     store64,
@@ -40,8 +41,13 @@ from ..faults import kernels as delivery_kernels
 from ..faults.layout import DA_VECTOR, DELIVERED, DO_OLD_HFLAGS, DO_WHY
 from .layout import (  # noqa: F401 - re-exported for the tests and the core
     _EFLAGS_IF,
+    _ENV_CS_BASE,
     _ENV_EFLAGS,
+    _ENV_EIP,
     _ENV_HFLAGS,
+    _ENV_RAX,
+    _ENV_RCX,
+    _ENV_RDX,
     _HF_CS32,
     _HF_CS64,
     _HF_INHIBIT_IRQ,
@@ -72,6 +78,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_FAST_EOI_OK,
     CTX_ICOUNT,
     CTX_IN_SERVICE,
+    CTX_INSN_POOL,
     CTX_IO_DUE,
     CTX_IO_PE_WATCH,
     CTX_IRQ_PENDING,
@@ -97,9 +104,13 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_SIZE,
     CTX_SLICE_END,
     CTX_STOP_FLAGS,
+    CTX_TABLE_INSNS,
     CTX_TABLE_KEYS,
     CTX_TABLE_MASK,
     CTX_TABLE_VALS,
+    CTX_TIME_OFFSET,
+    CTX_TSC_READS,
+    CTX_TSC_SCALE,
     EMPTY_KEY,
     EOI_LAPIC,
     EOI_PIC,
@@ -359,3 +370,79 @@ def armed_delivery(uc, user_data):
     ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_ARMED)
     call_ptr(ctx[CTX_EMU_STOP], uc)
     return status
+
+
+def executing_count(ctx):
+    """The clock's count at the instruction executing now, from inside a hook: what retired
+    before it. This is where a compiled hook asks the clock for the count (the readable model
+    is ``UnicornCore.precise_icount``, which gives the same number): the block hook counted the
+    block entered last as a whole, so its instructions from the executing one on are taken back,
+    found by the instruction offsets the block was learned with. Outside a counted block (while
+    stepping, after a partial block) the count is exact as it is."""
+    info = ctx[CTX_LAST_INFO]
+    count = info >> np.uint64(INFO_COUNT_SHIFT)
+    icount = ctx[CTX_ICOUNT]
+    if count == np.uint64(0) or ctx[CTX_ENABLED] == np.uint64(0):
+        return icount
+    before = icount - count
+    block = ctx[CTX_LAST_PC]
+    want = info & np.uint64(0xFFFFFF)
+    mask = ctx[CTX_TABLE_MASK]
+    keys = ctx[CTX_TABLE_KEYS]
+    vals = ctx[CTX_TABLE_VALS]
+    slot = ((block ^ (block >> np.uint64(17))) * np.uint64(0x9E3779B97F4A7C15)) & mask
+    while True:
+        key = load64(keys + slot * np.uint64(8))
+        if key == EMPTY_KEY:
+            return before  # not learned (cannot happen for a counted block): as the model
+        if key == block and (load64(vals + slot * np.uint64(8)) >> np.uint64(16)) == want:
+            break
+        slot = (slot + np.uint64(1)) & mask
+    env = ctx[CTX_ENV]
+    pc = load64(env + np.uint64(_ENV_EIP))
+    if not load32(env + np.uint64(_ENV_HFLAGS)) & np.uint32(_HF_CS64):
+        pc += load64(env + np.uint64(_ENV_CS_BASE))  # blocks are at linear addresses
+    offset = pc - block
+    first = ctx[CTX_INSN_POOL] + load64(ctx[CTX_TABLE_INSNS] + slot * np.uint64(8)) * np.uint64(2)
+    lo = np.uint64(0)  # bisect_left over the block's instruction offsets
+    hi = count
+    while lo < hi:
+        mid = (lo + hi) >> np.uint64(1)
+        if load16(first + mid * np.uint64(2)) < offset:
+            lo = mid + np.uint64(1)
+        else:
+            hi = mid
+    return before + lo
+
+
+_executing_count = jit(nopython=True)(executing_count)
+
+TSC_HOOK_SIGNATURE = types.int32(types.voidptr, types.voidptr)
+
+
+def read_tsc(ctx):
+    """RDTSC's EDX:EAX: the TSC at the executing instruction, (count + idle ticks) * scale."""
+    tsc = (_executing_count(ctx) + ctx[CTX_TIME_OFFSET]) * ctx[CTX_TSC_SCALE]
+    ctx[CTX_TSC_READS] += np.uint64(1)
+    env = ctx[CTX_ENV]
+    store64(env + np.uint64(_ENV_RAX), tsc & np.uint64(0xFFFFFFFF))
+    store64(env + np.uint64(_ENV_RDX), tsc >> np.uint64(32))
+
+
+_read_tsc = jit(nopython=True)(read_tsc)
+
+
+def rdtsc_hook(uc, user_data):
+    """Every RDTSC: the virtual TSC in EDX:EAX, and Unicorn's host-time RDTSC skipped (the
+    readable model is ``CpuInstructions._hook_rdtsc``)."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    _read_tsc(ctx)
+    return np.int32(1)
+
+
+def rdtscp_hook(uc, user_data):
+    """Every RDTSCP: as RDTSC, and ECX = IA32_TSC_AUX, which is 0 on our single CPU."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    _read_tsc(ctx)
+    store64(ctx[CTX_ENV] + np.uint64(_ENV_RCX), np.uint64(0))
+    return np.int32(1)

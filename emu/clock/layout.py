@@ -23,6 +23,10 @@ CTX_LAST_PC = 7  # pc of the block entered last
 # (INFO_COUNT_SHIFT and up; 0: not counted, it did not run). Three stores per block at most: a
 # fourth costs 17 % on long blocks (measured), so ICOUNT before the block is ICOUNT - count.
 CTX_LAST_INFO = 8
+# where each block's instructions start (RDTSC reads the count at its own instruction): per table
+# slot, the index in the offset pool of the block's first instruction offset (uint64 array) ...
+CTX_TABLE_INSNS = 9
+CTX_INSN_POOL = 10  # ... and the pool: uint16 byte offsets from the block's start, ascending
 CTX_MISS_PC = 11  # a block not in the table: its pc ...
 CTX_MISS_SIZE = 12  # ... size in bytes ...
 CTX_MISS_BITS = 13  # ... and code size; MISS_FLAG says whether these are valid
@@ -71,6 +75,11 @@ CTX_EIP_ADDR = 47  # address of env->eip
 # out_hook) or the local APIC's (a write to its EOI register, taken by lapic_write_hook).
 CTX_EOI_KIND = 48
 CTX_PY_MMIO_WRITE = 49  # address of the Python local APIC write handler (a C callback)
+# The TSC (RDTSC, RDTSCP; clock/kernels.py tsc_hook): (count + TIME_OFFSET) * TSC_SCALE, where
+# TIME_OFFSET is the idle time in ticks of the clock rate; TSC_READS counts the reads.
+CTX_TIME_OFFSET = 50
+CTX_TSC_SCALE = 51
+CTX_TSC_READS = 52
 EOI_PIC = 0
 EOI_LAPIC = 1
 # The port read table (emu/port_cache.py): reads and writes the devices published ahead of time,
@@ -122,6 +131,11 @@ _ENV_EFLAGS = X86.ENV_EFLAGS
 _EFLAGS_IF = X86.RFLAGS_IF
 _HF_INHIBIT_IRQ = X86.HF_INHIBIT_IRQ
 _HF_PE = X86.HF_PE
+_ENV_EIP = X86.ENV_EIP
+_ENV_CS_BASE = X86.ENV_SEGS + X86.SEG_CS * X86.SEG_SIZE + 8
+_ENV_RAX = X86.ENV_REGS
+_ENV_RCX = X86.ENV_REGS + 8
+_ENV_RDX = X86.ENV_REGS + 16
 
 
 def pack_value(icount: int, size: int, bits: int) -> int:

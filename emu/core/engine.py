@@ -132,11 +132,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     ram: np.ndarray
     port_read: Callable[[int, int], int]
     port_write: Callable[[int, int, int], None]
-    tsc_per_instruction: int = 1
-    # TSC ticks of the virtual time spent halted (HLT skips time, not instructions); the TSC
-    # ticks once per instruction, at the machine's clock rate
-    time_offset: int = 0
-    tsc_reads: int = 0  # RDTSC and RDTSCP executed (fast-forward skips no loop that reads it)
+    # RDTSC and RDTSCP: "compiled" (clock/kernels.py rdtsc_hook, about 0.1 us) or "python"
+    # (CpuInstructions._hook_rdtsc, the readable model the tests compare it with)
+    tsc_hook: str = "compiled"
     # Deliver exceptions through the guest IDT (True) or stop at the first one (False).
     deliver_exceptions: bool = True
     # Called after every delivery attempt: (event, exception as raised, delivery result).
@@ -232,36 +230,88 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self.ctx[K.CTX_ENABLED] = 1
         self.ctx[K.CTX_DEADLINE] = np.uint64(2**63)
         self.ctx[K.CTX_LIMIT] = np.uint64(2**63)
+        self.ctx[K.CTX_TSC_SCALE] = 1
 
-    def _alloc_table(self, slots: int) -> None:
+    # The TSC's state lives in the clock context, where the compiled RDTSC hook reads it.
+    @property
+    def time_offset(self) -> int:
+        """TSC ticks of the virtual time spent halted (HLT skips time, not instructions); the
+        TSC ticks once per instruction, at the machine's clock rate."""
+        return self._ctxv[K.CTX_TIME_OFFSET]
+
+    @time_offset.setter
+    def time_offset(self, ticks: int) -> None:
+        self._ctxv[K.CTX_TIME_OFFSET] = ticks
+
+    @property
+    def tsc_per_instruction(self) -> int:
+        return self._ctxv[K.CTX_TSC_SCALE]
+
+    @tsc_per_instruction.setter
+    def tsc_per_instruction(self, ticks: int) -> None:
+        self._ctxv[K.CTX_TSC_SCALE] = ticks
+
+    @property
+    def tsc_reads(self) -> int:
+        """RDTSC and RDTSCP executed (fast-forward skips no loop that reads it)."""
+        return self._ctxv[K.CTX_TSC_READS]
+
+    @tsc_reads.setter
+    def tsc_reads(self, n: int) -> None:
+        self._ctxv[K.CTX_TSC_READS] = n
+
+    def _alloc_table(self, slots: int, pool: np.ndarray | None = None) -> None:
         self._keys = np.full(slots, K.EMPTY_KEY, np.uint64)
         self._vals = np.zeros(slots, np.uint64)
+        self._insns_at = np.zeros(slots, np.uint64)  # the block's offsets in the pool
         self._table_used = 0
+        if pool is None:
+            pool, self._pool_used = np.zeros(_TABLE_SLOTS * 8, np.uint16), 0
+        self._set_pool(pool)
         self.ctx[K.CTX_TABLE_KEYS] = self._keys.ctypes.data
         self.ctx[K.CTX_TABLE_VALS] = self._vals.ctypes.data
+        self.ctx[K.CTX_TABLE_INSNS] = self._insns_at.ctypes.data
         self.ctx[K.CTX_TABLE_MASK] = slots - 1
         self.ctx[K.CTX_CACHE_PC] = K.EMPTY_KEY
 
-    def _table_insert(self, pc: int, size: int, bits: int, count: int) -> None:
+    def _set_pool(self, pool: np.ndarray) -> None:
+        self._pool = pool
+        self.ctx[K.CTX_INSN_POOL] = pool.ctypes.data
+
+    def _table_insert(self, pc: int, size: int, bits: int, insns: tuple[int, ...]) -> None:
+        """Put a learned block in the table the compiled hooks read: its count, and the byte
+        offsets of its instructions (for the count at an instruction inside it)."""
         if (self._table_used + 1) * 2 > self._keys.size:
-            old = [(int(k), int(v)) for k, v in zip(self._keys, self._vals, strict=True)]
-            self._alloc_table(self._keys.size * 2)
-            for k, v in old:
+            old = [
+                (int(k), int(v), int(a))
+                for k, v, a in zip(self._keys, self._vals, self._insns_at, strict=True)
+            ]
+            self._alloc_table(self._keys.size * 2, self._pool)
+            for k, v, a in old:
                 if k != int(K.EMPTY_KEY):
-                    self._table_put(k, v)
-        self._table_put(pc, K.pack_value(count, size, bits))
+                    self._table_put(k, v, a)
+        at = self._pool_used
+        if at + len(insns) > self._pool.size:
+            grown = np.zeros(max(self._pool.size * 2, at + len(insns)), np.uint16)
+            grown[:at] = self._pool[:at]
+            self._set_pool(grown)
+        self._pool[at : at + len(insns)] = [a - pc for a in insns]
+        self._pool_used = at + len(insns)
+        self._table_put(pc, K.pack_value(len(insns), size, bits), at)
         self.ctx[K.CTX_CACHE_PC] = K.EMPTY_KEY  # the hook's one-entry cache may hold this block
 
-    def _table_put(self, key: int, value: int) -> None:
+    def _table_put(self, key: int, value: int, insns_at: int) -> None:
         mask = self._keys.size - 1
         slot = (((key ^ (key >> 17)) * 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF) & mask
         while int(self._keys[slot]) != int(K.EMPTY_KEY):
             if int(self._keys[slot]) == key and int(self._vals[slot]) >> 16 == value >> 16:
                 self._vals[slot] = value
+                self._insns_at[slot] = insns_at
                 return
             slot = (slot + 1) & mask
         self._keys[slot] = key
         self._vals[slot] = value
+        self._insns_at[slot] = insns_at
         self._table_used += 1
 
     def _install_hooks(self) -> None:
@@ -270,15 +320,25 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         full = native.load("emu.clock.kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
         self.ctx[K.CTX_BLOCK_FN] = full.address
         self._add_raw_hook(UC_HOOK_BLOCK, clock_fastpath.load().address, self.ctx.ctypes.data)
-        # The Python binding cannot hook RDTSC: register a ctypes callback directly.
-        self._rdtsc_cb = _INSN_CB(self._hook_rdtsc)
-        self._rdtscp_cb = _INSN_CB(self._hook_rdtscp)
-        for cb, insn in (
-            (self._rdtsc_cb, X.UC_X86_INS_RDTSC),
-            (self._rdtscp_cb, X.UC_X86_INS_RDTSCP),
-        ):
-            addr = ctypes.cast(cb, ctypes.c_void_p).value
-            self._add_raw_hook(UC_HOOK_INSN, addr, 0, ctypes.c_int(insn))
+        # The Python binding cannot hook RDTSC: the compiled hooks, or the model's ctypes
+        # callbacks, are registered directly.
+        if self.tsc_hook == "compiled":
+            for func, insn in (("rdtsc_hook", X.UC_X86_INS_RDTSC),
+                               ("rdtscp_hook", X.UC_X86_INS_RDTSCP)):  # fmt: skip
+                hook = native.load("emu.clock.kernels", func, "TSC_HOOK_SIGNATURE")
+                self._add_raw_hook(UC_HOOK_INSN, hook.address, self.ctx.ctypes.data,
+                                   ctypes.c_int(insn))  # fmt: skip
+        elif self.tsc_hook == "python":
+            self._rdtsc_cb = _INSN_CB(self._hook_rdtsc)
+            self._rdtscp_cb = _INSN_CB(self._hook_rdtscp)
+            for cb, insn in (
+                (self._rdtsc_cb, X.UC_X86_INS_RDTSC),
+                (self._rdtscp_cb, X.UC_X86_INS_RDTSCP),
+            ):
+                addr = ctypes.cast(cb, ctypes.c_void_p).value
+                self._add_raw_hook(UC_HOOK_INSN, addr, 0, ctypes.c_int(insn))
+        else:
+            raise EngineError(f"unknown TSC hook {self.tsc_hook!r} (compiled or python)")
         if self.tlb == "virtual":
             self.fill_ctx = np.zeros(ML.FILL_SIZE, np.uint64)
             self.fill_ctx[ML.FILL_ENV] = self.internals.env
@@ -802,7 +862,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self.uc.ctl_remove_cache(pc, pc + size)
         self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
         self._recent_block = (-1, -1, None)
-        self._table_insert(pc, size, bits, len(insns))
+        self._table_insert(pc, size, bits, tuple(insns))
 
     def _account_partial_block(self, rip: int) -> None:
         """An exception stopped the current block at ``rip``: count only what retired."""

@@ -6,7 +6,9 @@ architecture is ours (unicorn-2.1.4.md Q5, Q9):
 - IN/OUT go to the machine's port bus, through compiled hooks first: the IN hook answers the
   reads the devices published in the port read table (emu/port_cache.py), the OUT hook takes
   the EOI of an armed timer interrupt and the writes published as changing nothing;
-- RDTSC/RDTSCP read the virtual clock, not the host's;
+- RDTSC/RDTSCP read the virtual clock, not the host's: through the compiled hook
+  (clock/kernels.py ``rdtsc_hook``), or through ``_hook_rdtsc`` here, its readable model
+  (``tsc_hook="python"``), which the tests compare it with;
 - CPUID answers as the machine's CPU model says;
 - SYSCALL/SYSENTER, which Unicorn treats as no-ops, do their architectural transfer here.
 
@@ -43,6 +45,7 @@ from .cpu_state import cpu_mode
 from .stops import KIND_REQUESTED
 
 CPU_MODELS = ("qemu64", "unicorn")
+TSC_HOOKS = ("compiled", "python")  # RDTSC: the compiled hook, or its readable model
 # OUT imm8 (E6/E7) and OUT DX (EE/EF): their length after the prefixes
 _OUT_OPCODES = {0xE6: 2, 0xE7: 2, 0xEE: 1, 0xEF: 1}
 _LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65})

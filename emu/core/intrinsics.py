@@ -61,6 +61,18 @@ def load32(typingctx, addr):
 
 
 @intrinsic
+def load16(typingctx, addr):
+    """*(uint16_t *)addr, widened to uint64."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        ptr = builder.inttoptr(args[0], ir.IntType(16).as_pointer())
+        return builder.zext(builder.load(ptr), ir.IntType(64))
+
+    return sig, codegen
+
+
+@intrinsic
 def store64(typingctx, addr, value):
     """*(uint64_t *)addr = value."""
     sig = types.void(types.uint64, types.uint64)
