@@ -639,3 +639,44 @@ def test_explorer_diff_between_a_mark_and_now(image) -> None:
     assert "+ 0000000040001000-0000000040001fff  0000601000     4K   4K  WS- -AD" in end
     assert "+ 0000000040006000-0000000040006fff  0000607000" in end
     assert seen["backspace"].startswith("CR3 0x107000 > ")
+
+
+def test_ptmark_at_an_earlier_instruction_comes_back(image) -> None:
+    """`ptmark N` replays to instruction N, marks the tables there and restores the machine:
+    the diff is then that of `pt --diff`, and the run goes on to the same end. An N before the
+    session began (its first checkpoint) says so, as `goto` does."""
+    m = Machine.from_elf(image("paging"))
+    m.step()  # the session starts here: its first checkpoint
+    ref = Machine.from_elf(image("paging"))
+    ref.add_breakpoint("pages_touched")
+    assert ref.run(max_instructions=10_000_000).stop_reason == "breakpoint"
+    before = ref.cpu_state()
+    seen: dict[str, object] = {}
+
+    async def script(app, pilot) -> None:
+        await _type(app, pilot, "break pages_touched")
+        await _continue(app, pilot)
+        seen["too early"] = await _type(app, pilot, "ptmark 0")
+        seen["marked"] = await _type(app, pilot, "ptmark 7561")
+        seen["state"] = (app.session.machine.instructions, app.session.machine.cpu_state())
+        seen["diff"] = await _type(app, pilot, "ptdiff") and _plain(app.rendered["ptx"])
+        seen["far"] = await _type(app, pilot, "ptmark 99999999")
+        seen["mark kept"] = app.explorer.mark.instructions
+        seen["goto 0"] = (await _type(app, pilot, "goto 0"), app.session.machine.instructions)
+        await _type(app, pilot, "delete all")
+        await _continue(app, pilot)
+        seen["bad"] = await _type(app, pilot, "ptmark -1")
+
+    app = _session(m, script, size=(160, 50))
+    assert "instruction 0 is before the debugger's first checkpoint (at 1" in seen["too early"]
+    assert "marked at 7,561 instructions: 9 range(s); back at 22,629" in seen["marked"]
+    assert seen["state"] == (22_629, before)
+    assert "2 change(s): 0 added, 0 removed, 2 changed" in seen["diff"]
+    assert "+ 0000000040004000-0000000040004fff  0000604000     4K   4K  WS- -AD" in seen["diff"]
+    assert "instruction 99,999,999 not reached" in seen["far"] and seen["mark kept"] == 7_561
+    # regression: a goto before the session's first checkpoint raised inside the worker
+    said, count = seen["goto 0"]
+    assert "before the debugger's first checkpoint" in said and count == 22_629
+    s = app.session
+    assert s.ended and s.last.stop_reason == "debug-exit" and s.machine.instructions == 50_764
+    assert "instruction count must be 0 to" in seen["bad"]

@@ -69,8 +69,8 @@ COMMANDS = (
     ("code ADDR|SYMBOL", "code pane from there (. goes back to RIP)"),
     ("walk VADDR", "a page walk, level by level"),
     ("ptx [VADDR]", "the explorer on an address's walk (alone: the last #PF's CR2)"),
-    ("ptmark", "mark this point for ptdiff (m in the explorer)"),
-    ("ptdiff", "ranges changed since the mark (d in the explorer)"),
+    ("ptmark [N]", "mark this point (or instruction N) for ptdiff; also m"),
+    ("ptdiff", "ranges changed since the mark; also d in the explorer"),
     ("lapic, ioapic, pic", "an interrupt controller's state"),
     ("screenshot [FILE]", "the screen as SVG (default: a new file here; in a browser, a download)"),
     ("help", "this help"),
@@ -583,6 +583,16 @@ class DebuggerApp(App):
                                 f"{len(mark.maps)} range(s); d shows what changes")  # fmt: skip
         self.refresh_views()
 
+    def _mark_at(self, target: int, report) -> None:
+        """The mark at instruction ``target`` of this run: replayed to, marked, and the machine
+        brought back to where it is (a checkpoint of now)."""
+        s = self.session
+        now = s.machine.instructions
+        mark = s.visit(target, lambda m: explorer.mark(m, self.explorer), report)
+        if isinstance(mark, explorer.Mark):
+            s.message = (f"marked at {target:,} instructions: {len(mark.maps)} range(s); back at "
+                         f"{now:,}, d shows what changed")  # fmt: skip
+
     def action_explorer_diff(self) -> None:
         if self._busy():
             return
@@ -753,7 +763,7 @@ class DebuggerApp(App):
         needs = {"break": 1, "delete": 1, "watch": 1, "run": 1, "goto": 1, "x": 1, "code": 1,
                  "walk": 1}  # fmt: skip
         most = {"break": 1, "delete": 1, "watch": 3, "run": 1, "goto": 1, "x": 2, "code": 1,
-                "walk": 1, "step": 1, "list": 1, "ptx": 1, "screenshot": 1}  # fmt: skip
+                "walk": 1, "step": 1, "list": 1, "ptx": 1, "screenshot": 1, "ptmark": 1}  # fmt: skip
         if len(args) < needs.get(verb, 0) or len(args) > most.get(verb, 0):
             raise CommandError(f"usage: {usage.get(verb, verb)}")
         if verb == "break":
@@ -800,7 +810,10 @@ class DebuggerApp(App):
         elif verb == "ptx":
             self.action_explore(self._address(args[0]) if args else None)
         elif verb == "ptmark":
-            self.action_explorer_mark()
+            if args:
+                self._live(self._mark_at, parse_number(args[0], "instruction count", 0, 1 << 62))
+            else:
+                self.action_explorer_mark()
         elif verb == "ptdiff":
             self.explorer.diff = False
             self.action_explorer_diff()

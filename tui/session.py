@@ -194,6 +194,11 @@ class DebugSession:
         if target == m.instructions and not self.ended:
             self.message = f"at instruction {m.instructions:,}"
             return
+        first = self.checkpoints[0].instructions
+        if target < first:
+            self.message = (f"instruction {target:,} is before the debugger's first checkpoint "
+                            f"(at {first:,}, where it started)")  # fmt: skip
+            return
         if target > m.instructions and not self.ended:
             self._checkpoint()
         else:
@@ -208,6 +213,33 @@ class DebugSession:
             self._keep(result)
             return
         self.message = f"at instruction {m.instructions:,}"
+
+    def visit(
+        self,
+        target: int,
+        look: Callable[[Machine], object],
+        report: Callable[[Progress], None] | None = None,
+    ) -> object | None:
+        """``look(machine)`` with the machine at exactly instruction ``target`` (reached as
+        ``goto`` does), then everything back as it was: the machine from a checkpoint of now,
+        the session's last stop and reverse-step history as they were. Returns what ``look``
+        returned, or None if ``target`` was not reached (the run ends first, or ``stop()``);
+        ``message`` then says why."""
+        m = self.machine
+        here = m.checkpoint()
+        last, stepped = self.last, list(self._stepped_from)
+        value = None
+        try:
+            self.goto(target, report)
+            reached = m.instructions == target
+            why = self.message
+            if reached:
+                value = look(m)
+        finally:
+            m.restore(here)
+            self.last, self._stepped_from = last, stepped
+        self.message = "" if reached else f"instruction {target:,} not reached ({why})"
+        return value
 
     def reverse_step(self, report: Callable[[Progress], None] | None = None) -> None:
         """Back to where the last step started (``s, s, u, u`` returns to the start, even
