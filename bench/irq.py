@@ -18,7 +18,13 @@
    unrolled into 41-instruction blocks.
 
 Usage: python bench/irq.py [RUNS]   (case 1: the median of RUNS runs, 5 by default, after a
-warm-up run; the host's load average is printed with it)
+warm-up run; the host's load average is printed with it). It runs on the engine
+$TRIPLEFAULT_ENGINE selects (docs/engine.md), and says which.
+
+python bench/irq.py --engines [ROUNDS]: cases 2-4 on both engines, each in processes of its own
+(the binding calls one library per process), ROUNDS rounds (2 by default) alternating the two,
+the best of each figure: the machine's MIPS on each engine against raw stock Unicorn's, and raw
+Unicorn on the counting engine's library (counting off), for scale.
 """
 
 from __future__ import annotations
@@ -174,19 +180,76 @@ def median_rate(measure, runs: int) -> tuple[float, int, int]:
     return results[len(results) // 2]
 
 
+def mips_figures() -> dict:
+    """Cases 2-4 on this process's engine: the machine's MIPS and raw Unicorn's, per loop."""
+    out = {}
+    for body in BODIES:
+        k1, n1, i1 = run(1193, 0xFE, body)
+        raw_s, raw_i = raw_unicorn(1193, body=body)
+        out[body] = {"machine": i1 / k1 / 1e6, "raw": raw_i / raw_s / 1e6, "interrupts": n1}
+    return out
+
+
+def compare_engines(rounds: int) -> int:
+    """Cases 2-4 on both engines, alternating processes, the best of ``rounds`` of each."""
+    import json
+    import subprocess
+
+    best: dict[str, dict[str, dict[str, float]]] = {"stock": {}, "counting": {}}
+    load = os.getloadavg()
+    for _ in range(rounds):
+        for name in best:
+            r = subprocess.run(
+                [sys.executable, __file__, "--mips-json"], capture_output=True, text=True,
+                env={**os.environ, "TRIPLEFAULT_ENGINE": name}, timeout=1800,
+            )  # fmt: skip
+            if r.returncode != 0:
+                sys.stderr.write(f"bench/irq.py: the {name} engine run failed:\n{r.stderr}")
+                return 1
+            for body, figures in json.loads(r.stdout.splitlines()[-1]).items():
+                mine = best[name].setdefault(body, {})
+                for key, value in figures.items():
+                    mine[key] = max(mine.get(key, 0), value)
+    after = os.getloadavg()
+    print(f"cases 2-4 on both engines, best of {rounds} rounds, 1 kHz timer; load average "
+          f"{load[0]:.2f} {load[1]:.2f} before, {after[0]:.2f} {after[1]:.2f} after")  # fmt: skip
+    for body in BODIES:
+        stock, counting = best["stock"][body], best["counting"][body]
+        raw = stock["raw"]
+        print(
+            f"  {body} loop: raw stock Unicorn {raw:.0f} MIPS; the machine on stock "
+            f"{stock['machine']:.0f} MIPS ({stock['machine'] / raw:.2f}), on the counting engine "
+            f"{counting['machine']:.0f} MIPS ({counting['machine'] / raw:.2f}); raw Unicorn on "
+            f"the counting engine's library {counting['raw']:.0f} MIPS ({counting['raw'] / raw:.2f})"
+        )
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description="External interrupt benchmark (see the module text)."
     )
     parser.add_argument(
-        "runs", nargs="?", type=int, default=5,
-        help="case 1: the median of RUNS runs after a warm-up run (default 5)",
+        "runs", nargs="?", type=int, default=None,
+        help="case 1: the median of RUNS runs after a warm-up run (default 5); with --engines, "
+        "the rounds (default 2)",
     )  # fmt: skip
-    runs = parser.parse_args().runs
+    parser.add_argument("--engines", action="store_true", help="cases 2-4 on both engines")
+    parser.add_argument("--mips-json", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mips_json:
+        import json
+
+        print(json.dumps(mips_figures()))
+        return 0
+    if args.engines:
+        return compare_engines(args.runs or 2)
+    runs = 5 if args.runs is None else args.runs
     if runs < 1:
         parser.error("RUNS must be at least 1")
     load = os.getloadavg()[0]
     run(2, 0xFE)  # warm-up: the first run in a process pays once for loading the compiled hooks
+    print(f"engine: {machine_for(2, 0xFE).engine}")
     busy, irqs, icount = median_rate(lambda: run(2, 0xFE), runs)
     quiet, zero, icount_q = run(2, 0xFF)
     assert zero == 0

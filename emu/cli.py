@@ -792,6 +792,16 @@ def _cmd_engine(args: argparse.Namespace) -> int:
         print(f"UC_CTL_ICOUNT_BUDGET: {answers}" + (f" ({s.detail})" if s.detail else ""))
         if s.engine != "counting":
             print(f"build it with: triplefault engine build (into {engine.library_path()})")
+        try:
+            want = engine.requested()
+        except engine.SelectionError as e:
+            sys.stderr.write(f"triplefault: error: {e}\n")
+            return EXIT_USAGE
+        runs = "stock" if want == "stock" else s.engine
+        if want == "counting" and s.engine != "counting":
+            runs = "none: the counting engine is asked for and not built"
+        setting = os.environ.get(engine.ENGINE_VARIABLE, "").strip() or "unset"
+        print(f"{engine.ENGINE_VARIABLE}: {setting} (the machine runs: {runs})")
         return 0
     if args.sdist is not None and not args.sdist.is_file():
         sys.stderr.write(f"triplefault: error: engine build: {args.sdist}: no such file\n")

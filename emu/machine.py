@@ -174,6 +174,11 @@ class Machine(DebugFeatures):
     # Skip the iterations of polling loops that cannot change anything before the next device
     # event (fixed-point fast-forward, docs/time.md); the results are the same either way.
     fast_forward: bool = True
+    # The CPU engine (docs/engine.md): "counting" (Unicorn with the counting patch), "stock"
+    # (the unicorn wheel's library), None or "auto": $TRIPLEFAULT_ENGINE, else the counting
+    # engine when it is built. One per process: the first machine fixes it. After creation,
+    # the engine the machine runs on. The results are the same on both.
+    engine: str | None = None
     ram: np.ndarray = field(init=False, repr=False)
     bus: PortBus = field(init=False, repr=False)
     boot: BootPlan | None = field(init=False, default=None)
@@ -206,7 +211,9 @@ class Machine(DebugFeatures):
         self.core = core.UnicornCore(
             self.ram, self.bus.read, self.bus.write, memory=self.memory,
             bios_stub_at=pc_bios.stub_vector_at, cpu_model=self.cpu, tsc_hook=self.tsc_hook,
+            engine=self.engine,
         )  # fmt: skip
+        self.engine = self.core.engine
         # Checkpoints keep the pages written since the one before (emu/dirty_pages.py): the
         # tracker sees every write, the guest's through our TLB-fill hook, the host's here.
         self.pages = DirtyPages(self.ram, self.core.flush_tlb)

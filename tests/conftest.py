@@ -15,6 +15,19 @@ GOLDEN = Path(__file__).resolve().parent / "golden"
 # and restore, that no write went unseen by the dirty-page tracking (emu/dirty_pages.py).
 os.environ.setdefault("TRIPLEFAULT_VERIFY_CHECKPOINTS", "1")
 
+# The Unicorn library of this test process ($TRIPLEFAULT_ENGINE: stock, counting, or by default
+# the counting engine when it is built, docs/engine.md), fixed before any test opens a Uc: the
+# binding calls one library per process.
+from emu import engine as _engine  # noqa: E402
+
+ENGINE = _engine.use()
+
+
+def pytest_report_header(config):
+    setting = os.environ.get(_engine.ENGINE_VARIABLE, "")
+    return f"triplefault engine: {ENGINE} ({_engine.ENGINE_VARIABLE}={setting})"
+
+
 # Set TRIPLEFAULT_REGEN_GOLDEN=1 to rewrite golden files from the current behaviour
 # (then review the diff: a golden file is a claim about correct behaviour).
 REGEN = os.environ.get("TRIPLEFAULT_REGEN_GOLDEN") == "1"

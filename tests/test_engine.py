@@ -6,6 +6,7 @@ process."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -124,3 +125,123 @@ def test_a_stock_library_in_the_cache_is_not_taken_for_the_engine(tmp_path, monk
     assert s.engine == "stock" and "refuses UC_CTL_ICOUNT_BUDGET" in s.detail
     with pytest.raises(engine.EngineError, match="is not the counting engine"):
         engine.load_library(engine.library_path())
+
+
+# ---------------------------------------------------------------- which engine a machine runs
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        cwd=HERE.parent, env={**os.environ, **env},
+    )  # fmt: skip
+
+
+_SHOW = "from emu import Machine; print(Machine().engine)"
+
+
+def test_the_variable_chooses_the_stock_engine():
+    r = _python(_SHOW + "; from emu import engine; print(engine.selected())",
+                {engine.ENGINE_VARIABLE: "stock"})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["stock", "None"]
+
+
+@needs_engine
+def test_by_default_the_machine_runs_the_counting_engine_when_it_is_built():
+    r = _python(_SHOW, {engine.ENGINE_VARIABLE: ""})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["counting"]
+    r = _python(_SHOW, {engine.ENGINE_VARIABLE: "counting"})
+    assert r.stdout.split() == ["counting"]
+
+
+def test_one_engine_per_process():
+    code = (
+        "from emu import Machine, errors\n"
+        "Machine(engine='stock')\n"
+        "try:\n    Machine(engine='counting')\n"
+        "except errors.ConfigError as e:\n    print(e)\n"
+        "print(Machine(engine='auto').engine, Machine().engine)\n"
+    )
+    r = _python(code, {engine.ENGINE_VARIABLE: ""})
+    assert r.returncode == 0, r.stderr
+    first, second = r.stdout.splitlines()
+    assert "already runs the stock engine" in first
+    assert second == "stock stock"
+
+
+def test_a_bad_choice_is_one_line(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "emu", "run", "hello"], capture_output=True, text=True,
+        timeout=300, cwd=HERE.parent,
+        env={**os.environ, engine.ENGINE_VARIABLE: "fast"},
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr == (
+        "triplefault: error: TRIPLEFAULT_ENGINE=fast: unknown engine (one of auto, stock, "
+        "counting)\n"
+    )
+    # the counting engine asked for where none is built
+    r = subprocess.run(
+        [sys.executable, "-m", "emu", "run", "hello"], capture_output=True, text=True,
+        timeout=300, cwd=HERE.parent,
+        env={**os.environ, engine.ENGINE_VARIABLE: "counting",
+             "XDG_CACHE_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1
+    assert r.stderr.startswith("triplefault: error: the counting engine was asked for but cannot")
+    assert "the counting engine is not built" in r.stderr
+
+
+# Every bundled kernel but the video modes (a sample of them is here), whole and stopped at an
+# exact count then stepped.
+SAME_ON_BOTH = [
+    "hello",
+    "hello-mb1",
+    "lost-in-32bit",
+    "lost-through-eax",
+    "faults",
+    "faults-df",
+    "faults-triple",
+    "paging",
+    "timer",
+    "probe-cpuid",
+    "probe-mbi",
+    "probe-bios",
+    "probe-openbus",
+    "probe-devices",
+    "probe-tables",
+    "probe-lapic",
+    "real-mode",
+    "bios",
+    "apic",
+    "poll-cmos",
+    "poll-serial",
+    "poll-spin",
+    "video",
+    "fb",
+]
+
+
+@needs_engine
+@pytest.mark.images
+def test_every_kernel_leaves_the_same_machine_on_both_engines(image):
+    elfs = [str(image(name)) for name in SAME_ON_BOTH]
+    found = {}
+    for name in ("stock", "counting"):
+        r = subprocess.run(
+            [sys.executable, str(HERE / "engine_runs.py"), name, *elfs], capture_output=True,
+            text=True, timeout=900, cwd=HERE.parent,
+            env={**os.environ, engine.ENGINE_VARIABLE: name},
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr[-2000:]
+        found[name] = json.loads(r.stdout.strip().splitlines()[-1])
+        assert found[name]["engine"] == name
+    stock, counting = found["stock"]["runs"], found["counting"]["runs"]
+    assert sorted(stock) == sorted(SAME_ON_BOTH)
+    for kernel in SAME_ON_BOTH:
+        assert stock[kernel] == counting[kernel], kernel
+    # the runs did something worth comparing: deliveries, exits, triple faults, exact stops
+    assert sum(len(run["trace"]) for runs in stock.values() for run in runs) > 400
+    stops = {run["stop"] for runs in stock.values() for run in runs}
+    assert {"debug-exit", "triple-fault", "instruction-limit"} <= stops

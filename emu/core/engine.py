@@ -50,6 +50,7 @@ from unicorn import x86_const as X
 
 from firmware.bios import BiosBus, BiosRegs, BiosStop
 
+from .. import engine as engine_library
 from .. import mmu
 from ..clock import fastpath as clock_fastpath
 from ..clock import layout as K
@@ -166,6 +167,10 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     # The local APIC (devices/lapic.py), set by the machine: RDMSR and WRMSR of IA32_APIC_BASE
     # reach it, and CPUID shows the APIC bit while it is enabled. None: no APIC.
     apic: Any = None
+    # The Unicorn library: "counting" (the counting engine, docs/engine.md), "stock" (the
+    # unicorn wheel's), None or "auto": $TRIPLEFAULT_ENGINE, else the counting engine when it is
+    # built. One per process: the first core fixes it; afterwards, the one it runs on.
+    engine: str | None = None
     # The checkpoints' dirty-page tracker (emu/dirty_pages.py, ``track_pages``); None: none.
     pages: Any = field(init=False, default=None)
     uc: Uc = field(init=False)
@@ -179,6 +184,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     def __post_init__(self) -> None:
         if self.ram.dtype != np.uint8 or not self.ram.flags.c_contiguous:
             raise EngineError("guest RAM must be one contiguous uint8 buffer")
+        self.engine = engine_library.use(self.engine)  # before the first Uc of the process
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         # Unicorn does not own this buffer: self.ram keeps it alive (unicorn-2.1.4.md Q9).
         if self.memory is None:

@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
+
 UNICORN_VERSION = "2.1.4"
 PATCH = Path(__file__).with_name(f"unicorn-{UNICORN_VERSION}-icount.patch")
 LIBRARY_NAME = "libunicorn.so.2"
@@ -140,6 +142,66 @@ def selected() -> str | None:
     import unicorn.unicorn_py3.unicorn as binding
 
     return getattr(binding, "_counting_library", None)
+
+
+# Which engine a process runs: "stock" (the unicorn wheel's library), "counting" (the counting
+# engine, an error when it is not built) or "auto" (the counting engine when it is built, the
+# default). The Python binding calls one library per process, so the first machine (or
+# ``use``) fixes it for the whole process.
+ENGINE_VARIABLE = "TRIPLEFAULT_ENGINE"
+CHOICES = ("auto", "stock", "counting")
+_in_use: str | None = None  # what ``use`` settled on in this process
+
+
+class SelectionError(EngineError, ConfigError):
+    """The engine asked for cannot run in this process (one line for the user, exit 2)."""
+
+
+def requested(choice: str | None = None) -> str:
+    """The engine asked for: ``choice``, else $TRIPLEFAULT_ENGINE, else "auto"."""
+    if choice is None:
+        choice = os.environ.get(ENGINE_VARIABLE, "").strip() or "auto"
+        where = f"{ENGINE_VARIABLE}={choice}"
+    else:
+        where = f"engine {choice!r}"
+    if choice not in CHOICES:
+        raise SelectionError(f"{where}: unknown engine (one of {', '.join(CHOICES)})")
+    return choice
+
+
+def use(choice: str | None = None) -> str:
+    """Fix the library this process runs on, once, before its first ``Uc``: "counting" or
+    "stock" (``choice``: as ``requested``). A later call may only ask for the same engine."""
+    global _in_use
+    want = requested(choice)
+    if _in_use is None:
+        if selected() is not None:  # select_library ran directly
+            _in_use = "counting"
+        elif want == "stock":
+            _in_use = "stock"
+        else:
+            s = status()
+            if s.engine == "counting":
+                select_library(s.path)
+                _in_use = "counting"
+            elif want == "counting":
+                raise SelectionError(
+                    f"the counting engine was asked for but cannot run: {s.detail} "
+                    "(triplefault engine build)"
+                )
+            else:
+                _in_use = "stock"
+    if want != "auto" and want != _in_use:
+        raise SelectionError(
+            f"the {want} engine was asked for, but this process already runs the {_in_use} "
+            "engine (the Unicorn binding calls one library per process)"
+        )
+    return _in_use
+
+
+def in_use() -> str | None:
+    """The engine ``use`` settled on in this process (None: not yet)."""
+    return _in_use
 
 
 def open_uc(path: Path | None = None):
