@@ -596,20 +596,20 @@ def test_explorer_diff_between_a_mark_and_now(image) -> None:
     seen: dict[str, str] = {}
 
     async def script(app, pilot) -> None:
+        async def diff_at(symbol: str) -> str:
+            await _type(app, pilot, f"break {symbol}")
+            await _continue(app, pilot)
+            await pilot.press("t", "d")
+            return _plain(app.rendered["ptx"])
+
         await pilot.press("t", "d")  # paging is off at the entry: no mark yet
         seen["no mark"] = app.sub_title
         await pilot.press("m")
         seen["marked off"] = app.sub_title
-        await _type(app, pilot, "break paging_ready")
-        await _continue(app, pilot)
-        await pilot.press("t", "d")
-        seen["since entry"] = _plain(app.rendered["ptx"])
+        seen["since entry"] = await diff_at("paging_ready")
         await pilot.press("m")
         seen["marked"] = app.sub_title
-        await _type(app, pilot, "break pages_touched")
-        await _continue(app, pilot)
-        await pilot.press("t", "d")
-        seen["touched"] = _plain(app.rendered["ptx"])
+        seen["touched"] = await diff_at("pages_touched")
         await pilot.press("d")
         seen["back"] = _plain(app.rendered["ptx"])
         await _type(app, pilot, "delete all")
