@@ -217,18 +217,29 @@ class Hpet:
         return diff if 0 < diff < 1 << 63 else 1
 
     def _set_timer(self, n: int, now: int) -> None:
-        """Start timer ``n`` towards its comparator (or, 32-bit one-shot, the wrap before it)."""
+        """Start timer ``n`` towards its comparator (or, 32-bit one-shot, the wrap before it).
+
+        A one-shot timer with its interrupt disabled is not started: its firing would change
+        nothing a guest can see (no status bit, no line, the comparator stays; QEMU runs a
+        timer that does nothing), and a driver that rewrites such a comparator in a loop (Linux's
+        ``hpet_calibrate``, every few instructions) would otherwise reschedule the machine at
+        every write. Enabling its interrupt starts it from the comparator then, as QEMU does."""
         timer = self.timers[n]
-        current = self._ticks(now)
+        before = timer.due_ns
         timer.wrap_pending = False
-        diff = self._diff(timer, current)
-        if timer.config & TN_32BIT and not timer.config & TN_PERIODIC:
-            to_wrap = MASK32 - (current & MASK32)
-            if to_wrap < diff:
-                diff = to_wrap
-                timer.wrap_pending = True
-        timer.due_ns = now + diff * NS_PER_TICK
-        self.events_changed = True
+        if not timer.config & (TN_INT_ENABLE | TN_PERIODIC):
+            timer.due_ns = None
+        else:
+            current = self._ticks(now)
+            diff = self._diff(timer, current)
+            if timer.config & TN_32BIT and not timer.config & TN_PERIODIC:
+                to_wrap = MASK32 - (current & MASK32)
+                if to_wrap < diff:
+                    diff = to_wrap
+                    timer.wrap_pending = True
+            timer.due_ns = now + diff * NS_PER_TICK
+        if timer.due_ns != before:
+            self.events_changed = True
 
     def _stop_timer(self, n: int) -> None:
         self.timers[n].due_ns = None
@@ -364,6 +375,7 @@ class Hpet:
 
     def _write_timer(self, n: int, reg: int, value: int, now: int) -> None:
         timer = self.timers[n]
+        due = timer.due_ns
         if reg == TN_CONFIG:
             old = timer.config
             if not old & TN_FSB_ENABLE and value & TN_FSB_ENABLE:
@@ -376,6 +388,11 @@ class Hpet:
                 self._set_timer(n, now)
             elif old & TN_INT_ENABLE and not value & TN_INT_ENABLE:
                 self._stop_timer(n)
+            elif (
+                (old ^ value) & TN_PERIODIC and not value & TN_INT_ENABLE and self.enabled
+                and timer.comparator != MASK64
+            ):  # fmt: skip
+                self._set_timer(n, now)  # interrupt off: it runs only while periodic (_set_timer)
             if self._route(n) < GSI_COUNT and not (
                 self.route_capability >> self._route(n) & 1 or (n < 2 and self.legacy)
             ):
@@ -411,7 +428,10 @@ class Hpet:
             self._note(f"a write to timer {n}'s read-only interrupt routing capability")
         else:
             self._note(f"a write to reserved offset +0x{TIMER_BASE + n * TIMER_STRIDE + reg:x}")
-        self.events_changed = True
+        if timer.due_ns != due:
+            # the scheduler reads the timers' times only (their lines reach it through the
+            # interrupt controllers, which say so themselves)
+            self.events_changed = True
 
     # ------------------------------------------------------------------ reports
     def _note(self, what: str) -> None:

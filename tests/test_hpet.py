@@ -371,3 +371,28 @@ def test_a_checkpoint_in_the_middle_of_the_hpet_part_replays_the_same(image) -> 
     again = m.run(max_instructions=500_000_000)
     assert first.stop_reason == again.stop_reason == "debug-exit"
     assert first.serial == again.serial and first.instructions == again.instructions
+
+
+def test_a_one_shot_with_its_interrupt_off_is_no_event(b: Board) -> None:
+    """Linux's hpet_calibrate rewrites such a comparator every few instructions: its firing
+    would change nothing a guest sees, so it is no event the machine must stop for, and
+    enabling the interrupt starts it from the comparator."""
+    b.wr(H.REG_CONFIG, H.CFG_ENABLE)
+    b.wr(b.timer(0), _route(2))
+    b.hpet.events_changed = False
+    for counter in range(10, 200, 10):
+        b.wr64(b.timer(0, H.TN_COMPARATOR), counter)
+        assert b.hpet.next_event(b.clock.ns) is None and not b.hpet.events_changed
+    b.run_to(5_000)
+    assert b.wires[2].edges == 0 and b.rd(H.REG_STATUS) == 0
+    b.wr64(b.timer(0, H.TN_COMPARATOR), 1000)
+    b.wr(b.timer(0), H.TN_INT_ENABLE | _route(2))
+    assert b.hpet.events_changed and b.hpet.next_event(b.clock.ns) == 10_000
+    b.run_to(10_000)
+    assert b.wires[2].edges == 1
+    # periodic with the interrupt off still runs: its comparator advances where a guest sees it
+    b.wr(b.timer(1), H.TN_PERIODIC | H.TN_SET_VALUE | _route(2))
+    b.wr64(b.timer(1, H.TN_COMPARATOR), 1100)
+    b.wr64(b.timer(1, H.TN_COMPARATOR), 50)
+    b.run_to(11_000)
+    assert b.rd64(b.timer(1, H.TN_COMPARATOR)) > 1100 and b.wires[2].edges == 1
