@@ -853,11 +853,14 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         insns: list[int] = []
         end = pc
         intercepted = False
-        for insn in self._disasm[bits].disasm(code, pc):
-            insns.append(insn.address)
-            end = insn.address + insn.size
-            if insn.id in self._intercept_ids:
-                intercepted |= self._intercept(insn)
+        names = self._intercept_names
+        # capstone's light decoding (tuples, not instruction objects: a Linux boot learns about
+        # 64,000 blocks); an instruction the model intercepts is decoded in full
+        for address, length, mnemonic, _operands in self._disasm[bits].disasm_lite(code, pc):
+            insns.append(address)
+            end = address + length
+            if names and mnemonic.rpartition(" ")[2] in names:
+                intercepted |= self._intercept_code_at(address, bits)
         if end < pc + size:
             # Capstone stopped early (bytes it cannot decode): the CPU still saw one more.
             insns.append(end)
@@ -888,11 +891,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     def _read_linear(self, address: int, size: int) -> bytes:
         """Guest memory at a linear address, through our page walker with no side effects
         (no accessed bits, no TLB fill). Stops at the first unmapped byte."""
-        uc = self.uc
-        cr0, cr3, cr4 = (
-            uc.reg_read(r) for r in (X.UC_X86_REG_CR0, X.UC_X86_REG_CR3, X.UC_X86_REG_CR4)
-        )
-        efer = self.internals.u64(I.ENV_EFER)
+        env = self.internals  # env's words: cheaper than the binding's reg_read
+        cr0, cr3, cr4 = env.u64(I.ENV_CR0), env.u64(I.ENV_CR3), env.u64(I.ENV_CR4)
+        efer = env.u64(I.ENV_EFER)
         out = bytearray()
         while len(out) < size:
             lin = (address + len(out)) & 0xFFFF_FFFF_FFFF_FFFF

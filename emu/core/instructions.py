@@ -271,6 +271,10 @@ class CpuInstructions:
         self._intercepts: dict[int, int] = {}  # address -> handle of its code hook
         self._sse4a_sites: set[int] = set()  # ... of them, where an SSE4A instruction was seen
         self._intercept_ids = _QEMU64_INTERCEPTS if self.cpu_model == "qemu64" else frozenset()
+        # ... and their mnemonics, which the block learner's light decoding gives
+        self._intercept_names = frozenset(
+            self._disasm[64].insn_name(i) for i in self._intercept_ids
+        )
         if self.cpu_model != "qemu64":
             return
         env = self.internals
