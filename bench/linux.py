@@ -77,10 +77,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         initrd = Path(tmp) / "initrd.gz"
         initrd.write_bytes(busybox_initramfs(busybox.read_bytes(), INIT))
+        load_before = os.getloadavg()[0]
         runs = [ours(kernel, initrd) for _ in range(args.repeat)]
         wall, data = min(runs, key=lambda r: r[0])
         ok = data["stop_reason"] == "debug-exit" and "HELLO FROM USERSPACE" in data["serial"]
         print(f"kernel: {kernel.name}, command line: {CMDLINE}")
+        if len(runs) > 1:  # two boots should agree (docs/linux.md, "Determinism")
+            counts = ", ".join(f"{r[1]['instructions']:,}" for r in runs)
+            print(f"instructions of each run: {counts}")
         print(f"triplefault: {wall:7.2f} s wall, {data['instructions']:,} instructions, "
               f"{data['instructions'] / wall / 1e6:.0f} MIPS, {'ok' if ok else data['stop_reason']}")  # fmt: skip
         if args.no_qemu or shutil.which("qemu-system-x86_64") is None:
@@ -90,7 +94,8 @@ def main() -> int:
         qwall, rc = min(q)
         qok = rc == 1 and b"HELLO FROM USERSPACE" in serial.read_bytes()
         print(f"qemu 7.2 TCG: {qwall:7.2f} s wall, {'ok' if qok else f'exit {rc}'}")
-        print(f"ratio ours / QEMU: {wall / qwall:.2f}")
+        print(f"ratio ours / QEMU: {wall / qwall:.2f} (load average {load_before:.2f} -> "
+              f"{os.getloadavg()[0]:.2f})")  # fmt: skip
     return 0
 
 
