@@ -12,6 +12,7 @@ copy-on-write memory snapshots are not used: they break the shared RAM view (Q7)
 from __future__ import annotations
 
 import copy
+import datetime
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,7 +51,8 @@ def _is_reference(value: Any) -> bool:
     )
 
 
-_ATOMS = (int, float, str, bytes, bool, type(None))
+# immutable values, shared as they are (datetime: the RTC's base time)
+_ATOMS = (int, float, str, bytes, bool, type(None), datetime.datetime, datetime.date)
 
 
 def _copy(value: Any) -> Any:
@@ -68,7 +70,34 @@ def _copy(value: Any) -> Any:
         if all(type(v) in (list, tuple) and all(type(x) in _ATOMS for x in v) for v in value):
             items = [list(v) if type(v) is list else v for v in value]
             return items if kind is list else tuple(items)
+        if all(_plain(v) for v in value):  # the PIT's channels, the HPET's timers
+            items = [_copy_plain(v) for v in value]
+            return items if kind is list else tuple(items)
+    if kind is dict and all(type(k) in _ATOMS and type(v) in _ATOMS for k, v in value.items()):
+        return dict(value)
+    if _plain(value):
+        return _copy_plain(value)
     return copy.deepcopy(value)
+
+
+def _plain(value: Any) -> bool:
+    """An object of a class of ours whose attributes are all plain values or lists of them:
+    copied attribute by attribute, as deepcopy would, at a fraction of its cost."""
+    attributes = getattr(value, "__dict__", None)
+    if attributes is None or type(value).__module__.split(".")[0] not in ("devices", "emu"):
+        return False
+    if hasattr(value, "__deepcopy__") or hasattr(type(value), "__slots__"):
+        return False
+    return all(
+        type(v) in _ATOMS or (type(v) is list and all(type(x) in _ATOMS for x in v))
+        for v in attributes.values()
+    )
+
+
+def _copy_plain(value: Any) -> Any:
+    twin = object.__new__(type(value))
+    twin.__dict__.update({k: list(v) if type(v) is list else v for k, v in vars(value).items()})
+    return twin
 
 
 def save_device(device: Any) -> DeviceState:

@@ -204,8 +204,10 @@ class DebugFeatures:
             # if that event woke nothing, waits on)
             self._halted = True
             self._halt_events = 0
+            self.scheduler.tick(self.now_ns())
             return None
         if end is None:
+            self.scheduler.tick(self.now_ns())  # as every stop leaves them (``_result``)
             return None
         return self._finish(end, t0)
 

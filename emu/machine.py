@@ -701,8 +701,10 @@ class Machine(DebugFeatures):
             "port92": self.port92, "com1": self.com1, "vga": self.vga, "lpt1": self.lpt1,
             "hpet": self.hpet, "lapic": self.lapic, "ioapic": self.ioapic, "pci": self.pci,
         }  # fmt: skip
+        named = {id(d) for d in devices.values()}
         for i, device in enumerate(self.timed):
-            devices.setdefault(f"timed{i}", device)
+            if id(device) not in named:  # once each: the PIT, RTC, HPET and APIC are named
+                devices[f"timed{i}"] = device
         if self.debug_exit:
             devices["debug_exit"] = self.exit_device
         return devices
@@ -868,6 +870,11 @@ class Machine(DebugFeatures):
         state: CpuState | None = None,
     ) -> RunResult:
         self.ports.sync()  # the counts of what the compiled port hooks answered
+        # Every stop leaves the devices at the stop's time, whichever route reached it: a run
+        # ticks them only at its slices' ends and port accesses, a step before each
+        # instruction, so the events due since would otherwise be taken or not by route (the
+        # next run or step takes them first either way: nothing the guest sees changes).
+        self.scheduler.tick(self.now_ns())
         state = state or self.core.state()
         fault_insn = None
         if exception is not None and not exception.software:

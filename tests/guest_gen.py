@@ -251,8 +251,10 @@ imm32 = st.one_of(
 )
 
 
+@cache
 def _ops(n_code: int):
-    """Strategies for one op (``n_code``: how many ops the guest has, for jump targets)."""
+    """Strategies for one op (``n_code``: how many ops the guest has, for jump targets); made
+    once per length (building them for every guest cost more than drawing from them)."""
     target = st.integers(0, n_code)
     return st.one_of(
         st.tuples(st.just("mov"), reg, imm32),

@@ -356,8 +356,9 @@ class ExceptionRaising:
             self._ctxv[K.CTX_ICOUNT] += 1
             self._step_counted = True
         if account:
-            # a software interrupt has retired its instruction: count up to where it returns
-            rip = next_rip if exc.software and next_rip else exc.rip
+            # a trap (INT n, INT3, INTO, INT1, the single-step #DB) has retired its instruction:
+            # count up to where it returns; a fault, up to the faulting instruction
+            rip = next_rip if next_rip is not None else exc.rip
             self._account_partial_block(exc.cs_base + rip)
         if exc.vector in self.break_vectors and account:
             # Stop before delivery, with the state as it was at the fault; the next run
