@@ -85,6 +85,31 @@ def test_deferred_entry_batches_trim_from_the_oldest() -> None:
     assert [e.index for e in trace.entries] == list(range(30, 40)) and trace.dropped == 30
 
 
+def test_a_loaded_trace_counts_what_it_holds() -> None:
+    """A checkpoint's trace, loaded back: it kept the count of the trace it replaced, so going
+    back again and again (the debugger's reverse steps, replays) trimmed entries recorded
+    after it as if the trace were full; and a batch it held was cut in place by later trims."""
+    from emu.faults.trace import DeferredEntries, FaultTrace, TraceEntry
+
+    def entry(i: int) -> TraceEntry:
+        return TraceEntry(i, 10 * i, 0x20, "IRQ vector 0x20", "external", None, "", None,
+                          0, "", 0, 0, "long64", "", "", True, "", "")  # fmt: skip
+
+    trace = FaultTrace(limit=10)
+    trace.add(entry(0))
+    trace.add_batch(DeferredEntries(4, lambda i: entry(1 + i)))
+    saved = trace.save()
+    for _round in range(3):
+        trace.add_batch(DeferredEntries(9, lambda i: entry(5 + i)))  # 4 of the batch go
+        assert [e.index for e in trace.entries] == list(range(4, 14))
+        trace.load(saved)
+        assert len(trace) == 5 and trace.next_index() == 5
+        assert [e.index for e in trace.entries] == list(range(5))
+        trace.load(saved)
+    trace.add(entry(5))
+    assert [e.index for e in trace.entries] == list(range(6))
+
+
 @pytest.mark.parametrize("keys", ["", "Hello PS2\n"])
 def test_arming_changes_nothing_on_the_timer_image(image, keys: str) -> None:
     """images/timer with the clock hook delivering timer interrupts itself, and without."""

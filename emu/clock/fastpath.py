@@ -69,11 +69,11 @@ check:
   %limit = load i64, i64* %p_limit
   %same_pc = icmp eq i64 %address, %cpc
   %same_want = icmp eq i64 %want, %cwant
-  %before_deadline = icmp ult i64 %icount, %deadline
-  %not_armed = icmp eq i64 %armed, 0
-  %before_arm = icmp ult i64 %icount, %armtime
-  %arm_ok = or i1 %not_armed, %before_arm
   %new = add i64 %icount, %count
+  %before_deadline = icmp ule i64 %new, %deadline
+  %not_armed = icmp eq i64 %armed, 0
+  %before_arm = icmp ule i64 %new, %armtime
+  %arm_ok = or i1 %not_armed, %before_arm
   %in_limit = icmp ule i64 %new, %limit
   %ok1 = and i1 %same_pc, %same_want
   %ok2 = and i1 %ok1, %before_deadline

@@ -34,12 +34,14 @@ from ..core.intrinsics import (
     load16,
     load32,
     load64,
+    store32,
     store64,
     voidptr,
 )
 from ..faults import kernels as delivery_kernels
 from ..faults.layout import DA_VECTOR, DELIVERED, DO_OLD_HFLAGS, DO_WHY
 from .layout import (  # noqa: F401 - re-exported for the tests and the core
+    _CPU_CFLAGS_NEXT_TB,
     _EFLAGS_IF,
     _ENV_CS_BASE,
     _ENV_EFLAGS,
@@ -194,6 +196,30 @@ def block_hook(uc, address, size, user_data):
         ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_MISS)
         call_ptr(ctx[CTX_EMU_STOP], uc)
         return
+    # A block that would run past the deadline, the armed interrupt's time or the limit is
+    # cut there: it does not run; the CPU loop starts again at its first instruction with a
+    # block of just the instructions left (cflags_next_tb), which the table learns like any
+    # other. Stops and deliveries then fall on their exact count, whatever blocks the code
+    # was translated in, as a step would take them.
+    icount = ctx[CTX_ICOUNT]
+    cut = ctx[CTX_DEADLINE]
+    if ctx[CTX_ARMED] and ctx[CTX_ARM_TIME] < cut:
+        cut = ctx[CTX_ARM_TIME]
+    if ctx[CTX_LIMIT] < cut:
+        cut = ctx[CTX_LIMIT]
+    if icount < cut and icount + count > cut:
+        ctx[CTX_LAST_INFO] &= np.uint64(INFO_WANT_MASK)  # the block does not run
+        env = ctx[CTX_ENV]
+        cpu = ctx[CTX_CPU]
+        store32(cpu + np.uint64(_CPU_CFLAGS_NEXT_TB), np.uint32(cut - icount))
+        # the loop starts again at EIP: the block's first instruction (its linear address,
+        # less the CS base outside 64-bit code)
+        eip = address
+        if not hflags & _HF_CS64:
+            eip = (address - load64(env + np.uint64(_ENV_CS_BASE))) & np.uint64(0xFFFFFFFF)
+        store64(env + np.uint64(_ENV_EIP), eip)
+        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(cpu))  # does not return
+        return
     # A stop requested here takes effect before the block runs (measured), so a block is
     # counted only when it is let through.
     if ctx[CTX_ICOUNT] >= ctx[CTX_DEADLINE]:
@@ -207,6 +233,12 @@ def block_hook(uc, address, size, user_data):
             # every block and must stay small).
             call_ptr2(ctx[CTX_ARMED_FN], uc, user_data)
             return
+        # IF=0 (or the shadow): the edge raises IRQ 0 now all the same; stop so that the
+        # devices take it at its own count, as the stop path does, and the guest sees it in
+        # the IRR from the next instruction on
+        ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_DEADLINE)
+        call_ptr(ctx[CTX_EMU_STOP], uc)
+        return
     if ctx[CTX_ICOUNT] + count > ctx[CTX_LIMIT]:
         ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_LIMIT)
         call_ptr(ctx[CTX_EMU_STOP], uc)

@@ -136,6 +136,7 @@ _ENV_CS_BASE = X86.ENV_SEGS + X86.SEG_CS * X86.SEG_SIZE + 8
 _ENV_RAX = X86.ENV_REGS
 _ENV_RCX = X86.ENV_REGS + 8
 _ENV_RDX = X86.ENV_REGS + 16
+_CPU_CFLAGS_NEXT_TB = X86.CPU_CFLAGS_NEXT_TB
 
 
 def pack_value(icount: int, size: int, bits: int) -> int:

@@ -107,6 +107,8 @@ _MMIO_READ_CB = ctypes.CFUNCTYPE(
     ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
 )
 _TABLE_SLOTS = 1 << 14
+# legacy prefixes (lock/rep, segment, operand and address size)
+_PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
 # env words precise_icount reads (as indexes into 64- or 32-bit views of env)
 _EIP_SLOT = I.ENV_EIP // 8
 _HFLAGS_SLOT = I.ENV_HFLAGS // 4
@@ -854,24 +856,46 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         end = pc
         intercepted = False
         names = self._intercept_names
-        # capstone's light decoding (tuples, not instruction objects: a Linux boot learns about
-        # 64,000 blocks); an instruction the model intercepts is decoded in full
-        for address, length, mnemonic, _operands in self._disasm[bits].disasm_lite(code, pc):
-            insns.append(address)
-            end = address + length
-            if names and mnemonic.rpartition(" ")[2] in names:
-                intercepted |= self._intercept_code_at(address, bits)
-        if end < pc + size:
-            # Capstone stopped early (bytes it cannot decode): the CPU still saw one more.
+        while end < pc + size:
+            # capstone's light decoding (tuples, not instruction objects: a Linux boot learns
+            # about 64,000 blocks); an instruction the model intercepts is decoded in full
+            for address, length, mnemonic, _operands in self._disasm[bits].disasm_lite(
+                code[end - pc :], end
+            ):
+                insns.append(address)
+                end = address + length
+                if names and mnemonic.rpartition(" ")[2] in names:
+                    intercepted |= self._intercept_code_at(address, bits)
+            if end >= pc + size:
+                break
+            # Capstone stopped early at bytes it cannot decode, which the CPU ran as one
+            # instruction (it ended the block otherwise): a prefix capstone refuses on that
+            # instruction (LOCK on a MOV, which QEMU runs), so the instruction's length is that
+            # of the rest after its prefixes; with none that decodes, the block's end.
             insns.append(end)
             if self._intercept_ids:
                 intercepted |= self._intercept_code_at(end, bits)
+            after = self._undecoded_end(code, pc, end, bits)
+            end = after if after > end else pc + size
         if intercepted:
             # translated before its instruction hooks existed: translate it again before it runs
             self.uc.ctl_remove_cache(pc, pc + size)
         self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
         self._recent_block = (-1, -1, None)
         self._table_insert(pc, size, bits, tuple(insns))
+
+    def _undecoded_end(self, code: bytes, pc: int, at: int, bits: int) -> int:
+        """Where the instruction at ``at`` that capstone cannot decode ends: after its leading
+        prefixes, the first instruction capstone does decode; else the block's end."""
+        i = at - pc
+        for k in range(1, 15):
+            byte = code[i + k - 1] if i + k - 1 < len(code) else None
+            if byte is None or not (byte in _PREFIXES or (bits == 64 and 0x40 <= byte <= 0x4F)):
+                break
+            insn = next(iter(self._disasm[bits].disasm(code[i + k :], at + k, 1)), None)
+            if insn is not None:
+                return insn.address + insn.size
+        return pc + len(code)
 
     def _account_partial_block(self, rip: int) -> None:
         """An exception stopped the current block at ``rip``: count only what retired."""

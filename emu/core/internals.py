@@ -21,6 +21,7 @@ from unicorn import x86_const as X
 
 from ..errors import EngineError
 from .x86_layout import (  # noqa: F401 - re-exported: callers use I.ENV_*, I.HF_*, I.SEG_*
+    CPU_CFLAGS_NEXT_TB,
     ENV_CPUID_VENDOR,
     ENV_CR0,
     ENV_CR2,
@@ -217,6 +218,9 @@ def locate(uc: unicorn.Uc) -> EngineInternals:
         raise EngineError("cannot locate the CPU inside the Unicorn engine (null cpu)")
     internals = EngineInternals(cpu + _CPU_TO_ENV)
     _verify(uc, internals)
+    if ctypes.c_uint32.from_address(cpu + CPU_CFLAGS_NEXT_TB).value != 0xFFFF_FFFF:
+        # -1 between blocks (cpu_common_reset): the clock hook cuts blocks through it
+        raise EngineError("Unicorn internals differ from the verified 2.1.4 layout (cflags)")
     return internals
 
 

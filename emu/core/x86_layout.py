@@ -73,3 +73,10 @@ RFLAGS_DF = 1 << 10
 RFLAGS_NT = 1 << 14
 RFLAGS_RF = 1 << 16
 RFLAGS_VM = 1 << 17
+
+# CPUState (env - CPU_TO_ENV, core/internals.py): cflags_next_tb, the cflags of the next block
+# cpu_exec looks up or translates (-1: the usual ones). Its low 15 bits (CF_COUNT_MASK) cut that
+# block to at most so many instructions (tb_gen_code's max_insns); such a block is cached
+# under its cflags like any other.
+CPU_CFLAGS_NEXT_TB = 24
+CF_COUNT_MASK = 0x7FFF

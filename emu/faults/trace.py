@@ -8,6 +8,7 @@ or failed, and what the failure escalated to.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -146,6 +147,8 @@ class FaultTrace:
             excess = self._count - self.limit
             oldest = items[0]
             if isinstance(oldest, DeferredEntries) and len(oldest) > excess:
+                # a copy: a checkpoint may hold this batch, as it was when it was taken
+                oldest = items[0] = copy.copy(oldest)
                 oldest.drop_first(excess)
                 n = excess
             else:
@@ -178,7 +181,10 @@ class FaultTrace:
 
     def load(self, saved: tuple) -> None:
         items, self.triple_fault, self.dropped = saved
-        self._items = deque(items, maxlen=self.limit)
+        # the count with them: a batch holds several entries (the count left from before the
+        # load trimmed entries recorded after it)
+        self._items = deque(items)
+        self._count = sum(len(i) if isinstance(i, DeferredEntries) else 1 for i in items)
 
     def next_index(self) -> int:
         return self.dropped + self._count
