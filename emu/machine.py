@@ -275,6 +275,7 @@ class Machine(DebugFeatures):
         )  # fmt: skip
         self.core.apic = self.lapic  # IA32_APIC_BASE and the CPUID APIC bit
         self.pics = PicPair(IrqLine("PIC INTR", self.lapic.set_lint0))
+        self._isa_wires: list[tuple[IrqLine, IrqLine]] = []
         self._isa_irqs = [self._fan_out(irq) for irq in range(16)]
         self.bus.map(0x20, 2, self.pics.master, "PIC1 (8259A)")
         self.bus.map(0xA0, 2, self.pics.slave, "PIC2 (8259A)")
@@ -349,6 +350,7 @@ class Machine(DebugFeatures):
 
     def _fan_out(self, irq: int) -> IrqLine:
         pic, pin = self.pics.irq_line(irq), self.ioapic.pin(isa_pin(irq))
+        self._isa_wires.append((pic, pin))  # their levels follow the line's (``restore``)
 
         def drive(level: bool) -> None:
             pic.set_level(level)
@@ -761,6 +763,10 @@ class Machine(DebugFeatures):
         for name, device in self._stateful_devices().items():
             restore_device(device, cp.devices[name])
         self.pics.cpu_line.level = cp.devices["pic1"].lines.get("output", False)
+        for line, (pic, pin) in zip(self._isa_irqs, self._isa_wires, strict=True):
+            # the wires from an ISA line to the 8259 and the I/O APIC belong to no device: they
+            # take the line's restored level (left high, the next rising edge was lost)
+            pic.level = pin.level = line.level
         if self.lapic.base != self._lapic_region.base:
             self._move_lapic(self._lapic_region.base, self.lapic.base)
         self.core.set_irq_pending(self.lapic.intr.level)

@@ -313,3 +313,19 @@ def test_many_checkpoints_restore_exactly_in_any_order(image, name: str) -> None
             nodes += 1
             node = node.parent
     assert nodes <= len(kept) + 1
+
+
+def test_a_restore_leaves_no_8259_input_wire_high(image) -> None:
+    """The wire from an ISA line to the 8259 belongs to no device: a restore to before the line
+    rose left it high, and the line's next rising edge never reached the IRR."""
+    m = Machine.from_elf(image("hello"))
+    m.run(max_instructions=1000)
+    line = m.isa_irq(3)
+    cp = m.checkpoint()
+    line.raise_()
+    assert m.pics.master.irr & 0x08
+    m.restore(cp)
+    assert not line.level and not m.pics.master.irr & 0x08
+    line.raise_()
+    assert m.pics.master.irr & 0x08
+    assert m.ioapic.pin(3).level
