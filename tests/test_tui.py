@@ -426,12 +426,29 @@ def test_narrow_terminal_keeps_rip_visible(image) -> None:
         seen["regs"] = _plain(app.rendered.get("regs-tab", ""))
         await pilot.press("p")
         seen["pages"] = _plain(app.rendered["pages"])
+        await _type(app, pilot, "x 0x102000 32")
+        seen["memory"] = app.rendered["memory"].plain
+        await pilot.press("6")  # the source tab: its RIP line in view too
+        seen["source-tab"] = app.query_one("#tabs").active
+        seen["source-rows"] = app.query_one("#source-tab-body").parent.content_size.height
+        seen["source-line"] = next(
+            i for i, line in enumerate(app.rendered["source"].plain.splitlines()) if "▶" in line
+        )
 
-    _session(_at(image("hello"), "kmain"), script, size=(80, 24))
+    m = _at(image("hello"), "kmain")
+    _session(m, script, size=(80, 24))
     assert seen["mode"] == "narrow"
     assert seen["rip-row"] < seen["rows"]
     assert seen["tab"] == "regs-tab" and "RIP 0x" in seen["regs"]
     assert "4-level paging" in seen["pages"]
+    assert seen["source-tab"] == "source-tab"
+    assert 0 < seen["source-line"] < seen["source-rows"], seen
+    # memory rows as wide as the tab: 8 bytes and their ASCII in 51 columns
+    rows = seen["memory"].splitlines()[1:]
+    data = m.read_linear(0x102000, 32)
+    assert [r[:16] for r in rows] == [f"{0x102000 + i:016x}" for i in range(0, 32, 8)]
+    ascii_ = "".join(chr(b) if 32 <= b < 127 else "." for b in data[8:16])
+    assert rows[1] == f"{0x102008:016x}  {data[8:16].hex(' ')}  {ascii_}"
 
 
 # ---------------------------------------------------------------------- page-table explorer
@@ -680,3 +697,28 @@ def test_ptmark_at_an_earlier_instruction_comes_back(image) -> None:
     s = app.session
     assert s.ended and s.last.stop_reason == "debug-exit" and s.machine.instructions == 50_764
     assert "instruction count must be 0 to" in seen["bad"]
+
+
+def test_the_docs_screenshots_script(image, tmp_path, monkeypatch) -> None:
+    """docs/debugger/screenshots.py draws the docs' pictures; two of them, elsewhere."""
+    import html
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "docs" / "debugger" / "screenshots.py"
+    spec = importlib.util.spec_from_file_location("screenshots", script)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "screenshots", module)  # for its dataclass
+    spec.loader.exec_module(module)
+    image("faults"), image("hello")
+    assert module.main(["--out", str(tmp_path), "explorer-fault", "narrow"]) == 0
+    fault = html.unescape((tmp_path / "explorer-fault.svg").read_text()).replace("\xa0", " ")
+    narrow = html.unescape((tmp_path / "narrow.svg").read_text()).replace("\xa0", " ")
+    assert "<- fails here" in fault and "PDE.RW=0 and CR0.WP=1 on a supervisor write" in fault
+    assert "exception pending" in fault and "registers" in fault
+    assert "64-bit code" in narrow and "hello/kmain.c:95" in narrow and "▶" in narrow
+    assert module.main(["--out", str(tmp_path), "--check", "narrow"]) == 0
+    (tmp_path / "narrow.svg").write_text("<svg/>")
+    assert module.main(["--out", str(tmp_path), "--check", "narrow"]) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["explorer-fault.svg", "narrow.svg"]

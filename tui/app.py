@@ -414,7 +414,10 @@ class DebuggerApp(App):
         if active == "memory":
             self._show("memory", "memory", self._memory(c))
         stack = panes.stack_text(m, c)
-        source = panes.source_text(self._source_view(c), self._rows("#source-wide", 30))
+        # as many rows as the source gets: its own pane, or a tab (less the tab strip)
+        wide = self.layout_mode == "wide"
+        rows = self._rows("#source-wide", 30) if wide else self._rows("#tabs", 32) - 2
+        source = panes.source_text(self._source_view(c), rows)
         self.rendered.update(stack=stack, source=source)
         if self.layout_mode == "wide":
             self._put("#stack-wide", stack)
@@ -484,10 +487,15 @@ class DebuggerApp(App):
     def _memory(self, c: CpuState) -> Text:
         mv = self.memory
         address = mv.address if mv.address is not None else c.gpr["rsp"] & ~0xF
-        text = panes.memory_text(
-            self.session.machine, address, mv.size, mv.before if mv.before_at == address else None
+        # rows as wide as the tab: the ASCII column stays in view (padding and a scroll bar)
+        columns = self.query_one("#tabs").content_size.width - 4
+        return panes.memory_text(
+            self.session.machine,
+            address,
+            mv.size,
+            mv.before if mv.before_at == address else None,
+            panes.memory_row_bytes(columns) if columns > 10 else 16,
         )
-        return text
 
     def _remember_memory(self) -> None:
         """What the memory pane shows now, to highlight what the next run changes."""

@@ -105,9 +105,17 @@ def disassembly_text(machine: Machine, c: CpuState, rows: int = 40, top: int | N
     return t
 
 
-def memory_text(machine: Machine, address: int, size: int, before: bytes | None) -> Text:
-    """Hex and ASCII at a linear address through the page tables (no A/D bits set); bytes that
-    differ from ``before`` (the same range at the previous stop) are highlighted."""
+def memory_row_bytes(columns: int) -> int:
+    """Bytes per memory row that fit ``columns``: 16, 8 or 4 (an address, the hex, ASCII)."""
+    return next((n for n in (16, 8) if 19 + 4 * n <= columns), 4)
+
+
+def memory_text(
+    machine: Machine, address: int, size: int, before: bytes | None, per_row: int = 16
+) -> Text:
+    """Hex and ASCII at a linear address through the page tables (no A/D bits set), ``per_row``
+    bytes a row; bytes that differ from ``before`` (the same range at the previous stop) are
+    highlighted."""
     data = machine.read_linear(address, size)
     where = machine.symbolizer.describe(address) if machine.symbolizer else f"{address:#x}"
     t = Text(f"{size} bytes at linear {where}\n", style="bold")
@@ -115,19 +123,20 @@ def memory_text(machine: Machine, address: int, size: int, before: bytes | None)
         t.append("not mapped (the walk fails: try walk ADDR)", style="red")
         return t
     changed_style = "bold reverse red"
-    for off in range(0, len(data), 16):
-        chunk = data[off : off + 16]
+    ascii_at = 19 + 3 * per_row  # after the address, the hex and two spaces
+    for off in range(0, len(data), per_row):
+        chunk = data[off : off + per_row]
         ascii_ = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
-        row = f"{address + off:016x}  {chunk.hex(' '):<47}  {ascii_}\n"
+        row = f"{address + off:016x}  {chunk.hex(' '):<{3 * per_row - 1}}  {ascii_}\n"
         at = len(t)
         t.append(row)
         if before is None:
             continue
-        old = before[off : off + 16]
+        old = before[off : off + per_row]
         for i, b in enumerate(chunk):
             if i < len(old) and old[i] != b:
                 t.stylize(changed_style, at + 18 + 3 * i, at + 20 + 3 * i)
-                t.stylize(changed_style, at + 67 + i, at + 68 + i)
+                t.stylize(changed_style, at + ascii_at + i, at + ascii_at + i + 1)
     if len(data) < size:
         t.append(f"(stops at {address + len(data):#x}: not mapped)", style="red")
     return t
