@@ -225,8 +225,8 @@ async def _browse(url: str, devtools: str, tmp_path: Path) -> dict:
             raise AssertionError(f"{text!r} never on the screen:\n" + "\n".join(svg_rows(svg)))
 
         await until("registers")  # the app is up and answering keys
-        await cdp.type("c")  # to the breakpoint at paging_ready
-        await until("breakpoint")
+        await cdp.type("c")  # to the breakpoint at paging_ready (the machine's state, not
+        await until("RIP 0x100180")  # the status line's message: a screenshot's replaces it)
         await cdp.type("t")  # the page-table explorer
         svg = await until("PML4E table")
         await asyncio.sleep(0.5)  # the browser paints what it was sent
