@@ -362,3 +362,33 @@ def test_a_prefix_capstone_refuses_counts_as_one_instruction(benches, kind, pref
     ran, stepped = _routes(benches[kind], ops, LIMIT, 0)
     assert ran == stepped
     assert ran[0][0] == "debug-exit"
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k.idt], ids=lambda k: k.name)
+def test_steps_run_code_that_rewrites_its_own_block(benches, kind) -> None:
+    """A store into the block being executed (the guest rewrites the instruction after next):
+    QEMU abandons the block at the store and runs the store again in a block of its own,
+    which the step's count of 1 stopped before it retired, so stepping never got past it. The
+    rewritten instruction is the one that runs next, decoded from its new bytes."""
+    import capstone
+
+    bench = benches[kind]
+    m = bench.machine
+    ops = [("mov", 0, 1), ("smc", 3, 0x40), ("nop",), ("unary", 0, 0), ("unary", 0, 0), ("exit", 7)]
+    code = encode(ops, bench.code, bench.scratch)
+    m.restore(bench.start(code))
+    patched = bench.code + len(code[:5]) + 8 + 1  # after the mov, the store and the nop
+    while m.cpu_state().rip != patched:
+        assert m.step() is None and m.core.icount < LIMIT
+    mode = capstone.CS_MODE_64 if kind.bits == 64 else capstone.CS_MODE_32
+    new = next(
+        capstone.Cs(capstone.CS_ARCH_X86, mode).disasm(m.read_physical(patched, 15), patched)
+    )
+    assert m.read_physical(patched, 1) == b"\x40"
+    assert m.step() is None
+    assert m.cpu_state().rip == patched + new.size
+    for _ in range(LIMIT):
+        r = m.step()
+        if r is not None:
+            break
+    assert r is not None and r.stop_reason == "debug-exit"

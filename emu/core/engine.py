@@ -218,6 +218,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 (64, capstone.CS_MODE_64),
             )
         }
+        self._cflags_next_tb = ctypes.c_uint32.from_address(
+            self.internals.env - I.CPU_TO_ENV + I.CPU_CFLAGS_NEXT_TB
+        )
         self._init_clock()
         self._install_hooks()
         self._init_fast_delivery()
@@ -814,6 +817,11 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self._stepping = True
         if self._intercept_ids:
             self._intercept_at(rip)  # an instruction no block has shown yet
+        # The step's block is one instruction (cflags_next_tb): a store into the block being
+        # executed then completes. In a longer block QEMU abandons the block at such a store and
+        # runs the store again in a block of its own, which the count of 1 stops before it
+        # retires: the step never got past it.
+        self._cflags_next_tb.value = 1
         try:
             self.uc.emu_start(rip, _UNTIL, 0, 1)
         except UcError as e:
