@@ -358,3 +358,83 @@ def test_stepping_a_jump_into_unassigned_memory_counts_the_jump(tmp_path) -> Non
     ran = r.stop_reason, r.instructions, r.cpu.rip
     assert ran[0] == "unsupported" and ran[2] == 0x300000
     assert _stepped(elf, memory="2M") == ran
+
+
+SMC = """
+    call blk
+    movl $0x9000408d, blk   # lea 0(%eax), %eax; nop: the same six bytes in four instructions
+    call blk
+    jmp after
+blk:
+    nop
+    nop
+    nop
+    nop
+    nop
+    ret
+after:
+"""
+
+
+def test_code_the_guest_rewrites_is_counted_from_its_new_bytes(tmp_path) -> None:
+    """A block run once, rewritten by the guest into fewer instructions in the same bytes, then
+    run again: QEMU translates it again, and the count follows (the block table's entry, keyed
+    by pc and size, counted six where four ran). Every limit lands where stepping does."""
+    elf = build(SMC, tmp_path)
+    m = Machine.from_elf(elf)
+    rips = [m.cpu_state().rip]
+    while (r := m.step()) is None:
+        rips.append(r.cpu.rip if r is not None else m.cpu_state().rip)
+    stepped = r.stop_reason, r.instructions, r.cpu.rip
+    assert _end(elf) == stepped
+    for limit in range(1, stepped[1]):
+        assert _end(elf, max_instructions=limit) == ("instruction-limit", limit, rips[limit])
+
+
+STALE_CUT = """
+import sys
+from emu import Machine
+from emu.clock import layout as K
+m = Machine.from_elf(sys.argv[1])
+blk = m.symbolizer.address_of("blk")
+while m.cpu_state().rip != m.symbolizer.address_of("_start"):  # past the firmware's own code
+    assert m.step() is None
+base = m.instructions
+m.run(max_instructions=7)  # the call and the block: learned
+assert m.instructions == base + 7
+core = m.core
+(slot,) = [i for i, k in enumerate(core._keys) if int(k) == blk]
+core._vals[slot] = int(core._vals[slot]) + 2  # a stale count: two more than the block holds
+core.ctx[K.CTX_CACHE_PC] = K.EMPTY_KEY
+# the nop, the second call, then a cut past the block's six as the table has it (at 7 of 8):
+# the block QEMU translates for the cut is the whole block again
+r = m.run(max_instructions=9)
+print(r.stop_reason, r.instructions - base, r.cpu.rip)
+r = m.run()
+print(r.stop_reason, r.instructions, r.cpu.rip)
+"""
+
+
+def test_a_stale_count_at_a_cut_never_loops(tmp_path) -> None:
+    """A block whose table entry counts more than it holds, with the limit inside that count:
+    the cut block QEMU translates is the same block again, and cutting it again would restart
+    the CPU loop for ever (as a Linux boot did at its patched code). It is learned again from
+    its bytes and the run stops where stepping does. In a child process: a loop would hang."""
+    import subprocess
+    import sys
+
+    src = SMC.replace("movl $0x9000408d, blk", "nop")
+    elf = build(src, tmp_path)
+    m = Machine.from_elf(elf)
+    while m.cpu_state().rip != m.symbolizer.address_of("_start"):
+        assert m.step() is None
+    for _ in range(16):
+        assert m.step() is None
+    at_limit = m.cpu_state().rip
+    out = subprocess.run([sys.executable, "-c", STALE_CUT, str(elf)], capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == [
+        f"instruction-limit 16 {at_limit}",
+        " ".join(str(x) for x in _stepped(elf)),
+    ]

@@ -58,6 +58,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_ARM_VECTOR,
     CTX_ARMED,
     CTX_ARMED_FN,
+    CTX_BLOCKS_DROPPED,
     CTX_CACHE_COUNT,
     CTX_CACHE_PC,
     CTX_CACHE_WANT,
@@ -113,6 +114,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_TIME_OFFSET,
     CTX_TSC_READS,
     CTX_TSC_SCALE,
+    DROPPED_KEY,
     EMPTY_KEY,
     EOI_LAPIC,
     EOI_PIC,
@@ -200,7 +202,9 @@ def block_hook(uc, address, size, user_data):
     # cut there: it does not run; the CPU loop starts again at its first instruction with a
     # block of just the instructions left (cflags_next_tb), which the table learns like any
     # other. Stops and deliveries then fall on their exact count, whatever blocks the code
-    # was translated in, as a step would take them.
+    # was translated in, as a step would take them. (The table's count is QEMU's: tb_hook
+    # drops an entry the guest's stores made stale. A stale one would loop here for ever: the
+    # cut block QEMU translates would be the same block again.)
     icount = ctx[CTX_ICOUNT]
     cut = ctx[CTX_DEADLINE]
     if ctx[CTX_ARMED] and ctx[CTX_ARM_TIME] < cut:
@@ -245,6 +249,47 @@ def block_hook(uc, address, size, user_data):
         return
     ctx[CTX_LAST_INFO] = want | (count << np.uint64(INFO_COUNT_SHIFT))
     ctx[CTX_ICOUNT] += count
+
+
+# the uc_tb pointers as integers (the same register on x86-64): the hook loads through them
+TB_HOOK_SIGNATURE = types.void(types.voidptr, types.uint64, types.uint64, types.voidptr)
+
+
+def tb_hook(uc, cur_tb, prev_tb, user_data):
+    """A block QEMU has just translated (``UC_HOOK_EDGE_GENERATED``, which 2.1.4 calls for
+    every new translation, before it runs, with its pc, size and instruction count). A table
+    entry under the same pc, size and code size that counts otherwise was learned from bytes
+    the guest has since rewritten (QEMU translates again after a store into translated code):
+    it is dropped, so the block hook misses and Python learns the block from its new bytes."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    address = load64(cur_tb)
+    size = np.uint64(load16(cur_tb + np.uint64(10)))
+    icount = np.uint64(load16(cur_tb + np.uint64(8)))
+    hflags = load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS))  # the flags it was translated for
+    if hflags & _HF_CS64:
+        bits = np.uint64(64)
+    elif hflags & _HF_CS32:
+        bits = np.uint64(32)
+    else:
+        bits = np.uint64(16)
+    want = size | (bits << np.uint64(16))
+    mask = ctx[CTX_TABLE_MASK]
+    keys = ctx[CTX_TABLE_KEYS]
+    vals = ctx[CTX_TABLE_VALS]
+    slot = ((address ^ (address >> np.uint64(17))) * np.uint64(0x9E3779B97F4A7C15)) & mask
+    while True:
+        key = load64(keys + slot * np.uint64(8))
+        if key == EMPTY_KEY:
+            return
+        if key == address:
+            val = load64(vals + slot * np.uint64(8))
+            if (val >> np.uint64(16)) == want:
+                if (val & np.uint64(0xFFFF)) != icount:
+                    store64(keys + slot * np.uint64(8), DROPPED_KEY)
+                    ctx[CTX_CACHE_PC] = EMPTY_KEY
+                    ctx[CTX_BLOCKS_DROPPED] += np.uint64(1)
+                return
+        slot = (slot + np.uint64(1)) & mask
 
 
 OUT_HOOK_SIGNATURE = types.void(

@@ -80,6 +80,7 @@ CTX_PY_MMIO_WRITE = 49  # address of the Python local APIC write handler (a C ca
 CTX_TIME_OFFSET = 50
 CTX_TSC_SCALE = 51
 CTX_TSC_READS = 52
+CTX_BLOCKS_DROPPED = 55  # table entries clock/kernels.py tb_hook found stale and dropped
 EOI_PIC = 0
 EOI_LAPIC = 1
 # The port read table (emu/port_cache.py): reads and writes the devices published ahead of time,
@@ -122,6 +123,8 @@ STOP_IRQ = 8
 STOP_ARMED = 16  # the armed interrupt could not take the compiled path: Python delivers
 
 EMPTY_KEY = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+# a dropped entry: never a block's pc, and not EMPTY_KEY, so probing goes on past it
+DROPPED_KEY = np.uint64(0xFFFF_FFFF_FFFF_FFFE)
 
 # what the hooks read of the CPU state
 _HF_CS32 = X86.HF_CS32

@@ -32,6 +32,7 @@ from unicorn import (
     UC_ERR_WRITE_UNMAPPED,
     UC_HOOK_BLOCK,
     UC_HOOK_CODE,
+    UC_HOOK_EDGE_GENERATED,
     UC_HOOK_INSN,
     UC_HOOK_INSN_INVALID,
     UC_HOOK_INTR,
@@ -299,7 +300,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             ]
             self._alloc_table(self._keys.size * 2, self._pool)
             for k, v, a in old:
-                if k != int(K.EMPTY_KEY):
+                if k not in (int(K.EMPTY_KEY), int(K.DROPPED_KEY)):
                     self._table_put(k, v, a)
         at = self._pool_used
         if at + len(insns) > self._pool.size:
@@ -331,6 +332,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         full = native.load("emu.clock.kernels", "block_hook", "BLOCK_HOOK_SIGNATURE")
         self.ctx[K.CTX_BLOCK_FN] = full.address
         self._add_raw_hook(UC_HOOK_BLOCK, clock_fastpath.load().address, self.ctx.ctypes.data)
+        # every new translation: drops a table entry the guest's own stores made stale
+        tb = native.load("emu.clock.kernels", "tb_hook", "TB_HOOK_SIGNATURE")
+        self._add_raw_hook(UC_HOOK_EDGE_GENERATED, tb.address, self.ctx.ctypes.data)
         # The Python binding cannot hook RDTSC: the compiled hooks, or the model's ctypes
         # callbacks, are registered directly.
         if self.tsc_hook == "compiled":
