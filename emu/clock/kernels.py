@@ -139,6 +139,38 @@ _deliver = jit(nopython=True)(delivery_kernels.deliver)
 BLOCK_HOOK_SIGNATURE = types.void(types.voidptr, types.uint64, types.uint32, types.voidptr)
 
 
+def code_bits(hflags):
+    """The code size QEMU translates for: 64, 32 or 16 (part of a block's key)."""
+    if hflags & _HF_CS64:
+        return np.uint64(64)
+    if hflags & _HF_CS32:
+        return np.uint64(32)
+    return np.uint64(16)
+
+
+_code_bits = jit(nopython=True)(code_bits)
+
+
+def table_slot(ctx, address, want):
+    """The block table's slot of the block at ``address`` with ``want`` (size and code size, as
+    in its value), or EMPTY_KEY when the table does not hold it. Linear probing; the table is
+    never more than half full, and probing goes on past a dropped entry."""
+    mask = ctx[CTX_TABLE_MASK]
+    keys = ctx[CTX_TABLE_KEYS]
+    vals = ctx[CTX_TABLE_VALS]
+    slot = ((address ^ (address >> np.uint64(17))) * np.uint64(0x9E3779B97F4A7C15)) & mask
+    while True:
+        key = load64(keys + slot * np.uint64(8))
+        if key == EMPTY_KEY:
+            return EMPTY_KEY
+        if key == address and (load64(vals + slot * np.uint64(8)) >> np.uint64(16)) == want:
+            return slot
+        slot = (slot + np.uint64(1)) & mask
+
+
+_table_slot = jit(nopython=True)(table_slot)
+
+
 def block_hook(uc, address, size, user_data):
     """The whole decision at a block: stops, the block table, the armed interrupt, the count.
     Unicorn calls ``clock/fastpath.py``'s hook, which counts the common case itself and tail-calls
@@ -156,12 +188,7 @@ def block_hook(uc, address, size, user_data):
             ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_IRQ)
             call_ptr(ctx[CTX_EMU_STOP], uc)
             return
-    if hflags & _HF_CS64:
-        bits = np.uint64(64)
-    elif hflags & _HF_CS32:
-        bits = np.uint64(32)
-    else:
-        bits = np.uint64(16)
+    bits = _code_bits(hflags)
     want = (np.uint64(size) & np.uint64(0xFFFF)) | (bits << np.uint64(16))
     count = np.uint64(0)
     found = False
@@ -169,24 +196,13 @@ def block_hook(uc, address, size, user_data):
         count = ctx[CTX_CACHE_COUNT]  # the same block again (a loop): no hashing
         found = True
     else:
-        mask = ctx[CTX_TABLE_MASK]
-        keys = ctx[CTX_TABLE_KEYS]
-        vals = ctx[CTX_TABLE_VALS]
-        slot = ((address ^ (address >> np.uint64(17))) * np.uint64(0x9E3779B97F4A7C15)) & mask
-        while True:  # linear probing; the table is never more than half full
-            key = load64(keys + slot * np.uint64(8))
-            if key == EMPTY_KEY:
-                break
-            if key == address:
-                val = load64(vals + slot * np.uint64(8))
-                if (val >> np.uint64(16)) == want:
-                    count = val & np.uint64(0xFFFF)
-                    found = True
-                    ctx[CTX_CACHE_PC] = address
-                    ctx[CTX_CACHE_WANT] = want
-                    ctx[CTX_CACHE_COUNT] = count
-                    break
-            slot = (slot + np.uint64(1)) & mask
+        slot = _table_slot(ctx, address, want)
+        if slot != EMPTY_KEY:
+            count = load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8)) & np.uint64(0xFFFF)
+            found = True
+            ctx[CTX_CACHE_PC] = address
+            ctx[CTX_CACHE_WANT] = want
+            ctx[CTX_CACHE_COUNT] = count
     ctx[CTX_LAST_PC] = address
     ctx[CTX_LAST_INFO] = want  # not counted (yet)
     if not found:
@@ -266,30 +282,13 @@ def tb_hook(uc, cur_tb, prev_tb, user_data):
     size = np.uint64(load16(cur_tb + np.uint64(10)))
     icount = np.uint64(load16(cur_tb + np.uint64(8)))
     hflags = load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS))  # the flags it was translated for
-    if hflags & _HF_CS64:
-        bits = np.uint64(64)
-    elif hflags & _HF_CS32:
-        bits = np.uint64(32)
-    else:
-        bits = np.uint64(16)
-    want = size | (bits << np.uint64(16))
-    mask = ctx[CTX_TABLE_MASK]
-    keys = ctx[CTX_TABLE_KEYS]
-    vals = ctx[CTX_TABLE_VALS]
-    slot = ((address ^ (address >> np.uint64(17))) * np.uint64(0x9E3779B97F4A7C15)) & mask
-    while True:
-        key = load64(keys + slot * np.uint64(8))
-        if key == EMPTY_KEY:
-            return
-        if key == address:
-            val = load64(vals + slot * np.uint64(8))
-            if (val >> np.uint64(16)) == want:
-                if (val & np.uint64(0xFFFF)) != icount:
-                    store64(keys + slot * np.uint64(8), DROPPED_KEY)
-                    ctx[CTX_CACHE_PC] = EMPTY_KEY
-                    ctx[CTX_BLOCKS_DROPPED] += np.uint64(1)
-                return
-        slot = (slot + np.uint64(1)) & mask
+    slot = _table_slot(ctx, address, size | (_code_bits(hflags) << np.uint64(16)))
+    if slot == EMPTY_KEY:
+        return
+    if load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8)) & np.uint64(0xFFFF) != icount:
+        store64(ctx[CTX_TABLE_KEYS] + slot * np.uint64(8), DROPPED_KEY)
+        ctx[CTX_CACHE_PC] = EMPTY_KEY
+        ctx[CTX_BLOCKS_DROPPED] += np.uint64(1)
 
 
 OUT_HOOK_SIGNATURE = types.void(
@@ -463,18 +462,9 @@ def executing_count(ctx):
         return icount
     before = icount - count
     block = ctx[CTX_LAST_PC]
-    want = info & np.uint64(0xFFFFFF)
-    mask = ctx[CTX_TABLE_MASK]
-    keys = ctx[CTX_TABLE_KEYS]
-    vals = ctx[CTX_TABLE_VALS]
-    slot = ((block ^ (block >> np.uint64(17))) * np.uint64(0x9E3779B97F4A7C15)) & mask
-    while True:
-        key = load64(keys + slot * np.uint64(8))
-        if key == EMPTY_KEY:
-            return before  # not learned (cannot happen for a counted block): as the model
-        if key == block and (load64(vals + slot * np.uint64(8)) >> np.uint64(16)) == want:
-            break
-        slot = (slot + np.uint64(1)) & mask
+    slot = _table_slot(ctx, block, info & np.uint64(0xFFFFFF))
+    if slot == EMPTY_KEY:
+        return before  # not learned (cannot happen for a counted block): as the model
     env = ctx[CTX_ENV]
     pc = load64(env + np.uint64(_ENV_EIP))
     if not load32(env + np.uint64(_ENV_HFLAGS)) & np.uint32(_HF_CS64):
