@@ -742,8 +742,8 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 if stop.kind == KIND_BREAKPOINT:
                     self._account_partial_block(stop.address or 0)
                     self._resume_from = stop.address
-                elif stop.kind == KIND_REQUESTED and stop.address is not None:
-                    self._account_partial_block(stop.address)  # an OUT ended it (see _hook_out)
+                elif stop.kind in (KIND_REQUESTED, KIND_IRQ) and stop.address is not None:
+                    self._account_partial_block(stop.address)  # an OUT ended it (see _after_out)
                 return stop
             if err == UC_ERR_INSN_INVALID:  # no hook saw it (should not happen): still #UD
                 rip = self.uc.reg_read(X.UC_X86_REG_RIP)

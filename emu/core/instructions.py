@@ -42,7 +42,7 @@ from ..faults.raising import GuestException
 from . import cpu_identity as ci
 from . import internals as I
 from .cpu_state import cpu_mode
-from .stops import KIND_REQUESTED
+from .stops import KIND_IRQ, KIND_REQUESTED, SliceEnd
 
 CPU_MODELS = ("qemu64", "unicorn")
 TSC_HOOKS = ("compiled", "python")  # RDTSC: the compiled hook, or its readable model
@@ -94,10 +94,24 @@ class CpuInstructions:
         if self._ctxv[K.CTX_DELIVERED]:
             self.settle()
         requested = self._stop is not None
+        pending = self._ctxv[K.CTX_IRQ_PENDING]
         self.port_write(port, size, value)
         if self.after_io is not None:
             self.after_io()
-        if not requested and self._stop is not None and self._stop.kind == KIND_REQUESTED:
+        self._after_out(requested, pending)
+
+    def _after_out(self, requested: bool, pending: int) -> None:
+        """An OUT that asked the run to end ends it right after itself; so does one that raised
+        INTR where the CPU takes it next (IF=1: unmasking or ending an interrupt at the 8259),
+        so that the interrupt comes after this instruction, as a step takes it, and not at the
+        end of the block."""
+        if requested or self._stepping:
+            return
+        raised = self._stop is None and not pending and self._ctxv[K.CTX_IRQ_PENDING]
+        if raised and self.internals.u64(I.ENV_EFLAGS) & _RFLAGS_IF:
+            self._stop = SliceEnd(KIND_IRQ)
+            self.uc.emu_stop()
+        if self._stop is not None and self._stop.kind in (KIND_REQUESTED, KIND_IRQ):
             self._stop_after_out()
 
     def _stop_after_out(self) -> None:
@@ -146,11 +160,11 @@ class CpuInstructions:
             if self._ctxv[_DELIVERED]:
                 self.settle()
             requested = self._stop is not None
+            pending = self._ctxv[K.CTX_IRQ_PENDING]
             self.port_write(port, size, value)
             if self.after_io is not None:
                 self.after_io()
-            if not requested and self._stop is not None and self._stop.kind == KIND_REQUESTED:
-                self._stop_after_out()
+            self._after_out(requested, pending)
         except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
             if self._hook_error is None:
                 self._hook_error = e
