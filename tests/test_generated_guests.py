@@ -392,3 +392,70 @@ def test_steps_run_code_that_rewrites_its_own_block(benches, kind) -> None:
         if r is not None:
             break
     assert r is not None and r.stop_reason == "debug-exit"
+
+
+def _count_at_code(bench: Bench, ops: list[tuple]) -> int:
+    """The count at which the guest's first op runs (after its prologue)."""
+    m = bench.machine
+    m.restore(bench.start(encode(ops, bench.code, bench.scratch)))
+    while m.cpu_state().rip != bench.code:
+        assert m.step() is None and m.core.icount < LIMIT
+    return m.core.icount
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+@pytest.mark.parametrize(
+    "ops",
+    [
+        [("mov", 0, 1), ("smc", 3, 0x40), ("nop",), ("unary", 0, 0), ("unary", 0, 0), ("exit", 7)],
+        [("nop",), ("mov", 0, 1), ("smc", 0, 0x90), ("unary", 0, 0), ("nop",), ("exit", 7)],
+    ],
+    ids=["ahead", "behind"],
+)
+def test_a_run_counts_a_store_into_the_block_it_runs(benches, kind, ops) -> None:
+    """A store into the executing block, on a run: QEMU abandons the block at the store (what
+    it ran before it retired) and runs the store in a block of its own. The run counted the
+    abandoned block whole, as if all of it had retired, then the store's block and the rest
+    again (the prologue's block, which runs into the guest's code, counted twice over). A
+    store into bytes already run ("behind") abandons the block too, also when a cut at the
+    limit made the store its block's last instruction; and the guest whose prologue stored
+    into the page of its code before (its IDT) ran the bytes from before the store, as Unicorn
+    stopped checking that page's stores after the first."""
+    bench = benches[kind]
+    at = _count_at_code(bench, ops)
+    for n in [*range(at, at + 8), LIMIT]:
+        for k in range(at - 2, min(n, at + 8) + 1):
+            ran, stepped = _routes(bench, ops, n, k)
+            assert ran == stepped, (n, k)
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k.idt], ids=lambda k: k.name)
+def test_a_single_step_trap_counts_a_jump_to_itself(benches, kind) -> None:
+    """A jump to itself with TF set: the #DB trap returns to the jump, the start of its own
+    block, and a run counted the block as not retired at all (one instruction short of the
+    steps from there on, found by the property with a timer as well)."""
+    ops = [("timer", 3), ("eoi",), ("tf_on",), ("imul", 0, 0), ("jmp", 4), ("nop",)]
+    bench = benches[kind]
+    at = _count_at_code(bench, ops)
+    for n in range(at, at + 60, 3):
+        ran, stepped = _routes(bench, ops, n, n - 3)
+        assert ran == stepped, n
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+@pytest.mark.parametrize(
+    "code", [b"\xf0\xf4", b"\x66\xf4", b"\xf0\xcc", b"\x66\xcd\x03"], ids=bytes.hex
+)
+def test_a_prefixed_hlt_or_int_is_the_same_on_every_route(benches, kind, code) -> None:
+    """HLT, INT3 and INT n under prefixes (LOCK HLT, which QEMU runs as HLT): a run halted at
+    the HLT, a step went on past it as if the CPU had not halted (it looked for HLT's opcode
+    at the instruction's first byte); the trace named the INT3 at its opcode byte on a step,
+    at its first prefix on a run."""
+    ops = [("bytes", code), ("nop",), ("exit", 3)]
+    bench = benches[kind]
+    at = _count_at_code(bench, ops)
+    for n in range(at, at + 4):
+        ran, stepped = _routes(bench, ops, n, at)
+        assert ran == stepped, n
+    if code[-1] == 0xF4:
+        assert ran[0][0] == "halted"

@@ -124,6 +124,16 @@ _LAST_INFO, _LAST_PC, _ENABLED, _ICOUNT = (
 _COUNT_SHIFT = K.INFO_COUNT_SHIFT
 
 
+def _may_repeat(mnemonic: str) -> bool:
+    """Whether an instruction (capstone's mnemonic) can run again right after itself, in a block
+    of its own: a control transfer (to itself), a REP string instruction (its next iteration).
+    An unknown instruction is taken as one that can."""
+    return mnemonic.startswith("rep") or mnemonic.rpartition(" ")[2].startswith(_TRANSFERS)
+
+
+_TRANSFERS = ("j", "loop", "call", "ret", "iret", "int", "sys", "lcall", "ljmp", "lret", "ud")
+
+
 @dataclass
 class _BlockInfo:
     insns: tuple[int, ...]  # start address of every instruction in the block
@@ -211,6 +221,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._step_counted = False  # ... or a trap, which counted the step's instruction
         self._device_buffers: list[np.ndarray] = []
         self._resume_from: int | None = None  # a breakpoint to step over when resuming
+        self._step_from = 0  # RIP at the start of the step in progress (step)
         self._disasm = {
             bits: capstone.Cs(capstone.CS_ARCH_X86, mode)
             for bits, mode in (
@@ -290,7 +301,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._pool = pool
         self.ctx[K.CTX_INSN_POOL] = pool.ctypes.data
 
-    def _table_insert(self, pc: int, size: int, bits: int, insns: tuple[int, ...]) -> None:
+    def _table_insert(
+        self, pc: int, size: int, bits: int, insns: tuple[int, ...], last_repeats: bool
+    ) -> None:
         """Put a learned block in the table the compiled hooks read: its count, and the byte
         offsets of its instructions (for the count at an instruction inside it)."""
         if (self._table_used + 1) * 2 > self._keys.size:
@@ -309,14 +322,18 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self._set_pool(grown)
         self._pool[at : at + len(insns)] = [a - pc for a in insns]
         self._pool_used = at + len(insns)
-        self._table_put(pc, K.pack_value(len(insns), size, bits), at)
+        self._table_put(pc, K.pack_value(len(insns), size, bits, last_repeats), at)
         self.ctx[K.CTX_CACHE_PC] = K.EMPTY_KEY  # the hook's one-entry cache may hold this block
 
     def _table_put(self, key: int, value: int, insns_at: int) -> None:
         mask = self._keys.size - 1
         slot = (((key ^ (key >> 17)) * 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF) & mask
         while int(self._keys[slot]) != int(K.EMPTY_KEY):
-            if int(self._keys[slot]) == key and int(self._vals[slot]) >> 16 == value >> 16:
+            if (
+                int(self._keys[slot]) == key
+                and (int(self._vals[slot]) >> 16) & K.VALUE_WANT_MASK
+                == (value >> 16) & K.VALUE_WANT_MASK
+            ):
                 self._vals[slot] = value
                 self._insns_at[slot] = insns_at
                 return
@@ -363,6 +380,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self.fill_ctx[ML.FILL_OUT] = self._fill_out.ctypes.data
             self.fill_ctx[ML.FILL_PROBE_PAGE] = (_UNTIL - 1) & ~0xFFF
             self._set_rom_ranges()
+            # the pages code was fetched from (mmu/kernels.py _code_rights), and what tb_hook
+            # needs to flush the TLB when one joins
+            self._code_pages = np.zeros(self.ram.size >> 12, np.uint8)
+            self.fill_ctx[ML.FILL_CODE_PAGES] = self._code_pages.ctypes.data
+            self.ctx[K.CTX_FILL_CTX] = self.fill_ctx.ctypes.data
+            self.ctx[K.CTX_UC_CTL] = I.function_address("uc_ctl")
             fill = native.load("emu.mmu.kernels", "tlb_fill", "TLB_FILL_SIGNATURE")
             self._add_raw_hook(UC_HOOK_TLB_FILL, fill.address, self.fill_ctx.ctypes.data)
         # IN goes through a compiled hook that answers the reads the devices published in the
@@ -815,6 +838,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._raised_fault = self._step_counted = False
         err = UC_ERR_OK
         rip = self.uc.reg_read(X.UC_X86_REG_RIP)
+        self._step_from = rip  # the one instruction this step runs (raising.py _software_insn)
         if not self._stepping:
             # Blocks translated without Unicorn's per-instruction count hook would run whole.
             self.uc.ctl_flush_tb()
@@ -858,13 +882,28 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self.ctx[K.CTX_ICOUNT] += 1
         if stop is not None:
             return stop
-        if self._read_linear(self._code_segment()[1] + rip, 1) == b"\xf4":
+        if self._is_hlt(self._code_segment()[1] + rip):
             return SliceEnd(KIND_HALT, "", None, rip)
         return None
+
+    def _is_hlt(self, address: int) -> bool:
+        """Whether the instruction at linear ``address`` is HLT, prefixes and all (QEMU runs
+        LOCK HLT, or HLT under any other prefix, as HLT)."""
+        code = self._read_linear(address, 15)
+        rex = cpu_mode(self.internals.hflags) == "long64"
+        for byte in code:
+            if byte == 0xF4:
+                return True
+            if not (byte in _PREFIXES or (rex and 0x40 <= byte <= 0x4F)):
+                return False
+        return False
 
     def _learn_block(self, pc: int, size: int, bits: int) -> None:
         code = self._read_linear(pc, size)
         insns: list[int] = []
+        last: str | None = (
+            None  # the last instruction's mnemonic (None: capstone could not decode it)
+        )
         end = pc
         intercepted = False
         names = self._intercept_names
@@ -876,6 +915,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             ):
                 insns.append(address)
                 end = address + length
+                last = mnemonic
                 if names and mnemonic.rpartition(" ")[2] in names:
                     intercepted |= self._intercept_code_at(address, bits)
             if end >= pc + size:
@@ -885,6 +925,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             # instruction (LOCK on a MOV, which QEMU runs), so the instruction's length is that
             # of the rest after its prefixes; with none that decodes, the block's end.
             insns.append(end)
+            last = None
             if self._intercept_ids:
                 intercepted |= self._intercept_code_at(end, bits)
             after = self._undecoded_end(code, pc, end, bits)
@@ -894,7 +935,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self.uc.ctl_remove_cache(pc, pc + size)
         self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
         self._recent_block = (-1, -1, None)
-        self._table_insert(pc, size, bits, tuple(insns))
+        self._table_insert(pc, size, bits, tuple(insns), last is None or _may_repeat(last))
 
     def _undecoded_end(self, code: bytes, pc: int, at: int, bits: int) -> int:
         """Where the instruction at ``at`` that capstone cannot decode ends: after its leading
@@ -908,6 +949,25 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             if insn is not None:
                 return insn.address + insn.size
         return pc + len(code)
+
+    def _account_trap(self, insn: int | None) -> None:
+        """A trap ended the current block: its instruction (linear ``insn``; None for the
+        single-step #DB, whose block QEMU translates one instruction long) retired, and what
+        came before it. Not counted by where the trap returns to, which may be anywhere in the
+        block (a jump to itself under TF)."""
+        ctx = self._ctxv
+        (pc, size, bits), count = self._last_block()
+        if insn is None:
+            ctx[K.CTX_LAST_INFO] &= K.INFO_WANT_MASK  # counted whole: all of it retired
+            return
+        if count and pc <= insn < pc + size:
+            block = self.blocks.get((pc, size, bits))
+            if block is not None:
+                retired = bisect.bisect_left(block.insns, insn) + 1
+                ctx[K.CTX_ICOUNT] = ctx[K.CTX_ICOUNT] - count + retired
+                ctx[K.CTX_LAST_INFO] &= K.INFO_WANT_MASK
+                return
+        self._account_partial_block(insn)
 
     def _account_partial_block(self, rip: int) -> None:
         """An exception stopped the current block at ``rip``: count only what retired."""

@@ -239,8 +239,9 @@ class ExceptionRaising:
 
     def _software_insn(self, next_rip: int) -> int:
         """The address (RIP, not linear) of the INT n/INT3/INTO instruction that ends at
-        ``next_rip``: the last instruction of the current block (QEMU ends a block there),
-        else by its opcode. Blocks are at linear addresses: CS.base + RIP."""
+        ``next_rip``: the last instruction of the current block (QEMU ends a block there), the
+        stepped instruction while stepping, else by its opcode. Blocks are at linear
+        addresses: CS.base + RIP."""
         base = self._code_segment()[1]
         (pc, size, bits), _count = self._last_block()
         block = self.blocks.get((pc, size, bits))
@@ -251,6 +252,8 @@ class ExceptionRaising:
             and block.insns
         ):
             return block.insns[-1] - base
+        if not self._ctxv[K.CTX_ENABLED]:
+            return self._step_from  # a step: its instruction, prefixes and all
         if self._read_linear(base + next_rip - 2, 1) == b"\xcd":
             return next_rip - 2
         return next_rip - 1  # INT3 (0xCC) or INTO (0xCE)
@@ -355,11 +358,12 @@ class ExceptionRaising:
         if account and next_rip is not None and not self._ctxv[K.CTX_ENABLED]:
             self._ctxv[K.CTX_ICOUNT] += 1
             self._step_counted = True
-        if account:
-            # a trap (INT n, INT3, INTO, INT1, the single-step #DB) has retired its instruction:
-            # count up to where it returns; a fault, up to the faulting instruction
-            rip = next_rip if next_rip is not None else exc.rip
-            self._account_partial_block(exc.cs_base + rip)
+        if account and next_rip is None:
+            self._account_partial_block(exc.cs_base + exc.rip)  # up to the faulting instruction
+        elif account:
+            # a trap (INT n, INT3, INTO, INT1, the single-step #DB) has retired its instruction,
+            # which exc.rip names, but for the single-step #DB (it names the next one)
+            self._account_trap(None if exc.rip == next_rip else exc.cs_base + exc.rip)
         if exc.vector in self.break_vectors and account:
             # Stop before delivery, with the state as it was at the fault; the next run
             # delivers it first (see run_slice).
