@@ -403,24 +403,21 @@ def _count_at_code(bench: Bench, ops: list[tuple]) -> int:
     return m.core.icount
 
 
-@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
-@pytest.mark.parametrize(
-    "ops",
-    [
-        [("mov", 0, 1), ("smc", 3, 0x40), ("nop",), ("unary", 0, 0), ("unary", 0, 0), ("exit", 7)],
-        [("nop",), ("mov", 0, 1), ("smc", 0, 0x90), ("unary", 0, 0), ("nop",), ("exit", 7)],
-    ],
-    ids=["ahead", "behind"],
+@pytest.mark.xfail(
+    strict=True,
+    reason="a run counts a block QEMU abandons at a store into itself whole (docs/time.md); "
+    "after a store into its code page (the 32-bit IDT), Unicorn runs the stale block",
 )
-def test_a_run_counts_a_store_into_the_block_it_runs(benches, kind, ops) -> None:
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_a_run_counts_a_store_into_the_block_it_runs(benches, kind) -> None:
     """A store into the executing block, on a run: QEMU abandons the block at the store (what
-    it ran before it retired) and runs the store in a block of its own. The run counted the
+    it ran before it retired) and runs the store in a block of its own. The run counts the
     abandoned block whole, as if all of it had retired, then the store's block and the rest
-    again (the prologue's block, which runs into the guest's code, counted twice over). A
-    store into bytes already run ("behind") abandons the block too, also when a cut at the
-    limit made the store its block's last instruction; and the guest whose prologue stored
-    into the page of its code before (its IDT) ran the bytes from before the store, as Unicorn
-    stopped checking that page's stores after the first."""
+    again. The steps (one instruction per block) are right. And where the guest stored into
+    the page of its code before (the 32-bit guest's IDT shares it), Unicorn 2.1.4 no longer
+    checks that page's stores for self-modifying code: the run executes the block as it was
+    before the store. Known, not fixed yet: the generator leaves such stores out."""
+    ops = [("mov", 0, 1), ("smc", 3, 0x40), ("nop",), ("unary", 0, 0), ("unary", 0, 0), ("exit", 7)]
     bench = benches[kind]
     at = _count_at_code(bench, ops)
     for n in [*range(at, at + 8), LIMIT]:

@@ -27,7 +27,6 @@ import numpy as np
 from numba import carray, jit, types
 
 from ..core.intrinsics import (
-    call_ctl,
     call_in,
     call_out,
     call_ptr,
@@ -55,12 +54,10 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     _HF_CS64,
     _HF_INHIBIT_IRQ,
     _HF_PE,
-    CTL_TLB_FLUSH,
     CTX_ARM_TIME,
     CTX_ARM_VECTOR,
     CTX_ARMED,
     CTX_ARMED_FN,
-    CTX_BLOCKS_ABANDONED,
     CTX_BLOCKS_DROPPED,
     CTX_CACHE_COUNT,
     CTX_CACHE_PC,
@@ -82,7 +79,6 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_EXIT_EIP,
     CTX_EXIT_NOW,
     CTX_FAST_EOI_OK,
-    CTX_FILL_CTX,
     CTX_ICOUNT,
     CTX_IN_SERVICE,
     CTX_INSN_POOL,
@@ -118,12 +114,10 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_TIME_OFFSET,
     CTX_TSC_READS,
     CTX_TSC_SCALE,
-    CTX_UC_CTL,
     DROPPED_KEY,
     EMPTY_KEY,
     EOI_LAPIC,
     EOI_PIC,
-    FILL_CODE_ADDED,
     INFO_COUNT_SHIFT,
     INFO_WANT_MASK,
     LOG_ICOUNT,
@@ -137,8 +131,6 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     STOP_IRQ,
     STOP_LIMIT,
     STOP_MISS,
-    VALUE_LAST_REPEATS,
-    VALUE_WANT_MASK,
     pack_value,
 )
 
@@ -171,63 +163,12 @@ def table_slot(ctx, address, want):
         key = load64(keys + slot * np.uint64(8))
         if key == EMPTY_KEY:
             return EMPTY_KEY
-        value = load64(vals + slot * np.uint64(8))
-        if key == address and (value >> np.uint64(16)) & np.uint64(VALUE_WANT_MASK) == want:
+        if key == address and (load64(vals + slot * np.uint64(8)) >> np.uint64(16)) == want:
             return slot
         slot = (slot + np.uint64(1)) & mask
 
 
 _table_slot = jit(nopython=True)(table_slot)
-
-
-def take_back_abandoned(ctx, address, size):
-    """A block of exactly one instruction of the block counted last is a store into that
-    block's own code: QEMU abandoned the block at the store (what ran before it retired; the
-    store did not) and runs the store alone next (``cflags_next_tb`` = 1), then the rest from
-    the new bytes. The block was counted whole when it was entered, so the instructions from
-    the store on are taken back here; the store's own block counts it.
-
-    No block QEMU translates on its own is one instruction there: the counted block went on
-    past that instruction, or ended at it for a reason that does not come back to it (a cut,
-    the end of a page). The one exception is a last instruction that runs again at once (a jump
-    to itself, a REP string instruction's next iteration: VALUE_LAST_REPEATS), which is taken
-    as that, so a store by such an instruction into its own block stays counted whole. The
-    block is known by its size, so this holds whether it is new, cached from an earlier time or
-    not learned yet. (When the abandoned block was that one instruction already, the store's
-    block is the same block again: the block hook keeps such blocks out of the fast path's
-    one-entry cache, so that they come here.)"""
-    info = ctx[CTX_LAST_INFO]
-    counted = info >> np.uint64(INFO_COUNT_SHIFT)
-    block = ctx[CTX_LAST_PC]
-    if counted == np.uint64(0) or address < block or address - block >= info & np.uint64(0xFFFF):
-        return
-    slot = _table_slot(ctx, block, info & np.uint64(0xFFFFFF))
-    if slot == EMPTY_KEY:
-        return
-    first = ctx[CTX_INSN_POOL] + load64(ctx[CTX_TABLE_INSNS] + slot * np.uint64(8)) * np.uint64(2)
-    offset = address - block
-    last = counted - np.uint64(1)
-    for k in range(counted):
-        at = np.uint64(load16(first + np.uint64(k) * np.uint64(2)))
-        if at == offset:
-            if k == last:
-                if load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8)) & np.uint64(
-                    VALUE_LAST_REPEATS
-                ):
-                    return
-                end = info & np.uint64(0xFFFF)
-            else:
-                end = np.uint64(load16(first + np.uint64(k + 1) * np.uint64(2)))
-            if end - at == np.uint64(size):
-                ctx[CTX_ICOUNT] -= counted - np.uint64(k)
-                ctx[CTX_LAST_INFO] = info & np.uint64(INFO_WANT_MASK)
-                ctx[CTX_BLOCKS_ABANDONED] += np.uint64(1)
-            return
-        if at > offset:
-            return
-
-
-_take_back_abandoned = jit(nopython=True)(take_back_abandoned)
 
 
 def block_hook(uc, address, size, user_data):
@@ -237,7 +178,6 @@ def block_hook(uc, address, size, user_data):
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if ctx[CTX_ENABLED] == 0:
         return
-    _take_back_abandoned(ctx, address, size)
     hflags = load32(ctx[CTX_ENV] + np.uint64(_ENV_HFLAGS))
     if ctx[CTX_IRQ_PENDING]:
         # An external interrupt is taken at an instruction boundary with IF=1 outside the
@@ -258,16 +198,11 @@ def block_hook(uc, address, size, user_data):
     else:
         slot = _table_slot(ctx, address, want)
         if slot != EMPTY_KEY:
-            value = load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8))
-            count = value & np.uint64(0xFFFF)
+            count = load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8)) & np.uint64(0xFFFF)
             found = True
-            # Not a block of one instruction that cannot follow itself: the same block again is
-            # then QEMU's block for the store that abandoned it, which must come back here
-            # (take_back_abandoned), not be counted by the fast path as a loop.
-            if count != np.uint64(1) or value & np.uint64(VALUE_LAST_REPEATS):
-                ctx[CTX_CACHE_PC] = address
-                ctx[CTX_CACHE_WANT] = want
-                ctx[CTX_CACHE_COUNT] = count
+            ctx[CTX_CACHE_PC] = address
+            ctx[CTX_CACHE_WANT] = want
+            ctx[CTX_CACHE_COUNT] = count
     ctx[CTX_LAST_PC] = address
     ctx[CTX_LAST_INFO] = want  # not counted (yet)
     if not found:
@@ -343,16 +278,6 @@ def tb_hook(uc, cur_tb, prev_tb, user_data):
     the guest has since rewritten (QEMU translates again after a store into translated code):
     it is dropped, so the block hook misses and Python learns the block from its new bytes."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
-    fill = ctx[CTX_FILL_CTX]
-    if fill != np.uint64(0):
-        added = fill + np.uint64(8 * FILL_CODE_ADDED)
-        if load64(added):
-            # the block was fetched from a page no code came from before: a write entry made
-            # for it earlier has no execute rights, so its stores would skip Unicorn's check
-            # for self-modifying code (mmu/kernels.py _code_rights). Translation is done, and
-            # the block has not run: the TLB can go.
-            store64(added, np.uint64(0))
-            call_ctl(ctx[CTX_UC_CTL], uc, np.int32(CTL_TLB_FLUSH))
     address = load64(cur_tb)
     size = np.uint64(load16(cur_tb + np.uint64(10)))
     icount = np.uint64(load16(cur_tb + np.uint64(8)))

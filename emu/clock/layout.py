@@ -7,10 +7,8 @@ Kept apart from ``clock/kernels.py`` so that the machine can use it without impo
 from __future__ import annotations
 
 import numpy as np
-from unicorn.unicorn_const import UC_CTL_TLB_FLUSH
 
 from ..core import x86_layout as X86
-from ..mmu import layout as ML
 
 # Context array layout (uint64 slots).
 CTX_ENV = 0  # address of CPUX86State env (reads hflags for the code size)
@@ -83,15 +81,6 @@ CTX_TIME_OFFSET = 50
 CTX_TSC_SCALE = 51
 CTX_TSC_READS = 52
 CTX_BLOCKS_DROPPED = 55  # table entries clock/kernels.py tb_hook found stale and dropped
-# blocks QEMU abandoned at a store into their own code, whose count the block hook took back
-CTX_BLOCKS_ABANDONED = 53
-# The TLB-fill hook's context (0: QEMU's own page walker fills the TLB) and uc_ctl: tb_hook
-# flushes the TLB when a page joined those code was fetched from (mmu/layout.py FILL_CODE_*)
-CTX_FILL_CTX = 18
-CTX_UC_CTL = 54
-FILL_CODE_ADDED = ML.FILL_CODE_ADDED
-# uc_ctl's control word for UC_CTL_TLB_FLUSH, written, no arguments (UC_CTL_WRITE in unicorn.h)
-CTL_TLB_FLUSH = UC_CTL_TLB_FLUSH | (1 << 30)
 EOI_PIC = 0
 EOI_LAPIC = 1
 # The port read table (emu/port_cache.py): reads and writes the devices published ahead of time,
@@ -153,15 +142,6 @@ _ENV_RDX = X86.ENV_REGS + 16
 _CPU_CFLAGS_NEXT_TB = X86.CPU_CFLAGS_NEXT_TB
 
 
-# A table value's flag: the block's last instruction may run again right after it, in a block of
-# its own (a jump to itself, a REP string instruction's next iteration; clock/kernels.py
-# take_back_abandoned)
-VALUE_LAST_REPEATS = 1 << 40
-VALUE_WANT_MASK = 0xFFFFFF  # of value >> 16: size and code size, what a lookup matches
-
-
-def pack_value(icount: int, size: int, bits: int, last_repeats: bool = False) -> int:
-    """Table value: instruction count (16 bits), block size (16 bits), code size (8 bits), and
-    VALUE_LAST_REPEATS."""
-    value = (icount & 0xFFFF) | ((size & 0xFFFF) << 16) | ((bits & 0xFF) << 32)
-    return value | (VALUE_LAST_REPEATS if last_repeats else 0)
+def pack_value(icount: int, size: int, bits: int) -> int:
+    """Table value: instruction count (16 bits), block size (16 bits), code size (8 bits)."""
+    return (icount & 0xFFFF) | ((size & 0xFFFF) << 16) | ((bits & 0xFF) << 32)

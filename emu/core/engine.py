@@ -124,16 +124,6 @@ _LAST_INFO, _LAST_PC, _ENABLED, _ICOUNT = (
 _COUNT_SHIFT = K.INFO_COUNT_SHIFT
 
 
-def _may_repeat(mnemonic: str) -> bool:
-    """Whether an instruction (capstone's mnemonic) can run again right after itself, in a block
-    of its own: a control transfer (to itself), a REP string instruction (its next iteration).
-    An unknown instruction is taken as one that can."""
-    return mnemonic.startswith("rep") or mnemonic.rpartition(" ")[2].startswith(_TRANSFERS)
-
-
-_TRANSFERS = ("j", "loop", "call", "ret", "iret", "int", "sys", "lcall", "ljmp", "lret", "ud")
-
-
 @dataclass
 class _BlockInfo:
     insns: tuple[int, ...]  # start address of every instruction in the block
@@ -301,9 +291,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._pool = pool
         self.ctx[K.CTX_INSN_POOL] = pool.ctypes.data
 
-    def _table_insert(
-        self, pc: int, size: int, bits: int, insns: tuple[int, ...], last_repeats: bool
-    ) -> None:
+    def _table_insert(self, pc: int, size: int, bits: int, insns: tuple[int, ...]) -> None:
         """Put a learned block in the table the compiled hooks read: its count, and the byte
         offsets of its instructions (for the count at an instruction inside it)."""
         if (self._table_used + 1) * 2 > self._keys.size:
@@ -322,18 +310,14 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self._set_pool(grown)
         self._pool[at : at + len(insns)] = [a - pc for a in insns]
         self._pool_used = at + len(insns)
-        self._table_put(pc, K.pack_value(len(insns), size, bits, last_repeats), at)
+        self._table_put(pc, K.pack_value(len(insns), size, bits), at)
         self.ctx[K.CTX_CACHE_PC] = K.EMPTY_KEY  # the hook's one-entry cache may hold this block
 
     def _table_put(self, key: int, value: int, insns_at: int) -> None:
         mask = self._keys.size - 1
         slot = (((key ^ (key >> 17)) * 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF) & mask
         while int(self._keys[slot]) != int(K.EMPTY_KEY):
-            if (
-                int(self._keys[slot]) == key
-                and (int(self._vals[slot]) >> 16) & K.VALUE_WANT_MASK
-                == (value >> 16) & K.VALUE_WANT_MASK
-            ):
+            if int(self._keys[slot]) == key and int(self._vals[slot]) >> 16 == value >> 16:
                 self._vals[slot] = value
                 self._insns_at[slot] = insns_at
                 return
@@ -380,12 +364,6 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self.fill_ctx[ML.FILL_OUT] = self._fill_out.ctypes.data
             self.fill_ctx[ML.FILL_PROBE_PAGE] = (_UNTIL - 1) & ~0xFFF
             self._set_rom_ranges()
-            # the pages code was fetched from (mmu/kernels.py _code_rights), and what tb_hook
-            # needs to flush the TLB when one joins
-            self._code_pages = np.zeros(self.ram.size >> 12, np.uint8)
-            self.fill_ctx[ML.FILL_CODE_PAGES] = self._code_pages.ctypes.data
-            self.ctx[K.CTX_FILL_CTX] = self.fill_ctx.ctypes.data
-            self.ctx[K.CTX_UC_CTL] = I.function_address("uc_ctl")
             fill = native.load("emu.mmu.kernels", "tlb_fill", "TLB_FILL_SIGNATURE")
             self._add_raw_hook(UC_HOOK_TLB_FILL, fill.address, self.fill_ctx.ctypes.data)
         # IN goes through a compiled hook that answers the reads the devices published in the
@@ -901,9 +879,6 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     def _learn_block(self, pc: int, size: int, bits: int) -> None:
         code = self._read_linear(pc, size)
         insns: list[int] = []
-        last: str | None = (
-            None  # the last instruction's mnemonic (None: capstone could not decode it)
-        )
         end = pc
         intercepted = False
         names = self._intercept_names
@@ -915,7 +890,6 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             ):
                 insns.append(address)
                 end = address + length
-                last = mnemonic
                 if names and mnemonic.rpartition(" ")[2] in names:
                     intercepted |= self._intercept_code_at(address, bits)
             if end >= pc + size:
@@ -925,7 +899,6 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             # instruction (LOCK on a MOV, which QEMU runs), so the instruction's length is that
             # of the rest after its prefixes; with none that decodes, the block's end.
             insns.append(end)
-            last = None
             if self._intercept_ids:
                 intercepted |= self._intercept_code_at(end, bits)
             after = self._undecoded_end(code, pc, end, bits)
@@ -935,7 +908,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self.uc.ctl_remove_cache(pc, pc + size)
         self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
         self._recent_block = (-1, -1, None)
-        self._table_insert(pc, size, bits, tuple(insns), last is None or _may_repeat(last))
+        self._table_insert(pc, size, bits, tuple(insns))
 
     def _undecoded_end(self, code: bytes, pc: int, at: int, bits: int) -> int:
         """Where the instruction at ``at`` that capstone cannot decode ends: after its leading
