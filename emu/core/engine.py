@@ -110,6 +110,13 @@ _MMIO_READ_CB = ctypes.CFUNCTYPE(
 _TABLE_SLOTS = 1 << 14
 # legacy prefixes (lock/rep, segment, operand and address size)
 _PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
+
+
+def _is_prefix(byte: int, bits: int) -> bool:
+    """A legacy prefix, or a REX prefix in 64-bit code."""
+    return byte in _PREFIXES or (bits == 64 and 0x40 <= byte <= 0x4F)
+
+
 # env words precise_icount reads (as indexes into 64- or 32-bit views of env)
 _EIP_SLOT = I.ENV_EIP // 8
 _HFLAGS_SLOT = I.ENV_HFLAGS // 4
@@ -867,12 +874,11 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     def _is_hlt(self, address: int) -> bool:
         """Whether the instruction at linear ``address`` is HLT, prefixes and all (QEMU runs
         LOCK HLT, or HLT under any other prefix, as HLT)."""
-        code = self._read_linear(address, 15)
-        rex = cpu_mode(self.internals.hflags) == "long64"
-        for byte in code:
+        bits = 64 if cpu_mode(self.internals.hflags) == "long64" else 32
+        for byte in self._read_linear(address, 15):
             if byte == 0xF4:
                 return True
-            if not (byte in _PREFIXES or (rex and 0x40 <= byte <= 0x4F)):
+            if not _is_prefix(byte, bits):
                 return False
         return False
 
@@ -916,34 +922,17 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         i = at - pc
         for k in range(1, 15):
             byte = code[i + k - 1] if i + k - 1 < len(code) else None
-            if byte is None or not (byte in _PREFIXES or (bits == 64 and 0x40 <= byte <= 0x4F)):
+            if byte is None or not _is_prefix(byte, bits):
                 break
             insn = next(iter(self._disasm[bits].disasm(code[i + k :], at + k, 1)), None)
             if insn is not None:
                 return insn.address + insn.size
         return pc + len(code)
 
-    def _account_trap(self, insn: int | None) -> None:
-        """A trap ended the current block: its instruction (linear ``insn``; None for the
-        single-step #DB, whose block QEMU translates one instruction long) retired, and what
-        came before it. Not counted by where the trap returns to, which may be anywhere in the
-        block (a jump to itself under TF)."""
-        ctx = self._ctxv
-        (pc, size, bits), count = self._last_block()
-        if insn is None:
-            ctx[K.CTX_LAST_INFO] &= K.INFO_WANT_MASK  # counted whole: all of it retired
-            return
-        if count and pc <= insn < pc + size:
-            block = self.blocks.get((pc, size, bits))
-            if block is not None:
-                retired = bisect.bisect_left(block.insns, insn) + 1
-                ctx[K.CTX_ICOUNT] = ctx[K.CTX_ICOUNT] - count + retired
-                ctx[K.CTX_LAST_INFO] &= K.INFO_WANT_MASK
-                return
-        self._account_partial_block(insn)
-
-    def _account_partial_block(self, rip: int) -> None:
-        """An exception stopped the current block at ``rip``: count only what retired."""
+    def _account_partial_block(self, rip: int, through: bool = False) -> None:
+        """An exception stopped the current block at ``rip``: count only what retired, the
+        instruction at ``rip`` included with ``through`` (a trap's, which retired; where the
+        trap returns to may be anywhere in the block: a jump to itself under TF)."""
         ctx = self._ctxv
         (pc, size, bits), count = self._last_block()
         if not (pc <= rip < pc + size):
@@ -953,7 +942,8 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self._learn_block(pc, size, bits)
             block = self.blocks[(pc, size, bits)]
             count = 0
-        ctx[K.CTX_ICOUNT] = ctx[K.CTX_ICOUNT] - count + bisect.bisect_left(block.insns, rip)
+        retired = bisect.bisect_left(block.insns, rip) + through
+        ctx[K.CTX_ICOUNT] = ctx[K.CTX_ICOUNT] - count + retired
         ctx[K.CTX_LAST_INFO] &= K.INFO_WANT_MASK  # now counted up to rip, not as a whole
 
     # ------------------------------------------------------------ inspection

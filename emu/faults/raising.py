@@ -360,10 +360,13 @@ class ExceptionRaising:
             self._step_counted = True
         if account and next_rip is None:
             self._account_partial_block(exc.cs_base + exc.rip)  # up to the faulting instruction
+        elif account and exc.rip == next_rip:
+            # the single-step #DB names the next instruction; QEMU translates a block of one
+            # under TF, so all of the block counted retired
+            self._ctxv[K.CTX_LAST_INFO] &= K.INFO_WANT_MASK
         elif account:
-            # a trap (INT n, INT3, INTO, INT1, the single-step #DB) has retired its instruction,
-            # which exc.rip names, but for the single-step #DB (it names the next one)
-            self._account_trap(None if exc.rip == next_rip else exc.cs_base + exc.rip)
+            # a trap (INT n, INT3, INTO, INT1) has retired its instruction, which exc.rip names
+            self._account_partial_block(exc.cs_base + exc.rip, through=True)
         if exc.vector in self.break_vectors and account:
             # Stop before delivery, with the state as it was at the fault; the next run
             # delivers it first (see run_slice).
