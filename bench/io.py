@@ -14,7 +14,7 @@ not wall time, so that other work on a shared host does not count against the ac
 average is printed with them, since a busy host still slows a process through its caches.
 
 Goals (issue 13): <= 1 us per access through Python, <= 0.2 us answered by the compiled hooks
-(the PIT's counter moves at every instant: it is never published, both figures are Python's).
+(for the PIT: its counter latches and reads computed there, docs/devices.md).
 
 The whole-kernel side of the same issue (polling kernels against QEMU, fast-forward on and
 off) is bench/polling.py; ``--polling`` runs it after the table.

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .irq import IrqLine
 
@@ -27,9 +28,14 @@ PIT_HZ = 1_193_182
 NS = 1_000_000_000
 
 
+def ticks_at(ns: int) -> int:
+    """The input clock edges since time 0 at ``ns`` (exact integer arithmetic)."""
+    return (ns * PIT_HZ) // NS
+
+
 def ticks_between(t0_ns: int, t1_ns: int) -> int:
-    """Whole PIT input clock edges between two instants (exact integer arithmetic)."""
-    return (t1_ns * PIT_HZ) // NS - (t0_ns * PIT_HZ) // NS
+    """Whole PIT input clock edges between two instants: ticks_at(t1) - ticks_at(t0)."""
+    return (t1_ns * PIT_HZ) // NS - (t0_ns * PIT_HZ) // NS  # inlined: a read runs it
 
 
 def time_of_tick(t0_ns: int, ticks: int) -> int:
@@ -71,6 +77,30 @@ class Channel:
         return self.reload or 0x10000
 
 
+class CounterReads(NamedTuple):
+    """A counting channel as counter latches and reads see it (``Pit8254.counter_reads``).
+    Its count after the input clock edge numbered ``tick`` (edges since time 0, ``ticks_at``)
+    is ``count_after(paused + tick - start_tick)``."""
+
+    start_tick: int  # the edge counting (re)started after: ticks_at(start_ns)
+    paused: int  # edges counted before the gate last held the channel
+    period: int  # 1-65536
+    mode: int  # 0-5
+    access: int  # 1 lobyte, 2 hibyte, 3 lobyte then hibyte
+    latched: tuple[int, ...]  # latched bytes still to be read, in order
+    read_high_next: bool  # a live lohi read gives the high byte next
+
+
+def count_after(mode: int, period: int, elapsed: int) -> int:
+    """The counting element after ``elapsed`` input clock edges of counting."""
+    if mode == 3:  # decrements by two, running through the count twice per period
+        return (period - (2 * elapsed) % period) & 0xFFFF
+    if mode == 2:
+        return (period - (elapsed % period)) & 0xFFFF
+    # modes 0, 1, 4, 5: count down once from n, then wrap through 0xFFFF
+    return (period - elapsed) & 0xFFFF
+
+
 class Pit8254:
     """The timer. ``irq0`` is channel 0's OUT; ``now_ns`` returns virtual time."""
 
@@ -102,15 +132,9 @@ class Pit8254:
         ch = self.channels[index]
         now = self.now_ns() if now is None else now
         e = self._elapsed(ch, now)
-        n = ch.period()
         if e is None:
             return ch.reload & 0xFFFF
-        if ch.mode == 3:  # decrements by two, running through the count twice per period
-            return (n - (2 * e) % n) & 0xFFFF
-        if ch.mode == 2:
-            return (n - (e % n)) & 0xFFFF
-        # modes 0, 1, 4, 5: count down once from n, then wrap through 0xFFFF
-        return (n - e) & 0xFFFF
+        return count_after(ch.mode, ch.period(), e)
 
     def out(self, index: int, now: int | None = None) -> bool:
         ch = self.channels[index]
@@ -197,6 +221,32 @@ class Pit8254:
         if ch.mode in (4, 5):
             return time_of_tick(ch.start_ns, n + 1 - ch.paused_ticks) if e > n else None
         return None
+
+    # ------------------------------------------------------------ reads computed without Python
+    def counter_reads(self, index: int) -> CounterReads | None:
+        """What counter latches and reads of channel ``index`` do from now on, as long as
+        nothing else reaches the PIT (a count, a mode, a read-back, a gate, a reset): the count
+        is then a pure function of the input clock edges, which compiled code may compute
+        (emu/port_cache.py). None where a read is not such a function: the channel does not
+        count, its gate holds it, a read-back status waits to be read, or it was never
+        programmed (access 0)."""
+        ch = self.channels[index]
+        if ch.start_ns is None or ch.status_latched is not None or ch.access == 0:
+            return None
+        if not ch.gate and ch.mode in (0, 2, 3, 4):
+            return None
+        latched = tuple(ch.latched or ())
+        return CounterReads(
+            ticks_at(ch.start_ns), ch.paused_ticks, ch.period(), ch.mode, ch.access,
+            latched, ch.read_high_next,
+        )  # fmt: skip
+
+    def resume_reads(self, index: int, latched: tuple[int, ...], read_high_next: bool) -> None:
+        """Take back what latches and reads done outside this model (``counter_reads``) left:
+        the latched bytes still to be read and which byte a live lohi read gives next."""
+        ch = self.channels[index]
+        ch.latched = list(latched) or None
+        ch.read_high_next = read_high_next
 
     # ------------------------------------------------------------ ports 0x40-0x43
     def read(self, offset: int, size: int) -> int:

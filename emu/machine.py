@@ -299,6 +299,7 @@ class Machine(DebugFeatures):
         self.scheduler.pit_connected = lambda: not self.hpet.legacy
         self.pit = Pit8254(self.hpet.pit_input, self.scheduler.now_ns)
         self.bus.map(0x40, 4, self.pit, "PIT (8254)", quiet=True)
+        self.ports.shadow_pit(self.pit, lambda: (self.scheduler.idle_ns, self.scheduler.cpu_mhz))
         self.port61 = Port61(self.pit)
         self.bus.map(0x61, 1, self.port61, "system control port B")
         self.rtc = CmosRtc(self.hpet.rtc_input, self.scheduler.now_ns, self.rtc_base)

@@ -20,6 +20,11 @@ the table true. The Python device models stay the single source of truth:
   hook puts such writes in a queue, and Python gives the device the queued bytes, in order,
   through ``write_queued(offset, data)`` before anything else reaches the device or sees its
   output (every Python port access, every drop of what it published, ``sync``, ``drain``).
+- The PIT's counters move at every instant, so they are no entries: after a Python access to
+  the PIT, each channel whose latches and reads are a function of time alone
+  (``Pit8254.counter_reads``) goes into the PIT shadow, and the compiled hooks compute its
+  latch commands and reads from the instruction count; Python takes the latch state back
+  (``Pit8254.resume_reads``) before anything else reaches the PIT (``drain``).
 - Every Python access to a device drops what it published (its other registers may change with
   it); every tick of the timed devices, interrupt delivery report, MMIO access, change of the
   port map, skip of idle time and checkpoint restore drops everything. Entries are republished
@@ -98,6 +103,13 @@ class PortCache:
         self.reads_answered = 0
         self.writes_dropped = 0
         self.writes_queued = 0
+        # the PIT's counters for the compiled hooks (``shadow_pit``): its latch commands and
+        # counter reads are computed there while a channel is published (K.PIT_* layout)
+        self.pit_shadow = np.zeros(K.PIT_SIZE, np.uint64)
+        self._pit_words = memoryview(self.pit_shadow)
+        self._pit: object = None
+        self._pit_clock: Callable[[], tuple[int, int]] = lambda: (0, 1000)
+        self._pit_live = False
         bus.on_map = self.drop_all
 
     def attach(self, ctx: np.ndarray) -> None:
@@ -106,6 +118,12 @@ class PortCache:
         ctx[K.CTX_PORT_NOOPS] = self.noop_writes.ctypes.data
         ctx[K.CTX_PORT_COUNTS] = self.counts.ctypes.data
         ctx[K.CTX_PORT_QUEUE] = self.queue.ctypes.data
+        ctx[K.CTX_PIT] = self.pit_shadow.ctypes.data
+
+    def shadow_pit(self, pit, clock: Callable[[], tuple[int, int]]) -> None:
+        """Let the compiled hooks take ``pit``'s counter latches and reads (devices/pit8254.py
+        ``counter_reads``); ``clock()`` gives the virtual clock as (idle ns, cpu_mhz)."""
+        self._pit, self._pit_clock = pit, clock
 
     # ------------------------------------------------------------ the Python path
     def read(self, port: int, size: int) -> int:
@@ -125,6 +143,8 @@ class PortCache:
         else:
             if self._live:
                 self._drop(r.owner)
+                if self._pit_live and not r.quiet:
+                    self._fold_pit()  # an access that may reach other devices (port 0x61)
             if size == 1:
                 changes = IrqLine.changes
                 value = r.device.read(port - r.base, 1) & 0xFF  # PortBus.read, inlined
@@ -142,7 +162,9 @@ class PortCache:
         if size == 1 and self.enabled:
             if r is None:
                 self._publish(None, port, 0xFF | ENTRY_UNMAPPED, NO_END)
-            elif r.publishes:  # a device that publishes nothing (the PIT) costs nothing here
+            elif r.device is self._pit:
+                self._publish_pit()
+            elif r.publishes:  # a device that publishes nothing costs nothing here
                 stable = getattr(r.device, "stable_read", None)
                 if stable is not None:
                     answer = stable(port - r.base)
@@ -159,6 +181,8 @@ class PortCache:
         r = self._ranges[port]
         if self._live and r is not None:
             self._drop(r.owner)
+            if self._pit_live and not r.quiet:
+                self._fold_pit()  # an access that may reach other devices (port 0x61)
         changes = IrqLine.changes
         if size == 1 and r is not None:
             r.device.write(port - r.base, 1, value & 0xFF)  # PortBus.write, inlined
@@ -173,8 +197,11 @@ class PortCache:
             self.after_quiet_io()
         else:
             self.after_io()
-        if size == 1 and self.enabled and r is not None and r.publishes:
-            self._publish_writes(r)
+        if size == 1 and self.enabled and r is not None:
+            if r.device is self._pit:
+                self._publish_pit()
+            elif r.publishes:
+                self._publish_writes(r)
 
     # ------------------------------------------------------------ the table
     def _publish_writes(self, r) -> None:
@@ -209,9 +236,52 @@ class PortCache:
                 self._noops[r.base + offset] = NOOP_QUEUE
                 ports.append(r.base + offset)
 
+    def _publish_pit(self) -> None:
+        """After a Python access to the PIT: publish every channel whose latches and reads are
+        a function of time (``Pit8254.counter_reads``) for the compiled hooks."""
+        pit, words = self._pit, self._pit_words
+        live = False
+        for channel in range(3):
+            reads = pit.counter_reads(channel)
+            if reads is None:
+                continue
+            b = channel * K.PIT_STRIDE
+            latched = reads.latched
+            words[b + K.PIT_START_TICK] = reads.start_tick
+            words[b + K.PIT_PAUSED] = reads.paused
+            words[b + K.PIT_PERIOD] = reads.period
+            words[b + K.PIT_MODE] = reads.mode
+            words[b + K.PIT_ACCESS] = reads.access
+            words[b + K.PIT_READS] = len(latched) | (K.PIT_HIGH_NEXT if reads.read_high_next else 0)
+            words[b + K.PIT_LATCH_BYTES] = int.from_bytes(bytes(latched), "little")
+            words[b + K.PIT_LIVE] = 1
+            live = True
+        if live:
+            idle, mhz = self._pit_clock()
+            words[K.PIT_IDLE_NS] = idle
+            words[K.PIT_MHZ] = mhz
+            self._pit_live = True
+            self._live.setdefault(pit, [])  # a Python access to the PIT drops it (_drop)
+
+    def _fold_pit(self) -> None:
+        """Give the PIT back what the compiled hooks' latches and reads left, and let Python
+        take its accesses again."""
+        self._pit_live = False
+        words = self._pit_words
+        for channel in range(3):
+            b = channel * K.PIT_STRIDE
+            if words[b + K.PIT_LIVE]:
+                words[b + K.PIT_LIVE] = 0
+                reads = words[b + K.PIT_READS]
+                latched = words[b + K.PIT_LATCH_BYTES].to_bytes(8, "little")[: reads & 3]
+                self._pit.resume_reads(channel, tuple(latched), bool(reads & K.PIT_HIGH_NEXT))
+
     def drain(self) -> None:
-        """Give the devices the writes the compiled OUT hook queued, in order (runs of bytes to
-        one port as one ``write_queued``)."""
+        """Give the devices what the compiled hooks took: the writes the OUT hook queued, in
+        order (runs of bytes to one port as one ``write_queued``), and the PIT's latches and
+        reads (it is no longer published)."""
+        if self._pit_live:
+            self._fold_pit()
         c = self._counts
         n = c[COUNT_QUEUED]
         if not n:
@@ -231,6 +301,8 @@ class PortCache:
     def _drop(self, owner: object) -> None:
         if self._counts[COUNT_QUEUED]:
             self.drain()
+        if self._pit_live and owner is self._pit:
+            self._fold_pit()
         ports = self._live.pop(owner, None)
         if ports:
             entries, noops = self._entries, self._noops
@@ -240,7 +312,7 @@ class PortCache:
 
     def drop_all(self) -> None:
         """Forget everything published (a device may have changed outside a port access)."""
-        if self._counts[COUNT_QUEUED]:
+        if self._counts[COUNT_QUEUED] or self._pit_live:
             self.drain()
         if self._live:
             entries, noops = self._entries, self._noops

@@ -125,6 +125,33 @@ POLLS = {
     5:  movb $0x00, %al; outb %al, $0x43; inb $0x40, %al; movb %al, %ah; inb $0x40, %al
         decl %ecx; jnz 5b
     """,
+    # the PIT's counters read as kernels read them (the compiled hooks compute the latches and
+    # reads of a published channel): channel 0 in mode 2 (lohi), channel 1 in mode 0 wrapping
+    # (lobyte), channel 2 in mode 3 (hibyte) with its gate toggled through port 0x61; latched
+    # and live reads, a second latch while one waits (ignored), a latch read halfway when a
+    # read-back comes; every value kept in RAM
+    "pit-reads": """
+        movb $0x34, %al; outb %al, $0x43; movb $0x34, %al; outb %al, $0x40
+        movb $0x12, %al; outb %al, $0x40
+        movb $0x50, %al; outb %al, $0x43; movb $0x40, %al; outb %al, $0x41
+        movb $0x01, %al; outb %al, $0x61
+        movb $0xa6, %al; outb %al, $0x43; movb $0x01, %al; outb %al, $0x42
+        movl $3000, %ecx
+    3:  movb $0x00, %al; outb %al, $0x43; inb $0x40, %al; movb %al, %ah; inb $0x40, %al
+        movw %ax, 0x30000(,%ecx,8)
+        inb $0x42, %al; movb %al, 0x30002(,%ecx,8)
+        movb $0x40, %al; outb %al, $0x43; inb $0x41, %al; movb %al, 0x30003(,%ecx,8)
+        inb $0x40, %al; movb %al, 0x30004(,%ecx,8)
+        movb $0x80, %al; outb %al, $0x43; inb $0x42, %al; movb %al, 0x30005(,%ecx,8)
+        testb $15, %cl; jnz 4f
+        movb $0x00, %al; outb %al, $0x43; inb $0x40, %al
+        movb $0x00, %al; outb %al, $0x43; inb $0x40, %al; movb %al, 0x30006(,%ecx,8)
+        inb $0x61, %al; xorb $1, %al; outb %al, $0x61
+        movb $0x00, %al; outb %al, $0x43; inb $0x40, %al
+        movb $0xc2, %al; outb %al, $0x43; inb $0x40, %al; movb %al, 0x30007(,%ecx,8)
+        inb $0x40, %al; inb $0x40, %al
+    4:  decl %ecx; jnz 3b
+    """,
     # print over COM1 polling LSR, with the i8042 status and an undecoded port in between
     "uart": """
         movl $300, %ecx
@@ -182,7 +209,7 @@ def test_polling_guests_fast_path_on_and_off(tmp_path: Path, name: str) -> None:
     r = both(
         lambda: Machine.from_elf(elf),
         max_instructions=50_000_000,
-        answered=name in ("uart", "uart-thre", "cmos-a"),
+        answered=name in ("uart", "uart-thre", "cmos-a", "pit-reads"),
         queued=name in ("uart", "uart-thre"),
     )
     assert r[0] == "debug-exit", r
@@ -216,6 +243,9 @@ def timer_machine(body: str, divisor: int = 4) -> Machine:
         "inb $0x80, %al",
         "movb $0x0a, %al; outb %al, $0x70; inb $0x71, %al",
         "movb $0x00, %al; outb %al, $0x43; inb $0x40, %al; inb $0x40, %al",
+        # the PIT read after each wake-up (idle time skipped), the values kept
+        "hlt; movb $0x00, %al; outb %al, $0x43; inb $0x40, %al; movb %al, %ah; inb $0x40, %al; "
+        "movw %ax, 0x31000(,%rcx,2)",
         "movw $0x3fd, %dx; inb %dx, %al; inb $0x64, %al",
         "inb $0x21, %al",  # a PIC read: never skipped
     ],
@@ -311,3 +341,38 @@ def test_irr_polled_with_if_clear_while_the_timer_is_armed() -> None:
     polls = np.frombuffer(ram[0x30108 : 0x30108 + 6 * 8], np.uint64)
     ticks = int(np.frombuffer(ram[COUNTER : COUNTER + 8], np.uint64)[0])
     assert (polls > 1).all() and ticks >= 6, (polls, ticks)
+
+
+@pytest.mark.parametrize("mhz", [1000, 333])
+def test_pit_reads_computed_by_the_hooks_are_the_models(tmp_path: Path, mhz: int) -> None:
+    """The latches and reads the compiled hooks take give the bytes the Python PIT gives, at
+    the clock rate the machine runs (the count is computed from the instruction count), and
+    leave the PIT as Python leaves it."""
+    elf = build(POLLS["pit-reads"], tmp_path, "pit-reads")
+    r = both(lambda: Machine.from_elf(elf, cpu_mhz=mhz), answered=True)
+    assert r[0] == "debug-exit", r
+    values = np.frombuffer(r[7][0x30008 : 0x30000 + 8 * 3001], np.uint8).reshape(-1, 8)
+    assert len({bytes(row[:2]) for row in values}) > 50  # the count moves between reads
+
+
+def test_a_pit_channel_is_published_only_while_it_counts_freely(tmp_path: Path) -> None:
+    """What the PIT hands the compiled hooks: a counting channel, not one whose gate holds
+    it, a read-back status waiting, or one never programmed."""
+    m = Machine.from_elf(build("", tmp_path, "empty"))
+    pit = m.pit
+    pit.write(3, 1, 0x34)
+    pit.write(0, 1, 0x00)
+    pit.write(0, 1, 0x10)
+    reads = pit.counter_reads(0)
+    assert reads is not None and (reads.period, reads.mode, reads.access) == (0x1000, 2, 3)
+    pit.write(3, 1, 0x00)  # latched: published with the latch
+    assert pit.counter_reads(0).latched == (pit.channels[0].latched[0], pit.channels[0].latched[1])
+    pit.write(3, 1, 0xE2)  # a read-back status waits
+    assert pit.counter_reads(0) is None
+    pit.write(3, 1, 0xB4)  # channel 2, mode 2, gate low (port 0x61 bit 0 clear)
+    pit.write(2, 1, 0x00)
+    pit.write(2, 1, 0x01)
+    pit.set_gate(2, False)
+    assert pit.counter_reads(2) is None
+    pit.set_gate(2, True)
+    assert pit.counter_reads(2) is not None

@@ -97,6 +97,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_MISS_PC,
     CTX_MISS_SIZE,
     CTX_OTHER_EVENT,
+    CTX_PIT,
     CTX_PORT_COUNTS,
     CTX_PORT_ENTRIES,
     CTX_PORT_NOOPS,
@@ -122,6 +123,20 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     INFO_WANT_MASK,
     LOG_ICOUNT,
     LOG_STRIDE,
+    PIT_ACCESS,
+    PIT_HIGH_NEXT,
+    PIT_HZ,
+    PIT_IDLE_NS,
+    PIT_LATCH_BYTES,
+    PIT_LIVE,
+    PIT_MHZ,
+    PIT_MODE,
+    PIT_PAUSED,
+    PIT_PERIOD,
+    PIT_READS,
+    PIT_SIZE,
+    PIT_START_TICK,
+    PIT_STRIDE,
     PORT_ENTRY_UNMAPPED,
     PORT_NOOP_QUEUE,
     PORT_NOOP_VALID,
@@ -335,14 +350,112 @@ def port_table_open(ctx):
 
 _port_table_open = jit(nopython=True)(port_table_open)
 
+
+def pit_count(ctx, base):
+    """The count of the published PIT channel at ``base`` in the PIT shadow, at the executing
+    instruction (the readable model: devices/pit8254.py ``ticks_at`` and ``count_after``)."""
+    pit = carray(voidptr(ctx[CTX_PIT]), (PIT_SIZE,), np.uint64)
+    icount = _executing_count(ctx)
+    mhz = pit[PIT_MHZ]
+    if mhz == np.uint64(1000):
+        now = icount + pit[PIT_IDLE_NS]
+    else:
+        now = icount * np.uint64(1000) // mhz + pit[PIT_IDLE_NS]
+    ns = np.uint64(1_000_000_000)
+    hz = np.uint64(PIT_HZ)
+    tick = (now // ns) * hz + (now % ns) * hz // ns  # ticks_at, without overflowing 64 bits
+    elapsed = pit[base + PIT_PAUSED] + (tick - pit[base + PIT_START_TICK])
+    n = pit[base + PIT_PERIOD]
+    mode = pit[base + PIT_MODE]
+    if mode == np.uint64(3):
+        return (n - (np.uint64(2) * elapsed) % n) & np.uint64(0xFFFF)
+    if mode == np.uint64(2):
+        return (n - elapsed % n) & np.uint64(0xFFFF)
+    return (n - elapsed) & np.uint64(0xFFFF)
+
+
+_pit_count = jit(nopython=True)(pit_count)
+
+
+def pit_read(ctx, channel):
+    """A byte read of a published PIT channel (the readable model: ``Pit8254.read``): the next
+    latched byte, else the live count's byte its access mode gives."""
+    pit = carray(voidptr(ctx[CTX_PIT]), (PIT_SIZE,), np.uint64)
+    base = channel * np.uint64(PIT_STRIDE)
+    reads = pit[base + PIT_READS]
+    latched = reads & np.uint64(3)
+    if latched:
+        data = pit[base + PIT_LATCH_BYTES]
+        pit[base + PIT_LATCH_BYTES] = data >> np.uint64(8)
+        pit[base + PIT_READS] = (reads & ~np.uint64(3)) | (latched - np.uint64(1))
+        return np.uint32(data & np.uint64(0xFF))
+    count = _pit_count(ctx, base)
+    access = pit[base + PIT_ACCESS]
+    if access == np.uint64(1):
+        return np.uint32(count & np.uint64(0xFF))
+    if access == np.uint64(2):
+        return np.uint32(count >> np.uint64(8))
+    pit[base + PIT_READS] = reads ^ np.uint64(PIT_HIGH_NEXT)
+    if reads & np.uint64(PIT_HIGH_NEXT):
+        return np.uint32(count >> np.uint64(8))
+    return np.uint32(count & np.uint64(0xFF))
+
+
+_pit_read = jit(nopython=True)(pit_read)
+
+
+def pit_latch(ctx, channel):
+    """The counter latch command for a published PIT channel (the readable model:
+    ``Pit8254._control``): the count latched in its access mode's bytes, unless a latch still
+    waits to be read."""
+    pit = carray(voidptr(ctx[CTX_PIT]), (PIT_SIZE,), np.uint64)
+    base = channel * np.uint64(PIT_STRIDE)
+    reads = pit[base + PIT_READS]
+    if reads & np.uint64(3):
+        return
+    count = _pit_count(ctx, base)
+    access = pit[base + PIT_ACCESS]
+    if access == np.uint64(3):
+        pit[base + PIT_LATCH_BYTES] = count
+        pit[base + PIT_READS] = reads | np.uint64(2)
+    elif access == np.uint64(1):
+        pit[base + PIT_LATCH_BYTES] = count & np.uint64(0xFF)
+        pit[base + PIT_READS] = reads | np.uint64(1)
+    else:
+        pit[base + PIT_LATCH_BYTES] = count >> np.uint64(8)
+        pit[base + PIT_READS] = reads | np.uint64(1)
+
+
+_pit_latch = jit(nopython=True)(pit_latch)
+
+
+def pit_published(ctx, channel):
+    """May the hooks take this access to PIT ``channel`` (0-2)? While Python published it and
+    where the port read table may answer."""
+    pit = ctx[CTX_PIT]
+    if pit == np.uint64(0) or channel > np.uint64(2):
+        return False
+    live = load64(pit + (channel * np.uint64(PIT_STRIDE) + np.uint64(PIT_LIVE)) * np.uint64(8))
+    return live != np.uint64(0) and _port_table_open(ctx)
+
+
+_pit_published = jit(nopython=True)(pit_published)
+
 IN_HOOK_SIGNATURE = types.uint32(types.voidptr, types.uint32, types.int32, types.voidptr)
 
 
 def in_hook(uc, port, size, user_data):
     """Every IN. A byte read the port read table holds, before its entry's end (counted at the
-    end of the block: never later than the exact instruction), is answered here; any other
+    end of the block: never later than the exact instruction), is answered here, and so is a
+    byte read of a PIT channel Python published (computed at the exact instruction); any other
     read goes to Python (the port bus), which publishes what it can for the next one."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    if size == 1 and (port & np.uint32(0xFFFC)) == np.uint32(0x40):
+        channel = np.uint64(port & np.uint32(3))
+        if _pit_published(ctx, channel):
+            counts = ctx[CTX_PORT_COUNTS]
+            store64(counts, load64(counts) + np.uint64(1))
+            return _pit_read(ctx, channel)
     table = ctx[CTX_PORT_ENTRIES]
     if size == 1 and table != 0 and _port_table_open(ctx):
         entry = table + (np.uint64(port) & np.uint64(0xFFFF)) * np.uint64(16)
@@ -360,14 +473,24 @@ def out_hook(uc, port, size, value, user_data):
     """Every OUT. The EOI of an armed 8259 timer interrupt in its steady state is taken here
     (``eoi_rearm``), and so is a byte write the device published as changing nothing (the
     port read table's no-op writes), or as only handing the byte on (queued, while the queue
-    has room: Python gives the device the queue before anything else reaches it). Any other OUT goes to Python (the port bus), which first
-    catches up with what the hooks did."""
+    has room: Python gives the device the queue before anything else reaches it), and a
+    counter latch command for a PIT channel Python published. Any other OUT goes to Python
+    (the port bus), which first catches up with what the hooks did."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
     if (
         ctx[CTX_IN_SERVICE] and ctx[CTX_EOI_KIND] == np.uint64(EOI_PIC)
         and port == np.uint32(0x20) and size == 1 and (value & 0xFF) == 0x20
     ):  # fmt: skip
         _eoi_rearm(ctx)
+        return
+    if (
+        size == 1 and port == np.uint32(0x43) and (value & np.uint32(0x30)) == np.uint32(0)
+        and _pit_published(ctx, np.uint64((value >> np.uint32(6)) & np.uint32(3)))
+    ):  # fmt: skip
+        # a counter latch command (a read-back is channel "3": never published)
+        _pit_latch(ctx, np.uint64((value >> np.uint32(6)) & np.uint32(3)))
+        counts = ctx[CTX_PORT_COUNTS] + np.uint64(16)
+        store64(counts, load64(counts) + np.uint64(1))
         return
     noops = ctx[CTX_PORT_NOOPS]
     if size == 1 and noops != 0 and _port_table_open(ctx):

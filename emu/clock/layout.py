@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from devices.pit8254 import PIT_HZ  # noqa: F401 - the hooks' input clock
+
 from ..core import x86_layout as X86
 
 # Context array layout (uint64 slots).
@@ -102,7 +104,27 @@ PORT_NOOP_QUEUE = 1 << 9
 # the write queue's address (PORT_QUEUE_CAP uint64 entries); its length: the counts' 4th word
 CTX_PORT_QUEUE = 62
 PORT_QUEUE_CAP = 4096
+# the PIT's counters as counter latches and reads see them (PIT_* layout below, emu/port_cache.py):
+# the compiled hooks take the latch commands and reads of a published channel, computing the
+# count from the instruction count
+CTX_PIT = 63
 CTX_SIZE = 64
+
+# The PIT shadow (uint64 words): per channel (PIT_STRIDE words from channel * PIT_STRIDE) ...
+PIT_LIVE = 0  # 1: published (devices/pit8254.py CounterReads); the hooks own the two below
+PIT_START_TICK = 1  # CounterReads.start_tick
+PIT_PAUSED = 2
+PIT_PERIOD = 3
+PIT_MODE = 4
+PIT_ACCESS = 5
+PIT_READS = 6  # latched bytes still to be read (bits 0-1) | PIT_HIGH_NEXT
+PIT_LATCH_BYTES = 7  # those bytes, the next in bits 0-7
+PIT_STRIDE = 8
+PIT_HIGH_NEXT = 4  # a live lohi read gives the high byte next
+# ... then the clock: virtual ns = count * 1000 // MHZ + IDLE_NS
+PIT_IDLE_NS = 3 * PIT_STRIDE
+PIT_MHZ = PIT_IDLE_NS + 1
+PIT_SIZE = PIT_MHZ + 1
 
 # One delivery in the log.
 LOG_ICOUNT = 0

@@ -51,6 +51,7 @@ _OUT_OPCODES = {0xE6: 2, 0xE7: 2, 0xEE: 1, 0xEF: 1}
 _LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65})
 _CR0_PG = 1 << 31
 _DELIVERED = K.CTX_DELIVERED
+_IRQ_PENDING = K.CTX_IRQ_PENDING
 CPUID1_EDX_APIC = 1 << 9
 MSR_BIOS_SIGN_ID = 0x8B
 # RDMSR answers Unicorn 2.1.4's helper gets wrong, all read-only under QEMU 7.2 (writes are
@@ -157,14 +158,17 @@ class CpuInstructions:
         """The OUT the compiled hook passes on. A C callback cannot raise: an error is kept,
         emulation stopped, and the error raised again when emu_start returns."""
         try:  # _hook_out, inlined (this runs at every OUT the compiled hook does not take)
-            if self._ctxv[_DELIVERED]:
+            ctx = self._ctxv
+            if ctx[_DELIVERED]:
                 self.settle()
             requested = self._stop is not None
-            pending = self._ctxv[K.CTX_IRQ_PENDING]
+            pending = ctx[_IRQ_PENDING]
             self.port_write(port, size, value)
             if self.after_io is not None:
                 self.after_io()
-            self._after_out(requested, pending)
+            # _after_out where it has something to do: a stop asked for, or INTR raised
+            if not requested and (self._stop is not None or (not pending and ctx[_IRQ_PENDING])):
+                self._after_out(requested, pending)
         except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
             if self._hook_error is None:
                 self._hook_error = e
