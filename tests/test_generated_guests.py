@@ -405,18 +405,15 @@ def _count_at_code(bench: Bench, ops: list[tuple]) -> int:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="a run counts a block QEMU abandons at a store into itself whole (docs/time.md); "
-    "after a store into its code page (the 32-bit IDT), Unicorn runs the stale block",
+    reason="a run counts a block QEMU abandons at a store into itself whole (docs/time.md)",
 )
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
 def test_a_run_counts_a_store_into_the_block_it_runs(benches, kind) -> None:
     """A store into the executing block, on a run: QEMU abandons the block at the store (what
     it ran before it retired) and runs the store in a block of its own. The run counts the
     abandoned block whole, as if all of it had retired, then the store's block and the rest
-    again. The steps (one instruction per block) are right. And where the guest stored into
-    the page of its code before (the 32-bit guest's IDT shares it), Unicorn 2.1.4 no longer
-    checks that page's stores for self-modifying code: the run executes the block as it was
-    before the store. Known, not fixed yet: the generator leaves such stores out."""
+    again. The steps (one instruction per block) are right. Known, not fixed yet: the
+    generator leaves such stores out."""
     ops = [("mov", 0, 1), ("smc", 3, 0x40), ("nop",), ("unary", 0, 0), ("unary", 0, 0), ("exit", 7)]
     bench = benches[kind]
     at = _count_at_code(bench, ops)

@@ -419,7 +419,7 @@ def test_python_mirrors_of_the_kernel_layouts_agree() -> None:
     for name in ("WRITE", "USER", "EXEC", "GLOBAL"):
         assert getattr(mirrors, f"_MAPF_{name}") == getattr(K, f"MAPF_{name}"), name
     ctx = [n for n in dir(K) if n.startswith("CTX_")]
-    assert len(ctx) == 18 and all(getattr(mirrors, f"_{n}") == getattr(K, n) for n in ctx)
+    assert len(ctx) == 20 and all(getattr(mirrors, f"_{n}") == getattr(K, n) for n in ctx)
     slots = [getattr(K, n) for n in ctx if n != "CTX_SIZE"]
     assert len(set(slots)) == len(slots) and max(slots) < K.CTX_SIZE
 

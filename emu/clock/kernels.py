@@ -27,6 +27,7 @@ import numpy as np
 from numba import carray, jit, types
 
 from ..core.intrinsics import (
+    call_ctl,
     call_in,
     call_out,
     call_ptr,
@@ -54,6 +55,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     _HF_CS64,
     _HF_INHIBIT_IRQ,
     _HF_PE,
+    CTL_TLB_FLUSH,
     CTX_ARM_TIME,
     CTX_ARM_VECTOR,
     CTX_ARMED,
@@ -79,6 +81,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_EXIT_EIP,
     CTX_EXIT_NOW,
     CTX_FAST_EOI_OK,
+    CTX_FILL_CTX,
     CTX_ICOUNT,
     CTX_IN_SERVICE,
     CTX_INSN_POOL,
@@ -115,10 +118,12 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_TIME_OFFSET,
     CTX_TSC_READS,
     CTX_TSC_SCALE,
+    CTX_UC_CTL,
     DROPPED_KEY,
     EMPTY_KEY,
     EOI_LAPIC,
     EOI_PIC,
+    FILL_CODE_ADDED,
     INFO_COUNT_SHIFT,
     INFO_WANT_MASK,
     LOG_ICOUNT,
@@ -293,6 +298,16 @@ def tb_hook(uc, cur_tb, prev_tb, user_data):
     the guest has since rewritten (QEMU translates again after a store into translated code):
     it is dropped, so the block hook misses and Python learns the block from its new bytes."""
     ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    fill = ctx[CTX_FILL_CTX]
+    if fill != np.uint64(0):
+        added = fill + np.uint64(8 * FILL_CODE_ADDED)
+        if load64(added):
+            # the block was fetched from a page no code came from before: a write entry made
+            # for it earlier has no execute rights, so its stores would skip Unicorn's check
+            # for self-modifying code (mmu/kernels.py _code_rights). Translation is done, and
+            # the block has not run: the TLB can go.
+            store64(added, np.uint64(0))
+            call_ctl(ctx[CTX_UC_CTL], uc, np.int32(CTL_TLB_FLUSH))
     address = load64(cur_tb)
     size = np.uint64(load16(cur_tb + np.uint64(10)))
     icount = np.uint64(load16(cur_tb + np.uint64(8)))

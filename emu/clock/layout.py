@@ -7,10 +7,12 @@ Kept apart from ``clock/kernels.py`` so that the machine can use it without impo
 from __future__ import annotations
 
 import numpy as np
+from unicorn.unicorn_const import UC_CTL_TLB_FLUSH
 
 from devices.pit8254 import PIT_HZ  # noqa: F401 - the hooks' input clock
 
 from ..core import x86_layout as X86
+from ..mmu import layout as ML
 
 # Context array layout (uint64 slots).
 CTX_ENV = 0  # address of CPUX86State env (reads hflags for the code size)
@@ -83,6 +85,13 @@ CTX_TIME_OFFSET = 50
 CTX_TSC_SCALE = 51
 CTX_TSC_READS = 52
 CTX_BLOCKS_DROPPED = 55  # table entries clock/kernels.py tb_hook found stale and dropped
+# The TLB-fill hook's context (0: QEMU's own page walker fills the TLB) and uc_ctl: tb_hook
+# flushes the TLB when a page joined those code was fetched from (mmu/layout.py FILL_CODE_*)
+CTX_FILL_CTX = 18
+CTX_UC_CTL = 54
+FILL_CODE_ADDED = ML.FILL_CODE_ADDED
+# uc_ctl's control word for UC_CTL_TLB_FLUSH, written, no arguments (UC_CTL_WRITE in unicorn.h)
+CTL_TLB_FLUSH = UC_CTL_TLB_FLUSH | (1 << 30)
 EOI_PIC = 0
 EOI_LAPIC = 1
 # The port read table (emu/port_cache.py): reads and writes the devices published ahead of time,

@@ -371,6 +371,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self.fill_ctx[ML.FILL_OUT] = self._fill_out.ctypes.data
             self.fill_ctx[ML.FILL_PROBE_PAGE] = (_UNTIL - 1) & ~0xFFF
             self._set_rom_ranges()
+            # the pages code was fetched from (mmu/kernels.py _code_rights), and what tb_hook
+            # needs to flush the TLB when one joins
+            self._code_pages = np.zeros(self.ram.size >> 12, np.uint8)
+            self.fill_ctx[ML.FILL_CODE_PAGES] = self._code_pages.ctypes.data
+            self.ctx[K.CTX_FILL_CTX] = self.fill_ctx.ctypes.data
+            self.ctx[K.CTX_UC_CTL] = I.function_address("uc_ctl")
             fill = native.load("emu.mmu.kernels", "tlb_fill", "TLB_FILL_SIGNATURE")
             self._add_raw_hook(UC_HOOK_TLB_FILL, fill.address, self.fill_ctx.ctypes.data)
         # IN goes through a compiled hook that answers the reads the devices published in the

@@ -38,6 +38,22 @@ def call_ptr(typingctx, fnptr, arg):
 
 
 @intrinsic
+def call_ctl(typingctx, fnptr, uc, control):
+    """Call ``uc_ctl(uc, control)`` (``int f(void *, int, ...)``, with no further arguments)
+    through a function pointer held as uint64: called as variadic, as its ABI wants."""
+    sig = types.int32(types.uint64, types.voidptr, types.int32)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(
+            ir.IntType(32), [ir.IntType(8).as_pointer(), ir.IntType(32)], var_arg=True
+        )
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        return builder.call(fn, [args[1], args[2]])
+
+    return sig, codegen
+
+
+@intrinsic
 def load64(typingctx, addr):
     """*(uint64_t *)addr: a plain load, no array built around it."""
     sig = types.uint64(types.uint64)

@@ -40,6 +40,8 @@ from .layout import (
     ENV_EFLAGS,
     ENV_HFLAGS,
     FILL_ACCESS,
+    FILL_CODE_ADDED,
+    FILL_CODE_PAGES,
     FILL_COUNT,
     FILL_ENV,
     FILL_ERR,
@@ -123,6 +125,8 @@ CTX_ROM_TABLE = FILL_ROM_TABLE  # ROM ranges (physical (base, end) pairs): never
 CTX_ROM_COUNT = FILL_ROM_COUNT
 CTX_SINK_PAGE = FILL_SINK_PAGE  # where a write to ROM goes (write only, never read)
 CTX_TRACK = FILL_TRACK  # the dirty-page tracker (TK_* of mmu/layout.py), 0: nothing tracked
+CTX_CODE_PAGES = FILL_CODE_PAGES  # pages code was fetched from (uint8 per RAM page), 0: none
+CTX_CODE_ADDED = FILL_CODE_ADDED  # a page joined them: flush the TLB before the next block
 CTX_SIZE = FILL_SIZE
 
 # Rows of _mappings' output (uint64 columns).
@@ -145,6 +149,7 @@ UC_MEM_FETCH = 18
 UC_PROT_READ = 1
 UC_PROT_WRITE = 2
 UC_PROT_EXEC = 4
+_EXEC_OK = 1 << 8  # _fill's own bit in the rights it returns: an instruction fetch would pass
 
 # Arguments of the ``translate`` entry point (a uint64 array).
 TR_RAM = 0
@@ -505,7 +510,8 @@ def _fill(ram64, cr0, cr3, cr4, efer, hflags, eflags, vaddr, mem_type, trace, ct
     """Answer one TLB fill: (granted, physical page, uc_prot bits), recording a refusal in
     ``ctx``. Read rights come with any fill; write rights only for a write or a page already
     dirty (so the first write to a clean page comes back here and sets D); execute rights only
-    for an instruction fetch (stores to pages QEMU holds executable are ~5x slower). The
+    for an instruction fetch (stores to pages QEMU holds executable are ~5x slower), with
+    _EXEC_OK set where a fetch would pass (``tlb_fill`` strips it). The
     walk's A/D writes are reported to the dirty-page tracker ``tk``; ``tlb_fill`` withholds
     write rights from pages not written since the last checkpoint."""
     access = ACC_READ
@@ -516,7 +522,7 @@ def _fill(ram64, cr0, cr3, cr4, efer, hflags, eflags, vaddr, mem_type, trace, ct
     ctx[CTX_FILLS] += _ONE
     if not (cr0 & _CR0_PG):
         page = vaddr if (efer & _EFER_LMA) else vaddr & _LOW32
-        prot = _U(UC_PROT_READ | UC_PROT_WRITE)
+        prot = _U(UC_PROT_READ | UC_PROT_WRITE | _EXEC_OK)
         if access == ACC_FETCH:
             prot |= _U(UC_PROT_EXEC)
         return (True, page & ~_U(0xFFF), prot)
@@ -534,8 +540,10 @@ def _fill(ram64, cr0, cr3, cr4, efer, hflags, eflags, vaddr, mem_type, trace, ct
             leaf = trace[TRACE_STRIDE * np.int64(level) + TRACE_ENTRY]
             if access == ACC_WRITE or (leaf & _D):
                 prot |= _U(UC_PROT_WRITE)
-        if access == ACC_FETCH and (perms & _U(PERM_EXEC)):
-            prot |= _U(UC_PROT_EXEC)
+        if perms & _U(PERM_EXEC):
+            prot |= _U(_EXEC_OK)
+            if access == ACC_FETCH:
+                prot |= _U(UC_PROT_EXEC)
         return (True, paddr & ~_U(0xFFF), prot)
     ctx[CTX_REFUSED] += _ONE
     ctx[CTX_FAULT_PAGE] = vaddr
@@ -560,57 +568,30 @@ def _in_rom(ctx, page):
     return False
 
 
-# uc_cb_tlbevent_t: bool (uc_engine*, uint64 vaddr, uc_mem_type, uc_tlb_entry*, void*), where
-# uc_tlb_entry is {uint64_t paddr; uc_prot perms;} (16 bytes: perms and padding are word 1).
-TLB_FILL_SIGNATURE = types.boolean(
-    types.voidptr, types.uint64, types.int32, types.CPointer(types.uint64), types.voidptr
-)
-
-
-def tlb_fill(uc, vaddr, mem_type, entry, user_data):
-    """Unicorn's TLB-fill hook. ``user_data`` is the context array (CTX_*)."""
-    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
-    if vaddr == ctx[CTX_PROBE_PAGE]:
-        # The page emu_start probes at its end (core/engine.py): no guest uses it; no RAM.
-        entry[0] = np.uint64(0xFFFFFFFFFF000)
-        entry[1] = np.uint64(UC_PROT_EXEC)
-        return True
-    env = ctx[CTX_ENV]
-    ram64 = carray(voidptr(ctx[CTX_RAM]), (ctx[CTX_RAM_SIZE] >> np.uint64(3),), np.uint64)
-    trace = carray(voidptr(ctx[CTX_SCRATCH]), (TRACE_SIZE,), np.uint64)
-    tracker = ctx[CTX_TRACK]
-    tk = carray(voidptr(tracker), (TK_SIZE if tracker != np.uint64(0) else 0,), np.uint64)
-    granted, page, prot = _fill(
-        ram64,
-        load64(env + np.uint64(ENV_CR0)),
-        load64(env + np.uint64(ENV_CR3)),
-        load64(env + np.uint64(ENV_CR4)),
-        load64(env + np.uint64(ENV_EFER)),
-        load64(env + np.uint64(ENV_HFLAGS)) & np.uint64(0xFFFFFFFF),
-        load64(env + np.uint64(ENV_EFLAGS)),
-        vaddr,
-        np.int64(mem_type),
-        trace,
-        ctx,
-        tk,
-    )
-    if granted:
-        if ctx[CTX_ROM_COUNT] and _in_rom(ctx, page):
-            # ROM: reads and fetches see it, a write lands in the sink page and is lost. The
-            # entry for a read never carries write access, so every write comes back here.
-            if mem_type == UC_MEM_WRITE:
-                page = ctx[CTX_SINK_PAGE]
-                prot = np.uint64(UC_PROT_WRITE)
-            else:
-                prot &= ~np.uint64(UC_PROT_WRITE)
-        if mem_type == UC_MEM_WRITE:
-            if page != ctx[CTX_SINK_PAGE]:
-                _touch(tk, page)  # the first write since the last checkpoint
-        elif (prot & np.uint64(UC_PROT_WRITE)) and _untouched(tk, page):
-            prot &= ~np.uint64(UC_PROT_WRITE)  # so that the first write comes back here
-        entry[0] = page
-        entry[1] = prot
-    return granted
+@jit(_u64(_VEC, _u64, _i64, _u64), **INLINE)
+def _code_rights(ctx, page, mem_type, prot):
+    """The rights of an entry, given the pages code was fetched from. Unicorn 2.1.4 sends a
+    store through its self-modifying-code check (which drops the translated blocks it
+    overwrites) only while the entry it uses is executable: after the first store through an
+    entry without execute rights, that entry goes without the check for good, and the CPU
+    would run blocks translated from the bytes before later stores. So a write entry for a page
+    code was fetched from is made executable where a fetch would pass (a mapping without
+    execute rights cannot be: an NX alias of code is left to that rule). A fetch records the
+    page."""
+    exec_ok = prot & np.uint64(_EXEC_OK)
+    prot &= ~np.uint64(_EXEC_OK)
+    codes = ctx[CTX_CODE_PAGES]
+    if codes == _ZERO or page >= ctx[CTX_RAM_SIZE] or page == ctx[CTX_SINK_PAGE]:
+        return prot
+    marks = carray(voidptr(codes), (np.int64(ctx[CTX_RAM_SIZE] >> _U(12)),), np.uint8)
+    index = np.int64(page >> _U(12))
+    if mem_type == UC_MEM_FETCH:
+        if marks[index] == np.uint8(0):
+            marks[index] = np.uint8(1)
+            ctx[CTX_CODE_ADDED] = _ONE
+    elif (prot & np.uint64(UC_PROT_WRITE)) and exec_ok and marks[index] != np.uint8(0):
+        prot |= np.uint64(UC_PROT_EXEC)
+    return prot
 
 
 # ------------------------------------------------------------------ host writes, for Python
@@ -965,3 +946,57 @@ def mappings_c(args_ptr, out_ptr, capacity):
     out = carray(out_ptr, (capacity, MAP_COLUMNS), np.uint64)
     ram64 = carray(voidptr(a[0]), (a[1] >> np.uint64(3),), np.uint64)
     return _mappings(ram64, a[2], a[3], a[4], a[5], a[6] != np.uint64(0), out)
+
+
+# uc_cb_tlbevent_t: bool (uc_engine*, uint64 vaddr, uc_mem_type, uc_tlb_entry*, void*), where
+# uc_tlb_entry is {uint64_t paddr; uc_prot perms;} (16 bytes: perms and padding are word 1).
+TLB_FILL_SIGNATURE = types.boolean(
+    types.voidptr, types.uint64, types.int32, types.CPointer(types.uint64), types.voidptr
+)
+
+
+def tlb_fill(uc, vaddr, mem_type, entry, user_data):
+    """Unicorn's TLB-fill hook. ``user_data`` is the context array (CTX_*)."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    if vaddr == ctx[CTX_PROBE_PAGE]:
+        # The page emu_start probes at its end (core/engine.py): no guest uses it; no RAM.
+        entry[0] = np.uint64(0xFFFFFFFFFF000)
+        entry[1] = np.uint64(UC_PROT_EXEC)
+        return True
+    env = ctx[CTX_ENV]
+    ram64 = carray(voidptr(ctx[CTX_RAM]), (ctx[CTX_RAM_SIZE] >> np.uint64(3),), np.uint64)
+    trace = carray(voidptr(ctx[CTX_SCRATCH]), (TRACE_SIZE,), np.uint64)
+    tracker = ctx[CTX_TRACK]
+    tk = carray(voidptr(tracker), (TK_SIZE if tracker != np.uint64(0) else 0,), np.uint64)
+    granted, page, prot = _fill(
+        ram64,
+        load64(env + np.uint64(ENV_CR0)),
+        load64(env + np.uint64(ENV_CR3)),
+        load64(env + np.uint64(ENV_CR4)),
+        load64(env + np.uint64(ENV_EFER)),
+        load64(env + np.uint64(ENV_HFLAGS)) & np.uint64(0xFFFFFFFF),
+        load64(env + np.uint64(ENV_EFLAGS)),
+        vaddr,
+        np.int64(mem_type),
+        trace,
+        ctx,
+        tk,
+    )
+    if granted:
+        if ctx[CTX_ROM_COUNT] and _in_rom(ctx, page):
+            # ROM: reads and fetches see it, a write lands in the sink page and is lost. The
+            # entry for a read never carries write access, so every write comes back here.
+            if mem_type == UC_MEM_WRITE:
+                page = ctx[CTX_SINK_PAGE]
+                prot = np.uint64(UC_PROT_WRITE)
+            else:
+                prot &= ~np.uint64(UC_PROT_WRITE)
+        if mem_type == UC_MEM_WRITE:
+            if page != ctx[CTX_SINK_PAGE]:
+                _touch(tk, page)  # the first write since the last checkpoint
+        elif (prot & np.uint64(UC_PROT_WRITE)) and _untouched(tk, page):
+            prot &= ~np.uint64(UC_PROT_WRITE)  # so that the first write comes back here
+        prot = _code_rights(ctx, page, mem_type, prot)
+        entry[0] = page
+        entry[1] = prot
+    return granted

@@ -57,7 +57,14 @@ FILL_ROM_COUNT = 14  # pairs in it
 FILL_SINK_PAGE = 15
 ROM_RANGES_MAX = 16
 FILL_TRACK = 16  # address of the dirty-page tracker's context (TK_* below), 0: nothing tracked
-FILL_SIZE = 17
+# Pages code was fetched from (uint8 per RAM page, 0: none kept): a write entry for such a page
+# carries execute rights where the mapping allows them, so that Unicorn keeps sending its
+# stores through the self-modifying-code check (emu/mmu/kernels.py tlb_fill). CODE_ADDED is set
+# when a page joins: the TLB is then flushed before the next block runs (clock tb_hook), so
+# that no older write entry for it (another mapping of the page, the victim TLB) goes without.
+FILL_CODE_PAGES = 17
+FILL_CODE_ADDED = 18
+FILL_SIZE = 19
 
 # The dirty-page tracker's context (uint64; emu/dirty_pages.py owns it). It says which pages of
 # the machine's memory were written since the last checkpoint, and where a checkpoint wants a

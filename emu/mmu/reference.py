@@ -276,14 +276,16 @@ class NaiveMmu:
         cpl: int,
         ac: bool,
     ) -> tuple[bool, int, int]:
-        """What the TLB-fill hook must answer: (granted, physical page, uc_prot bits).
+        """What the TLB-fill walk must answer: (granted, physical page, uc_prot bits, with
+        EXEC_OK where an instruction fetch would pass).
 
         The rules of architecture.md decision 3: read with any fill; write only for a write
-        or an already dirty page; execute only for a fetch."""
+        or an already dirty page; execute only for a fetch (the hook itself adds it to a
+        write entry of a page code was fetched from, where EXEC_OK says it may)."""
         access = {16: "r", 17: "w", 18: "x"}[mem_type]
         if mode_of(cr0, cr4, efer) == "off":
             pa = page if bit(efer, 10) else page & 0xFFFFFFFF
-            return True, pa & ~0xFFF, 1 | 2 | (4 if access == "x" else 0)
+            return True, pa & ~0xFFF, 1 | 2 | EXEC_OK | (4 if access == "x" else 0)
         result = self.translate(
             cr0=cr0, cr3=cr3, cr4=cr4, efer=efer, vaddr=page, access=access, cpl=cpl, ac=ac
         )
@@ -293,9 +295,15 @@ class NaiveMmu:
         prot = 1 if "r" in result.rights else 0
         if "w" in result.rights and (access == "w" or leaf_was_dirty):
             prot |= 2
-        if access == "x" and "x" in result.rights:
-            prot |= 4
+        if "x" in result.rights:
+            prot |= EXEC_OK
+            if access == "x":
+                prot |= 4
         return True, result.paddr & ~0xFFF, prot
+
+
+# the walk's own bit beside the uc_prot bits: an instruction fetch through the entry would pass
+EXEC_OK = 1 << 8
 
 
 @dataclass(frozen=True)
