@@ -151,6 +151,8 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     STOP_IRQ,
     STOP_LIMIT,
     STOP_MISS,
+    VALUE_CUT_SHIFT,
+    VALUE_WANT_MASK,
     pack_value,
 )
 
@@ -183,12 +185,33 @@ def table_slot(ctx, address, want):
         key = load64(keys + slot * np.uint64(8))
         if key == EMPTY_KEY:
             return EMPTY_KEY
-        if key == address and (load64(vals + slot * np.uint64(8)) >> np.uint64(16)) == want:
+        value = load64(vals + slot * np.uint64(8))
+        if key == address and (value >> np.uint64(16)) & np.uint64(VALUE_WANT_MASK) == want:
             return slot
         slot = (slot + np.uint64(1)) & mask
 
 
 _table_slot = jit(nopython=True)(table_slot)
+
+
+def cut_block(ctx, address, hflags, count):
+    """The block entered at ``address`` does not run: the CPU loop starts again at its first
+    instruction with a block of its first ``count`` instructions (cflags_next_tb), which the
+    table learns like any other."""
+    ctx[CTX_LAST_INFO] &= np.uint64(INFO_WANT_MASK)  # the block does not run
+    env = ctx[CTX_ENV]
+    cpu = ctx[CTX_CPU]
+    store32(cpu + np.uint64(_CPU_CFLAGS_NEXT_TB), np.uint32(count))
+    # the loop starts again at EIP: the block's first instruction (its linear address, less
+    # the CS base outside 64-bit code)
+    eip = address
+    if not hflags & _HF_CS64:
+        eip = (address - load64(env + np.uint64(_ENV_CS_BASE))) & np.uint64(0xFFFFFFFF)
+    store64(env + np.uint64(_ENV_EIP), eip)
+    call_ptr(ctx[CTX_LOOP_EXIT], voidptr(cpu))  # does not return
+
+
+_cut_block = jit(nopython=True)(cut_block)
 
 
 def block_hook(uc, address, size, user_data):
@@ -218,8 +241,15 @@ def block_hook(uc, address, size, user_data):
     else:
         slot = _table_slot(ctx, address, want)
         if slot != EMPTY_KEY:
-            count = load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8)) & np.uint64(0xFFFF)
+            value = load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8))
+            count = value & np.uint64(0xFFFF)
             found = True
+            split = value >> np.uint64(VALUE_CUT_SHIFT)
+            if split != np.uint64(0) and split < count:
+                # cut before the instruction the table names (never in the one-entry cache,
+                # so that every run of the block comes here)
+                _cut_block(ctx, address, hflags, split)
+                return
             ctx[CTX_CACHE_PC] = address
             ctx[CTX_CACHE_WANT] = want
             ctx[CTX_CACHE_COUNT] = count
@@ -248,17 +278,7 @@ def block_hook(uc, address, size, user_data):
     if ctx[CTX_LIMIT] < cut:
         cut = ctx[CTX_LIMIT]
     if icount < cut and icount + count > cut:
-        ctx[CTX_LAST_INFO] &= np.uint64(INFO_WANT_MASK)  # the block does not run
-        env = ctx[CTX_ENV]
-        cpu = ctx[CTX_CPU]
-        store32(cpu + np.uint64(_CPU_CFLAGS_NEXT_TB), np.uint32(cut - icount))
-        # the loop starts again at EIP: the block's first instruction (its linear address,
-        # less the CS base outside 64-bit code)
-        eip = address
-        if not hflags & _HF_CS64:
-            eip = (address - load64(env + np.uint64(_ENV_CS_BASE))) & np.uint64(0xFFFFFFFF)
-        store64(env + np.uint64(_ENV_EIP), eip)
-        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(cpu))  # does not return
+        _cut_block(ctx, address, hflags, cut - icount)
         return
     # A stop requested here takes effect before the block runs (measured), so a block is
     # counted only when it is let through.

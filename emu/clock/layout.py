@@ -173,6 +173,15 @@ _ENV_RDX = X86.ENV_REGS + 16
 _CPU_CFLAGS_NEXT_TB = X86.CPU_CFLAGS_NEXT_TB
 
 
-def pack_value(icount: int, size: int, bits: int) -> int:
-    """Table value: instruction count (16 bits), block size (16 bits), code size (8 bits)."""
-    return (icount & 0xFFFF) | ((size & 0xFFFF) << 16) | ((bits & 0xFF) << 32)
+VALUE_WANT_MASK = 0xFFFFFF  # of value >> 16: size and code size, what a lookup matches
+# Where the block hook cuts the block before it runs (its instructions before that one; 0: no
+# cut): on the stock library, before a CMPXCHG8B/16B that is not a block's first instruction,
+# whose helper computes the flags from a stale cc_op there (docs/engine.md)
+VALUE_CUT_SHIFT = 40
+
+
+def pack_value(icount: int, size: int, bits: int, cut: int = 0) -> int:
+    """Table value: instruction count (16 bits), block size (16 bits), code size (8 bits), and
+    the count to cut the block at (16 bits, VALUE_CUT_SHIFT; 0: none)."""
+    value = (icount & 0xFFFF) | ((size & 0xFFFF) << 16) | ((bits & 0xFF) << 32)
+    return value | ((cut & 0xFFFF) << VALUE_CUT_SHIFT)

@@ -112,6 +112,13 @@ _TABLE_SLOTS = 1 << 14
 _PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
 
 
+# Stock Unicorn 2.1.4 calls the CMPXCHG8B/16B helpers without syncing the translator's cc_op,
+# so they compute RFLAGS from the previous instruction's stale state when one of the same block
+# set flags (the counting engine's patch fixes it): on the stock library the block hook cuts a
+# block before such an instruction, which then starts a block of its own (docs/engine.md)
+_CMPXCHG_WIDE = frozenset(("cmpxchg8b", "cmpxchg16b"))
+
+
 def _is_prefix(byte: int, bits: int) -> bool:
     """A legacy prefix, or a REX prefix in 64-bit code."""
     return byte in _PREFIXES or (bits == 64 and 0x40 <= byte <= 0x4F)
@@ -195,6 +202,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         if self.ram.dtype != np.uint8 or not self.ram.flags.c_contiguous:
             raise EngineError("guest RAM must be one contiguous uint8 buffer")
         self.engine = engine_library.use(self.engine)  # before the first Uc of the process
+        self._cut_cmpxchg = self.engine == "stock"  # _CMPXCHG_WIDE
         self.uc = Uc(UC_ARCH_X86, UC_MODE_64)
         # Unicorn does not own this buffer: self.ram keeps it alive (unicorn-2.1.4.md Q9).
         if self.memory is None:
@@ -298,9 +306,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._pool = pool
         self.ctx[K.CTX_INSN_POOL] = pool.ctypes.data
 
-    def _table_insert(self, pc: int, size: int, bits: int, insns: tuple[int, ...]) -> None:
-        """Put a learned block in the table the compiled hooks read: its count, and the byte
-        offsets of its instructions (for the count at an instruction inside it)."""
+    def _table_insert(
+        self, pc: int, size: int, bits: int, insns: tuple[int, ...], cut: int = 0
+    ) -> None:
+        """Put a learned block in the table the compiled hooks read: its count, the count to
+        cut it at before it runs (0: none), and the byte offsets of its instructions (for the
+        count at an instruction inside it)."""
         if (self._table_used + 1) * 2 > self._keys.size:
             old = [
                 (int(k), int(v), int(a))
@@ -317,14 +328,18 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self._set_pool(grown)
         self._pool[at : at + len(insns)] = [a - pc for a in insns]
         self._pool_used = at + len(insns)
-        self._table_put(pc, K.pack_value(len(insns), size, bits), at)
+        self._table_put(pc, K.pack_value(len(insns), size, bits, cut), at)
         self.ctx[K.CTX_CACHE_PC] = K.EMPTY_KEY  # the hook's one-entry cache may hold this block
 
     def _table_put(self, key: int, value: int, insns_at: int) -> None:
         mask = self._keys.size - 1
         slot = (((key ^ (key >> 17)) * 0x9E3779B97F4A7C15) & 0xFFFF_FFFF_FFFF_FFFF) & mask
         while int(self._keys[slot]) != int(K.EMPTY_KEY):
-            if int(self._keys[slot]) == key and int(self._vals[slot]) >> 16 == value >> 16:
+            if (
+                int(self._keys[slot]) == key
+                and (int(self._vals[slot]) >> 16) & K.VALUE_WANT_MASK
+                == (value >> 16) & K.VALUE_WANT_MASK
+            ):
                 self._vals[slot] = value
                 self._insns_at[slot] = insns_at
                 return
@@ -894,12 +909,18 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         end = pc
         intercepted = False
         names = self._intercept_names
+        cut = 0
         while end < pc + size:
             # capstone's light decoding (tuples, not instruction objects: a Linux boot learns
             # about 64,000 blocks); an instruction the model intercepts is decoded in full
             for address, length, mnemonic, _operands in self._disasm[bits].disasm_lite(
                 code[end - pc :], end
             ):
+                if (
+                    self._cut_cmpxchg and not cut and insns
+                    and mnemonic.rpartition(" ")[2] in _CMPXCHG_WIDE
+                ):  # fmt: skip
+                    cut = len(insns)
                 insns.append(address)
                 end = address + length
                 if names and mnemonic.rpartition(" ")[2] in names:
@@ -920,7 +941,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self.uc.ctl_remove_cache(pc, pc + size)
         self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
         self._recent_block = (-1, -1, None)
-        self._table_insert(pc, size, bits, tuple(insns))
+        self._table_insert(pc, size, bits, tuple(insns), cut)
 
     def _undecoded_end(self, code: bytes, pc: int, at: int, bits: int) -> int:
         """Where the instruction at ``at`` that capstone cannot decode ends: after its leading
