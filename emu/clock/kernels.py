@@ -60,6 +60,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_ARM_VECTOR,
     CTX_ARMED,
     CTX_ARMED_FN,
+    CTX_BLOCKS_ABANDONED,
     CTX_BLOCKS_DROPPED,
     CTX_CACHE_COUNT,
     CTX_CACHE_PC,
@@ -115,6 +116,8 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_TABLE_KEYS,
     CTX_TABLE_MASK,
     CTX_TABLE_VALS,
+    CTX_TAKE_BACK_FN,
+    CTX_TAKE_BACK_WANT,
     CTX_TIME_OFFSET,
     CTX_TSC_READS,
     CTX_TSC_SCALE,
@@ -151,7 +154,9 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     STOP_IRQ,
     STOP_LIMIT,
     STOP_MISS,
+    VALUE_CUT_MASK,
     VALUE_CUT_SHIFT,
+    VALUE_LAST_REPEATS,
     VALUE_WANT_MASK,
     pack_value,
 )
@@ -194,6 +199,96 @@ def table_slot(ctx, address, want):
 _table_slot = jit(nopython=True)(table_slot)
 
 
+def take_back_abandoned(ctx, address, size):
+    """A block of exactly one instruction of the block counted last is a store into that
+    block's own code: QEMU abandoned the block at the store (what ran before it retired; the
+    store did not) and runs the store alone next (``cflags_next_tb`` = 1), then the rest from
+    the new bytes. The block was counted whole when it was entered, so the instructions from
+    the store on are taken back here; the store's own block counts it.
+
+    No block QEMU translates on its own is one instruction there: the counted block went on
+    past that instruction, or ended at it for a reason that does not come back to it (a cut,
+    the end of a page). The one exception is a last instruction that runs again at once (a jump
+    to itself, a REP string instruction's next iteration: VALUE_LAST_REPEATS), which is taken
+    as that, so a store by such an instruction into its own block stays counted whole. The
+    block is known by its size, so this holds whether it is new or learned before (the case of
+    an abandoned block that was that one instruction already is ``take_back_check``'s)."""
+    info = ctx[CTX_LAST_INFO]
+    counted = info >> np.uint64(INFO_COUNT_SHIFT)
+    block = ctx[CTX_LAST_PC]
+    slot = _table_slot(ctx, block, info & np.uint64(0xFFFFFF))
+    if slot == EMPTY_KEY:
+        return
+    first = ctx[CTX_INSN_POOL] + load64(ctx[CTX_TABLE_INSNS] + slot * np.uint64(8)) * np.uint64(2)
+    offset = address - block
+    last = counted - np.uint64(1)
+    for k in range(counted):
+        at = np.uint64(load16(first + np.uint64(k) * np.uint64(2)))
+        if at == offset:
+            if k == last:
+                value = load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8))
+                if value & np.uint64(VALUE_LAST_REPEATS):
+                    return
+                end = info & np.uint64(0xFFFF)
+            else:
+                end = np.uint64(load16(first + np.uint64(k + 1) * np.uint64(2)))
+            if end - at == np.uint64(size):
+                ctx[CTX_ICOUNT] -= counted - np.uint64(k)
+                ctx[CTX_LAST_INFO] = info & np.uint64(INFO_WANT_MASK)
+                ctx[CTX_BLOCKS_ABANDONED] += np.uint64(1)
+            return
+        if at > offset:
+            return
+
+
+_take_back_abandoned = jit(nopython=True)(take_back_abandoned)
+
+
+def take_back_check(ctx, address, want):
+    """At a block entered at ``address`` inside the block counted last (rare: a jump back into
+    its middle, a loop, or QEMU's block for a store that abandoned it): take back what did not
+    retire when the block is that store's (``take_back_abandoned``). Such a block is one
+    instruction, so a block the table knows as longer is not one. When the abandoned block was
+    that one instruction already, the store's block is the same block again, of one instruction
+    that cannot follow itself (VALUE_LAST_REPEATS clear); the block hook keeps such blocks out
+    of the fast path's one-entry cache, so that they come here."""
+    info = ctx[CTX_LAST_INFO]
+    counted = info >> np.uint64(INFO_COUNT_SHIFT)
+    last_size = info & np.uint64(0xFFFF)
+    size = want & np.uint64(0xFFFF)
+    if counted == np.uint64(0) or address - ctx[CTX_LAST_PC] >= last_size or size > np.uint64(15):
+        return
+    slot = _table_slot(ctx, address, want)
+    value = np.uint64(0)
+    if slot != EMPTY_KEY:
+        value = load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8))
+    if size < last_size:
+        if slot == EMPTY_KEY or value & np.uint64(0xFFFF) == np.uint64(1):
+            _take_back_abandoned(ctx, address, size)
+    elif (
+        address == ctx[CTX_LAST_PC] and counted == np.uint64(1) and slot != EMPTY_KEY
+        and not value & np.uint64(VALUE_LAST_REPEATS)
+    ):  # fmt: skip
+        ctx[CTX_ICOUNT] -= np.uint64(1)
+        ctx[CTX_LAST_INFO] = info & np.uint64(INFO_WANT_MASK)
+        ctx[CTX_BLOCKS_ABANDONED] += np.uint64(1)
+
+
+_take_back_check = jit(nopython=True)(take_back_check)
+
+# uint64_t f(uint64_t address, void *ctx), called as f(void *, void *): the same registers
+TAKE_BACK_SIGNATURE = types.uint64(types.uint64, types.voidptr)
+
+
+def take_back_hook(address, user_data):
+    """``take_back_check`` as a C function of its own: the block hook calls it through a
+    pointer (CTX_TAKE_BACK_FN, the block's size and code size in CTX_TAKE_BACK_WANT), which
+    keeps it out of the hook that runs at every block."""
+    ctx = carray(user_data, (CTX_SIZE,), np.uint64)
+    _take_back_check(ctx, address, ctx[CTX_TAKE_BACK_WANT])
+    return np.uint64(0)
+
+
 def cut_block(ctx, address, hflags, count):
     """The block entered at ``address`` does not run: the CPU loop starts again at its first
     instruction with a block of its first ``count`` instructions (cflags_next_tb), which the
@@ -227,6 +322,13 @@ def block_hook(uc, address, size, user_data):
         # STI/MOV SS shadow: stop before this block so the machine can deliver it.
         eflags = load64(ctx[CTX_ENV] + np.uint64(_ENV_EFLAGS))
         if (eflags & np.uint64(_EFLAGS_IF)) and not (hflags & np.uint32(_HF_INHIBIT_IRQ)):
+            if address - ctx[CTX_LAST_PC] < ctx[CTX_LAST_INFO] & np.uint64(0xFFFF):
+                # (the block counted last may have been abandoned: settle that first)
+                bits = _code_bits(hflags)
+                ctx[CTX_TAKE_BACK_WANT] = (np.uint64(size) & np.uint64(0xFFFF)) | (
+                    bits << np.uint64(16)
+                )
+                call_ptr2(ctx[CTX_TAKE_BACK_FN], voidptr(address), user_data)
             ctx[CTX_LAST_INFO] &= np.uint64(INFO_WANT_MASK)  # the block did not run
             ctx[CTX_STOP_FLAGS] |= np.uint64(STOP_IRQ)
             call_ptr(ctx[CTX_EMU_STOP], uc)
@@ -244,15 +346,33 @@ def block_hook(uc, address, size, user_data):
             value = load64(ctx[CTX_TABLE_VALS] + slot * np.uint64(8))
             count = value & np.uint64(0xFFFF)
             found = True
-            split = value >> np.uint64(VALUE_CUT_SHIFT)
-            if split != np.uint64(0) and split < count:
-                # cut before the instruction the table names (never in the one-entry cache,
-                # so that every run of the block comes here)
-                _cut_block(ctx, address, hflags, split)
-                return
-            ctx[CTX_CACHE_PC] = address
-            ctx[CTX_CACHE_WANT] = want
-            ctx[CTX_CACHE_COUNT] = count
+            if count == np.uint64(1):
+                # Maybe QEMU's block for a store that abandoned the block counted last, if
+                # inside it (take_back_check: out of line, as this hook runs at every block).
+                # Unless its instruction can follow itself, such a block stays out of the
+                # one-entry cache: the same block again is then the store's block, which must
+                # come back here, not be counted by the fast path as a loop.
+                if address - ctx[CTX_LAST_PC] < ctx[CTX_LAST_INFO] & np.uint64(0xFFFF):
+                    ctx[CTX_TAKE_BACK_WANT] = want
+                    call_ptr2(ctx[CTX_TAKE_BACK_FN], voidptr(address), user_data)
+                if value & np.uint64(VALUE_LAST_REPEATS):
+                    ctx[CTX_CACHE_PC] = address
+                    ctx[CTX_CACHE_WANT] = want
+                    ctx[CTX_CACHE_COUNT] = count
+            else:
+                split = (value >> np.uint64(VALUE_CUT_SHIFT)) & np.uint64(VALUE_CUT_MASK)
+                if split != np.uint64(0) and split < count:
+                    # cut before the instruction the table names (never in the one-entry
+                    # cache, so that every run of the block comes here)
+                    _cut_block(ctx, address, hflags, split)
+                    return
+                ctx[CTX_CACHE_PC] = address
+                ctx[CTX_CACHE_WANT] = want
+                ctx[CTX_CACHE_COUNT] = count
+        elif address - ctx[CTX_LAST_PC] < ctx[CTX_LAST_INFO] & np.uint64(0xFFFF):
+            # a new block inside the block counted last (as above)
+            ctx[CTX_TAKE_BACK_WANT] = want
+            call_ptr2(ctx[CTX_TAKE_BACK_FN], voidptr(address), user_data)
     ctx[CTX_LAST_PC] = address
     ctx[CTX_LAST_INFO] = want  # not counted (yet)
     if not found:

@@ -89,6 +89,8 @@ CTX_BLOCKS_DROPPED = 55  # table entries clock/kernels.py tb_hook found stale an
 # flushes the TLB when a page joined those code was fetched from (mmu/layout.py FILL_CODE_*)
 CTX_FILL_CTX = 18
 CTX_UC_CTL = 54
+# blocks QEMU abandoned at a store into their own code, whose count the block hook took back
+CTX_BLOCKS_ABANDONED = 53
 FILL_CODE_ADDED = ML.FILL_CODE_ADDED
 # uc_ctl's control word for UC_CTL_TLB_FLUSH, written, no arguments (UC_CTL_WRITE in unicorn.h)
 CTL_TLB_FLUSH = UC_CTL_TLB_FLUSH | (1 << 30)
@@ -117,7 +119,11 @@ PORT_QUEUE_CAP = 4096
 # the compiled hooks take the latch commands and reads of a published channel, computing the
 # count from the instruction count
 CTX_PIT = 63
-CTX_SIZE = 64
+# clock/kernels.py take_back_hook (kept out of the hot hook), and the size and code size of the
+# block it looks at (as the table's want)
+CTX_TAKE_BACK_FN = 64
+CTX_TAKE_BACK_WANT = 65
+CTX_SIZE = 66
 
 # The PIT shadow (uint64 words): per channel (PIT_STRIDE words from channel * PIT_STRIDE) ...
 PIT_LIVE = 0  # 1: published (devices/pit8254.py CounterReads); the hooks own the two below
@@ -178,10 +184,15 @@ VALUE_WANT_MASK = 0xFFFFFF  # of value >> 16: size and code size, what a lookup 
 # cut): on the stock library, before a CMPXCHG8B/16B that is not a block's first instruction,
 # whose helper computes the flags from a stale cc_op there (docs/engine.md)
 VALUE_CUT_SHIFT = 40
+VALUE_CUT_MASK = 0xFFFF
+# the block's last instruction may run again right after it, in a block of its own (a jump to
+# itself, a REP string instruction's next iteration; clock/kernels.py take_back_abandoned)
+VALUE_LAST_REPEATS = 1 << 56
 
 
-def pack_value(icount: int, size: int, bits: int, cut: int = 0) -> int:
-    """Table value: instruction count (16 bits), block size (16 bits), code size (8 bits), and
-    the count to cut the block at (16 bits, VALUE_CUT_SHIFT; 0: none)."""
+def pack_value(icount: int, size: int, bits: int, cut: int = 0, last_repeats: bool = False) -> int:
+    """Table value: instruction count (16 bits), block size (16 bits), code size (8 bits), the
+    count to cut the block at (16 bits, VALUE_CUT_SHIFT; 0: none) and VALUE_LAST_REPEATS."""
     value = (icount & 0xFFFF) | ((size & 0xFFFF) << 16) | ((bits & 0xFF) << 32)
-    return value | ((cut & 0xFFFF) << VALUE_CUT_SHIFT)
+    value |= (cut & VALUE_CUT_MASK) << VALUE_CUT_SHIFT
+    return value | (VALUE_LAST_REPEATS if last_repeats else 0)

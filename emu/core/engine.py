@@ -119,6 +119,16 @@ _PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x6
 _CMPXCHG_WIDE = frozenset(("cmpxchg8b", "cmpxchg16b"))
 
 
+def _may_repeat(mnemonic: str) -> bool:
+    """Whether an instruction (capstone's mnemonic) can run again right after itself, in a block
+    of its own: a control transfer (to itself), a REP string instruction (its next iteration).
+    An unknown instruction is taken as one that can."""
+    return mnemonic.startswith("rep") or mnemonic.rpartition(" ")[2].startswith(_TRANSFERS)
+
+
+_TRANSFERS = ("j", "loop", "call", "ret", "iret", "int", "sys", "lcall", "ljmp", "lret", "ud")
+
+
 def _is_prefix(byte: int, bits: int) -> bool:
     """A legacy prefix, or a REX prefix in 64-bit code."""
     return byte in _PREFIXES or (bits == 64 and 0x40 <= byte <= 0x4F)
@@ -307,11 +317,18 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self.ctx[K.CTX_INSN_POOL] = pool.ctypes.data
 
     def _table_insert(
-        self, pc: int, size: int, bits: int, insns: tuple[int, ...], cut: int = 0
+        self,
+        pc: int,
+        size: int,
+        bits: int,
+        insns: tuple[int, ...],
+        cut: int = 0,
+        last_repeats: bool = True,
     ) -> None:
         """Put a learned block in the table the compiled hooks read: its count, the count to
-        cut it at before it runs (0: none), and the byte offsets of its instructions (for the
-        count at an instruction inside it)."""
+        cut it at before it runs (0: none), whether its last instruction may run again right
+        after it (``_may_repeat``), and the byte offsets of its instructions (for the count at
+        an instruction inside it)."""
         if (self._table_used + 1) * 2 > self._keys.size:
             old = [
                 (int(k), int(v), int(a))
@@ -328,7 +345,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self._set_pool(grown)
         self._pool[at : at + len(insns)] = [a - pc for a in insns]
         self._pool_used = at + len(insns)
-        self._table_put(pc, K.pack_value(len(insns), size, bits, cut), at)
+        self._table_put(pc, K.pack_value(len(insns), size, bits, cut, last_repeats), at)
         self.ctx[K.CTX_CACHE_PC] = K.EMPTY_KEY  # the hook's one-entry cache may hold this block
 
     def _table_put(self, key: int, value: int, insns_at: int) -> None:
@@ -910,6 +927,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         intercepted = False
         names = self._intercept_names
         cut = 0
+        last: str | None = None  # the last instruction's mnemonic (None: capstone could not)
         while end < pc + size:
             # capstone's light decoding (tuples, not instruction objects: a Linux boot learns
             # about 64,000 blocks); an instruction the model intercepts is decoded in full
@@ -923,6 +941,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                     cut = len(insns)
                 insns.append(address)
                 end = address + length
+                last = mnemonic
                 if names and mnemonic.rpartition(" ")[2] in names:
                     intercepted |= self._intercept_code_at(address, bits)
             if end >= pc + size:
@@ -932,6 +951,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             # instruction (LOCK on a MOV, which QEMU runs), so the instruction's length is that
             # of the rest after its prefixes; with none that decodes, the block's end.
             insns.append(end)
+            last = None
             if self._intercept_ids:
                 intercepted |= self._intercept_code_at(end, bits)
             after = self._undecoded_end(code, pc, end, bits)
@@ -941,7 +961,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self.uc.ctl_remove_cache(pc, pc + size)
         self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
         self._recent_block = (-1, -1, None)
-        self._table_insert(pc, size, bits, tuple(insns), cut)
+        self._table_insert(pc, size, bits, tuple(insns), cut, last is None or _may_repeat(last))
 
     def _undecoded_end(self, code: bytes, pc: int, at: int, bits: int) -> int:
         """Where the instruction at ``at`` that capstone cannot decode ends: after its leading

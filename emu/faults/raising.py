@@ -160,6 +160,8 @@ class ExceptionRaising:
         self.ctx[K.CTX_EIP_ADDR] = self.internals.env + I.ENV_EIP
         armed = native.load("emu.clock.kernels", "armed_delivery", "ARMED_DELIVERY_SIGNATURE")
         self.ctx[K.CTX_ARMED_FN] = armed.address
+        take_back = native.load("emu.clock.kernels", "take_back_hook", "TAKE_BACK_SIGNATURE")
+        self.ctx[K.CTX_TAKE_BACK_FN] = take_back.address
         self._log = np.zeros((K.LOG_ENTRIES, K.LOG_STRIDE), np.uint64)
         self.ctx[K.CTX_LOG] = self._log.ctypes.data
         self.ctx[K.CTX_LOG_CAP] = K.LOG_ENTRIES
