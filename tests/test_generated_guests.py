@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 import pytest
-from guest_gen import CODE_SIZE, KINDS, Kind, encode, guests, template
+from guest_gen import CODE_SIZE, KINDS, Kind, _abs, encode, guests, template
 from hypothesis import HealthCheck, given, settings
 
 from emu import Machine
@@ -487,3 +487,45 @@ def test_cmpxchg16b_computes_its_flags_from_the_instruction_before(benches, n, c
     m.run(max_instructions=LIMIT)
     assert m.cpu_state().gpr["rdx"] == 0x6
 
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k.idt], ids=lambda k: k.name)
+def test_a_guest_that_overwrites_its_ud_handler_and_runs_its_tables_as_code(
+    benches, kind, tmp_path
+) -> None:
+    """The code rewrites its own #UD handler to jump into its page tables (the IDT in 32-bit
+    code, which runs unpaged), then raises #UD: the CPU runs table entries as code until it
+    faults its way out. Found by the generator: the core used to give up at such a run ("the
+    CPU core stopped ... for no known reason", exit 2 as for bad input) where a step ended
+    otherwise. Every route agrees, and the run ends as a guest outcome."""
+    bench = benches[kind]
+    symbols = bench.machine.symbolizer
+    handler = symbols.address_of("exc6")
+    tables = symbols.address_of("pml4" if kind.bits == 64 else "idt")
+    jump = b"\xb8" + tables.to_bytes(4, "little") + b"\xff\xe0"  # mov $tables, %eax; jmp *%eax
+    code = b"".join(_abs(b"\xc6", 0, handler + i) + bytes([b]) for i, b in enumerate(jump))
+    code += b"\x0f\x0b"  # ud2
+    code += b"\xf4" * (CODE_SIZE - len(code))
+    m = bench.machine
+    m.restore(bench.start(code))
+    r = m.run(max_instructions=LIMIT)
+    assert r.stop_reason not in ("unsupported",), r.detail
+    assert r.exit_status != 2, r.detail
+    assert any(e.vector == 6 for e in m.trace.entries), "the #UD was not raised"
+    assert m.cpu_state().rip != handler
+    _check(bench, code, random.Random(6), full=True, fresh=True, tmp=tmp_path)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
+def test_opcode_8f_is_a_pop_whatever_its_reg_field(benches, kind, tmp_path) -> None:
+    """8F with a ModRM reg field other than 0 is POP r/m to the CPU core, where capstone reads
+    an XOP instruction (`8f e8 78 a2 c0 c0`: a 6-byte VPCMOV) or nothing: the block table
+    counts it as the CPU runs it (2 bytes: pop %eax, then js, then rol $0, %al)."""
+    bench = benches[kind]
+    code = b"\x31\xc0\x50" + b"\x8f\xe8\x78\xa2\xc0\xc0\x00" + b"\x8f\x10"  # ...; pop (%eax)
+    code += b"\xb0\x07\xe6\xf4"  # exit 7
+    code += b"\xf4" * (CODE_SIZE - len(code))
+    m = bench.machine
+    m.restore(bench.start(code))
+    r = m.run(max_instructions=LIMIT)
+    assert (r.stop_reason, r.exit_code) == ("debug-exit", 7), r.detail
+    _check(bench, code, random.Random(8), full=True, fresh=False, tmp=tmp_path)

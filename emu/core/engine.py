@@ -934,6 +934,8 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             for address, length, mnemonic, _operands in self._disasm[bits].disasm_lite(
                 code[end - pc :], end
             ):
+                if mnemonic[:1] == "v" and self._pop_ev_length(code, address - pc, bits):
+                    break  # XOP to capstone, POP to the CPU: below
                 if (
                     self._cut_cmpxchg and not cut and insns
                     and mnemonic.rpartition(" ")[2] in _CMPXCHG_WIDE
@@ -946,11 +948,16 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                     intercepted |= self._intercept_code_at(address, bits)
             if end >= pc + size:
                 break
+            insns.append(end)
+            pop = self._pop_ev_length(code, end - pc, bits)
+            if pop:
+                end += pop
+                last = "pop"
+                continue
             # Capstone stopped early at bytes it cannot decode, which the CPU ran as one
             # instruction (it ended the block otherwise): a prefix capstone refuses on that
             # instruction (LOCK on a MOV, which QEMU runs), so the instruction's length is that
             # of the rest after its prefixes; with none that decodes, the block's end.
-            insns.append(end)
             last = None
             if self._intercept_ids:
                 intercepted |= self._intercept_code_at(end, bits)
@@ -962,6 +969,21 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self.blocks[(pc, size, bits)] = _BlockInfo(tuple(insns))
         self._recent_block = (-1, -1, None)
         self._table_insert(pc, size, bits, tuple(insns), cut, last is None or _may_repeat(last))
+
+    def _pop_ev_length(self, code: bytes, at: int, bits: int) -> int:
+        """The length of the instruction at offset ``at`` of ``code`` if it is opcode 8F with a
+        ModRM reg field other than 0, else 0. The CPU core runs every such instruction as
+        POP r/m (its translator ignores the field: measured), where capstone reads AMD's XOP
+        prefix into it (`8f e8 78 a2 c0 10`: a 6-byte VPCMOV, where the CPU runs 2 bytes) or
+        nothing at all (`8f 10`). Its length is that of the POP with the field cleared."""
+        i = at
+        while i < len(code) and i - at < 14 and _is_prefix(code[i], bits):
+            i += 1
+        if i + 1 >= len(code) or code[i] != 0x8F or not code[i + 1] & 0x38:
+            return 0
+        pop = code[at : i + 1] + bytes([code[i + 1] & 0xC7]) + code[i + 2 : at + 15]
+        insn = next(iter(self._disasm[bits].disasm_lite(pop, 0, 1)), None)
+        return insn[1] if insn is not None else 0
 
     def _undecoded_end(self, code: bytes, pc: int, at: int, bits: int) -> int:
         """Where the instruction at ``at`` that capstone cannot decode ends: after its leading
