@@ -29,17 +29,26 @@ def _lines(lines: list[str], pattern: str) -> list[str]:
     return [x for x in lines if re.search(pattern, x)]
 
 
-def test_every_difference_is_still_a_difference(image) -> None:
-    """An exception that no longer differs must go (and out of docs/platform.md with it)."""
+def _runs_of(field: str, image, masked: bool = True):
+    """(probe, our output, the recorded one) for each probe with exceptions in ``field``, as
+    lists of lines, masked or as printed."""
     for probe in PROBES:
-        if not probe.differs:
+        if not getattr(probe, field):
             continue
         expected = (GOLDEN / probe.golden_file).read_bytes().decode("latin-1")
         r = Machine.from_elf(image(probe.name), memory=probe.memory).run(
             max_instructions=200_000_000
         )
-        ours = probe.masked(r.serial.decode("latin-1"))
-        theirs_all = probe.masked(expected)
+        texts = (r.serial.decode("latin-1"), expected)
+        if masked:
+            yield probe, *(probe.masked(t) for t in texts)
+        else:
+            yield probe, *(t.replace("\r\n", "\n").split("\n") for t in texts)
+
+
+def test_every_difference_is_still_a_difference(image) -> None:
+    """An exception that no longer differs must go (and out of docs/platform.md with it)."""
+    for probe, ours, theirs_all in _runs_of("differs", image):
         for pattern, why in probe.differs:
             theirs = _lines(theirs_all, pattern)
             assert theirs, f"{probe.golden_file}: no line matches {pattern!r}"
@@ -48,15 +57,7 @@ def test_every_difference_is_still_a_difference(image) -> None:
 
 def test_every_mask_still_hides_a_difference(image) -> None:
     """A mask that rewrites equal text must go, as an exception that no longer differs."""
-    for probe in PROBES:
-        if not probe.masks:
-            continue
-        expected = (GOLDEN / probe.golden_file).read_bytes().decode("latin-1")
-        r = Machine.from_elf(image(probe.name), memory=probe.memory).run(
-            max_instructions=200_000_000
-        )
-        ours = r.serial.decode("latin-1").replace("\r\n", "\n").split("\n")
-        theirs = expected.replace("\r\n", "\n").split("\n")
+    for probe, ours, theirs in _runs_of("masks", image, masked=False):
         for pattern, _replacement, why in probe.masks:
             assert _lines(theirs, pattern), f"{probe.golden_file}: no line matches {pattern!r}"
             assert _lines(ours, pattern) != _lines(theirs, pattern), (
@@ -67,15 +68,7 @@ def test_every_mask_still_hides_a_difference(image) -> None:
 def test_every_unstable_line_is_still_printed_as_recorded(image) -> None:
     """A line left out of the live comparison (QEMU does not repeat it) is still printed, and
     ours matches the recorded run of it: the exception hides QEMU's chance, not our output."""
-    for probe in PROBES:
-        if not probe.unstable:
-            continue
-        expected = (GOLDEN / probe.golden_file).read_bytes().decode("latin-1")
-        r = Machine.from_elf(image(probe.name), memory=probe.memory).run(
-            max_instructions=200_000_000
-        )
-        ours = probe.masked(r.serial.decode("latin-1"))
-        theirs = probe.masked(expected)
+    for probe, ours, theirs in _runs_of("unstable", image):
         for pattern, why in probe.unstable:
             assert _lines(theirs, pattern), f"{probe.golden_file}: no line matches {pattern!r}"
             assert _lines(ours, pattern) == _lines(theirs, pattern), f"{probe.name}: {why}"
