@@ -76,6 +76,7 @@ _DESC_L = 1 << 21
 _DESC_B = 1 << 22
 _DESC_G = 1 << 23
 _RFLAGS_IF = 1 << 9
+_RFLAGS_TF = 1 << 8
 _RFLAGS_RF = 1 << 16
 _RFLAGS_VM = 1 << 17
 
@@ -109,7 +110,10 @@ class CpuInstructions:
         if requested or self._stepping:
             return
         raised = self._stop is None and not pending and self._ctxv[K.CTX_IRQ_PENDING]
-        if raised and self.internals.u64(I.ENV_EFLAGS) & _RFLAGS_IF:
+        # (with TF the single-step #DB of this OUT comes first, as a trap on the instruction
+        # before outranks an external interrupt: its block ends there, and the interrupt is
+        # taken at the next block boundary, as a step takes it)
+        if raised and self.internals.u64(I.ENV_EFLAGS) & (_RFLAGS_IF | _RFLAGS_TF) == _RFLAGS_IF:
             self._stop = SliceEnd(KIND_IRQ)
             self.uc.emu_stop()
         if self._stop is not None and self._stop.kind in (KIND_REQUESTED, KIND_IRQ):
