@@ -545,3 +545,29 @@ def test_a_single_step_trap_comes_before_the_interrupt_its_out_raised(benches, t
     bench = benches[Kind(32, True)]
     code = encode(ops, bench.code, bench.scratch)
     _check(bench, code, random.Random(14), full=True, fresh=True, tmp=tmp_path)
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k.idt], ids=lambda k: k.name)
+def test_a_compiled_delivery_pushes_the_flags_of_the_last_instruction(benches, kind) -> None:
+    """A delivery by the Python model writes the whole RFLAGS into the CPU (here the #GP of an
+    INT 0x80 without a gate, taken with ZF and PF set), and the CPU keeps those arithmetic flags
+    in env->eflags while its own move on lazily, until it next leaves its loop (a block not yet
+    learned does that: hence the second round). A later compiled delivery (INT3) pushed them
+    ORed into the flags of the instruction before it, which QEMU's cpu_compute_eflags masks off:
+    the handler's IRET brought back ZF = 1 after `or $1, %eax`. Found by the property test at
+    ten times its guests (a single-step #DB after `and $~TF, (%esp)` pushed a stale ZF)."""
+    bench = benches[kind]
+    after = bench.code + 14
+    code = b"\xb9\x02\x00\x00\x00"  # mov $2, %ecx: two rounds
+    code += b"\xbd" + after.to_bytes(4, "little")  # 1: mov $after, %ebp (where the #GP returns)
+    code += b"\x31\xc0\xcd\x80"  # xor %eax, %eax (ZF, PF); int $0x80: #GP, the Python model
+    code += b"\x83\xc8\x01\xcc"  # after: or $1, %eax (ZF = PF = 0); int3: the compiled path
+    code += b"\x74\x06\xe2\xef"  # jz 2f; loop 1b
+    code += b"\xb0\x07\xe6\xf4\xb0\x09\xe6\xf4"  # exit 7; 2: exit 9
+    code += b"\xf4" * (CODE_SIZE - len(code))
+    m = bench.machine
+    m.restore(bench.start(code))
+    r = m.run(max_instructions=LIMIT)
+    kinds = [(e.vector, e.kind) for e in m.trace.entries]
+    assert kinds == [(0x80, "software"), (13, "exception"), (3, "software")] * 2, kinds
+    assert (r.stop_reason, r.exit_code) == ("debug-exit", 7), r.detail

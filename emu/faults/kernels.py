@@ -23,11 +23,14 @@ FALLBACK before anything is written but accessed/dirty bits and the frame values
 writes to the same places, so the Python model redoes the delivery from the same state and finds
 the same fault: the outcome never depends on which path ran.
 
-RFLAGS is computed as QEMU's own delivery does: ``env->eflags`` plus the lazily kept arithmetic
-flags (``cpu_cc_compute_all``) plus DF. While the CPU runs, ``env->eflags`` holds neither; between
-slices it holds both (x86_cpu_exec_exit folds them in) and adding them again changes nothing. Only
-the control bits are cleared in ``env->eflags``, so the kernel is correct in both places: between
-slices (Machine._take_interrupt) and inside the clock hook (an armed timer interrupt).
+RFLAGS is computed as QEMU's own delivery does (``cpu_compute_eflags``): ``env->eflags`` without
+its arithmetic flags and DF, then the lazily kept arithmetic flags (``cpu_cc_compute_all``) and
+DF. Between slices ``env->eflags`` holds both (x86_cpu_exec_exit folds them in); while the CPU runs
+it usually holds neither, but a register write inside a hook (Unicorn's ``reg_write`` of EFLAGS, a
+Python delivery) leaves the flags it wrote there while CC_OP moves on, so they are masked off,
+never added. Only the control bits are cleared in ``env->eflags``, so the kernel is correct in
+both places: between slices (Machine._take_interrupt) and inside the clock hook (an armed timer
+interrupt).
 """
 
 from __future__ import annotations
@@ -123,6 +126,8 @@ _RFLAGS_CLEARED = X86.RFLAGS_TF | X86.RFLAGS_NT | X86.RFLAGS_RF | X86.RFLAGS_VM
 _RFLAGS_IF = X86.RFLAGS_IF
 _RFLAGS_VM = X86.RFLAGS_VM
 _DF_MASK = X86.RFLAGS_DF
+# OF SF ZF AF PF CF and DF: what cpu_compute_eflags takes from CC_OP and env->df, not env->eflags
+_CC_DF_MASK = 0x8D5 | X86.RFLAGS_DF
 
 _U = np.uint64
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
@@ -181,8 +186,9 @@ def _gate_refused(a, e2, cpl):
 
 @jit(nopython=True, inline="always")
 def _guest_rflags(a, env, env_eflags):
-    """The guest's whole EFLAGS: QEMU keeps the arithmetic flags lazily (CC_OP) and DF apart."""
-    rflags = env_eflags | call_cc_compute(
+    """The guest's whole EFLAGS: QEMU keeps the arithmetic flags lazily (CC_OP) and DF apart,
+    and what ``env->eflags`` holds of them may be stale (a register write inside a hook)."""
+    rflags = (env_eflags & ~_U(_CC_DF_MASK)) | call_cc_compute(
         a[DA_CC_COMPUTE_ALL], env, _U(load32(env + _U(_ENV_CC_OP)))
     )
     if load32(env + _U(_ENV_DF)) & np.uint32(_DF_MASK):  # df is +1 or -1
