@@ -86,6 +86,7 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_ICOUNT,
     CTX_IN_SERVICE,
     CTX_INSN_POOL,
+    CTX_IO_COUNT,
     CTX_IO_DUE,
     CTX_IO_PE_WATCH,
     CTX_IRQ_PENDING,
@@ -621,7 +622,10 @@ def in_hook(uc, port, size, user_data):
             if value & np.uint64(PORT_ENTRY_UNMAPPED):
                 store64(counts + np.uint64(8), load64(counts + np.uint64(8)) + np.uint64(1))
             return np.uint32(value & np.uint64(0xFF))
-    return call_in(ctx[CTX_PY_IN], np.uint64(port), np.uint64(size))
+    ctx[CTX_IO_COUNT] = _executing_count(ctx) + np.uint64(1)  # the clock at this IN, for Python
+    value = call_in(ctx[CTX_PY_IN], np.uint64(port), np.uint64(size))
+    ctx[CTX_IO_COUNT] = np.uint64(0)
+    return value
 
 
 def out_hook(uc, port, size, value, user_data):
@@ -663,7 +667,9 @@ def out_hook(uc, port, size, value, user_data):
                 store64(ctx[CTX_PORT_QUEUE] + n * np.uint64(8), item | np.uint64(value & 0xFF))
                 store64(queued, n + np.uint64(1))
                 return
+    ctx[CTX_IO_COUNT] = _executing_count(ctx) + np.uint64(1)  # the clock at this OUT, for Python
     call_out(ctx[CTX_PY_OUT], np.uint64(port), np.uint64(size), np.uint64(value))
+    ctx[CTX_IO_COUNT] = np.uint64(0)
     if ctx[CTX_EXIT_NOW]:
         # The OUT ended the run: the CPU state is exact here (Unicorn restored EIP and the
         # flags state before the hooks), so the run stops after this instruction, not at the

@@ -123,7 +123,11 @@ CTX_PIT = 63
 # block it looks at (as the table's want)
 CTX_TAKE_BACK_FN = 64
 CTX_TAKE_BACK_WANT = 65
-CTX_SIZE = 66
+# While Python serves an IN or OUT the compiled hook passed on: 1 + the count at that instruction
+# (``executing_count``), so that devices reading the clock there need not find it again in the
+# block table (``UnicornCore.precise_icount``); 0 at every other time
+CTX_IO_COUNT = 66
+CTX_SIZE = 67
 
 # The PIT shadow (uint64 words): per channel (PIT_STRIDE words from channel * PIT_STRIDE) ...
 PIT_LIVE = 0  # 1: published (devices/pit8254.py CounterReads); the hooks own the two below

@@ -146,6 +146,7 @@ _LAST_INFO, _LAST_PC, _ENABLED, _ICOUNT = (
     K.CTX_ICOUNT,
 )
 _COUNT_SHIFT = K.INFO_COUNT_SHIFT
+_IO_COUNT = K.CTX_IO_COUNT
 
 
 @dataclass
@@ -520,6 +521,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
     def precise_icount(self) -> int:
         """Instructions retired up to the one executing now (inside a hook), or the count."""
         ctx = self._ctxv  # _last_block, inlined: every port access that reads the clock runs this
+        io = ctx[_IO_COUNT]
+        if io:  # inside an IN or OUT the compiled hook passed on: it found the count already
+            return io - 1
         info = ctx[_LAST_INFO]
         count = info >> _COUNT_SHIFT
         if not count or ctx[_ENABLED] == 0:
@@ -549,7 +553,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._recent_block = (-1, -1, None)
         self._alloc_table(_TABLE_SLOTS)
         for slot in (K.CTX_ARMED, K.CTX_IN_SERVICE, K.CTX_EDGE_COUNT, K.CTX_LOG_COUNT,
-                     K.CTX_CYCLES_DONE, K.CTX_DELIVERED, K.CTX_IO_DUE):  # fmt: skip
+                     K.CTX_CYCLES_DONE, K.CTX_DELIVERED, K.CTX_IO_DUE, K.CTX_IO_COUNT):  # fmt: skip
             self.ctx[slot] = 0  # the machine schedules again before running
         self._stop = None
         self._resume_from = None
