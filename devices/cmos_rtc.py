@@ -116,16 +116,23 @@ class CmosRtc:
         return self._enc(h12) | (0x80 if hour >= 12 else 0)
 
     def _time_register(self, reg: int, t: dt.datetime) -> int:
-        return {
-            SECONDS: self._enc(t.second),
-            MINUTES: self._enc(t.minute),
-            HOURS: self._hour_out(t.hour),
-            WEEKDAY: self._enc(t.isoweekday() % 7 + 1),  # 1 = Sunday
-            DAY: self._enc(t.day),
-            MONTH: self._enc(t.month),
-            YEAR: self._enc(t.year % 100),
-            CENTURY: self._enc(t.year // 100),
-        }[reg]
+        if reg == SECONDS:  # first: the register kernels poll
+            return self._enc(t.second)
+        if reg == MINUTES:
+            return self._enc(t.minute)
+        if reg == HOURS:
+            return self._hour_out(t.hour)
+        if reg == WEEKDAY:
+            return self._enc(t.isoweekday() % 7 + 1)  # 1 = Sunday
+        if reg == DAY:
+            return self._enc(t.day)
+        if reg == MONTH:
+            return self._enc(t.month)
+        if reg == YEAR:
+            return self._enc(t.year % 100)
+        if reg == CENTURY:
+            return self._enc(t.year // 100)
+        raise KeyError(reg)
 
     # ------------------------------------------------------------------ events
     def _periodic_ns(self) -> int | None:
@@ -190,6 +197,8 @@ class CmosRtc:
         if reg == REG_A:  # _register, inlined for the bit kernels poll
             uip = A_UIP if (now % NS) >= NS - UIP_NS and not self.ram[REG_B] & B_SET else 0
             return (self.ram[REG_A] & 0x7F) | uip
+        if reg == SECONDS and self.frozen_at is None:  # what kernels poll, without a datetime
+            return self._enc((self.base.second + now // NS + self.offset_s) % 60)
         if reg != REG_C:
             return self._register(reg, now)
         # the flags of everything that happened by now (the only register they show in: reading

@@ -129,12 +129,16 @@ class Pit8254:
 
     def count(self, index: int, now: int | None = None) -> int:
         """The counting element's value (what a latch would read)."""
-        ch = self.channels[index]
-        now = self.now_ns() if now is None else now
-        e = self._elapsed(ch, now)
-        if e is None:
+        ch = self.channels[index]  # _elapsed, inlined: every latch and live read runs this
+        start = ch.start_ns
+        if start is None:
             return ch.reload & 0xFFFF
-        return count_after(ch.mode, ch.period(), e)
+        if not ch.gate and ch.mode in (0, 2, 3, 4):
+            e = ch.paused_ticks
+        else:
+            t = self.now_ns() if now is None else now
+            e = ch.paused_ticks + (t * PIT_HZ) // NS - (start * PIT_HZ) // NS
+        return count_after(ch.mode, ch.reload or 0x10000, e)
 
     def out(self, index: int, now: int | None = None) -> bool:
         ch = self.channels[index]

@@ -104,3 +104,18 @@ def test_cmos_ram_and_nmi_bit() -> None:
 
 def test_rtc_base_parsing() -> None:
     assert parse_rtc_base("2030-05-06T07:08:09") == dt.datetime(2030, 5, 6, 7, 8, 9)
+
+
+@pytest.mark.parametrize("mode", [0x02, 0x06])  # BCD and binary, 24-hour
+def test_the_seconds_register_follows_the_date_it_shows(mode: int) -> None:
+    """The seconds register a kernel polls is computed without building the date: it must be
+    the second of that date at every instant, across minute ends and a clock the guest set
+    backwards or forwards (its offset may be negative)."""
+    c = Clock(dt.datetime(2023, 12, 31, 23, 58, 37, 250_000))
+    c.put(0x0B, mode)
+    for step, offset in ((0, 0), (1, -3_725), (2, 86_399), (3, -1)):
+        c.rtc.offset_s = offset
+        for t in range(0, 130 * NS, 7 * NS + step * 333_333_333):
+            c.t = t
+            shown = c.rtc.now(t).second
+            assert c.get(0x00) == (shown if mode & 0x04 else (shown // 10) << 4 | shown % 10), t
