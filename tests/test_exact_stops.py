@@ -438,3 +438,54 @@ def test_a_stale_count_at_a_cut_never_loops(tmp_path) -> None:
         f"instruction-limit 16 {at_limit}",
         " ".join(str(x) for x in _stepped(elf)),
     ]
+
+
+def _taken(elf, vector: int) -> tuple[tuple[int, int], tuple[int, int], str]:
+    """Where ``vector`` is first taken (count, RIP) by a run, and by steps from 8 instructions
+    before it; how the run ended."""
+    m = Machine.from_elf(elf)
+    r = m.run(max_instructions=10**6)
+    ran = next((e.instructions, e.rip) for e in m.trace.entries if e.vector == vector)
+    m = Machine.from_elf(elf)
+    m.run(max_instructions=ran[0] - 8)
+    while m.core.icount < ran[0] + 3 and m.step() is None:
+        pass
+    stepped = next((e.instructions, e.rip) for e in m.trace.entries if e.vector == vector)
+    return ran, stepped, r.stop_reason
+
+
+_AFTER = "    incl %esi\n    incl %esi\n    incl %esi\n    jmp 1f\n1:  cli\n"
+
+
+@pytest.mark.parametrize("sti", ["", "    sti\n"], ids=["IF set before", "in the STI shadow"])
+def test_a_tpr_write_that_lets_an_interrupt_through_is_followed_by_it(tmp_path, sti) -> None:
+    """Lowering the local APIC's TPR under a pending self-IPI (IF=1) lets it in right after the
+    MOV, as a step takes it: a run used to take it at the end of the block, three INCs later.
+    After an STI the MOV is in the interrupt shadow, which ends with it."""
+    from apic_guest import kernel, lapic_write, spin
+
+    body = lapic_write(0x80, 0x50) + ("" if sti else "    sti\n")
+    body += lapic_write(0x300, 0x40000 | 0x45) + spin(10) + sti + lapic_write(0x80, 0) + _AFTER
+    ran, stepped, end = _taken(kernel(body, tmp_path), 0x45)
+    assert end == "debug-exit"
+    assert ran == stepped
+    m = Machine.from_elf(kernel(body, tmp_path))
+    m.run(max_instructions=ran[0] + 1)  # the interrupt, and the handler's first instruction
+    assert m.trace.entries[-1].vector == 0x45 and m.cpu_state().gpr["rsi"] == 0  # no INC yet
+
+
+def test_an_out_in_the_sti_shadow_that_unmasks_an_irq_is_followed_by_it(tmp_path) -> None:
+    """`sti; outb %al, $0x21` unmasking a latched IRQ 0: the interrupt comes right after the
+    OUT, which ends the shadow. The run ended the OUT's block there but left the shadow set, so
+    it took the interrupt one instruction later than a step."""
+    from apic_guest import kernel, spin
+
+    body = "    movb $0x11, %al\n    outb %al, $0x20\n    movb $0x20, %al\n    outb %al, $0x21\n"
+    body += "    movb $4, %al\n    outb %al, $0x21\n    movb $1, %al\n    outb %al, $0x21\n"
+    body += "    movb $0xff, %al\n    outb %al, $0x21\n    outb %al, $0xa1\n"
+    body += "    movb $0x34, %al\n    outb %al, $0x43\n    movb $100, %al\n    outb %al, $0x40\n"
+    body += "    movb $0, %al\n    outb %al, $0x40\n" + spin(200_000)  # IRQ 0 latched, masked
+    body += "    movb $0xfe, %al\n    sti\n    outb %al, $0x21\n" + _AFTER
+    ran, stepped, end = _taken(kernel(body, tmp_path), 0x20)
+    assert end == "debug-exit"
+    assert ran == stepped

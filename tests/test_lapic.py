@@ -269,7 +269,7 @@ def test_tpr_holds_an_ipi_until_lowered(tmp) -> None:
         + spin(100)
         + "    movl LOG, %esi\n"
         + lapic_write(0x80, 0)
-        # taken at the next block boundary (as under QEMU's TCG): end the block with a jump
+        # taken right after the MOV, as a step takes it (tests/test_exact_stops.py)
         + "    jmp 1f\n1:  nop\n    cli\n    movl %esi, LOG + 0x100\n"
     )
     m, r = run(kernel(body, tmp))

@@ -696,6 +696,13 @@ def lapic_write_hook(uc, offset, size, value, user_data):
         _eoi_rearm(ctx)
         return
     call_out(ctx[CTX_PY_MMIO_WRITE], offset, np.uint64(size), value)
+    if ctx[CTX_EXIT_NOW]:
+        # The store raised an interrupt the CPU takes next (UnicornCore._after_mmio_store):
+        # the state is exact (Python restored EIP and the flags state to the MOV), so the run
+        # stops after it, as a step does, not at the end of its block.
+        ctx[CTX_EXIT_NOW] = np.uint64(0)
+        store64(ctx[CTX_EIP_ADDR], ctx[CTX_EXIT_EIP])
+        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
 
 
 ARMED_DELIVERY_SIGNATURE = types.uint64(types.voidptr, types.voidptr)

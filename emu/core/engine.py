@@ -481,7 +481,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
 
         def write_c(offset: int, size: int, value: int) -> None:
             try:
+                ctx = self._ctxv
+                requested = self._stop is not None
+                pending = ctx[K.CTX_IRQ_PENDING]
                 write(offset, size, value)
+                if not requested and not pending and ctx[K.CTX_IRQ_PENDING]:
+                    self._after_mmio_store()  # an EOI, TPR or self-IPI raised INTR
             except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
                 if self._hook_error is None:
                     self._hook_error = e

@@ -119,6 +119,44 @@ class CpuInstructions:
         if self._stop is not None and self._stop.kind in (KIND_REQUESTED, KIND_IRQ):
             self._stop_after_out()
 
+    def _after_mmio_store(self) -> None:
+        """A store to the local APIC raised INTR (an EOI or TPR write that let a pending
+        interrupt through, a self-IPI): where the CPU takes it next (IF=1, no TF: as for an OUT,
+        the single-step #DB would come first), end the run right after the instruction, as a
+        step takes it, not at the end of the block. Only a MOV: its store is the last thing it
+        does (the compiled MMIO hook leaves the CPU loop when the store returns); any other
+        instruction still ends its block first."""
+        if self._stepping or self._stop is not None:
+            return
+        env = self.internals
+        if env.u64(I.ENV_EFLAGS) & (_RFLAGS_IF | _RFLAGS_TF) != _RFLAGS_IF:
+            return
+        if not env.restore_io_rip():  # env->eip: the storing instruction (the clock's too)
+            return
+        eip = env.u64(I.ENV_EIP)
+        linear = self._code_segment()[1] + eip
+        bits = _code_bits(env.hflags)
+        insn = next(self._disasm[bits].disasm_lite(self._code_at(linear), linear, 1), None)
+        if insn is None or insn[2] != "mov":
+            return
+        length = insn[1]
+        self._exit_after(eip + length, (1 << bits) - 1)
+        self._stop = SliceEnd(KIND_IRQ, address=linear + length)
+        self.uc.emu_stop()
+
+    def _exit_after(self, next_eip: int, mask: int) -> None:
+        """The compiled hook of the I/O instruction executing now leaves the CPU loop when the
+        access returns, at ``next_eip``: the instruction retired there. It also ends an STI or
+        MOV SS shadow it was in (the translator ends the shadow at the end of the block, which
+        the exit skips), so that an interrupt is taken right after it, as a step takes it."""
+        ctx = self._ctxv
+        ctx[K.CTX_EXIT_EIP] = next_eip & mask
+        ctx[K.CTX_EXIT_NOW] = 1
+        env = self.internals
+        hflags = env.hflags
+        if hflags & I.HF_INHIBIT_IRQ:
+            env.write_u32(I.ENV_HFLAGS, hflags & ~I.HF_INHIBIT_IRQ)
+
     def _stop_after_out(self) -> None:
         """This OUT asked the run to end (isa-debug-exit, a reset request): end it right after
         the instruction, as QEMU does, rather than at the end of the block. OUTS is left to end
@@ -138,8 +176,7 @@ class CpuInstructions:
         mask = 0xFFFF_FFFF_FFFF_FFFF if env.hflags & I.HF_CS64 else (
             0xFFFF_FFFF if env.hflags & I.HF_CS32 else 0xFFFF
         )  # fmt: skip
-        self._ctxv[K.CTX_EXIT_EIP] = (eip + length) & mask
-        self._ctxv[K.CTX_EXIT_NOW] = 1
+        self._exit_after(eip + length, mask)
         self._stop = replace(self._stop, address=linear + length)
 
     def _hook_in_c(self, port: int, size: int) -> int:
