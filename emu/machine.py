@@ -285,9 +285,11 @@ class Machine(DebugFeatures):
             APIC_BASE_DEFAULT, 0x1000, lapic_mmio, "local APIC",
             native=self.core.lapic_mmio(lapic_mmio.mem_read, lapic_mmio.mem_write),
         )  # fmt: skip
+        ioapic_mmio = MmioRegisters(self, self.ioapic, frozenset())
         self.memory.add_mmio(
-            IOAPIC_BASE, 0x1000, MmioRegisters(self, self.ioapic, frozenset()), "I/O APIC"
-        )
+            IOAPIC_BASE, 0x1000, ioapic_mmio, "I/O APIC",
+            native=self.core.device_mmio(ioapic_mmio.mem_read, ioapic_mmio.mem_write),
+        )  # fmt: skip
         # The HPET's timers drive GSIs 0-23 as on QEMU's pc machine: GSI n below 16 is ISA IRQ n
         # (the 8259s and the I/O APIC, IRQ 0 on pin 2), the others I/O APIC pins. The PIT's and
         # the RTC's interrupts pass through it: legacy replacement routing cuts them off and
@@ -295,7 +297,11 @@ class Machine(DebugFeatures):
         gsi = [self.isa_irq(n) for n in range(16)]
         gsi += [self.ioapic_pin(n) for n in range(16, GSI_COUNT)]
         self.hpet = Hpet(gsi, self.scheduler.now_ns)
-        self.memory.add_mmio(HPET_BASE, 0x1000, MmioRegisters(self, self.hpet, None), "HPET")
+        hpet_mmio = MmioRegisters(self, self.hpet, None)
+        self.memory.add_mmio(
+            HPET_BASE, 0x1000, hpet_mmio, "HPET",
+            native=self.core.device_mmio(hpet_mmio.mem_read, hpet_mmio.mem_write),
+        )  # fmt: skip
         self.scheduler.pit_connected = lambda: not self.hpet.legacy
         self.pit = Pit8254(self.hpet.pit_input, self.scheduler.now_ns)
         self.bus.map(0x40, 4, self.pit, "PIT (8254)", quiet=True)

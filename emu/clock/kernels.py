@@ -29,6 +29,7 @@ from numba import carray, jit, types
 from ..core.intrinsics import (
     call_ctl,
     call_in,
+    call_mmio_write,
     call_out,
     call_ptr,
     call_ptr2,
@@ -700,6 +701,20 @@ def lapic_write_hook(uc, offset, size, value, user_data):
         # The store raised an interrupt the CPU takes next (UnicornCore._after_mmio_store):
         # the state is exact (Python restored EIP and the flags state to the MOV), so the run
         # stops after it, as a step does, not at the end of its block.
+        ctx[CTX_EXIT_NOW] = np.uint64(0)
+        store64(ctx[CTX_EIP_ADDR], ctx[CTX_EXIT_EIP])
+        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
+
+
+def device_write_hook(uc, offset, size, value, user_data):
+    """Every write to the registers of a device other than the local APIC (the I/O APIC, the
+    HPET): Python (the device) first, then the exit a MOV asked for when its store raised an
+    interrupt the CPU takes next (``UnicornCore._after_mmio_store``), as ``lapic_write_hook``
+    does. ``user_data`` holds the clock context's address and the Python handler's."""
+    device = carray(user_data, (2,), np.uint64)
+    call_mmio_write(device[1], offset, np.uint64(size), value)
+    ctx = carray(voidptr(device[0]), (CTX_SIZE,), np.uint64)
+    if ctx[CTX_EXIT_NOW]:
         ctx[CTX_EXIT_NOW] = np.uint64(0)
         store64(ctx[CTX_EIP_ADDR], ctx[CTX_EXIT_EIP])
         call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return

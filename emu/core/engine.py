@@ -107,6 +107,9 @@ _IN_CB = ctypes.CFUNCTYPE(ctypes.c_uint32, ctypes.c_uint32, ctypes.c_int32)
 _MMIO_READ_CB = ctypes.CFUNCTYPE(
     ctypes.c_uint64, ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_void_p
 )
+# void (*)(uint64_t offset, uint32_t size, uint64_t value): a device's MMIO write, from the
+# compiled hook (clock/kernels.py device_write_hook)
+_MMIO_WRITE_CB = ctypes.CFUNCTYPE(None, ctypes.c_uint64, ctypes.c_uint32, ctypes.c_uint64)
 _TABLE_SLOTS = 1 << 14
 # legacy prefixes (lock/rep, segment, operand and address size)
 _PREFIXES = frozenset((0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x26, 0x64, 0x65, 0x66, 0x67))
@@ -226,6 +229,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
             self.memory.install(self.uc, self._access_point)
         self._stop: SliceEnd | None = None
         self._hook_error: BaseException | None = None
+        self._device_mmio_keep: list[tuple] = []  # device_mmio's callbacks, kept alive
         self._stepping = False
         self._breakpoints: dict[int, int] = {}  # address -> hook handle
         self._watchpoints: dict[tuple[int, int, str], int] = {}  # (address, size, kind) -> hook
@@ -460,15 +464,9 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         emulation at the first block boundary where IF=1 and there is no interrupt shadow."""
         self.ctx[K.CTX_IRQ_PENDING] = int(pending)
 
-    def lapic_mmio(
-        self, read: Callable[[int, int], int], write: Callable[[int, int, int], None]
-    ) -> tuple[int, int, int, int]:
-        """The C entry points of the local APIC's registers for ``uc_mmio_map``: (read
-        callback, its user data, write callback, its user data). Writes reach the compiled
-        hook first, which takes the steady-state EOI of an armed local APIC timer interrupt
-        (clock/kernels.py ``lapic_write_hook``); every other write, and every read, calls
-        ``write(offset, size, value)`` / ``read(offset, size)``. An error in them is kept and
-        raised when emu_start returns, as for a port access."""
+    def _mmio_read_c(self, read: Callable[[int, int], int]) -> Callable[..., int]:
+        """A device's MMIO read as a C callback runs it: an error is kept, emulation stopped,
+        and the error raised again when emu_start returns, as for a port access."""
 
         def read_c(_uc: int, offset: int, size: int, _ud: int) -> int:
             try:
@@ -479,6 +477,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 self.uc.emu_stop()
                 return 0
 
+        return read_c
+
+    def _mmio_write_c(self, write: Callable[[int, int, int], None]) -> Callable[..., None]:
+        """A device's MMIO write as the compiled hook calls it (errors as ``_mmio_read_c``);
+        a write that raised INTR may end the run right after its instruction."""
+
         def write_c(offset: int, size: int, value: int) -> None:
             try:
                 ctx = self._ctxv
@@ -486,18 +490,48 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 pending = ctx[K.CTX_IRQ_PENDING]
                 write(offset, size, value)
                 if not requested and not pending and ctx[K.CTX_IRQ_PENDING]:
-                    self._after_mmio_store()  # an EOI, TPR or self-IPI raised INTR
+                    self._after_mmio_store()  # an EOI, TPR, self-IPI or unmasked pin raised INTR
             except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
                 if self._hook_error is None:
                     self._hook_error = e
                 self.uc.emu_stop()
 
-        self._lapic_read_cb = _MMIO_READ_CB(read_c)
-        self._lapic_write_cb = _OUT_CB(write_c)
+        return write_c
+
+    def lapic_mmio(
+        self, read: Callable[[int, int], int], write: Callable[[int, int, int], None]
+    ) -> tuple[int, int, int, int]:
+        """The C entry points of the local APIC's registers for ``uc_mmio_map``: (read
+        callback, its user data, write callback, its user data). Writes reach the compiled
+        hook first, which takes the steady-state EOI of an armed local APIC timer interrupt
+        (clock/kernels.py ``lapic_write_hook``); every other write, and every read, calls
+        ``write(offset, size, value)`` / ``read(offset, size)``. An error in them is kept and
+        raised when emu_start returns, as for a port access."""
+
+        self._lapic_read_cb = _MMIO_READ_CB(self._mmio_read_c(read))
+        self._lapic_write_cb = _OUT_CB(self._mmio_write_c(write))
         self.ctx[K.CTX_PY_MMIO_WRITE] = ctypes.cast(self._lapic_write_cb, ctypes.c_void_p).value
         hook = native.load("emu.clock.kernels", "lapic_write_hook", "MMIO_WRITE_HOOK_SIGNATURE")
         read_address = ctypes.cast(self._lapic_read_cb, ctypes.c_void_p).value
         return read_address, 0, hook.address, self.ctx.ctypes.data
+
+    def device_mmio(
+        self, read: Callable[[int, int], int], write: Callable[[int, int, int], None]
+    ) -> tuple[int, int, int, int]:
+        """The C entry points of another device's registers (the I/O APIC's, the HPET's) for
+        ``uc_mmio_map``, as ``lapic_mmio`` gives the local APIC's: reads call ``read`` through a
+        ctypes callback; writes reach the compiled ``device_write_hook``, which calls ``write``
+        and then leaves the CPU loop where a MOV's store raised an interrupt the CPU takes next,
+        so that it comes right after the MOV on a run as on a step."""
+        read_cb = _MMIO_READ_CB(self._mmio_read_c(read))
+        write_cb = _MMIO_WRITE_CB(self._mmio_write_c(write))
+        user_data = np.array(
+            [self.ctx.ctypes.data, ctypes.cast(write_cb, ctypes.c_void_p).value], np.uint64
+        )
+        self._device_mmio_keep.append((read_cb, write_cb, user_data))
+        hook = native.load("emu.clock.kernels", "device_write_hook", "MMIO_WRITE_HOOK_SIGNATURE")
+        read_address = ctypes.cast(read_cb, ctypes.c_void_p).value
+        return read_address, 0, hook.address, user_data.ctypes.data
 
     def stop_soon(self) -> None:
         """End the running slice at the next block boundary, whatever IF says (an NMI is

@@ -146,6 +146,21 @@ def call_out(typingctx, fnptr, port, size, value):
 
 
 @intrinsic
+def call_mmio_write(typingctx, fnptr, offset, size, value):
+    """Call ``void f(uint64_t offset, uint32_t size, uint64_t value)`` through a pointer."""
+    sig = types.void(types.uint64, types.uint64, types.uint64, types.uint64)
+
+    def codegen(context, builder, signature, args):
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        fnty = ir.FunctionType(ir.VoidType(), [i64, i32, i64])
+        fn = builder.inttoptr(args[0], fnty.as_pointer())
+        builder.call(fn, [args[1], builder.trunc(args[2], i32), args[3]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def call_ptr2(typingctx, fnptr, a, b):
     """Call ``uint64_t f(void *, void *)`` through a function pointer held as uint64."""
     sig = types.uint64(types.uint64, types.voidptr, types.voidptr)
