@@ -241,6 +241,11 @@ _ALU = (0x01, 0x29, 0x31, 0x21, 0x09, 0x11, 0x19, 0x39, 0x85, 0x89)  # add sub x
 _OUT_PORTS = (0x40, 0x42, 0x43, 0x20, 0x21, 0xA0, 0xA1, 0x61, 0x70, 0x71, 0x80, 0xE9, 0x64,
               0x60, 0x92, 0xF4, 0x4C)  # fmt: skip
 _IN_PORTS = (0x40, 0x41, 0x42, 0x43, 0x20, 0x21, 0xA0, 0xA1, 0x61, 0x71, 0x64, 0x60, 0x80)
+# Stores to the local APIC (32-bit kinds; the 64-bit kinds map only the first GiB: a #PF):
+# the TPR, the EOI, and self-IPIs (a gate, no gate, one the TPR may hold): interrupts raised and
+# let in by a MOV in mid-block
+_LAPIC_WRITES = ((0x80, 0), (0x80, 0x30), (0x80, 0xF0), (0xB0, 0), (0x300, 0x40020),
+                 (0x300, 0x40027), (0x300, 0x40031), (0x300, 0x40045))  # fmt: skip
 _DX_PORTS = (0x3F8, 0x3F9, 0x3FA, 0x3FB, 0x3FC, 0x3FD, 0x3FE, 0x2F8, 0xCF8, 0xCFC, 0x1234)
 # unassigned physical space (past the end of RAM, the PCI hole), the top of the BIOS ROM, and
 # the IVT at 0: executed, its words (53 FF 00 F0: push, then inc (%rax) with RAX 0) rewrite the
@@ -276,6 +281,7 @@ def _ops(n_code: int):
         st.tuples(st.just("in_dx"), st.sampled_from(_DX_PORTS)),
         st.tuples(st.just("pit"), st.sampled_from((0x34, 0x30, 0x36, 0x32)), st.integers(2, 200)),
         st.tuples(st.just("pic_mask"), st.sampled_from((0xFE, 0xFF, 0xFC, 0x00))),
+        st.tuples(st.just("lapic"), st.sampled_from(_LAPIC_WRITES)),
         st.tuples(st.just("eoi")),
         st.just(("sti",)),
         st.just(("cli",)),
@@ -371,6 +377,9 @@ def _encode_op(op: tuple, scratch: int) -> tuple[bytes, bool]:
             return _out(0x21, p[0]), False
         case "eoi":
             return _out(0x20, 0x20), False
+        case "lapic":  # movl $value, 0xFEE00000 + offset
+            offset, value = p[0]
+            return _abs(b"\xc7", 0, 0xFEE00000 + offset) + struct.pack("<I", value), True
         case "timer":  # ICW1-4: master at vector 0x20, cascade on 2, 8086 mode; only IRQ 0
             pic = _out(0x20, 0x11) + _out(0x21, 0x20) + _out(0x21, 4) + _out(0x21, 1)
             return pic + _out(0x21, 0xFE) + _out(0x43, 0x34) + _out(0x40, p[0]) + _out(

@@ -571,3 +571,25 @@ def test_a_compiled_delivery_pushes_the_flags_of_the_last_instruction(benches, k
     kinds = [(e.vector, e.kind) for e in m.trace.entries]
     assert kinds == [(0x80, "software"), (13, "exception"), (3, "software")] * 2, kinds
     assert (r.stop_reason, r.exit_code) == ("debug-exit", 7), r.detail
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k.bits == 32], ids=lambda k: k.name)
+def test_interrupts_a_local_apic_store_lets_in_agree_on_every_route(
+    benches, kind, tmp_path
+) -> None:
+    """Self-IPIs held by the TPR, then let in by the MOV that lowers it, with IF=1, in the middle
+    of a block; one with a gate (0x20), one without (0x45: a #GP where there is an IDT, a triple
+    fault where there is none), and an EOI: checked at every count on every route."""
+    ops = [
+        ("lapic", (0x80, 0xF0)), ("sti",), ("lapic", (0x300, 0x40045)), ("nop",),
+        ("lapic", (0x300, 0x40020)), ("lapic", (0x80, 0x30)), ("nop",), ("lapic", (0x80, 0)),
+        ("nop",), ("alu", 0x01, 0, 3), ("lapic", (0xB0, 0)), ("nop",), ("exit", 5),
+    ]  # fmt: skip
+    bench = benches[kind]
+    code = encode(ops, bench.code, bench.scratch)
+    m = bench.machine
+    m.restore(bench.start(code))
+    m.run(max_instructions=LIMIT)
+    vectors = [e.vector for e in m.trace.entries]
+    assert 0x20 in vectors or 0x45 in vectors, vectors  # the stores let an interrupt in
+    _check(bench, code, random.Random(20), full=True, fresh=True, tmp=tmp_path)
