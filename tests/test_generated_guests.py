@@ -593,3 +593,25 @@ def test_interrupts_a_local_apic_store_lets_in_agree_on_every_route(
     vectors = [e.vector for e in m.trace.entries]
     assert 0x20 in vectors or 0x45 in vectors, vectors  # the stores let an interrupt in
     _check(bench, code, random.Random(20), full=True, fresh=True, tmp=tmp_path)
+
+
+def test_a_pit_programmed_to_fire_inside_its_block_interrupts_there(benches, tmp_path) -> None:
+    """The timer reprogrammed by OUTs in the middle of a block, to a period that ends before the
+    block does (here the block runs on to the debug-exit write): steps take IRQ 0 at its count,
+    a run only at the block's end, so never. The OUT that brings the earliest event before the
+    block's end now ends the run right after itself, and the next block is cut at the event.
+    Found by the property test at ten times its guests."""
+    ops = [
+        ("timer", 24), ("out_dx", 0x3FB, 0), ("pic_mask", 0xFE), ("nop",), ("shift", 4, 1, 24),
+        ("out_dx", 0x3F8, 2), ("imul", 1, 1), ("int3",), ("out_dx", 0x3FC, 1), ("rdtsc",),
+        ("eoi",), ("pit", 0x34, 2), ("shift", 0, 1, 4), ("lock_mem", 511), ("rdtsc",),
+        ("in_dx", 0x3F8), ("rdtsc",), ("unary", 3, 3),
+    ]  # fmt: skip
+    bench = benches[Kind(32, True)]
+    code = encode(ops, bench.code, bench.scratch)
+    m = bench.machine
+    m.restore(bench.start(code))
+    m.run(max_instructions=LIMIT)
+    reprogrammed = max(e.instructions for e in m.trace.entries if e.vector == 3)
+    assert any(e.vector == 0x20 and e.instructions > reprogrammed for e in m.trace.entries)
+    _check(bench, code, random.Random(5), full=True, fresh=True, tmp=tmp_path)

@@ -210,6 +210,7 @@ class Scheduler:
         self._first_event = first
         if first is None:
             self._due = -1 if self._unwatched else NO_LIMIT
+            ctx[K.CTX_EVENT_DUE] = NO_LIMIT
             self._open_port_table()
             if self.lapic is not None and self.lapic.nmi_pending:
                 slice_end = 0
@@ -217,6 +218,7 @@ class Scheduler:
             return slice_end
         first_count = count_at(first)
         self._due = -1 if self._unwatched else first_count
+        ctx[K.CTX_EVENT_DUE] = max(first_count, 0)
         # Between slices the slice must make progress (at least one block); from a port access
         # inside a block (``in_block``: the count already holds the whole block) an event due
         # now ends the slice at the next block, not one block later each time the loop polls

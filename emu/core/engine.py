@@ -150,6 +150,7 @@ _LAST_INFO, _LAST_PC, _ENABLED, _ICOUNT = (
 )
 _COUNT_SHIFT = K.INFO_COUNT_SHIFT
 _IO_COUNT = K.CTX_IO_COUNT
+_NO_EVENT = (1 << 64) - 1
 
 
 @dataclass
@@ -266,6 +267,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._env64 = memoryview(head).cast("B").cast("Q")
         self._env32 = memoryview(head).cast("B").cast("I")
         self.ctx = np.zeros(K.CTX_SIZE, np.uint64)
+        self.ctx[K.CTX_EVENT_DUE] = _NO_EVENT  # until the machine first schedules
         self._ctxv = memoryview(self.ctx)  # Python ints, faster than numpy scalars
         self._alloc_table(_TABLE_SLOTS)
         self.ctx[K.CTX_ENV] = self.internals.env
@@ -489,8 +491,11 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 requested = self._stop is not None
                 pending = ctx[K.CTX_IRQ_PENDING]
                 write(offset, size, value)
-                if not requested and not pending and ctx[K.CTX_IRQ_PENDING]:
-                    self._after_mmio_store()  # an EOI, TPR, self-IPI or unmasked pin raised INTR
+                raised = not pending and ctx[K.CTX_IRQ_PENDING]
+                if not requested and (raised or self._event_in_block()):
+                    # an EOI, TPR, self-IPI or unmasked pin raised INTR, or a timer was set to
+                    # expire before the block's end
+                    self._after_mmio_store(bool(raised))
             except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
                 if self._hook_error is None:
                     self._hook_error = e
@@ -831,7 +836,10 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 if stop.kind == KIND_BREAKPOINT:
                     self._account_partial_block(stop.address or 0)
                     self._resume_from = stop.address
-                elif stop.kind in (KIND_REQUESTED, KIND_IRQ) and stop.address is not None:
+                elif (
+                    stop.kind in (KIND_REQUESTED, KIND_IRQ, KIND_DEADLINE)
+                    and stop.address is not None
+                ):
                     self._account_partial_block(stop.address)  # an OUT ended it (see _after_out)
                 return stop
             if err == UC_ERR_INSN_INVALID:  # no hook saw it (should not happen): still #UD

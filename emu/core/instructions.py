@@ -42,7 +42,7 @@ from ..faults.raising import GuestException
 from . import cpu_identity as ci
 from . import internals as I
 from .cpu_state import cpu_mode
-from .stops import KIND_IRQ, KIND_REQUESTED, SliceEnd
+from .stops import KIND_DEADLINE, KIND_IRQ, KIND_REQUESTED, SliceEnd
 
 CPU_MODELS = ("qemu64", "unicorn")
 TSC_HOOKS = ("compiled", "python")  # RDTSC: the compiled hook, or its readable model
@@ -52,6 +52,11 @@ _LEGACY_PREFIXES = frozenset({0x66, 0x67, 0xF0, 0xF2, 0xF3, 0x2E, 0x36, 0x3E, 0x
 _CR0_PG = 1 << 31
 _DELIVERED = K.CTX_DELIVERED
 _IRQ_PENDING = K.CTX_IRQ_PENDING
+_EVENT_DUE = K.CTX_EVENT_DUE
+_ENDS_AFTER_OUT = (KIND_REQUESTED, KIND_IRQ, KIND_DEADLINE)
+_ICOUNT = K.CTX_ICOUNT
+_LAST_INFO = K.CTX_LAST_INFO
+_COUNT_SHIFT = K.INFO_COUNT_SHIFT
 CPUID1_EDX_APIC = 1 << 9
 MSR_BIOS_SIGN_ID = 0x8B
 # RDMSR answers Unicorn 2.1.4's helper gets wrong, all read-only under QEMU 7.2 (writes are
@@ -116,20 +121,38 @@ class CpuInstructions:
         if raised and self.internals.u64(I.ENV_EFLAGS) & (_RFLAGS_IF | _RFLAGS_TF) == _RFLAGS_IF:
             self._stop = SliceEnd(KIND_IRQ)
             self.uc.emu_stop()
-        if self._stop is not None and self._stop.kind in (KIND_REQUESTED, KIND_IRQ):
+        elif self._stop is None and self._event_in_block():
+            self._stop = SliceEnd(KIND_DEADLINE)  # the next slice is cut at the event
+            self.uc.emu_stop()
+        if self._stop is not None and self._stop.kind in _ENDS_AFTER_OUT:
             self._stop_after_out()
 
-    def _after_mmio_store(self) -> None:
-        """A store to the local APIC raised INTR (an EOI or TPR write that let a pending
-        interrupt through, a self-IPI): where the CPU takes it next (IF=1, no TF: as for an OUT,
-        the single-step #DB would come first), end the run right after the instruction, as a
-        step takes it, not at the end of the block. Only a MOV: its store is the last thing it
-        does (the compiled MMIO hook leaves the CPU loop when the store returns); any other
-        instruction still ends its block first."""
+    def _event_in_block(self) -> bool:
+        """Did this I/O write bring the earliest device event (a PIT count, a local APIC or
+        HPET timer) before the end of the block it runs in? The block's deadline check was made
+        at its start, so the run would take the event only after the block, where steps take it
+        at its count: the write then ends the run right after itself instead."""
+        ctx = self._ctxv
+        return (
+            not self._stepping
+            and ctx[_LAST_INFO] >> _COUNT_SHIFT != 0  # inside a counted block
+            and ctx[K.CTX_EVENT_DUE] < ctx[K.CTX_ICOUNT]  # the count at the block's end
+        )
+
+    def _after_mmio_store(self, raised: bool) -> None:
+        """A store to a device's registers raised INTR (``raised``: an EOI or TPR write that let
+        a pending interrupt through, a self-IPI, an unmasked I/O APIC pin) or brought a timer's
+        expiry before the end of the block: where the CPU takes the interrupt next (IF=1, no TF:
+        as for an OUT, the single-step #DB would come first) or the event falls in the block,
+        end the run right after the instruction, as a step takes it, not at the end of the
+        block. Only a MOV: its store is the last thing it does (the compiled MMIO hook leaves
+        the CPU loop when the store returns); any other instruction still ends its block
+        first."""
         if self._stepping or self._stop is not None:
             return
         env = self.internals
-        if env.u64(I.ENV_EFLAGS) & (_RFLAGS_IF | _RFLAGS_TF) != _RFLAGS_IF:
+        takes = raised and env.u64(I.ENV_EFLAGS) & (_RFLAGS_IF | _RFLAGS_TF) == _RFLAGS_IF
+        if not takes and not self._event_in_block():
             return
         if not env.restore_io_rip():  # env->eip: the storing instruction (the clock's too)
             return
@@ -141,7 +164,7 @@ class CpuInstructions:
             return
         length = insn[1]
         self._exit_after(eip + length, (1 << bits) - 1)
-        self._stop = SliceEnd(KIND_IRQ, address=linear + length)
+        self._stop = SliceEnd(KIND_IRQ if takes else KIND_DEADLINE, address=linear + length)
         self.uc.emu_stop()
 
     def _exit_after(self, next_eip: int, mask: int) -> None:
@@ -207,8 +230,13 @@ class CpuInstructions:
             self.port_write(port, size, value)
             if self.after_io is not None:
                 self.after_io()
-            # _after_out where it has something to do: a stop asked for, or INTR raised
-            if not requested and (self._stop is not None or (not pending and ctx[_IRQ_PENDING])):
+            # _after_out where it has something to do: a stop asked for, INTR raised, or a
+            # device event brought before the end of the block
+            if not requested and (
+                self._stop is not None
+                or (not pending and ctx[_IRQ_PENDING])
+                or ctx[_EVENT_DUE] < ctx[_ICOUNT]
+            ):
                 self._after_out(requested, pending)
         except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
             if self._hook_error is None:
