@@ -629,6 +629,18 @@ def in_hook(uc, port, size, user_data):
     return value
 
 
+@jit(nopython=True, inline="always")
+def _leave_if_asked(ctx):
+    """After Python served an I/O instruction: if it asked the run to end right after it
+    (EXIT_NOW: an OUT that ended the run or raised an interrupt the CPU takes next, a MOV to a
+    device likewise, either of them bringing a device event into the block), the CPU state is
+    exact here, so leave the CPU loop at the next instruction, not at the end of the block."""
+    if ctx[CTX_EXIT_NOW]:
+        ctx[CTX_EXIT_NOW] = np.uint64(0)
+        store64(ctx[CTX_EIP_ADDR], ctx[CTX_EXIT_EIP])
+        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
+
+
 def out_hook(uc, port, size, value, user_data):
     """Every OUT. The EOI of an armed 8259 timer interrupt in its steady state is taken here
     (``eoi_rearm``), and so is a byte write the device published as changing nothing (the
@@ -671,13 +683,7 @@ def out_hook(uc, port, size, value, user_data):
     ctx[CTX_IO_COUNT] = _executing_count(ctx) + np.uint64(1)  # the clock at this OUT, for Python
     call_out(ctx[CTX_PY_OUT], np.uint64(port), np.uint64(size), np.uint64(value))
     ctx[CTX_IO_COUNT] = np.uint64(0)
-    if ctx[CTX_EXIT_NOW]:
-        # The OUT ended the run: the CPU state is exact here (Unicorn restored EIP and the
-        # flags state before the hooks), so the run stops after this instruction, not at the
-        # end of its block.
-        ctx[CTX_EXIT_NOW] = np.uint64(0)
-        store64(ctx[CTX_EIP_ADDR], ctx[CTX_EXIT_EIP])
-        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
+    _leave_if_asked(ctx)  # the OUT ended the run (Unicorn restored EIP and the flags state)
 
 
 MMIO_WRITE_HOOK_SIGNATURE = types.void(
@@ -697,13 +703,7 @@ def lapic_write_hook(uc, offset, size, value, user_data):
         _eoi_rearm(ctx)
         return
     call_out(ctx[CTX_PY_MMIO_WRITE], offset, np.uint64(size), value)
-    if ctx[CTX_EXIT_NOW]:
-        # The store raised an interrupt the CPU takes next (UnicornCore._after_mmio_store):
-        # the state is exact (Python restored EIP and the flags state to the MOV), so the run
-        # stops after it, as a step does, not at the end of its block.
-        ctx[CTX_EXIT_NOW] = np.uint64(0)
-        store64(ctx[CTX_EIP_ADDR], ctx[CTX_EXIT_EIP])
-        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
+    _leave_if_asked(ctx)  # UnicornCore._after_mmio_store (Python restored EIP to the MOV)
 
 
 def device_write_hook(uc, offset, size, value, user_data):
@@ -713,11 +713,7 @@ def device_write_hook(uc, offset, size, value, user_data):
     does. ``user_data`` holds the clock context's address and the Python handler's."""
     device = carray(user_data, (2,), np.uint64)
     call_mmio_write(device[1], offset, np.uint64(size), value)
-    ctx = carray(voidptr(device[0]), (CTX_SIZE,), np.uint64)
-    if ctx[CTX_EXIT_NOW]:
-        ctx[CTX_EXIT_NOW] = np.uint64(0)
-        store64(ctx[CTX_EIP_ADDR], ctx[CTX_EXIT_EIP])
-        call_ptr(ctx[CTX_LOOP_EXIT], voidptr(ctx[CTX_CPU]))  # does not return
+    _leave_if_asked(carray(voidptr(device[0]), (CTX_SIZE,), np.uint64))
 
 
 ARMED_DELIVERY_SIGNATURE = types.uint64(types.voidptr, types.voidptr)

@@ -127,10 +127,11 @@ CTX_TAKE_BACK_WANT = 65
 # (``executing_count``), so that devices reading the clock there need not find it again in the
 # block table (``UnicornCore.precise_icount``); 0 at every other time
 CTX_IO_COUNT = 66
-# The earliest device event at the last schedule, as an instruction count (NO_LIMIT: none): an
+# The earliest device event at the last schedule, as an instruction count (NO_EVENT: none): an
 # I/O write inside a block that brings it before the block's end ends the run right after itself
 # (UnicornCore._event_in_block), so that the next block is cut at the event, as steps take it
 CTX_EVENT_DUE = 67
+NO_EVENT = 1 << 62  # CTX_EVENT_DUE when no device has an event to come
 CTX_SIZE = 68
 
 # The PIT shadow (uint64 words): per channel (PIT_STRIDE words from channel * PIT_STRIDE) ...

@@ -210,7 +210,7 @@ class Scheduler:
         self._first_event = first
         if first is None:
             self._due = -1 if self._unwatched else NO_LIMIT
-            ctx[K.CTX_EVENT_DUE] = NO_LIMIT
+            ctx[K.CTX_EVENT_DUE] = K.NO_EVENT
             self._open_port_table()
             if self.lapic is not None and self.lapic.nmi_pending:
                 slice_end = 0

@@ -150,7 +150,6 @@ _LAST_INFO, _LAST_PC, _ENABLED, _ICOUNT = (
 )
 _COUNT_SHIFT = K.INFO_COUNT_SHIFT
 _IO_COUNT = K.CTX_IO_COUNT
-_NO_EVENT = (1 << 64) - 1
 
 
 @dataclass
@@ -267,7 +266,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._env64 = memoryview(head).cast("B").cast("Q")
         self._env32 = memoryview(head).cast("B").cast("I")
         self.ctx = np.zeros(K.CTX_SIZE, np.uint64)
-        self.ctx[K.CTX_EVENT_DUE] = _NO_EVENT  # until the machine first schedules
+        self.ctx[K.CTX_EVENT_DUE] = K.NO_EVENT  # until the machine first schedules
         self._ctxv = memoryview(self.ctx)  # Python ints, faster than numpy scalars
         self._alloc_table(_TABLE_SLOTS)
         self.ctx[K.CTX_ENV] = self.internals.env
@@ -491,11 +490,12 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 requested = self._stop is not None
                 pending = ctx[K.CTX_IRQ_PENDING]
                 write(offset, size, value)
-                raised = not pending and ctx[K.CTX_IRQ_PENDING]
-                if not requested and (raised or self._event_in_block()):
+                raised = bool(not pending and ctx[K.CTX_IRQ_PENDING])
+                event = self._event_in_block()
+                if not requested and (raised or event):
                     # an EOI, TPR, self-IPI or unmasked pin raised INTR, or a timer was set to
                     # expire before the block's end
-                    self._after_mmio_store(bool(raised))
+                    self._after_mmio_store(raised, event)
             except BaseException as e:  # noqa: BLE001 - re-raised after emu_start
                 if self._hook_error is None:
                     self._hook_error = e

@@ -136,13 +136,13 @@ class CpuInstructions:
         return (
             not self._stepping
             and ctx[_LAST_INFO] >> _COUNT_SHIFT != 0  # inside a counted block
-            and ctx[K.CTX_EVENT_DUE] < ctx[K.CTX_ICOUNT]  # the count at the block's end
+            and ctx[_EVENT_DUE] < ctx[_ICOUNT]  # the count at the block's end
         )
 
-    def _after_mmio_store(self, raised: bool) -> None:
+    def _after_mmio_store(self, raised: bool, event: bool) -> None:
         """A store to a device's registers raised INTR (``raised``: an EOI or TPR write that let
         a pending interrupt through, a self-IPI, an unmasked I/O APIC pin) or brought a timer's
-        expiry before the end of the block: where the CPU takes the interrupt next (IF=1, no TF:
+        expiry before the end of the block (``event``, ``_event_in_block``): where the CPU takes the interrupt next (IF=1, no TF:
         as for an OUT, the single-step #DB would come first) or the event falls in the block,
         end the run right after the instruction, as a step takes it, not at the end of the
         block. Only a MOV: its store is the last thing it does (the compiled MMIO hook leaves
@@ -152,7 +152,7 @@ class CpuInstructions:
             return
         env = self.internals
         takes = raised and env.u64(I.ENV_EFLAGS) & (_RFLAGS_IF | _RFLAGS_TF) == _RFLAGS_IF
-        if not takes and not self._event_in_block():
+        if not takes and not event:
             return
         if not env.restore_io_rip():  # env->eip: the storing instruction (the clock's too)
             return
