@@ -466,10 +466,11 @@ def test_a_tpr_write_that_lets_an_interrupt_through_is_followed_by_it(tmp_path, 
 
     body = lapic_write(0x80, 0x50) + ("" if sti else "    sti\n")
     body += lapic_write(0x300, 0x40000 | 0x45) + spin(10) + sti + lapic_write(0x80, 0) + _AFTER
-    ran, stepped, end = _taken(kernel(body, tmp_path), 0x45)
+    elf = kernel(body, tmp_path)
+    ran, stepped, end = _taken(elf, 0x45)
     assert end == "debug-exit"
     assert ran == stepped
-    m = Machine.from_elf(kernel(body, tmp_path))
+    m = Machine.from_elf(elf)
     m.run(max_instructions=ran[0] + 1)  # the interrupt, and the handler's first instruction
     assert m.trace.entries[-1].vector == 0x45 and m.cpu_state().gpr["rsi"] == 0  # no INC yet
 
