@@ -1005,6 +1005,11 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 end += pop
                 last = "pop"
                 continue
+            vex = self._vex_length(code, end - pc, bits)
+            if vex:
+                end += vex
+                last = None  # an instruction capstone does not know: it may repeat
+                continue
             # Capstone stopped early at bytes it cannot decode, which the CPU ran as one
             # instruction (it ended the block otherwise): a prefix capstone refuses on that
             # instruction (LOCK on a MOV, which QEMU runs), so the instruction's length is that
@@ -1035,6 +1040,30 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         pop = code[at : i + 1] + bytes([code[i + 1] & 0xC7]) + code[i + 2 : at + 15]
         insn = next(iter(self._disasm[bits].disasm_lite(pop, 0, 1)), None)
         return insn[1] if insn is not None else 0
+
+    def _vex_length(self, code: bytes, at: int, bits: int) -> int:
+        """The length of a VEX-encoded instruction capstone refuses at offset ``at``, else 0.
+        The CPU core's translator (QEMU 5.0's) reads the VEX bytes as a prefix and then decodes
+        the opcode from the legacy map they name (0F, 0F 38, 0F 3A): `c5 e6 42 ff` runs as the
+        4 bytes of CMOVB, `c5 e6 21 50` as the 4 of a MOV from a debug register (measured). Its
+        length is the VEX bytes and that legacy instruction's, without its escape bytes."""
+        i = at
+        if i + 2 >= len(code) or code[i] not in (0xC4, 0xC5):
+            return 0
+        if bits != 64 and code[i + 1] < 0xC0:
+            return 0  # LES / LDS outside 64-bit mode
+        if code[i] == 0xC5:
+            vex_map, opcode_at = 1, i + 2
+        else:
+            vex_map, opcode_at = code[i + 1] & 0x1F, i + 3
+        escape = {1: b"\x0f", 2: b"\x0f\x38", 3: b"\x0f\x3a"}.get(vex_map)
+        if escape is None or opcode_at >= len(code):
+            return 0
+        legacy = escape + code[opcode_at : at + 15]
+        insn = next(iter(self._disasm[bits].disasm_lite(legacy, 0, 1)), None)
+        if insn is None:
+            return 0
+        return opcode_at - at + insn[1] - len(escape)
 
     def _undecoded_end(self, code: bytes, pc: int, at: int, bits: int) -> int:
         """Where the instruction at ``at`` that capstone cannot decode ends: after its leading
