@@ -132,6 +132,11 @@ FOREVER = {
     "lsr-no-input": ("1: movw $0x3fd, %dx; inb %dx, %al; testb $0x01, %al; jz 1b", True),
     # i8042 status waiting for output, nothing typed
     "i8042-idle": ("1: inb $0x64, %al; testb $0x01, %al; jz 1b", True),
+    # an iteration longer than 64 instructions (observed in straight stretches: found and
+    # skipped; one instruction per observed slice missed it)
+    "long-iteration": ("1: inb $0x64, %al; .rept 100; nop; .endr; testb $0x01, %al; jz 1b", True),
+    # a poll through a call: the stretches end at the call, the jump and the return
+    "poll-in-a-call": ("1: call 2f; testb $0x01, %al; jz 1b; 2: inb $0x64, %al; ret", True),
     # the same value written again and again: memory does not change
     "store-same": ("1: movl $5, 0x2000; pause; jmp 1b", True),
     # must not be skipped: memory changes every iteration
@@ -162,6 +167,18 @@ def test_endless_polls_skipped_or_not(tmp_path: Path, name: str) -> None:
         assert stats["instructions"] > 500_000, stats
     else:
         assert stats == {"loops": 0, "iterations": 0, "instructions": 0}
+
+
+@pytest.mark.parametrize("name", ["lsr-no-input", "i8042-idle", "long-iteration"])
+def test_port_accesses_through_python_end_a_slice(tmp_path: Path, name: str) -> None:
+    """With the port read table off every poll reaches Python: the compiled IN hook counts
+    them, and after 256 the slice ends, where fast-forward finds the loop long before the 2
+    million instructions a slice runs otherwise."""
+    elf = build(FOREVER[name][0], tmp_path, name)
+    budget = 1_000_000
+    r, stats = both(lambda: Machine.from_elf(elf, port_table=False), budget)
+    assert r[0] == "instruction-limit" and r[2] == budget
+    assert stats["loops"] >= 1 and stats["instructions"] > budget // 2, stats
 
 
 @pytest.mark.parametrize("name", sorted(POLLS))

@@ -16,8 +16,9 @@ bytes, traces and the final state are the same as without fast-forward.
 Finding a loop costs little: a slice that ends (at its deadline, at its instruction budget or
 after ``IO_SLICE`` port accesses) near the PC where the previous one ended (or the first) is a
 candidate. The
-candidate is run one translation block at a time (the run loop's own slices, one block long:
-nothing is speculative) for two iterations while its port accesses and memory writes are
+candidate is run one straight stretch of code at a time (the run loop's own slices, each ending
+at the first instruction that may jump: ``_straight_run``; nothing is speculative) for two
+iterations while its port accesses and memory writes are
 recorded; the second is compared with the state between them. A candidate that is no fixed
 point is not looked at again for a while (exponential back-off), and slices grow back to their
 normal length.
@@ -35,7 +36,7 @@ from ..core import engine as core
 from . import layout as K
 from .scheduler import NO_LIMIT, SLICE_INSTRUCTIONS
 
-MAX_BLOCKS = 64  # translation blocks in one observed iteration at most
+MAX_BLOCKS = 64  # straight stretches of code (slices) in one observed iteration at most
 MAX_ITERATION = 4096  # instructions in one observed iteration at most
 MIN_SKIP = 4  # fewer iterations than this are not worth a skip
 MIN_GAP = 1024  # instructions to the horizon below which no loop is looked for
@@ -50,6 +51,11 @@ MAX_NOT_LOOPS = 64
 # A saved context is a 40-byte header (host pointers among it) and then CPUX86State up to
 # end_reset_fields: every register, flag, segment, control register and MSR of the CPU.
 _CONTEXT_HEADER = 40
+# Mnemonics (capstone's) of the instructions after which the next one may be elsewhere: a
+# straight stretch ends with the first of them (``_straight_run``)
+_LEAVES = ("j", "call", "lcall", "ret", "lret", "iret", "int", "loop", "sys", "hlt", "ud",
+           "into", "bound", "rsm", "vm", "xabort", "xbegin", "xend")  # fmt: skip
+_STRAIGHT = MAX_ITERATION // MAX_BLOCKS  # instructions in a stretch at most
 
 
 @dataclass
@@ -98,6 +104,7 @@ class FastForward:
         self._not_loops: set[int] = set()
         self._misses = 0
         self._no_loop = False  # the last look found no loop (rather than no fixed point)
+        self._straight: dict[tuple[int, int, int], int] = {}  # (RIP, hflags, head) -> length
 
     def reset_stats(self) -> None:
         self.stats = FastForwardStats()
@@ -289,7 +296,7 @@ class FastForward:
             for _ in range(MAX_BLOCKS):
                 if c.icount >= due:
                     return None  # an event is due: the run loop takes it, as in the plain run
-                s.slice_end = c.icount + 1
+                s.slice_end = c.icount + self._straight_run(head)
                 end = c.run_slice(s.schedule(s.now_ns()), limit)
                 if end.kind != core.KIND_DEADLINE:
                     return end
@@ -303,6 +310,24 @@ class FastForward:
             c.uc.hook_del(hook)
             c.port_read, c.port_write = read, write
             ports.enabled = table
+
+    def _straight_run(self, head: int) -> int:
+        """How many instructions from RIP on run in a straight line: up to and including the
+        first that may go elsewhere (a jump, a call, a return, an interrupt...), and short of
+        the loop ``head``; at most ``_STRAIGHT``, at least 1. The observed slices end there, so
+        the head can only come at a slice's end. (Where the guessed length is wrong, as when the code is rewritten or an exception
+        leaves the stretch, the head may be missed and the loop is not skipped: the length
+        decides only how fast the observation goes, never what it finds.)"""
+        c = self.machine.core
+        rip = c.uc.reg_read(UC_X86_REG_RIP)
+        hflags = c.internals.hflags
+        key = (rip, hflags, head)
+        n = self._straight.get(key)
+        if n is None:
+            if len(self._straight) >= 4096:
+                self._straight.clear()
+            n = self._straight[key] = c.straight_run(_LEAVES, _STRAIGHT, head)
+        return n
 
 
 def _touch(seen: _Iteration, bus, port: int) -> None:

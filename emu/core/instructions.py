@@ -474,6 +474,23 @@ class CpuInstructions:
         if self._stop is None:
             self._leave_block(env.u64(I.ENV_EIP))
 
+    def straight_run(self, leaves: tuple[str, ...], most: int, before: int) -> int:
+        """How many instructions from the executing one on, as the code is now, up to and
+        including the first whose mnemonic starts with one of ``leaves`` (the instructions
+        that may go elsewhere), and short of the next one at RIP ``before``: at most ``most``,
+        at least 1."""
+        env = self.internals
+        base = self._code_segment()[1]
+        rip = env.u64(I.ENV_EIP)
+        bits = _code_bits(env.hflags)
+        n = 0
+        code = self._read_linear(base + rip, 15 * most)
+        for address, size, mnemonic, _ops in self._disasm[bits].disasm_lite(code, rip):
+            n += 1
+            if n == most or mnemonic.startswith(leaves) or address + size == before:
+                break
+        return max(n, 1)
+
     def _code_at(self, address: int) -> bytes:
         """The 15 bytes at a linear address, as ``_read_linear`` gives them; with paging off
         straight from RAM (a walk costs tens of microseconds)."""
