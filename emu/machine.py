@@ -102,12 +102,14 @@ class MmioRegisters:
         self._before(offset)
         value = self.device.mem_read(offset, size)
         self._scheduler.after_io()
+        self._scheduler.note_io()
         return value
 
     def mem_write(self, offset: int, size: int, value: int) -> None:
         self._before(offset)
         self.device.mem_write(offset, size, value)
         self._scheduler.after_io()
+        self._scheduler.note_io()
 
 
 def parse_memory_size(text: str | int) -> int:
@@ -253,6 +255,7 @@ class Machine(DebugFeatures):
         # every IN/OUT reschedules (the port cache calls it after the access)
         self.ports.after_io = self.scheduler.after_io
         self.ports.after_quiet_io = self.scheduler.after_quiet_io
+        self.ports.note_io = self.scheduler.note_io
         self._wire_devices()
         # the BIOS services behind the ROM's stubs: they reach the devices through the ports
         self.bios = BiosServices(size)

@@ -52,6 +52,7 @@ if TYPE_CHECKING:
     from .bus import PortBus
 
 PORTS = 0x10000
+_PY_IO, _OPEN = K.CTX_PY_IO, K.PY_IO_OPEN
 # entries[2 * port]: the instruction count before which the entry holds (0: no entry);
 # entries[2 * port + 1]: the byte read, with ENTRY_UNMAPPED for a port nobody decodes
 ENTRY_UNMAPPED = K.PORT_ENTRY_UNMAPPED
@@ -99,6 +100,11 @@ class PortCache:
         # ``after_io`` (Scheduler)
         self.after_io: Callable[[], None] = _nothing
         self.after_quiet_io: Callable[[], None] = _nothing
+        # counts an access that did not come from the compiled hooks (Scheduler.note_io)
+        self.note_io: Callable[[], None] = _nothing
+        # the clock context (``attach``): its CTX_PY_IO says whether the compiled hook that
+        # passed the access on found the table open (then a quiet access asks nobody)
+        self._ctxv = memoryview(np.zeros(K.CTX_SIZE, np.uint64))
         # the Python access counts of what the compiled hooks answered, folded in by ``sync``
         self.reads_answered = 0
         self.writes_dropped = 0
@@ -119,6 +125,7 @@ class PortCache:
         ctx[K.CTX_PORT_COUNTS] = self.counts.ctypes.data
         ctx[K.CTX_PORT_QUEUE] = self.queue.ctypes.data
         ctx[K.CTX_PIT] = self.pit_shadow.ctypes.data
+        self._ctxv = memoryview(ctx)
 
     def shadow_pit(self, pit, clock: Callable[[], tuple[int, int]]) -> None:
         """Let the compiled hooks take ``pit``'s counter latches and reads (devices/pit8254.py
@@ -129,6 +136,7 @@ class PortCache:
     def read(self, port: int, size: int) -> int:
         if self._counts[COUNT_QUEUED]:
             self.drain()
+        passed = self._ctxv[_PY_IO]  # how the access came (K.PY_IO_*)
         r = self._ranges[port]
         if r is None:  # an undecoded port: changes nothing
             if size == 1:
@@ -139,7 +147,8 @@ class PortCache:
                 value = 0xFF
             else:
                 value = self.bus.read(port, size)
-            self.after_quiet_io()
+            if passed != _OPEN:
+                self.after_quiet_io()
         else:
             if self._live:
                 self._drop(r.owner)
@@ -156,9 +165,12 @@ class PortCache:
                 and IrqLine.changes == changes
                 and not (r.owner_has_events and r.owner.events_changed)
             ):
-                self.after_quiet_io()
+                if passed != _OPEN:
+                    self.after_quiet_io()
             else:
                 self.after_io()
+        if not passed:
+            self.note_io()
         if size == 1 and self.enabled:
             if r is None:
                 self._publish(None, port, 0xFF | ENTRY_UNMAPPED, NO_END)
@@ -178,6 +190,7 @@ class PortCache:
     def write(self, port: int, size: int, value: int) -> None:
         if self._counts[COUNT_QUEUED]:
             self.drain()
+        passed = self._ctxv[_PY_IO]  # how the access came (K.PY_IO_*)
         r = self._ranges[port]
         if self._live and r is not None:
             self._drop(r.owner)
@@ -194,9 +207,12 @@ class PortCache:
             and IrqLine.changes == changes
             and not (r.owner_has_events and r.owner.events_changed)
         ):
-            self.after_quiet_io()
+            if passed != _OPEN:
+                self.after_quiet_io()
         else:
             self.after_io()
+        if not passed:
+            self.note_io()
         if size == 1 and self.enabled and r is not None:
             if r.device is self._pit:
                 self._publish_pit()

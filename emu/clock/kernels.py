@@ -109,6 +109,9 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     CTX_PORT_NOOPS,
     CTX_PORT_QUEUE,
     CTX_PY_IN,
+    CTX_PY_IO,
+    CTX_PY_IO_BUDGET,
+    CTX_PY_IO_COUNT,
     CTX_PY_MMIO_WRITE,
     CTX_PY_OUT,
     CTX_SIZE,
@@ -151,6 +154,8 @@ from .layout import (  # noqa: F401 - re-exported for the tests and the core
     PORT_NOOP_QUEUE,
     PORT_NOOP_VALID,
     PORT_QUEUE_CAP,
+    PY_IO_CLOSED,
+    PY_IO_OPEN,
     STOP_ARMED,
     STOP_DEADLINE,
     STOP_IRQ,
@@ -623,10 +628,32 @@ def in_hook(uc, port, size, user_data):
             if value & np.uint64(PORT_ENTRY_UNMAPPED):
                 store64(counts + np.uint64(8), load64(counts + np.uint64(8)) + np.uint64(1))
             return np.uint32(value & np.uint64(0xFF))
-    ctx[CTX_IO_COUNT] = _executing_count(ctx) + np.uint64(1)  # the clock at this IN, for Python
+    _pass_to_python(ctx)
     value = call_in(ctx[CTX_PY_IN], np.uint64(port), np.uint64(size))
-    ctx[CTX_IO_COUNT] = np.uint64(0)
+    _python_io_done(ctx)
     return value
+
+
+@jit(nopython=True, inline="always")
+def _pass_to_python(ctx):
+    """Before Python serves an IN or OUT: the clock at this instruction, and whether the port
+    read table is open here (then Python, after an access that changed no timed device and no
+    interrupt controller, need not ask the scheduler: ``Scheduler.after_quiet_io``)."""
+    ctx[CTX_IO_COUNT] = _executing_count(ctx) + np.uint64(1)
+    ctx[CTX_PY_IO] = np.uint64(PY_IO_OPEN) if _port_table_open(ctx) else np.uint64(PY_IO_CLOSED)
+
+
+@jit(nopython=True, inline="always")
+def _python_io_done(ctx):
+    """After Python served an IN or OUT: count it, and end the slice at the next block when the
+    slice has had its budget of them (fast-forward looks for a polling loop there). This
+    comes after Python's own rescheduling, which rewrites the deadline."""
+    ctx[CTX_IO_COUNT] = np.uint64(0)
+    ctx[CTX_PY_IO] = np.uint64(0)
+    n = ctx[CTX_PY_IO_COUNT] + np.uint64(1)
+    ctx[CTX_PY_IO_COUNT] = n
+    if n >= ctx[CTX_PY_IO_BUDGET]:
+        ctx[CTX_DEADLINE] = np.uint64(0)
 
 
 @jit(nopython=True, inline="always")
@@ -680,9 +707,9 @@ def out_hook(uc, port, size, value, user_data):
                 store64(ctx[CTX_PORT_QUEUE] + n * np.uint64(8), item | np.uint64(value & 0xFF))
                 store64(queued, n + np.uint64(1))
                 return
-    ctx[CTX_IO_COUNT] = _executing_count(ctx) + np.uint64(1)  # the clock at this OUT, for Python
+    _pass_to_python(ctx)
     call_out(ctx[CTX_PY_OUT], np.uint64(port), np.uint64(size), np.uint64(value))
-    ctx[CTX_IO_COUNT] = np.uint64(0)
+    _python_io_done(ctx)
     _leave_if_asked(ctx)  # the OUT ended the run (Unicorn restored EIP and the flags state)
 
 

@@ -132,7 +132,20 @@ CTX_IO_COUNT = 66
 # (UnicornCore._event_in_block), so that the next block is cut at the event, as steps take it
 CTX_EVENT_DUE = 67
 NO_EVENT = 1 << 62  # CTX_EVENT_DUE when no device has an event to come
-CTX_SIZE = 68
+# The port accesses that reached Python in the running slice, and how many end it (the machine
+# sets both per slice; fast-forward looks for a polling loop where the slice ends). The compiled
+# IN and OUT hooks count what they pass on, Python (Scheduler.note_io) what reaches the port bus
+# from elsewhere (BIOS services, MMIO).
+CTX_PY_IO_COUNT = 68
+CTX_PY_IO_BUDGET = 69
+# While Python serves an IN or OUT the compiled hook passed on: PY_IO_OPEN when the port read
+# table was open at it (``port_table_open``: Python would not reschedule after a quiet access
+# either, so it skips asking), PY_IO_CLOSED when not; 0 at every other time (the access came
+# from elsewhere: Python counts it and asks)
+CTX_PY_IO = 70
+PY_IO_CLOSED = 1
+PY_IO_OPEN = 2
+CTX_SIZE = 71
 
 # The PIT shadow (uint64 words): per channel (PIT_STRIDE words from channel * PIT_STRIDE) ...
 PIT_LIVE = 0  # 1: published (devices/pit8254.py CounterReads); the hooks own the two below

@@ -77,8 +77,6 @@ class Scheduler:
         self._idle_ns = 0
         # False: every port access reschedules (the reference the fast path is tested against)
         self.io_fast_path = True
-        # Port accesses that reached Python in the running slice, and how many end it (the
-        # machine sets both per slice; fast-forward looks for a polling loop where it ends)
         self.io_count = 0
         self.io_budget = NO_LIMIT
         self._watched: tuple = ()  # what after_io looks at: the timed devices and the PICs
@@ -108,6 +106,34 @@ class Scheduler:
         if lapic is not None and lapic not in self._watched:
             self._watched += (lapic,)
         self._unwatched = not all(hasattr(d, "events_changed") for d in self._watched)
+
+    # Port accesses that reached Python in the running slice, and how many end it (the machine
+    # sets both per slice; fast-forward looks for a polling loop where it ends). They live in
+    # the clock context, where the compiled IN and OUT hooks count what they pass on.
+    @property
+    def io_count(self) -> int:
+        return self._ctxv[K.CTX_PY_IO_COUNT]
+
+    @io_count.setter
+    def io_count(self, value: int) -> None:
+        self._ctxv[K.CTX_PY_IO_COUNT] = value
+
+    @property
+    def io_budget(self) -> int:
+        return self._ctxv[K.CTX_PY_IO_BUDGET]
+
+    @io_budget.setter
+    def io_budget(self, value: int) -> None:
+        self._ctxv[K.CTX_PY_IO_BUDGET] = value
+
+    def note_io(self) -> None:
+        """Count a port or MMIO access that reached Python other than from the compiled IN and
+        OUT hooks (which count theirs: clock/kernels.py ``_python_io_done``), after its
+        ``after_io``: the slice ends at the next block when it has had its budget."""
+        ctx = self._ctxv
+        n = ctx[K.CTX_PY_IO_COUNT] = ctx[K.CTX_PY_IO_COUNT] + 1
+        if n >= ctx[K.CTX_PY_IO_BUDGET]:
+            ctx[K.CTX_DEADLINE] = 0
 
     @property
     def idle_ns(self) -> int:
@@ -397,32 +423,26 @@ class Scheduler:
         the same clock context. In every other case, or when a device cannot say, it runs."""
         for device in self._watched:
             if device.events_changed:
-                self.io_count += 1
                 self._reschedule_after_io()
                 return
         self.after_quiet_io()
 
     def after_quiet_io(self) -> None:
         """``after_io`` for an access that changed no timed device and no interrupt controller
-        (so no ``events_changed``): only the time and the CPU mode can make it reschedule."""
-        count = self.io_count = self.io_count + 1
+        (so no ``events_changed``): only the time and the CPU mode can make it reschedule (the
+        port read table's ``port_table_open`` is the same test: where the compiled hook found
+        it open, the port cache does not ask)."""
         if (
             self.io_fast_path
             and self._ctxv[_ICOUNT] < self._due
             and (self._hflags_view is None or not self.core._env32[_HFLAGS_SLOT] & HF_PE)
         ):
-            if count >= self.io_budget:
-                self._ctxv[K.CTX_DEADLINE] = 0  # as below, on the path that stays cheap
             return
         self._reschedule_after_io()
 
     def _reschedule_after_io(self) -> None:
         if self.timed:
             self.schedule(self.now_ns(), in_block=True)
-        if self.io_count >= self.io_budget:
-            # enough port accesses in this slice: end it at the next block, where fast-forward
-            # looks for a polling loop
-            self._ctxv[K.CTX_DEADLINE] = 0
 
     def skip_to_next_event(self) -> bool:
         """The CPU waits inside the BIOS for a device (INT 16h for a key): skip virtual time to

@@ -267,6 +267,7 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self._env32 = memoryview(head).cast("B").cast("I")
         self.ctx = np.zeros(K.CTX_SIZE, np.uint64)
         self.ctx[K.CTX_EVENT_DUE] = K.NO_EVENT  # until the machine first schedules
+        self.ctx[K.CTX_PY_IO_BUDGET] = K.NO_EVENT  # no port access ends a slice, unless asked
         self._ctxv = memoryview(self.ctx)  # Python ints, faster than numpy scalars
         self._alloc_table(_TABLE_SLOTS)
         self.ctx[K.CTX_ENV] = self.internals.env
