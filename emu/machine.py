@@ -43,7 +43,7 @@ from .bus import PortBus
 from .checkpoint import Checkpoint, restore_device, save_device
 from .clock import DEFAULT_CPU_MHZ, MAX_CPU_MHZ
 from .clock.fastforward import FastForward
-from .clock.scheduler import NO_LIMIT, SLICE_INSTRUCTIONS, Scheduler
+from .clock.scheduler import MAX_SLICE_INSTRUCTIONS, NO_LIMIT, Scheduler
 from .core import engine as core
 from .core.cpu_state import CpuState
 from .core.instructions import CPU_MODELS, TSC_HOOKS
@@ -617,7 +617,7 @@ class Machine(DebugFeatures):
             ff = self._fast_forward if self.fast_forward else None
             scheduler = self.scheduler
             scheduler.slice_end = min(
-                limit, icount + (ff.slice_budget if ff else SLICE_INSTRUCTIONS)
+                limit, icount + (ff.slice_budget if ff else MAX_SLICE_INSTRUCTIONS)
             )
             scheduler.io_count = 0
             scheduler.io_budget = ff.io_budget if ff else NO_LIMIT

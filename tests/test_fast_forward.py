@@ -271,3 +271,26 @@ def test_cli_no_fast_forward(capsys, tmp_path: Path) -> None:
         out = json.loads(capsys.readouterr().out)
         assert code == out["exit_status"] and out["instructions"] == 3_000_000
         assert (out["fast_forward"]["instructions"] > 0) == skipped
+
+
+@pytest.mark.parametrize("fast_forward", [True, False])
+def test_slices_grow_where_a_loop_computes(tmp_path: Path, fast_forward: bool) -> None:
+    """A loop that is no fixed point (it counts in a register) runs in slices of up to 16
+    million instructions once fast-forward has given up on it (a slice end costs about 0.1
+    ms), in such slices from the start with fast-forward off; the count is the same."""
+    elf = build(FOREVER["register-counter"][0], tmp_path, "counter")
+    m = Machine.from_elf(elf)
+    m.fast_forward = fast_forward
+    slices = 0
+    run_slice = m.core.run_slice
+
+    def counted(*args, **kwargs):
+        nonlocal slices
+        slices += 1
+        return run_slice(*args, **kwargs)
+
+    m.core.run_slice = counted
+    r = m.run(max_instructions=100_000_000)
+    assert r.stop_reason == "instruction-limit" and r.instructions == 100_000_000
+    # 2 million instructions a slice would be at least 50 (and the looks' own slices)
+    assert slices < (30 if fast_forward else 10), slices

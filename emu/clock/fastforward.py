@@ -34,14 +34,16 @@ from unicorn.x86_const import UC_X86_REG_RIP
 from ..checkpoint import save_device
 from ..core import engine as core
 from . import layout as K
-from .scheduler import NO_LIMIT, SLICE_INSTRUCTIONS
+from .scheduler import MAX_SLICE_INSTRUCTIONS, NO_LIMIT, SLICE_INSTRUCTIONS
 
 MAX_BLOCKS = 64  # straight stretches of code (slices) in one observed iteration at most
 MAX_ITERATION = 4096  # instructions in one observed iteration at most
 MIN_SKIP = 4  # fewer iterations than this are not worth a skip
 MIN_GAP = 1024  # instructions to the horizon below which no loop is looked for
 NEAR = 256  # bytes: two slice ends this close may be in the same loop
-SLICE = SLICE_INSTRUCTIONS  # the normal slice
+SLICE = SLICE_INSTRUCTIONS  # the first slice, and the one to grow back to after a skip
+MAX_SLICE = MAX_SLICE_INSTRUCTIONS  # ... and the longest, where looks keep failing:
+LONG_AFTER = 8  # once the back-off passes up this many candidates
 SHORT_SLICE = 4096  # the slice after a skip: the loop is likely to come back soon
 IO_SLICE = 256  # port accesses that end a slice to look for a loop ...
 MAX_IO_SLICE = 4096  # ... and at most, after failed looks
@@ -114,7 +116,10 @@ class FastForward:
         """A slice ended at its deadline: look for a loop there and skip it if it is a fixed
         point. Returns how the run goes on: a deadline end (skipped or not), or the end of one
         of the observed blocks (an exception, HLT, an exit...) for the run loop to handle."""
-        self.slice_budget = min(SLICE, self.slice_budget * 2)
+        # slices grow back to their normal length, and past it where the loop here has been
+        # no fixed point again and again (a loop that computes): looks cost little there
+        grown = MAX_SLICE if self._backoff >= LONG_AFTER else SLICE
+        self.slice_budget = min(grown, self.slice_budget * 2)
         m = self.machine
         c = m.core
         rip = c.uc.reg_read(UC_X86_REG_RIP)

@@ -28,8 +28,14 @@ from ..errors import EngineError
 from . import layout as K
 
 NO_LIMIT = 1 << 62
-# A slice is the longest stretch run without looking at the wall clock or the devices.
+# A slice is the longest stretch run without looking at the wall clock or the devices. Each
+# slice end costs Python's run loop, and its cut block (the deadline falls inside a block: it
+# is cut there, and the rest starts a block of its own) a translation or two: about 0.1 ms in
+# all, 12 % of a 41-instruction loop's time at 2 million instructions a slice (bench/irq.py).
+# So slices grow to MAX_SLICE_INSTRUCTIONS, from SLICE_INSTRUCTIONS where fast-forward looks
+# for a polling loop (emu/clock/fastforward.py: it starts there, and again after a skip).
 SLICE_INSTRUCTIONS = 2_000_000
+MAX_SLICE_INSTRUCTIONS = 16_000_000
 _HFLAGS_SLOT = ENV_HFLAGS // 4  # in the core's 32-bit view of env
 _ICOUNT = K.CTX_ICOUNT
 
