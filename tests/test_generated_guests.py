@@ -515,6 +515,17 @@ def test_a_guest_that_overwrites_its_ud_handler_and_runs_its_tables_as_code(
     _check(bench, code, random.Random(6), full=True, fresh=True, tmp=tmp_path)
 
 
+def _exits_7_on_every_route(bench, code: bytes, rng: random.Random, tmp) -> None:
+    """``code`` (padded with HLTs) runs to its debug-exit 7, and every route agrees at every
+    count it passes."""
+    code += b"\xf4" * (CODE_SIZE - len(code))
+    m = bench.machine
+    m.restore(bench.start(code))
+    r = m.run(max_instructions=LIMIT)
+    assert (r.stop_reason, r.exit_code) == ("debug-exit", 7), r.detail
+    _check(bench, code, rng, full=True, fresh=False, tmp=tmp)
+
+
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.name)
 def test_opcode_8f_is_a_pop_whatever_its_reg_field(benches, kind, tmp_path) -> None:
     """8F with a ModRM reg field other than 0 is POP r/m to the CPU core, where capstone reads
@@ -523,12 +534,7 @@ def test_opcode_8f_is_a_pop_whatever_its_reg_field(benches, kind, tmp_path) -> N
     bench = benches[kind]
     code = b"\x31\xc0\x50" + b"\x8f\xe8\x78\xa2\xc0\xc0\x00" + b"\x8f\x10"  # ...; pop (%eax)
     code += b"\xb0\x07\xe6\xf4"  # exit 7
-    code += b"\xf4" * (CODE_SIZE - len(code))
-    m = bench.machine
-    m.restore(bench.start(code))
-    r = m.run(max_instructions=LIMIT)
-    assert (r.stop_reason, r.exit_code) == ("debug-exit", 7), r.detail
-    _check(bench, code, random.Random(8), full=True, fresh=False, tmp=tmp_path)
+    _exits_7_on_every_route(bench, code, random.Random(8), tmp_path)
 
 
 def test_a_single_step_trap_comes_before_the_interrupt_its_out_raised(benches, tmp_path) -> None:
@@ -626,9 +632,4 @@ def test_a_vex_instruction_capstone_refuses_counts_as_the_cpu_runs_it(benches, k
     bench = benches[kind]
     loop = b"\xc5\xe6\x42\xff\xc5\xe6\x21\x50" + b"\x90" + b"\xe2\xf5"  # 1: both; nop; loop 1b
     code = b"\xb9\x05\x00\x00\x00" + loop + b"\xb0\x07\xe6\xf4"  # mov $5, %ecx; ...; exit 7
-    code += b"\xf4" * (CODE_SIZE - len(code))
-    m = bench.machine
-    m.restore(bench.start(code))
-    r = m.run(max_instructions=LIMIT)
-    assert (r.stop_reason, r.exit_code) == ("debug-exit", 7), r.detail
-    _check(bench, code, random.Random(9), full=True, fresh=False, tmp=tmp_path)
+    _exits_7_on_every_route(bench, code, random.Random(9), tmp_path)

@@ -320,9 +320,10 @@ class FastForward:
         """How many instructions from RIP on run in a straight line: up to and including the
         first that may go elsewhere (a jump, a call, a return, an interrupt...), and short of
         the loop ``head``; at most ``_STRAIGHT``, at least 1. The observed slices end there, so
-        the head can only come at a slice's end. (Where the guessed length is wrong, as when the code is rewritten or an exception
-        leaves the stretch, the head may be missed and the loop is not skipped: the length
-        decides only how fast the observation goes, never what it finds.)"""
+        the head can only come at a slice's end. (Where the guessed length is wrong, as when
+        the code is rewritten or an exception leaves the stretch, the head may be missed and
+        the loop is not skipped: the length decides only how fast the observation goes, never
+        what it finds.)"""
         c = self.machine.core
         rip = c.uc.reg_read(UC_X86_REG_RIP)
         hflags = c.internals.hflags

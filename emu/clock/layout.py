@@ -147,6 +147,22 @@ PY_IO_CLOSED = 1
 PY_IO_OPEN = 2
 CTX_SIZE = 71
 
+
+class ContextSlot:
+    """An attribute that is one word of the clock context (its owner's ``_ctxv``), where the
+    compiled hooks read and write it."""
+
+    def __init__(self, slot: int, doc: str = "") -> None:
+        self.slot = slot
+        self.__doc__ = doc
+
+    def __get__(self, owner, _type=None):
+        return self if owner is None else owner._ctxv[self.slot]
+
+    def __set__(self, owner, value: int) -> None:
+        owner._ctxv[self.slot] = value
+
+
 # The PIT shadow (uint64 words): per channel (PIT_STRIDE words from channel * PIT_STRIDE) ...
 PIT_LIVE = 0  # 1: published (devices/pit8254.py CounterReads); the hooks own the two below
 PIT_START_TICK = 1  # CounterReads.start_tick

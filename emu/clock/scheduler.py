@@ -83,8 +83,6 @@ class Scheduler:
         self._idle_ns = 0
         # False: every port access reschedules (the reference the fast path is tested against)
         self.io_fast_path = True
-        self.io_count = 0
-        self.io_budget = NO_LIMIT
         self._watched: tuple = ()  # what after_io looks at: the timed devices and the PICs
         self._unwatched = False  # a timed device without ``events_changed``: always reschedule
         self._due = 0  # the earliest event at the last schedule, as an instruction count
@@ -115,22 +113,10 @@ class Scheduler:
 
     # Port accesses that reached Python in the running slice, and how many end it (the machine
     # sets both per slice; fast-forward looks for a polling loop where it ends). They live in
-    # the clock context, where the compiled IN and OUT hooks count what they pass on.
-    @property
-    def io_count(self) -> int:
-        return self._ctxv[K.CTX_PY_IO_COUNT]
-
-    @io_count.setter
-    def io_count(self, value: int) -> None:
-        self._ctxv[K.CTX_PY_IO_COUNT] = value
-
-    @property
-    def io_budget(self) -> int:
-        return self._ctxv[K.CTX_PY_IO_BUDGET]
-
-    @io_budget.setter
-    def io_budget(self, value: int) -> None:
-        self._ctxv[K.CTX_PY_IO_BUDGET] = value
+    # the clock context, where the compiled IN and OUT hooks count what they pass on (the core
+    # starts them at 0 and no limit).
+    io_count = K.ContextSlot(K.CTX_PY_IO_COUNT)
+    io_budget = K.ContextSlot(K.CTX_PY_IO_BUDGET)
 
     def note_io(self) -> None:
         """Count a port or MMIO access that reached Python other than from the compiled IN and

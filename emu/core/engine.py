@@ -278,32 +278,15 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         self.ctx[K.CTX_TSC_SCALE] = 1
 
     # The TSC's state lives in the clock context, where the compiled RDTSC hook reads it.
-    @property
-    def time_offset(self) -> int:
+    time_offset = K.ContextSlot(
+        K.CTX_TIME_OFFSET,
         """TSC ticks of the virtual time spent halted (HLT skips time, not instructions); the
-        TSC ticks once per instruction, at the machine's clock rate."""
-        return self._ctxv[K.CTX_TIME_OFFSET]
-
-    @time_offset.setter
-    def time_offset(self, ticks: int) -> None:
-        self._ctxv[K.CTX_TIME_OFFSET] = ticks
-
-    @property
-    def tsc_per_instruction(self) -> int:
-        return self._ctxv[K.CTX_TSC_SCALE]
-
-    @tsc_per_instruction.setter
-    def tsc_per_instruction(self, ticks: int) -> None:
-        self._ctxv[K.CTX_TSC_SCALE] = ticks
-
-    @property
-    def tsc_reads(self) -> int:
-        """RDTSC and RDTSCP executed (fast-forward skips no loop that reads it)."""
-        return self._ctxv[K.CTX_TSC_READS]
-
-    @tsc_reads.setter
-    def tsc_reads(self, n: int) -> None:
-        self._ctxv[K.CTX_TSC_READS] = n
+        TSC ticks once per instruction, at the machine's clock rate.""",
+    )
+    tsc_per_instruction = K.ContextSlot(K.CTX_TSC_SCALE)
+    tsc_reads = K.ContextSlot(
+        K.CTX_TSC_READS, "RDTSC and RDTSCP executed (fast-forward skips no loop that reads it)."
+    )
 
     def _alloc_table(self, slots: int, pool: np.ndarray | None = None) -> None:
         self._keys = np.full(slots, K.EMPTY_KEY, np.uint64)
