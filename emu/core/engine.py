@@ -989,6 +989,11 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
                 end += pop
                 last = "pop"
                 continue
+            mov = self._mov_imm_length(code, end - pc, bits)
+            if mov:
+                end += mov
+                last = "mov"
+                continue
             vex = self._vex_length(code, end - pc, bits)
             if vex:
                 end += vex
@@ -1016,13 +1021,44 @@ class UnicornCore(CpuInstructions, ExceptionRaising):
         POP r/m (its translator ignores the field: measured), where capstone reads AMD's XOP
         prefix into it (`8f e8 78 a2 c0 10`: a 6-byte VPCMOV, where the CPU runs 2 bytes) or
         nothing at all (`8f 10`). Its length is that of the POP with the field cleared."""
-        i = at
-        while i < len(code) and i - at < 14 and _is_prefix(code[i], bits):
-            i += 1
+        i, _rex = self._skip_prefixes(code, at, bits)
         if i + 1 >= len(code) or code[i] != 0x8F or not code[i + 1] & 0x38:
             return 0
-        pop = code[at : i + 1] + bytes([code[i + 1] & 0xC7]) + code[i + 2 : at + 15]
-        insn = next(iter(self._disasm[bits].disasm_lite(pop, 0, 1)), None)
+        return self._length_with_reg_cleared(code, at, i, bits)
+
+    def _mov_imm_length(self, code: bytes, at: int, bits: int) -> int:
+        """The length of the instruction at offset ``at`` of ``code`` if it is opcode C6 or C7
+        on a register with ModRM reg field 7 and r/m other than 0, else 0. The CPU core's
+        translator takes reg 7 there (the XABORT and XBEGIN encodings, `c6 f8` and `c7 f8`,
+        which it runs as MOV to AL or EAX) and runs every r/m as MOV r/m, imm (`c6 f9 00`:
+        MOV CL, 0, measured), where capstone refuses all but r/m 0. REX.R makes the field 15,
+        which the translator refuses too. Its length is that of the MOV with the field 0."""
+        i, rex = self._skip_prefixes(code, at, bits)
+        if i + 1 >= len(code) or code[i] not in (0xC6, 0xC7) or rex & 0x4:
+            return 0
+        modrm = code[i + 1]
+        if modrm & 0xF8 != 0xF8 or modrm == 0xF8:
+            return 0
+        return self._length_with_reg_cleared(code, at, i, bits)
+
+    @staticmethod
+    def _skip_prefixes(code: bytes, at: int, bits: int) -> tuple[int, int]:
+        """The offset of the opcode after the prefixes at ``at``, and the last REX byte among
+        them (0 for none: the translator takes the last one's bits wherever it stands)."""
+        i, rex = at, 0
+        while i < len(code) and i - at < 14 and _is_prefix(code[i], bits):
+            if code[i] & 0xF0 == 0x40:
+                rex = code[i]
+            i += 1
+        return i, rex
+
+    def _length_with_reg_cleared(self, code: bytes, at: int, opcode: int, bits: int) -> int:
+        """The length capstone gives the instruction at ``at`` with the reg field of the ModRM
+        byte after its one-byte ``opcode`` (an offset) set to 0; 0 if it decodes none."""
+        cleared = (
+            code[at : opcode + 1] + bytes([code[opcode + 1] & 0xC7]) + code[opcode + 2 : at + 15]
+        )
+        insn = next(iter(self._disasm[bits].disasm_lite(cleared, 0, 1)), None)
         return insn[1] if insn is not None else 0
 
     def _vex_length(self, code: bytes, at: int, bits: int) -> int:
